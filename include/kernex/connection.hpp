@@ -1,0 +1,66 @@
+// Connection files: how a client finds a kernel's five sockets and its key.
+// Same JSON format as jupyter_client (shell_port, iopub_port, stdin_port,
+// control_port, hb_port, ip, key, transport, signature_scheme, kernel_name).
+// Files are written 0600 from creation; keys are 32 random bytes from
+// OpenSSL's RNG, as hex. Transports: tcp (free ports are allocated here) and
+// ipc (ZeroMQ unix sockets "ipc://<ip>-<port>").
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace kernex {
+
+struct connection_info {
+    std::string transport = "tcp";  // "tcp" or "ipc"
+    std::string ip = "127.0.0.1";   // for ipc: the socket path prefix
+    std::uint16_t shell_port = 0;
+    std::uint16_t iopub_port = 0;
+    std::uint16_t stdin_port = 0;
+    std::uint16_t control_port = 0;
+    std::uint16_t hb_port = 0;
+    std::string key;
+    std::string signature_scheme = "hmac-sha256";
+    std::string kernel_name;
+
+    // "tcp://127.0.0.1:5555" or "ipc:///path/kernel-3"
+    std::string endpoint(std::uint16_t port) const;
+    std::string shell_endpoint() const { return endpoint(shell_port); }
+    std::string iopub_endpoint() const { return endpoint(iopub_port); }
+    std::string stdin_endpoint() const { return endpoint(stdin_port); }
+    std::string control_endpoint() const { return endpoint(control_port); }
+    std::string hb_endpoint() const { return endpoint(hb_port); }
+
+    nlohmann::json to_json() const;
+    // Throws kernex::error(invalid_argument) naming `source` (a file name) and
+    // the missing or bad field.
+    static connection_info from_json(const nlohmann::json& j, const std::string& source = "connection info");
+};
+
+// Reads and validates a connection file. Throws kernex::error(not_found) when
+// missing, (invalid_argument) on bad JSON or a bad field, naming the file.
+connection_info read_connection_file(const std::filesystem::path& path);
+
+// Writes info to path with mode 0600 from creation (never world-readable),
+// atomically (temp file + rename in the same directory). Creates parent
+// directories (0700). Throws kernex::error(io_error).
+void write_connection_file(const std::filesystem::path& path, const connection_info& info);
+
+// 32 random bytes from OpenSSL's RNG as 64 hex characters.
+std::string random_key();
+
+// Returns info with a fresh key and five ports. For tcp the ports are free on
+// info.ip now and not handed out by this process recently (so concurrent
+// launches in one process never collide); for ipc, numbers whose socket
+// files do not exist. Throws kernex::error(io_error).
+connection_info allocate_ports(connection_info info);
+
+// Jupyter's runtime dir: $JUPYTER_RUNTIME_DIR, else $JUPYTER_DATA_DIR/runtime,
+// else ~/.local/share/jupyter/runtime.
+std::filesystem::path jupyter_runtime_dir();
+
+}  // namespace kernex

@@ -1,0 +1,112 @@
+// Child processes: spawning (own session and process group, every fd but
+// stdio closed, chosen environment and directory), reading their output
+// against one deadline with a byte cap, and stopping them (signal to the
+// whole group, wait, SIGKILL, reap). Every child is reaped; a child_process
+// destructor leaves no process behind.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kernex {
+
+using clock = std::chrono::steady_clock;
+
+// Where a child's stdout/stderr go.
+enum class output_mode {
+    inherit,  // the parent's
+    null,     // /dev/null
+    pipe,     // a pipe the parent reads (stderr: a second pipe, see merge_stderr)
+    file,     // appended to spawn_options::log_file
+};
+
+struct spawn_options {
+    std::vector<std::string> argv;                   // argv[0] is searched on PATH when it has no '/'
+    std::optional<std::filesystem::path> cwd;
+    bool inherit_environment = true;                 // start from the parent's environment
+    std::map<std::string, std::string> env;          // set (or override) these
+    output_mode stdout_mode = output_mode::pipe;
+    output_mode stderr_mode = output_mode::pipe;
+    bool merge_stderr = true;                        // with pipe: stderr into the stdout pipe, in arrival order
+    std::filesystem::path log_file;                  // with output_mode::file
+};
+
+// A running (or exited, not yet reaped) child, leader of its own session and
+// process group. Move-only.
+class child_process {
+public:
+    // Spawns the child. Throws kernex::error(launch_failed) naming argv[0] when
+    // it cannot be executed (not found, not executable), with errno's text.
+    explicit child_process(const spawn_options& options);
+    child_process() = default;
+    ~child_process();  // stop(): no process and no zombie left
+    child_process(child_process&& other) noexcept;
+    child_process& operator=(child_process&& other) noexcept;
+
+    int pid() const noexcept { return m_pid; }
+    // A pidfd: becomes readable when the child exits (poll it with others). -1 if none.
+    int pidfd() const noexcept { return m_pidfd; }
+    // The read end of the stdout pipe (with pipe mode), -1 otherwise. Non-blocking.
+    int stdout_fd() const noexcept { return m_stdout; }
+    int stderr_fd() const noexcept { return m_stderr; }
+    void close_stdout() noexcept;
+
+    bool running() noexcept;  // reaps when it has exited
+    // Waits for exit until deadline. Returns the wait status (as waitpid's) or
+    // nullopt when still running at the deadline.
+    std::optional<int> wait_until(clock::time_point deadline) noexcept;
+    // The wait status once reaped.
+    std::optional<int> status() const noexcept { return m_status; }
+
+    // Sends sig to the whole process group (children of the child included).
+    // Returns false when the group no longer exists.
+    bool signal_group(int sig) noexcept;
+
+    // SIGTERM to the group, wait up to grace, SIGKILL to the group, reap.
+    // grace = 0 skips straight to SIGKILL. Idempotent, noexcept.
+    void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) noexcept;
+
+private:
+    void reap_group() noexcept;
+    int m_pid = -1;
+    int m_pidfd = -1;
+    int m_stdout = -1;
+    int m_stderr = -1;
+    std::optional<int> m_status;
+};
+
+// Describes a wait status: "exit code 3", "killed by signal 9 (SIGKILL)".
+std::string describe_status(int wait_status);
+// Exit code as a shell reports it: the code, or 128 + signal.
+int exit_code_of(int wait_status) noexcept;
+
+struct run_options {
+    std::chrono::milliseconds timeout{60'000};
+    std::size_t max_output = 1u << 20;                 // bytes kept; the rest is drained and counted
+    std::function<void(std::string_view)> on_output;   // called as output arrives (within the cap)
+};
+
+struct run_result {
+    int exit_code = 0;            // 124 on timeout, 128+N when killed by signal N
+    std::string output;           // stdout and stderr as they arrived, capped
+    bool timed_out = false;
+    bool truncated = false;
+    std::uint64_t dropped_bytes = 0;
+    std::chrono::nanoseconds elapsed{};
+};
+
+// Runs a child to completion with stdin from /dev/null, stdout+stderr merged
+// into one pipe. On timeout the whole process group is killed (background
+// children included) and partial output kept. Output beyond max_output is
+// read and dropped so the child never blocks. Throws kernex::error only when
+// the child cannot be spawned.
+run_result run_process(spawn_options options, const run_options& limits);
+
+}  // namespace kernex

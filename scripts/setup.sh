@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs every Debian package that kernex's build, tests and demo need.
+# Idempotent: nothing is installed when everything is present, and
+# `apt-get update` runs only when something is missing. Debian packages only.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ meson ninja-build pkg-config cmake
+  libzmq3-dev cppzmq-dev nlohmann-json3-dev libssl-dev doctest-dev
+  xeus-dev libboost-dev libcli11-dev
+  # fuzzing and sanitizers (clang's libFuzzer and runtimes)
+  clang libclang-rt-14-dev
+  # real kernels and reference clients for the tests, benchmarks and demo
+  python3-ipykernel python3-jupyter-client python3-jupyter-server
+  python3-jupyter-kernel-test python3-numpy python3-matplotlib
+  # docker suite: a real dockerd and local images without a registry
+  docker.io busybox-static debootstrap bubblewrap
+  # process inspection in tests
+  procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: missing packages: ${missing[*]}" >&2
+  echo "setup: run as root (or install them with apt-get) and try again" >&2
+  exit 1
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
