@@ -1,0 +1,174 @@
+// kernel_client: talks to one Jupyter kernel over a transport. execute()
+// sends code and returns an execution value (status, outputs in arrival
+// order, reply, elapsed time); outputs can also be streamed to a handler as
+// they arrive. Every call has one deadline for the whole operation and
+// returns when the kernel dies. Single-threaded: use a client from one
+// thread at a time.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kernex/connection.hpp"
+#include "kernex/message.hpp"
+#include "kernex/transport.hpp"
+
+namespace kernex {
+
+// The outputs a cell can produce, as they appear on iopub.
+namespace outputs {
+struct stream {
+    std::string name;  // "stdout" or "stderr"
+    std::string text;
+};
+struct display_data {
+    json data;
+    json metadata;
+    json transient;    // may hold display_id
+};
+struct update_display_data {
+    json data;
+    json metadata;
+    std::string display_id;
+};
+struct execute_result {
+    int execution_count = 0;
+    json data;
+    json metadata;
+};
+struct error {
+    std::string ename;
+    std::string evalue;
+    std::vector<std::string> traceback;
+};
+struct clear_output {
+    bool wait = false;
+};
+}  // namespace outputs
+
+using output = std::variant<outputs::stream, outputs::display_data, outputs::update_display_data,
+                            outputs::execute_result, outputs::error, outputs::clear_output>;
+
+enum class execution_status { ok, error, aborted, timeout, kernel_died };
+std::string_view to_string(execution_status s) noexcept;
+
+struct execution {
+    execution_status status = execution_status::ok;
+    int execution_count = 0;
+    std::vector<output> outputs;       // in arrival order
+    json reply = json::object();       // execute_reply content (empty when none arrived)
+    std::chrono::nanoseconds elapsed{};
+    bool restarted = false;            // the kernel stayed busy after a timeout and was restarted
+    bool input_unanswered = false;     // the kernel asked for input and no handler was set
+    std::string note;                  // why, for timeout / kernel_died / restarted
+
+    // All stream text, in order (stdout and stderr interleaved as they arrived).
+    std::string stream_text() const;
+    // The text/plain of the execute_result, if any.
+    std::optional<std::string> result_text() const;
+    // The error output, if any.
+    const outputs::error* error() const;
+};
+
+struct input_request {
+    std::string prompt;
+    bool password = false;
+};
+
+struct execute_options {
+    bool silent = false;
+    bool store_history = true;
+    json user_expressions = json::object();
+    bool allow_stdin = true;
+    bool stop_on_error = true;
+    // One deadline for the whole cell; nullopt waits as long as the kernel lives.
+    std::optional<std::chrono::milliseconds> timeout;
+    // After a timeout: how long to wait for the interrupted cell to end
+    // before the kernel is restarted.
+    std::chrono::milliseconds interrupt_grace{3000};
+    std::function<void(const output&)> on_output;
+    // Answers input_request; without it the kernel gets "" and the result says so.
+    std::function<std::string(const input_request&)> on_input;
+};
+
+// What a kernel_client needs from whoever runs the kernel (kernel_manager):
+// interrupting per the kernelspec, restarting, and knowing when it died.
+class kernel_control {
+public:
+    virtual ~kernel_control() = default;
+    virtual void interrupt() = 0;
+    // Restarts the kernel process (same connection), noexcept-ish: throws kernex::error on failure.
+    virtual void restart_kernel() = 0;
+    // A pollable fd readable once the current kernel process is dead, or -1.
+    // Valid until the generation changes.
+    virtual int death_fd() = 0;
+    // Increments every time a new kernel process replaces the old one.
+    virtual std::uint64_t generation() = 0;
+};
+
+struct client_options {
+    std::string session;               // default: a new id
+    std::string username = "kernex";
+    // Heartbeat for kernels kernex did not launch (0 disables).
+    std::chrono::milliseconds heartbeat_period{1000};
+    codec_options codec{};
+};
+
+class kernel_client {
+public:
+    // A client over an existing transport.
+    kernel_client(std::unique_ptr<transport> t, std::string session, std::string username = "kernex");
+    // Connects to a kernel kernex did not start, from its connection file.
+    // Throws kernex::error when the file is missing or malformed.
+    static kernel_client from_connection_file(const std::filesystem::path& path, client_options options = {});
+    static kernel_client from_connection_info(const connection_info& info, client_options options = {});
+
+    kernel_client(kernel_client&&) noexcept;
+    kernel_client& operator=(kernel_client&&) noexcept;
+    ~kernel_client();
+
+    // Runs code; see execution. Throws only on transport failures and bad arguments.
+    execution execute(const std::string& code, const execute_options& options = {});
+
+    // Waits until the kernel answers kernel_info and iopub is proven
+    // subscribed. Throws kernex::error(timeout) or (kernel_died).
+    json wait_for_ready(std::chrono::milliseconds timeout);
+
+    // Request/reply helpers: each returns the reply content; throws
+    // kernex::error(timeout) or (kernel_died).
+    json kernel_info(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json complete(const std::string& code, int cursor_pos, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json inspect(const std::string& code, int cursor_pos, int detail_level = 0,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json is_complete(const std::string& code, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json history(json request = {{"hist_access_type", "tail"}, {"n", 10}, {"output", false}, {"raw", true}},
+                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json comm_info(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // shutdown_request on control; returns the reply (or throws on timeout).
+    json shutdown(bool restart = false, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // interrupt_request on control (interrupt_mode message).
+    json interrupt_request(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+    // Sends a request on a channel and waits for its reply (any msg_type).
+    message request(channel ch, const std::string& msg_type, json content, std::chrono::milliseconds timeout);
+
+    void set_control(kernel_control* control) noexcept;
+    const std::string& session() const noexcept;
+    transport& get_transport() noexcept;
+    // Messages dropped because they failed verification, by reason.
+    reject_counters rejected() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> m_impl;
+};
+
+}  // namespace kernex

@@ -1,0 +1,66 @@
+// transport: how kernel_client's messages reach a kernel and come back.
+// The request/reply logic lives in kernel_client; a transport only moves
+// verified messages on the four message channels (shell, iopub, stdin,
+// control) and says when the peer is known to be dead. zmq_transport speaks
+// ZeroMQ to a local kernel; the gateway module adds a websocket one.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kernex/connection.hpp"
+#include "kernex/message.hpp"
+
+namespace kernex {
+
+enum class channel : std::uint8_t { shell, iopub, stdin_channel, control };
+std::string_view to_string(channel ch) noexcept;
+
+struct incoming {
+    kernex::channel channel = channel::shell;
+    kernex::message message;
+};
+
+enum class receive_status { message, timeout, peer_dead };
+
+class transport {
+public:
+    virtual ~transport() = default;
+
+    // Sends msg on ch (signing it). Throws kernex::error(io_error) when the
+    // transport is closed or broken.
+    virtual void send(channel ch, const message& msg) = 0;
+
+    // Waits for the next verified message on any channel until deadline.
+    // Returns message (out filled), timeout, or peer_dead (the death fd became
+    // readable, the heartbeat failed, or the connection was closed by the
+    // peer). Messages that fail verification are dropped and counted; they
+    // never end the wait.
+    virtual receive_status receive(std::chrono::steady_clock::time_point deadline, incoming& out) = 0;
+
+    // A file descriptor that becomes readable when the kernel is dead (the
+    // kernel process's pidfd). -1 to stop watching. The transport does not
+    // own it.
+    virtual void watch_death_fd(int fd) = 0;
+
+    // Messages dropped because they failed verification, by reason.
+    virtual reject_counters rejected() const = 0;
+};
+
+struct zmq_transport_options {
+    // Heartbeat period; zero disables the heartbeat (kernels kernex launched
+    // are watched through their process instead). A kernel is declared dead
+    // when a ping gets no echo within one period.
+    std::chrono::milliseconds heartbeat_period{0};
+    codec_options codec{};
+};
+
+// A transport over ZeroMQ to the five sockets of a connection file. The
+// shell and stdin sockets share the session as their routing identity, as
+// kernels expect for input requests.
+std::unique_ptr<transport> make_zmq_transport(const connection_info& info, const std::string& session,
+                                              zmq_transport_options options = {});
+
+}  // namespace kernex
