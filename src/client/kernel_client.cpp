@@ -1,0 +1,381 @@
+// kernel_client: the request/reply logic of the Jupyter protocol, above any
+// transport. A request is done when its reply has arrived (and, for
+// execute, the iopub "idle" status for it too); only messages whose parent
+// is the request count. Every wait has one deadline and ends when the
+// transport reports the kernel dead.
+#include "kernex/kernel_client.hpp"
+
+#include <unistd.h>
+
+#include <unordered_set>
+
+#include "kernex/error.hpp"
+
+namespace kernex {
+
+using steady = std::chrono::steady_clock;
+
+std::string_view to_string(execution_status s) noexcept {
+    switch (s) {
+    case execution_status::ok: return "ok";
+    case execution_status::error: return "error";
+    case execution_status::aborted: return "aborted";
+    case execution_status::timeout: return "timeout";
+    case execution_status::kernel_died: return "kernel_died";
+    }
+    return "unknown";
+}
+
+std::string execution::stream_text() const {
+    std::string text;
+    for (const auto& o : outputs)
+        if (auto* s = std::get_if<outputs::stream>(&o)) text += s->text;
+    return text;
+}
+
+std::optional<std::string> execution::result_text() const {
+    for (const auto& o : outputs)
+        if (auto* r = std::get_if<outputs::execute_result>(&o))
+            if (r->data.contains("text/plain") && r->data["text/plain"].is_string())
+                return r->data["text/plain"].get<std::string>();
+    return std::nullopt;
+}
+
+const outputs::error* execution::error() const {
+    for (const auto& o : outputs)
+        if (auto* e = std::get_if<outputs::error>(&o)) return e;
+    return nullptr;
+}
+
+namespace {
+
+// Owns a watch fd from kernel_control for the length of one request.
+class watched_fd {
+public:
+    watched_fd(transport& t, kernel_control* control) : m_transport(t), m_fd(control ? control->watch_fd() : -1) {
+        m_transport.watch_death_fd(m_fd);
+    }
+    ~watched_fd() {
+        m_transport.watch_death_fd(-1);
+        if (m_fd >= 0) ::close(m_fd);
+    }
+    watched_fd(const watched_fd&) = delete;
+    watched_fd& operator=(const watched_fd&) = delete;
+
+private:
+    transport& m_transport;
+    int m_fd;
+};
+
+std::string str(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
+}
+
+json obj(const json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_object() ? *it : json::object();
+}
+
+// Turns an iopub message into an output; nullopt for status, execute_input and others.
+std::optional<output> to_output(const message& m) {
+    const auto& c = m.content;
+    const auto& type = m.msg_type();
+    if (type == "stream") return outputs::stream{str(c, "name"), str(c, "text")};
+    if (type == "display_data") return outputs::display_data{obj(c, "data"), obj(c, "metadata"), obj(c, "transient")};
+    if (type == "update_display_data")
+        return outputs::update_display_data{obj(c, "data"), obj(c, "metadata"), str(obj(c, "transient"), "display_id")};
+    if (type == "execute_result") {
+        int count = c.contains("execution_count") && c["execution_count"].is_number_integer()
+                        ? c["execution_count"].get<int>()
+                        : 0;
+        return outputs::execute_result{count, obj(c, "data"), obj(c, "metadata")};
+    }
+    if (type == "error") {
+        outputs::error e{str(c, "ename"), str(c, "evalue"), {}};
+        if (auto it = c.find("traceback"); it != c.end() && it->is_array())
+            for (const auto& line : *it)
+                if (line.is_string()) e.traceback.push_back(line.get<std::string>());
+        return e;
+    }
+    if (type == "clear_output") return outputs::clear_output{c.value("wait", false)};
+    return std::nullopt;
+}
+
+steady::time_point deadline_after(std::optional<std::chrono::milliseconds> timeout) {
+    return timeout ? steady::now() + *timeout : steady::time_point::max();
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(ms.count()) / 1000.0);
+    return buf;
+}
+
+}  // namespace
+
+struct kernel_client::impl {
+    std::unique_ptr<transport> t;
+    std::string session;
+    std::string username;
+    kernel_control* control = nullptr;
+    std::uint64_t ready_generation = 0;
+
+    message send(channel ch, const std::string& type, json content) {
+        auto msg = make_request(type, std::move(content), session, username);
+        t->send(ch, msg);
+        return msg;
+    }
+
+    // A kernel replaced since the last request (restarted by the restarter
+    // thread) may not have our iopub subscription yet: prove it first.
+    void ensure_ready(steady::time_point deadline) {
+        if (!control || control->generation() == ready_generation) return;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+        wait_ready(std::min(left, std::chrono::milliseconds(60'000)));
+    }
+
+    json wait_ready(std::chrono::milliseconds timeout) {
+        auto deadline = steady::now() + timeout;
+        if (control) ready_generation = control->generation();
+        watched_fd watch(*t, control);
+        std::unordered_set<std::string> asked;
+        auto ask = [&] { asked.insert(send(channel::shell, "kernel_info_request", json::object()).header.msg_id); };
+        ask();
+        auto last_ask = steady::now();
+        std::optional<json> reply;
+        bool iopub_seen = false;
+        incoming in;
+        for (;;) {
+            // Without a reply, ask again now and then (a request sent while a
+            // restarted kernel was binding may be lost); with a reply but no
+            // iopub message yet, ask again soon: its busy/idle status proves
+            // the subscription.
+            auto resend_after = reply ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000);
+            auto wake = std::min(deadline, last_ask + resend_after);
+            auto st = t->receive(wake, in);
+            if (st == receive_status::peer_dead)
+                throw error(errc::kernel_died, "the kernel died before it was ready");
+            if (st == receive_status::timeout) {
+                if (steady::now() >= deadline)
+                    throw error(errc::timeout, "the kernel was not ready within " + seconds_text(timeout) +
+                                                   (reply ? " (no message arrived on iopub)" : ""));
+                ask();
+                last_ask = steady::now();
+                continue;
+            }
+            if (in.channel == channel::iopub) iopub_seen = true;
+            if (in.channel == channel::shell && in.message.msg_type() == "kernel_info_reply" &&
+                asked.count(in.message.parent_header.msg_id))
+                reply = in.message.content;
+            if (reply && iopub_seen) return *reply;
+        }
+    }
+
+    message wait_reply(const message& request, channel ch, steady::time_point deadline, const std::string& what) {
+        watched_fd watch(*t, control);
+        incoming in;
+        for (;;) {
+            auto st = t->receive(deadline, in);
+            if (st == receive_status::peer_dead)
+                throw error(errc::kernel_died, "the kernel died before answering " + what);
+            if (st == receive_status::timeout) throw error(errc::timeout, "the kernel did not answer " + what + " in time");
+            if (in.channel == ch && in.message.parent_header.msg_id == request.header.msg_id) return std::move(in.message);
+        }
+    }
+
+    // Receives until both the execute reply and iopub idle for it arrived, the
+    // deadline passes, or the kernel dies. Returns the last receive status.
+    receive_status collect(const message& request, execution& result, const execute_options& o,
+                           steady::time_point deadline, bool& got_reply, bool& got_idle) {
+        incoming in;
+        while (!(got_reply && got_idle)) {
+            auto st = t->receive(deadline, in);
+            if (st != receive_status::message) return st;
+            auto& m = in.message;
+            if (m.parent_header.msg_id != request.header.msg_id) continue;
+            switch (in.channel) {
+            case channel::iopub:
+                if (m.msg_type() == "status") {
+                    if (str(m.content, "execution_state") == "idle") got_idle = true;
+                } else if (auto out = to_output(m)) {
+                    if (o.on_output) o.on_output(*out);
+                    result.outputs.push_back(std::move(*out));
+                }
+                break;
+            case channel::shell:
+                if (m.msg_type() == "execute_reply") {
+                    result.reply = m.content;
+                    if (m.content.contains("execution_count") && m.content["execution_count"].is_number_integer())
+                        result.execution_count = m.content["execution_count"].get<int>();
+                    got_reply = true;
+                }
+                break;
+            case channel::stdin_channel:
+                if (m.msg_type() == "input_request") answer_input(m, result, o);
+                break;
+            case channel::control: break;
+            }
+        }
+        return receive_status::message;
+    }
+
+    void answer_input(const message& req, execution& result, const execute_options& o) {
+        input_request ask{str(req.content, "prompt"), req.content.value("password", false)};
+        std::string value;
+        if (o.on_input)
+            value = o.on_input(ask);
+        else
+            result.input_unanswered = true;
+        auto reply = make_reply(req, "input_reply", {{"value", value}}, username);
+        reply.identities.clear();  // a DEALER socket routes by itself
+        t->send(channel::stdin_channel, reply);
+    }
+
+    void interrupt() {
+        if (control) {
+            control->interrupt();
+            return;
+        }
+        // Not launched by us: ask the kernel itself (interrupt_mode message).
+        auto req = send(channel::control, "interrupt_request", json::object());
+        (void)req;
+    }
+
+    execution execute(const std::string& code, const execute_options& o) {
+        auto start = steady::now();
+        auto deadline = deadline_after(o.timeout);
+        execution result;
+        ensure_ready(deadline);
+        watched_fd watch(*t, control);
+        auto request = send(channel::shell, "execute_request",
+                            {{"code", code},
+                             {"silent", o.silent},
+                             {"store_history", o.store_history},
+                             {"user_expressions", o.user_expressions},
+                             {"allow_stdin", o.allow_stdin},
+                             {"stop_on_error", o.stop_on_error}});
+        bool got_reply = false, got_idle = false;
+        auto st = collect(request, result, o, deadline, got_reply, got_idle);
+        if (st == receive_status::timeout) {
+            result.status = execution_status::timeout;
+            result.note = "the cell did not finish within " + seconds_text(*o.timeout) + "; it was interrupted";
+            try {
+                interrupt();
+            } catch (const std::exception& e) {
+                result.note += std::string(" (interrupt failed: ") + e.what() + ")";
+            }
+            st = collect(request, result, o, steady::now() + o.interrupt_grace, got_reply, got_idle);
+            if (st == receive_status::timeout) restart_stuck(result);
+        }
+        if (st == receive_status::peer_dead) {
+            result.status = execution_status::kernel_died;
+            result.note = "the kernel died while running the cell";
+        } else if (result.status != execution_status::timeout) {
+            auto status = str(result.reply, "status");
+            result.status = status == "ok"      ? execution_status::ok
+                            : status == "aborted" ? execution_status::aborted
+                                                  : execution_status::error;
+        }
+        result.elapsed = steady::now() - start;
+        return result;
+    }
+
+    void restart_stuck(execution& result) {
+        if (!control) {
+            result.note += "; the kernel is still busy (it was not started by kernex, so it cannot be restarted)";
+            return;
+        }
+        try {
+            control->restart_kernel();
+            result.restarted = true;
+            result.note += "; the kernel stayed busy and was restarted (its state is lost)";
+        } catch (const std::exception& e) {
+            result.note += std::string("; the kernel stayed busy and could not be restarted: ") + e.what();
+        }
+    }
+};
+
+kernel_client::kernel_client(std::unique_ptr<transport> t, std::string session, std::string username)
+    : m_impl(std::make_unique<impl>()) {
+    if (!t) throw error(errc::invalid_argument, "kernel_client needs a transport");
+    m_impl->t = std::move(t);
+    m_impl->session = session.empty() ? new_id() : std::move(session);
+    m_impl->username = std::move(username);
+}
+
+kernel_client kernel_client::from_connection_info(const connection_info& info, client_options options) {
+    auto session = options.session.empty() ? new_id() : options.session;
+    zmq_transport_options zo{options.heartbeat_period, options.codec};
+    return kernel_client(make_zmq_transport(info, session, zo), session, options.username);
+}
+
+kernel_client kernel_client::from_connection_file(const std::filesystem::path& path, client_options options) {
+    return from_connection_info(read_connection_file(path), std::move(options));
+}
+
+kernel_client::kernel_client(kernel_client&&) noexcept = default;
+kernel_client& kernel_client::operator=(kernel_client&&) noexcept = default;
+kernel_client::~kernel_client() = default;
+
+execution kernel_client::execute(const std::string& code, const execute_options& options) {
+    return m_impl->execute(code, options);
+}
+
+json kernel_client::wait_for_ready(std::chrono::milliseconds timeout) { return m_impl->wait_ready(timeout); }
+
+message kernel_client::request(channel ch, const std::string& msg_type, json content, std::chrono::milliseconds timeout) {
+    auto deadline = steady::now() + timeout;
+    m_impl->ensure_ready(deadline);
+    auto req = m_impl->send(ch, msg_type, std::move(content));
+    return m_impl->wait_reply(req, ch, deadline, msg_type);
+}
+
+json kernel_client::kernel_info(std::chrono::milliseconds timeout) {
+    return request(channel::shell, "kernel_info_request", json::object(), timeout).content;
+}
+
+json kernel_client::complete(const std::string& code, int cursor_pos, std::chrono::milliseconds timeout) {
+    return request(channel::shell, "complete_request", {{"code", code}, {"cursor_pos", cursor_pos}}, timeout).content;
+}
+
+json kernel_client::inspect(const std::string& code, int cursor_pos, int detail_level, std::chrono::milliseconds timeout) {
+    return request(channel::shell, "inspect_request",
+                   {{"code", code}, {"cursor_pos", cursor_pos}, {"detail_level", detail_level}}, timeout)
+        .content;
+}
+
+json kernel_client::is_complete(const std::string& code, std::chrono::milliseconds timeout) {
+    return request(channel::shell, "is_complete_request", {{"code", code}}, timeout).content;
+}
+
+json kernel_client::history(json req, std::chrono::milliseconds timeout) {
+    return request(channel::shell, "history_request", std::move(req), timeout).content;
+}
+
+json kernel_client::comm_info(std::chrono::milliseconds timeout) {
+    return request(channel::shell, "comm_info_request", json::object(), timeout).content;
+}
+
+json kernel_client::shutdown(bool restart, std::chrono::milliseconds timeout) {
+    auto deadline = steady::now() + timeout;
+    auto req = m_impl->send(channel::control, "shutdown_request", {{"restart", restart}});
+    return m_impl->wait_reply(req, channel::control, deadline, "shutdown_request").content;
+}
+
+json kernel_client::interrupt_request(std::chrono::milliseconds timeout) {
+    auto deadline = steady::now() + timeout;
+    auto req = m_impl->send(channel::control, "interrupt_request", json::object());
+    return m_impl->wait_reply(req, channel::control, deadline, "interrupt_request").content;
+}
+
+void kernel_client::set_control(kernel_control* control) noexcept {
+    m_impl->control = control;
+    if (control) m_impl->ready_generation = control->generation();
+}
+
+const std::string& kernel_client::session() const noexcept { return m_impl->session; }
+transport& kernel_client::get_transport() noexcept { return *m_impl->t; }
+reject_counters kernel_client::rejected() const { return m_impl->t->rejected(); }
+
+}  // namespace kernex

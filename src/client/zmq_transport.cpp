@@ -1,0 +1,272 @@
+// ZeroMQ transport: four DEALER/SUB sockets to a kernel's ROUTER/PUB
+// sockets, plus a heartbeat thread with its own REQ socket. All message
+// sockets belong to the thread that uses the transport; the heartbeat thread
+// creates, uses and closes its own socket and is stopped through an eventfd.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stop_token>
+#include <thread>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "client/zmq_context.hpp"
+#include "kernex/error.hpp"
+#include "kernex/transport.hpp"
+
+namespace kernex {
+
+std::string_view to_string(channel ch) noexcept {
+    switch (ch) {
+    case channel::shell: return "shell";
+    case channel::iopub: return "iopub";
+    case channel::stdin_channel: return "stdin";
+    case channel::control: return "control";
+    }
+    return "unknown";
+}
+
+zmq::context_t& shared_zmq_context() {
+    // Never destroyed: zmq_ctx_term at exit would wait for sockets that
+    // background threads of a still-running program might hold.
+    static auto* context = new zmq::context_t(1);
+    return *context;
+}
+
+namespace {
+
+// A Linux eventfd used to wake a poll from another thread.
+class event_fd {
+public:
+    event_fd() : m_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+        if (m_fd < 0) throw error(errc::io_error, std::string("eventfd: ") + std::strerror(errno));
+    }
+    ~event_fd() { ::close(m_fd); }
+    event_fd(const event_fd&) = delete;
+    event_fd& operator=(const event_fd&) = delete;
+    int fd() const noexcept { return m_fd; }
+    void notify() noexcept {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(m_fd, &one, sizeof one);
+    }
+    void clear() noexcept {
+        std::uint64_t value = 0;
+        [[maybe_unused]] auto n = ::read(m_fd, &value, sizeof value);
+    }
+
+private:
+    int m_fd;
+};
+
+void configure(zmq::socket_t& s) {
+    s.set(zmq::sockopt::linger, 0);
+    // Reconnect fast: a kernel that is still starting (or restarting on the
+    // same ports) is reached within a few milliseconds of binding.
+    s.set(zmq::sockopt::reconnect_ivl, 2);
+    s.set(zmq::sockopt::reconnect_ivl_max, 20);
+}
+
+// Pings the kernel's heartbeat socket once per period from its own thread.
+class heartbeat {
+public:
+    heartbeat(std::string endpoint, std::chrono::milliseconds period, event_fd& dead_event,
+              std::atomic<bool>& dead)
+        : m_thread([this, endpoint = std::move(endpoint), period, &dead_event, &dead](std::stop_token st) {
+              run(st, endpoint, period, dead_event, dead);
+          }) {}
+    ~heartbeat() {
+        m_thread.request_stop();
+        m_stop.notify();
+        m_thread.join();
+    }
+
+private:
+    void run(std::stop_token st, const std::string& endpoint, std::chrono::milliseconds period,
+             event_fd& dead_event, std::atomic<bool>& dead) {
+        using clock = std::chrono::steady_clock;
+        int misses = 0;
+        bool ever_answered = false;
+        while (!st.stop_requested()) {
+            // A REQ socket that missed its reply is stuck; a fresh one per
+            // miss keeps the state machine simple.
+            zmq::socket_t sock(shared_zmq_context(), zmq::socket_type::req);
+            configure(sock);
+            sock.connect(endpoint);
+            bool answered = true;
+            while (answered && !st.stop_requested()) {
+                auto sent_at = clock::now();
+                sock.send(zmq::buffer(std::string_view("ping")), zmq::send_flags::none);
+                answered = wait(sock, sent_at + period, st);
+                if (!answered) break;
+                ever_answered = true;
+                misses = 0;
+                if (dead.exchange(false)) dead_event.clear();
+                // Sleep out the rest of the period (wakes early on stop).
+                zmq::pollitem_t item{nullptr, m_stop.fd(), ZMQ_POLLIN, 0};
+                auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(sent_at + period - clock::now());
+                if (rest.count() > 0) zmq::poll(&item, 1, rest);
+            }
+            if (st.stop_requested()) break;
+            // Before the first echo the kernel may still be starting: allow
+            // three periods then; afterwards one missed period means dead.
+            ++misses;
+            if ((ever_answered || misses >= 3) && !dead.exchange(true)) dead_event.notify();
+        }
+    }
+
+    bool wait(zmq::socket_t& sock, std::chrono::steady_clock::time_point deadline, std::stop_token& st) {
+        while (!st.stop_requested()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
+            std::array<zmq::pollitem_t, 2> items{{{sock.handle(), 0, ZMQ_POLLIN, 0},
+                                                  {nullptr, m_stop.fd(), ZMQ_POLLIN, 0}}};
+            zmq::poll(items.data(), items.size(), left);
+            if (items[0].revents & ZMQ_POLLIN) {
+                zmq::message_t reply;
+                (void)sock.recv(reply, zmq::recv_flags::dontwait);
+                return true;
+            }
+        }
+        return false;
+    }
+
+    event_fd m_stop;
+    std::jthread m_thread;
+};
+
+class zmq_transport final : public transport {
+public:
+    zmq_transport(const connection_info& info, const std::string& session, zmq_transport_options options)
+        : m_codec(info.key, info.signature_scheme, options.codec),
+          m_shell(shared_zmq_context(), zmq::socket_type::dealer),
+          m_iopub(shared_zmq_context(), zmq::socket_type::sub),
+          m_stdin(shared_zmq_context(), zmq::socket_type::dealer),
+          m_control(shared_zmq_context(), zmq::socket_type::dealer) {
+        for (auto* s : {&m_shell, &m_iopub, &m_stdin, &m_control}) configure(*s);
+        // Kernels send input_request to the stdin peer whose identity matches
+        // the shell request's: both use the session.
+        m_shell.set(zmq::sockopt::routing_id, session);
+        m_stdin.set(zmq::sockopt::routing_id, session);
+        m_iopub.set(zmq::sockopt::subscribe, "");
+        m_iopub.set(zmq::sockopt::rcvhwm, 100000);
+        m_shell.connect(info.shell_endpoint());
+        m_iopub.connect(info.iopub_endpoint());
+        m_stdin.connect(info.stdin_endpoint());
+        m_control.connect(info.control_endpoint());
+        if (options.heartbeat_period.count() > 0)
+            m_heartbeat = std::make_unique<heartbeat>(info.hb_endpoint(), options.heartbeat_period,
+                                                      m_hb_event, m_hb_dead);
+    }
+
+    ~zmq_transport() override {
+        m_heartbeat.reset();  // joins before the eventfd it writes goes away
+    }
+
+    void send(channel ch, const message& msg) override {
+        auto frames = m_codec.encode(msg);
+        auto& sock = socket(ch);
+        for (std::size_t i = 0; i < frames.size(); ++i) {
+            auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
+            if (!sock.send(zmq::buffer(frames[i]), flags))
+                throw error(errc::io_error, "could not send on the " + std::string(to_string(ch)) + " channel");
+        }
+    }
+
+    receive_status receive(std::chrono::steady_clock::time_point deadline, incoming& out) override {
+        static constexpr std::array<channel, 4> order{channel::shell, channel::iopub, channel::stdin_channel,
+                                                      channel::control};
+        for (;;) {
+            std::array<zmq::pollitem_t, 6> items{{
+                {m_shell.handle(), 0, ZMQ_POLLIN, 0},
+                {m_iopub.handle(), 0, ZMQ_POLLIN, 0},
+                {m_stdin.handle(), 0, ZMQ_POLLIN, 0},
+                {m_control.handle(), 0, ZMQ_POLLIN, 0},
+                {nullptr, m_hb_event.fd(), ZMQ_POLLIN, 0},
+                {nullptr, m_death_fd, ZMQ_POLLIN, 0},
+            }};
+            int count = m_death_fd >= 0 ? 6 : 5;
+            auto now = std::chrono::steady_clock::now();
+            long timeout_ms = 0;
+            if (deadline > now) {
+                auto left = deadline - now;
+                timeout_ms = deadline == std::chrono::steady_clock::time_point::max()
+                                 ? -1
+                                 : std::chrono::ceil<std::chrono::milliseconds>(left).count();
+            }
+            int n = zmq::poll(items.data(), count, std::chrono::milliseconds(timeout_ms));
+            // Messages already queued are delivered before a death is
+            // reported: they hold the partial output of the last cell.
+            bool got_any = false;
+            for (std::size_t i = 0; i < order.size(); ++i) {
+                if (!(items[i].revents & ZMQ_POLLIN)) continue;
+                got_any = true;
+                if (read_one(order[i], out)) return receive_status::message;
+            }
+            if (got_any) continue;
+            if (n > 0 && ((items[4].revents & ZMQ_POLLIN) || (count == 6 && (items[5].revents & ZMQ_POLLIN)))) {
+                if (count == 6 && (items[5].revents & ZMQ_POLLIN)) return receive_status::peer_dead;
+                if (m_hb_dead.load()) return receive_status::peer_dead;
+                m_hb_event.clear();
+                continue;
+            }
+            if (m_hb_dead.load()) return receive_status::peer_dead;
+            if (std::chrono::steady_clock::now() >= deadline) return receive_status::timeout;
+        }
+    }
+
+    void watch_death_fd(int fd) override { m_death_fd = fd; }
+
+    reject_counters rejected() const override { return m_codec.rejected(); }
+
+private:
+    zmq::socket_t& socket(channel ch) {
+        switch (ch) {
+        case channel::shell: return m_shell;
+        case channel::iopub: return m_iopub;
+        case channel::stdin_channel: return m_stdin;
+        case channel::control: return m_control;
+        }
+        return m_shell;
+    }
+
+    // Reads one multipart message; false when it was rejected (or none was there).
+    bool read_one(channel ch, incoming& out) {
+        m_parts.clear();
+        auto got = zmq::recv_multipart(socket(ch), std::back_inserter(m_parts), zmq::recv_flags::dontwait);
+        if (!got) return false;
+        std::vector<std::string> frames;
+        frames.reserve(m_parts.size());
+        for (auto& p : m_parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
+        auto msg = m_codec.decode(std::move(frames));
+        if (!msg) return false;
+        out.channel = ch;
+        out.message = std::move(*msg);
+        return true;
+    }
+
+    frame_codec m_codec;
+    zmq::socket_t m_shell;
+    zmq::socket_t m_iopub;
+    zmq::socket_t m_stdin;
+    zmq::socket_t m_control;
+    std::vector<zmq::message_t> m_parts;
+    int m_death_fd = -1;
+    event_fd m_hb_event;
+    std::atomic<bool> m_hb_dead{false};
+    std::unique_ptr<heartbeat> m_heartbeat;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_zmq_transport(const connection_info& info, const std::string& session,
+                                              zmq_transport_options options) {
+    return std::make_unique<zmq_transport>(info, session, options);
+}
+
+}  // namespace kernex

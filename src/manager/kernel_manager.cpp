@@ -1,0 +1,376 @@
+// kernel_manager: launching a kernel from its kernelspec, waiting until it is
+// ready, interrupting, restarting, watching for its death and shutting it
+// down without leaving anything behind.
+//
+// Threads: the user's thread owns the kernel_client (and its sockets). The
+// restarter thread only watches the process (a pidfd, dup'ed for itself) and
+// respawns it; it never touches the client. The client notices a new kernel
+// process through generation() and proves its iopub subscription again
+// before its next request.
+#include "kernex/kernel_manager.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "kernex/error.hpp"
+#include "kernex/process.hpp"
+
+namespace kernex {
+
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_tail(const std::filesystem::path& path, std::size_t max_bytes) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    in.seekg(0, std::ios::end);
+    auto size = static_cast<std::size_t>(in.tellg());
+    auto start = size > max_bytes ? size - max_bytes : 0;
+    in.seekg(static_cast<std::streamoff>(start));
+    std::string text(size - start, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    return text;
+}
+
+bool looks_like_port_taken(const std::string& log) {
+    return log.find("Address already in use") != std::string::npos || log.find("EADDRINUSE") != std::string::npos;
+}
+
+void remove_quietly(const std::filesystem::path& p) noexcept {
+    std::error_code ec;
+    if (!p.empty()) std::filesystem::remove(p, ec);
+}
+
+}  // namespace
+
+struct kernel_manager::impl final : kernel_control {
+    kernel_options options;
+    kernelspec spec;
+    std::string id;
+    connection_info conn;
+    std::filesystem::path conn_file;
+    std::filesystem::path log_file;
+    std::optional<kernel_client> client;
+
+    // Guards proc, expected_exit, closing and the callbacks.
+    mutable std::mutex mutex;
+    child_process proc;
+    std::atomic<std::uint64_t> gen{0};
+    bool expected_exit = false;   // a stop we asked for: not a death to restart from
+    bool closing = false;
+    std::atomic<int> restarts{0};
+    steady::time_point launched_at{};
+    std::vector<std::function<void()>> restarted_callbacks;
+    std::vector<std::function<void()>> dead_callbacks;
+
+    int wake_fd = -1;  // eventfd: wakes the restarter (new process, or stop)
+    std::jthread restarter;
+
+    ~impl() override {
+        stop_restarter();
+        if (wake_fd >= 0) ::close(wake_fd);
+    }
+
+    // --- kernel_control, for the client ---------------------------------
+    void interrupt() override {
+        if (spec.interrupt_mode == interrupt_mode::message) {
+            client->interrupt_request();
+            return;
+        }
+        std::lock_guard lock(mutex);
+        if (!proc.signal_group(SIGINT))
+            throw error(errc::kernel_died, "cannot interrupt kernel " + id + ": its process is gone");
+    }
+
+    void restart_kernel() override { restart({.now = true, .new_ports = false}); }
+
+    int watch_fd() override {
+        std::lock_guard lock(mutex);
+        return proc.pidfd() >= 0 ? ::fcntl(proc.pidfd(), F_DUPFD_CLOEXEC, 0) : -1;
+    }
+
+    std::uint64_t generation() override { return gen.load(); }
+
+    // --- launching -------------------------------------------------------
+    // Spawns the kernel process (caller holds no lock: done before the
+    // restarter exists, or with mutex held by the caller).
+    void spawn_locked() {
+        spawn_options so;
+        so.argv = spec.render_argv(conn_file);
+        so.cwd = options.cwd;
+        so.env = spec.env;
+        for (const auto& [k, v] : options.env) so.env[k] = v;
+        so.env["JPY_PARENT_PID"] = std::to_string(::getpid());
+        so.stdout_mode = output_mode::file;
+        so.stderr_mode = output_mode::file;
+        so.log_file = log_file;
+        proc = child_process(so);
+        launched_at = steady::now();
+        gen.fetch_add(1);
+        notify_restarter();
+    }
+
+    void write_connection() {
+        conn.kernel_name = spec.name;
+        write_connection_file(conn_file, conn);
+    }
+
+    void make_client() {
+        auto session = new_id();
+        client.emplace(make_zmq_transport(conn, session, {}), session);
+        client->set_control(this);
+    }
+
+    // Launches and waits for ready, retrying with new ports when the kernel
+    // died because a port was taken. Throws like kernel_manager::start.
+    void launch() {
+        auto deadline = steady::now() + options.ready_timeout;
+        for (int attempt = 0;; ++attempt) {
+            {
+                std::lock_guard lock(mutex);
+                expected_exit = false;
+                spawn_locked();
+            }
+            try {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+                client->wait_for_ready(std::max(left, 1ms));
+                return;
+            } catch (const error& e) {
+                std::string status;
+                {
+                    std::lock_guard lock(mutex);
+                    expected_exit = true;
+                    bool exited = e.code() == errc::kernel_died;
+                    proc.stop(exited ? 0ms : options.terminate_wait);
+                    if (proc.status()) status = describe_status(*proc.status());
+                }
+                auto log = read_tail(log_file, 2000);
+                if (e.code() == errc::kernel_died && looks_like_port_taken(log) && attempt < options.port_retries) {
+                    conn = allocate_ports(conn);
+                    write_connection();
+                    make_client();
+                    continue;
+                }
+                std::string what = e.code() == errc::kernel_died
+                                       ? "kernel '" + spec.name + "' exited before it was ready (" + status + ")"
+                                       : "kernel '" + spec.name + "' was not ready in time: " + e.what();
+                if (!log.empty()) what += "\n--- its output (last lines) ---\n" + log;
+                cleanup_files();
+                throw error(e.code() == errc::kernel_died ? errc::launch_failed : errc::timeout, what);
+            }
+        }
+    }
+
+    void cleanup_files() noexcept {
+        remove_quietly(conn_file);
+        remove_quietly(log_file);
+        if (conn.transport == "ipc")
+            for (auto port : {conn.shell_port, conn.iopub_port, conn.stdin_port, conn.control_port, conn.hb_port})
+                remove_quietly(conn.ip + "-" + std::to_string(port));
+    }
+
+    // --- restarter -------------------------------------------------------
+    void notify_restarter() noexcept {
+        std::uint64_t one = 1;
+        if (wake_fd >= 0) [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+    }
+
+    void start_restarter() {
+        wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake_fd < 0) throw error(errc::io_error, "eventfd failed");
+        restarter = std::jthread([this](std::stop_token st) { watch(st); });
+    }
+
+    void stop_restarter() noexcept {
+        if (!restarter.joinable()) return;
+        restarter.request_stop();
+        notify_restarter();
+        restarter.join();
+    }
+
+    void watch(std::stop_token st) {
+        int watched = -1;
+        std::uint64_t watched_gen = 0;
+        while (!st.stop_requested()) {
+            {
+                std::lock_guard lock(mutex);
+                if (watched_gen != gen.load() || watched < 0) {
+                    if (watched >= 0) ::close(watched);
+                    watched = proc.pidfd() >= 0 ? ::fcntl(proc.pidfd(), F_DUPFD_CLOEXEC, 0) : -1;
+                    watched_gen = gen.load();
+                }
+            }
+            pollfd fds[2] = {{wake_fd, POLLIN, 0}, {watched, POLLIN, 0}};
+            int n = ::poll(fds, watched >= 0 ? 2 : 1, -1);
+            if (n < 0 && errno != EINTR) break;
+            if (fds[0].revents & POLLIN) {
+                std::uint64_t v;
+                [[maybe_unused]] auto r = ::read(wake_fd, &v, sizeof v);
+                continue;
+            }
+            if (watched >= 0 && (fds[1].revents & POLLIN)) {
+                on_exit(watched_gen);
+                ::close(watched);
+                watched = -1;
+            }
+        }
+        if (watched >= 0) ::close(watched);
+    }
+
+    // The process of generation g exited: restart it or declare it dead.
+    void on_exit(std::uint64_t g) {
+        std::vector<std::function<void()>> to_call;
+        {
+            std::lock_guard lock(mutex);
+            if (g != gen.load() || expected_exit || closing) return;
+            proc.stop(0ms);  // reap it and anything left in its group
+            // A kernel that ran a while was stable: its restart budget is renewed.
+            if (steady::now() - launched_at > 10s) restarts = 0;
+            if (options.autorestart && restarts < options.restart_limit) {
+                ++restarts;
+                try {
+                    spawn_locked();
+                    to_call = restarted_callbacks;
+                } catch (const std::exception&) {
+                    to_call = dead_callbacks;
+                }
+            } else {
+                to_call = dead_callbacks;
+            }
+        }
+        for (auto& cb : to_call) cb();
+    }
+
+    // --- stopping and restarting -----------------------------------------
+    // Stops the current process: shutdown_request (unless now), wait,
+    // SIGTERM, wait, SIGKILL, reap.
+    void stop_process(bool now, bool restart) noexcept {
+        {
+            std::lock_guard lock(mutex);
+            expected_exit = true;
+            if (proc.pid() < 0) return;
+        }
+        if (!now && client) {
+            try {
+                client->shutdown(restart, options.shutdown_wait);
+                std::lock_guard lock(mutex);
+                proc.wait_until(steady::now() + options.shutdown_wait);
+            } catch (...) {
+                // No answer: fall through to signals.
+            }
+        }
+        std::lock_guard lock(mutex);
+        proc.stop(now ? 0ms : options.terminate_wait);
+    }
+
+    void restart(restart_options ro) {
+        stop_process(ro.now, true);
+        if (ro.new_ports) {
+            conn = allocate_ports(conn);
+            write_connection();
+            make_client();
+        }
+        launch();
+        restarts = 0;
+    }
+
+    void shutdown(bool now) noexcept {
+        {
+            std::lock_guard lock(mutex);
+            if (closing) return;
+            closing = true;
+        }
+        stop_restarter();
+        stop_process(now, false);
+        client.reset();
+        cleanup_files();
+    }
+};
+
+kernel_manager::kernel_manager(std::unique_ptr<impl> p) : m_impl(std::move(p)) {}
+kernel_manager::kernel_manager(kernel_manager&&) noexcept = default;
+kernel_manager& kernel_manager::operator=(kernel_manager&& other) noexcept {
+    if (this != &other) {
+        if (m_impl) m_impl->shutdown(false);
+        m_impl = std::move(other.m_impl);
+    }
+    return *this;
+}
+kernel_manager::~kernel_manager() {
+    if (m_impl) m_impl->shutdown(false);
+}
+
+kernel_manager kernel_manager::start(kernel_options options) {
+    auto p = std::make_unique<impl>();
+    p->spec = options.spec ? *options.spec : find_kernelspec(options.kernel_name);
+    p->options = std::move(options);
+    p->id = new_id();
+    // A kernel id in the uuid form jupyter_client uses.
+    p->id = p->id.substr(0, 8) + "-" + p->id.substr(8, 4) + "-" + p->id.substr(12, 4) + "-" + p->id.substr(16, 4) +
+            "-" + p->id.substr(20);
+    p->conn_file = p->options.connection_file ? *p->options.connection_file
+                                               : jupyter_runtime_dir() / ("kernel-" + p->id + ".json");
+    p->log_file = p->conn_file;
+    p->log_file.replace_extension(".log");
+    connection_info base;
+    base.transport = p->options.transport;
+    base.ip = p->options.ip;
+    p->conn = allocate_ports(base);
+    p->write_connection();
+    p->make_client();
+    p->launch();
+    p->start_restarter();
+    return kernel_manager(std::move(p));
+}
+
+kernel_client& kernel_manager::client() {
+    if (!m_impl || !m_impl->client) throw error(errc::invalid_argument, "the kernel has been shut down");
+    return *m_impl->client;
+}
+
+const std::string& kernel_manager::id() const noexcept { return m_impl->id; }
+const kernelspec& kernel_manager::spec() const noexcept { return m_impl->spec; }
+const connection_info& kernel_manager::connection() const noexcept { return m_impl->conn; }
+const std::filesystem::path& kernel_manager::connection_file() const noexcept { return m_impl->conn_file; }
+
+int kernel_manager::pid() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->proc.pid();
+}
+
+bool kernel_manager::alive() {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->proc.running();
+}
+
+void kernel_manager::interrupt() { m_impl->interrupt(); }
+void kernel_manager::restart(restart_options options) { m_impl->restart(options); }
+void kernel_manager::shutdown(bool now) noexcept {
+    if (m_impl) m_impl->shutdown(now);
+}
+
+void kernel_manager::on_restarted(std::function<void()> callback) {
+    std::lock_guard lock(m_impl->mutex);
+    m_impl->restarted_callbacks.push_back(std::move(callback));
+}
+
+void kernel_manager::on_dead(std::function<void()> callback) {
+    std::lock_guard lock(m_impl->mutex);
+    m_impl->dead_callbacks.push_back(std::move(callback));
+}
+
+int kernel_manager::restart_count() const noexcept { return m_impl->restarts.load(); }
+
+std::string kernel_manager::log_tail(std::size_t max_bytes) const { return read_tail(m_impl->log_file, max_bytes); }
+
+}  // namespace kernex
