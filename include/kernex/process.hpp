@@ -27,8 +27,9 @@ enum class output_mode {
     file,     // appended to spawn_options::log_file
 };
 
+// stdin is always /dev/null: nothing kernex runs reads from a terminal.
 struct spawn_options {
-    std::vector<std::string> argv;                   // argv[0] is searched on PATH when it has no '/'
+    std::vector<std::string> argv;                   // argv[0] is searched on the child's PATH when it has no '/'
     std::optional<std::filesystem::path> cwd;
     bool inherit_environment = true;                 // start from the parent's environment
     std::map<std::string, std::string> env;          // set (or override) these
@@ -70,7 +71,9 @@ public:
     bool signal_group(int sig) noexcept;
 
     // SIGTERM to the group, wait up to grace, SIGKILL to the group, reap.
-    // grace = 0 skips straight to SIGKILL. Idempotent, noexcept.
+    // grace = 0 skips straight to SIGKILL. The group is killed even when the
+    // child exited by itself, so its background children do not outlive it.
+    // Afterwards pid() is -1 and status() holds the wait status. Idempotent, noexcept.
     void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) noexcept;
 
 private:
@@ -82,6 +85,13 @@ private:
     std::optional<int> m_status;
 };
 
+// The file that exec would run for name with this PATH value (the system's
+// default path when empty): name itself when it contains '/', else the first
+// executable regular file in PATH's directories (relative ones relative to
+// cwd). nullopt when there is none.
+std::optional<std::filesystem::path> find_program(std::string_view name, std::string_view path,
+                                                  const std::filesystem::path& cwd = {});
+
 // Describes a wait status: "exit code 3", "killed by signal 9 (SIGKILL)".
 std::string describe_status(int wait_status);
 // Exit code as a shell reports it: the code, or 128 + signal.
@@ -91,12 +101,16 @@ struct run_options {
     std::chrono::milliseconds timeout{60'000};
     std::size_t max_output = 1u << 20;                 // bytes kept; the rest is drained and counted
     std::function<void(std::string_view)> on_output;   // called as output arrives (within the cap)
+    // When this fd becomes readable the child is killed as on timeout, but
+    // with exit_code 130 and interrupted = true (a self-pipe for Ctrl-C). -1: none.
+    int cancel_fd = -1;
 };
 
 struct run_result {
     int exit_code = 0;            // 124 on timeout, 128+N when killed by signal N
     std::string output;           // stdout and stderr as they arrived, capped
     bool timed_out = false;
+    bool interrupted = false;     // cancel_fd became readable
     bool truncated = false;
     std::uint64_t dropped_bytes = 0;
     std::chrono::nanoseconds elapsed{};
@@ -105,7 +119,9 @@ struct run_result {
 // Runs a child to completion with stdin from /dev/null, stdout+stderr merged
 // into one pipe. On timeout the whole process group is killed (background
 // children included) and partial output kept. Output beyond max_output is
-// read and dropped so the child never blocks. Throws kernex::error only when
+// read and dropped so the child never blocks. When the child exits, what is
+// left of its group is killed too, and the pipe is read only briefly more (a
+// daemon in another session may hold it open). Throws kernex::error only when
 // the child cannot be spawned.
 run_result run_process(spawn_options options, const run_options& limits);
 

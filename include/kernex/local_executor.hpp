@@ -1,0 +1,71 @@
+// local_executor: runs each code block as a file in a local process (bash,
+// sh, python3, node, pwsh), in a work dir, with one timeout for the whole
+// execute() call and a cap on the output kept. Stateless: nothing survives
+// from one block to the next but the files in the work dir.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernex/executor.hpp"
+
+namespace kernex {
+
+struct local_executor_options {
+    // Where blocks are written and run; created if missing. Unset: a fresh
+    // temporary dir that stop() removes.
+    std::optional<std::filesystem::path> work_dir;
+    // For one execute() call, all its blocks together.
+    std::chrono::milliseconds timeout{60'000};
+    // Bytes of output kept per execute() call; the rest is read and counted.
+    std::size_t max_output = 1u << 20;
+    // Added to (or overriding) the environment kernex runs in.
+    std::map<std::string, std::string> env;
+    // Put in front of PATH, in this order (a virtualenv's bin dir, say). The
+    // interpreters are looked up on the resulting PATH.
+    std::vector<std::filesystem::path> path_prefix;
+    // Language (or alias) -> program to run its files with, a name looked up
+    // on PATH or a path: {"python", "/opt/venv/bin/python"}.
+    std::map<std::string, std::string> interpreters;
+};
+
+class local_executor final : public code_executor {
+public:
+    // Creates the work dir. Throws kernex::error: invalid_argument for an
+    // interpreter given for an unknown language, io_error when the work dir
+    // cannot be created.
+    explicit local_executor(local_executor_options options = {});
+    ~local_executor() override;
+    local_executor(const local_executor&) = delete;
+    local_executor& operator=(const local_executor&) = delete;
+
+    // The work dir (a new temporary one after stop() and the next execute()).
+    const std::filesystem::path& work_dir() const noexcept { return m_work_dir; }
+
+    void restart() override {}
+    // Removes the temporary work dir, if it made one. A later execute() makes a new one.
+    void stop() noexcept override;
+    void interrupt() noexcept override;
+
+    // The languages it knows, each with its aliases: {"python", "py", "python3"}, ...
+    static std::vector<std::vector<std::string>> languages();
+
+protected:
+    code_result execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) override;
+
+private:
+    void make_work_dir();
+
+    local_executor_options m_options;
+    std::filesystem::path m_work_dir;
+    bool m_owns_work_dir = false;
+    int m_cancel_read = -1;   // self-pipe: interrupt() writes, run_process polls
+    int m_cancel_write = -1;
+};
+
+}  // namespace kernex

@@ -1,0 +1,168 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "kernex/error.hpp"
+#include "kernex/process.hpp"
+#include "process/process_internal.hpp"
+
+namespace kernex {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// How long the pipe is still read once the group has been killed. Its
+// writers die within microseconds; what holds it longer has left the group
+// (a daemon, a job-control child) and must not keep the caller waiting.
+constexpr auto drain_grace = 250ms;
+// How much is read in one go before the deadline is looked at again, so a
+// child that writes as fast as we read cannot push us past it.
+constexpr std::size_t read_burst = 1u << 20;
+
+// Keeps the first max_output bytes, counts the rest.
+class output_sink {
+public:
+    output_sink(run_result& result, const run_options& limits) : m_result(result), m_limits(limits) {}
+
+    void add(const char* data, std::size_t n) {
+        const std::size_t room = m_limits.max_output - std::min(m_limits.max_output, m_result.output.size());
+        const std::size_t keep = std::min(room, n);
+        if (keep > 0) {
+            m_result.output.append(data, keep);
+            if (m_limits.on_output) m_limits.on_output(std::string_view(data, keep));
+        }
+        if (keep < n) {
+            m_result.dropped_bytes += n - keep;
+            m_result.truncated = true;
+        }
+    }
+
+private:
+    run_result& m_result;
+    const run_options& m_limits;
+};
+
+// Reads what the pipe holds (up to read_burst). Returns true at end of file.
+bool read_available(int fd, output_sink& sink) {
+    std::array<char, 64 * 1024> buffer;
+    for (std::size_t total = 0; total < read_burst;) {
+        const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+        if (n > 0) {
+            sink.add(buffer.data(), static_cast<std::size_t>(n));
+            total += static_cast<std::size_t>(n);
+        } else if (n == 0) {
+            return true;
+        } else if (errno != EINTR) {
+            return errno != EAGAIN && errno != EWOULDBLOCK;  // a real error ends reading like EOF
+        }
+    }
+    return false;
+}
+
+// Reads until end of file or deadline. Returns whether end of file came.
+bool drain_until(int fd, output_sink& sink, clock::time_point deadline) {
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        const int n = ::poll(&p, 1, detail::poll_timeout(deadline));
+        if (n < 0 && errno != EINTR) return false;
+        if (n > 0 && read_available(fd, sink)) return true;
+        if (clock::now() >= deadline) return false;
+    }
+}
+
+// SIGKILLs every process of session sid. A block's children that moved to a
+// process group of their own (bash job control) escape a group kill but not
+// this; it costs a walk of /proc, so it is kept for when the pipe shows that
+// something is still alive.
+void kill_session(int sid) noexcept {
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return;
+    while (const dirent* entry = ::readdir(proc)) {
+        int pid = 0;
+        const char* name = entry->d_name;
+        const char* end = name + std::strlen(name);
+        if (std::from_chars(name, end, pid).ptr != end || pid <= 0) continue;
+        char path[64];
+        std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        char stat[512];
+        const ssize_t n = ::read(fd, stat, sizeof stat - 1);
+        ::close(fd);
+        if (n <= 0) continue;
+        stat[n] = '\0';
+        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and
+        // parentheses, so fields are counted from the last ')'.
+        const char* p = std::strrchr(stat, ')');
+        int ppid = 0, pgrp = 0, session = 0;
+        if (p && std::sscanf(p + 1, " %*c %d %d %d", &ppid, &pgrp, &session) == 3 && session == sid)
+            ::kill(pid, SIGKILL);
+    }
+    ::closedir(proc);
+}
+
+}  // namespace
+
+run_result run_process(spawn_options options, const run_options& limits) {
+    options.stdout_mode = output_mode::pipe;
+    options.stderr_mode = output_mode::pipe;
+    options.merge_stderr = true;
+
+    const auto start = clock::now();
+    const auto deadline = start + limits.timeout;
+    run_result result;
+    output_sink sink(result, limits);
+    child_process child(options);
+    const int out = child.stdout_fd();
+    const int pidfd = child.pidfd();
+    bool eof = false;
+
+    // Until the child exits, the deadline passes or the caller cancels.
+    for (;;) {
+        pollfd fds[3] = {{eof ? -1 : out, POLLIN, 0}, {pidfd, POLLIN, 0}, {limits.cancel_fd, POLLIN, 0}};
+        int timeout = detail::poll_timeout(deadline);
+        if (pidfd < 0) timeout = std::min(timeout, 5);  // no pidfd: look at the status now and then
+        if (::poll(fds, 3, timeout) < 0 && errno != EINTR)
+            throw error(errc::io_error, std::string("poll failed: ") + std::strerror(errno));
+        if (!eof && fds[0].revents) eof = read_available(out, sink);
+        if (pidfd >= 0 ? fds[1].revents != 0 : detail::has_exited(child.pid())) break;
+        if (fds[2].revents) {
+            result.interrupted = true;
+            break;
+        }
+        if (clock::now() >= deadline) {
+            result.timed_out = true;
+            break;
+        }
+    }
+
+    // The child is gone or must go: its whole group goes with it, background
+    // children included, while its unreaped pid still reserves the group id.
+    child.signal_group(SIGKILL);
+    if (!eof && !drain_until(out, sink, clock::now() + drain_grace)) {
+        kill_session(child.pid());
+        drain_until(out, sink, clock::now() + drain_grace);
+    }
+    child.stop(0ms);
+
+    if (result.timed_out)
+        result.exit_code = 124;
+    else if (result.interrupted)
+        result.exit_code = 130;
+    else
+        result.exit_code = child.status() ? exit_code_of(*child.status()) : 128 + SIGKILL;
+    result.elapsed = clock::now() - start;
+    return result;
+}
+
+}  // namespace kernex
