@@ -90,13 +90,13 @@ struct execute_options {
     bool allow_stdin = true;
     bool stop_on_error = true;
     // One deadline for the whole cell; nullopt waits as long as the kernel lives.
-    std::optional<std::chrono::milliseconds> timeout;
+    std::optional<std::chrono::milliseconds> timeout{};
     // After a timeout: how long to wait for the interrupted cell to end
     // before the kernel is restarted.
     std::chrono::milliseconds interrupt_grace{3000};
-    std::function<void(const output&)> on_output;
+    std::function<void(const output&)> on_output{};
     // Answers input_request; without it the kernel gets "" and the result says so.
-    std::function<std::string(const input_request&)> on_input;
+    std::function<std::string(const input_request&)> on_input{};
 };
 
 // What a kernel_client needs from whoever runs the kernel (kernel_manager):
@@ -107,15 +107,15 @@ public:
     virtual void interrupt() = 0;
     // Restarts the kernel process (same connection), noexcept-ish: throws kernex::error on failure.
     virtual void restart_kernel() = 0;
-    // A pollable fd readable once the current kernel process is dead, or -1.
-    // Valid until the generation changes.
-    virtual int death_fd() = 0;
+    // A new fd (the caller owns and closes it) that becomes readable once the
+    // current kernel process is dead; -1 when there is no process to watch.
+    virtual int watch_fd() = 0;
     // Increments every time a new kernel process replaces the old one.
     virtual std::uint64_t generation() = 0;
 };
 
 struct client_options {
-    std::string session;               // default: a new id
+    std::string session{};             // default: a new id
     std::string username = "kernex";
     // Heartbeat for kernels kernex did not launch (0 disables).
     std::chrono::milliseconds heartbeat_period{1000};

@@ -25,10 +25,10 @@ namespace kernex {
 
 struct kernel_options {
     std::string kernel_name = "python3";
-    std::optional<kernelspec> spec;                       // instead of looking kernel_name up
-    std::optional<std::filesystem::path> connection_file; // default: <runtime dir>/kernel-<id>.json
-    std::optional<std::filesystem::path> cwd;             // the kernel's working directory
-    std::map<std::string, std::string> env;               // added to the kernelspec's env
+    std::optional<kernelspec> spec{};                     // instead of looking kernel_name up
+    std::optional<std::filesystem::path> connection_file{};// default: <runtime dir>/kernel-<id>.json
+    std::optional<std::filesystem::path> cwd{};           // the kernel's working directory
+    std::map<std::string, std::string> env{};             // added to the kernelspec's env
     std::string transport = "tcp";                        // "tcp" or "ipc"
     std::string ip = "127.0.0.1";
     std::chrono::milliseconds ready_timeout{60'000};

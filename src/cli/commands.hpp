@@ -12,5 +12,7 @@ using command_runner = std::function<int()>;
 
 // Each adds a subcommand to app and returns its runner.
 command_runner add_kernelspec_command(CLI::App& app);
+command_runner add_run_command(CLI::App& app);
+command_runner add_kernel_command(CLI::App& app);
 
 }  // namespace kernex::cli

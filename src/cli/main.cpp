@@ -20,11 +20,14 @@ int main(int argc, char** argv) {
 
     std::vector<std::pair<CLI::App*, kernex::cli::command_runner>> commands;
     auto add = [&](kernex::cli::command_runner runner) {
-        commands.emplace_back(app.get_subcommands().back(), std::move(runner));
+        // get_subcommands() without a filter lists only the parsed ones.
+        auto all = app.get_subcommands([](CLI::App*) { return true; });
+        commands.emplace_back(all.back(), std::move(runner));
     };
     // Subcommands, in the order --help lists them.
-    (void)add;  // until the first subcommand is registered
-    // add(kernex::cli::add_kernelspec_command(app));  (enabled by the kernelspec module work)
+    add(kernex::cli::add_run_command(app));
+    add(kernex::cli::add_kernel_command(app));
+    add(kernex::cli::add_kernelspec_command(app));
 
     try {
         app.parse(argc, argv);

@@ -126,8 +126,14 @@ struct kernel_manager::impl final : kernel_control {
     }
 
     void make_client() {
+        // Assigned in place, so references to the client stay valid across
+        // a restart on new ports.
         auto session = new_id();
-        client.emplace(make_zmq_transport(conn, session, {}), session);
+        kernel_client fresh(make_zmq_transport(conn, session, {}), session);
+        if (client)
+            *client = std::move(fresh);
+        else
+            client.emplace(std::move(fresh));
         client->set_control(this);
     }
 

@@ -1,0 +1,31 @@
+// Rich outputs as files: the images and HTML a kernel displays are saved to
+// a directory so that command-line users and agents can open them.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace kernex {
+
+// Saves the image/png, image/jpeg (base64-decoded), image/svg+xml and
+// text/html entries of a display_data / execute_result data bundle as
+// <dir>/<stem>.<ext> (creating dir). Returns the paths written, in that
+// order. Throws kernex::error(io_error) when a file cannot be written,
+// (protocol_error) for invalid base64.
+std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data, const std::filesystem::path& dir,
+                                                     const std::string& stem);
+
+// True when data holds a type save_output_files saves.
+bool has_file_output(const nlohmann::json& data);
+
+// Decodes standard base64 (whitespace ignored). Throws kernex::error(protocol_error).
+std::string base64_decode(std::string_view text);
+
+// Removes ANSI escape sequences (colours in tracebacks).
+std::string strip_ansi(std::string_view text);
+
+}  // namespace kernex

@@ -1,0 +1,62 @@
+// `kernex kernel start`: launch a kernel for other clients (jupyter console
+// --existing, jupyter_client, another kernex) and keep it until SIGINT or
+// SIGTERM, then shut it down cleanly.
+#include <signal.h>
+
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "kernex/kernel_manager.hpp"
+
+namespace kernex::cli {
+
+namespace {
+
+struct kernel_args {
+    std::string kernel = "python3";
+    std::string connection_file;
+};
+
+int start_kernel(const kernel_args& args) {
+    // Block the signals before any thread starts so that every thread
+    // inherits the mask and sigwait below receives them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    kernel_options options{.kernel_name = args.kernel};
+    if (!args.connection_file.empty()) options.connection_file = std::filesystem::absolute(args.connection_file);
+    auto km = kernel_manager::start(options);
+    km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
+    km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
+
+    std::cout << km.connection_file().string() << "\n" << std::flush;
+    std::cerr << "kernex: kernel '" << km.spec().name << "' (pid " << km.pid() << ") is running.\n"
+              << "kernex: attach with: jupyter console --existing " << km.connection_file().string() << "\n"
+              << "kernex: Ctrl-C or SIGTERM shuts it down.\n";
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::cerr << "kernex: shutting the kernel down\n";
+    km.shutdown();
+    return 0;
+}
+
+}  // namespace
+
+command_runner add_kernel_command(CLI::App& app) {
+    auto args = std::make_shared<kernel_args>();
+    auto* cmd = app.add_subcommand("kernel", "Manage kernels for other clients");
+    cmd->require_subcommand(1);
+    auto* start = cmd->add_subcommand("start",
+                                      "Start a kernel, print its connection file path, and keep it running until\n"
+                                      "SIGINT/SIGTERM (then shut it down cleanly)");
+    start->add_option("-k,--kernel", args->kernel, "Kernelspec name")->capture_default_str();
+    start->add_option("-f,--connection-file", args->connection_file,
+                      "Where to write the connection file (default: the Jupyter runtime dir)");
+    return [args] { return start_kernel(*args); };
+}
+
+}  // namespace kernex::cli

@@ -1,0 +1,211 @@
+// `kernex run`: the cells of one or more files, in order, in ONE kernel
+// session. Cells are separated by lines starting with "# %%" (the percent
+// format); outputs print as they stream; images and HTML are saved.
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "kernex/error.hpp"
+#include "kernex/kernel_manager.hpp"
+#include "kernex/output_files.hpp"
+
+namespace kernex::cli {
+
+namespace {
+
+struct run_args {
+    std::string kernel = "python3";
+    std::string existing;
+    double timeout = 0;
+    std::string output_dir = ".";
+    bool keep_going = false;
+    bool json_lines = false;
+    std::vector<std::string> files;
+};
+
+std::string read_input(const std::string& file) {
+    std::ostringstream text;
+    if (file == "-") {
+        text << std::cin.rdbuf();
+    } else {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) throw error(errc::not_found, "cannot read " + file + ": no such file or not readable");
+        text << in.rdbuf();
+    }
+    return text.str();
+}
+
+}  // namespace
+
+// Splits text into cells at lines that start with "# %%". Text before the
+// first marker is a cell when it holds more than blank lines.
+std::vector<std::string> split_cells(const std::string& text) {
+    std::vector<std::string> cells;
+    std::string current;
+    auto flush = [&] {
+        bool blank = current.find_first_not_of(" \t\r\n") == std::string::npos;
+        if (!blank) cells.push_back(current);
+        current.clear();
+    };
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("# %%", 0) == 0) {
+            flush();
+            continue;
+        }
+        current += line;
+        current += '\n';
+    }
+    flush();
+    return cells;
+}
+
+namespace {
+
+json output_to_json(const output& o) {
+    return std::visit(
+        [](const auto& v) -> json {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, outputs::stream>)
+                return {{"type", "stream"}, {"name", v.name}, {"text", v.text}};
+            else if constexpr (std::is_same_v<T, outputs::display_data>)
+                return {{"type", "display_data"}, {"data", v.data}, {"metadata", v.metadata}};
+            else if constexpr (std::is_same_v<T, outputs::update_display_data>)
+                return {{"type", "update_display_data"}, {"data", v.data}, {"display_id", v.display_id}};
+            else if constexpr (std::is_same_v<T, outputs::execute_result>)
+                return {{"type", "execute_result"}, {"execution_count", v.execution_count}, {"data", v.data}};
+            else if constexpr (std::is_same_v<T, outputs::error>)
+                return {{"type", "error"}, {"ename", v.ename}, {"evalue", v.evalue}, {"traceback", v.traceback}};
+            else
+                return {{"type", "clear_output"}, {"wait", v.wait}};
+        },
+        o);
+}
+
+// Prints outputs as they arrive and saves rich ones.
+class printer {
+public:
+    printer(const run_args& args) : m_args(args), m_color(::isatty(STDERR_FILENO)) {}
+
+    void begin_cell(std::string stem) {
+        m_stem = std::move(stem);
+        m_saved.clear();
+        m_count = 0;
+    }
+
+    void on_output(const output& o) {
+        const json* data = nullptr;
+        if (auto* d = std::get_if<outputs::display_data>(&o)) data = &d->data;
+        if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
+        if (data && has_file_output(*data)) {
+            auto stem = m_stem + (m_count ? "-" + std::to_string(m_count) : "");
+            ++m_count;
+            for (auto& p : save_output_files(*data, m_args.output_dir, stem)) {
+                m_saved.push_back(p.string());
+                if (!m_args.json_lines) std::cout << "[saved " << p.string() << "]\n" << std::flush;
+            }
+            return;
+        }
+        if (m_args.json_lines) return;
+        if (auto* s = std::get_if<outputs::stream>(&o)) {
+            auto& out = s->name == "stderr" ? std::cerr : std::cout;
+            out << s->text << std::flush;
+        } else if (data && data->contains("text/plain")) {
+            std::cout << (*data)["text/plain"].get<std::string>() << "\n" << std::flush;
+        } else if (auto* e = std::get_if<outputs::error>(&o)) {
+            for (const auto& line : e->traceback) std::cerr << (m_color ? line : strip_ansi(line)) << "\n";
+            if (e->traceback.empty()) std::cerr << e->ename << ": " << e->evalue << "\n";
+            std::cerr << std::flush;
+        }
+    }
+
+    const std::vector<std::string>& saved() const { return m_saved; }
+
+private:
+    const run_args& m_args;
+    bool m_color;
+    std::string m_stem;
+    std::vector<std::string> m_saved;
+    int m_count = 0;
+};
+
+int run(const run_args& args) {
+    std::optional<kernel_manager> km;
+    std::optional<kernel_client> own_client;
+    kernel_client* kc = nullptr;
+    if (!args.existing.empty()) {
+        own_client.emplace(kernel_client::from_connection_file(args.existing));
+        own_client->wait_for_ready(std::chrono::seconds(30));
+        kc = &*own_client;
+    } else {
+        km.emplace(kernel_manager::start({.kernel_name = args.kernel}));
+        kc = &km->client();
+    }
+
+    printer out(args);
+    int status = 0;
+    for (const auto& file : args.files) {
+        auto cells = split_cells(read_input(file));
+        std::string base = file == "-" ? "stdin" : std::filesystem::path(file).stem().string();
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+            out.begin_cell(base + "-cell" + std::to_string(i + 1));
+            execute_options eo;
+            if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
+            eo.on_output = [&](const output& o) { out.on_output(o); };
+            if (::isatty(STDIN_FILENO) && file != "-")
+                eo.on_input = [](const input_request& r) {
+                    std::cout << r.prompt << std::flush;
+                    std::string line;
+                    std::getline(std::cin, line);
+                    return line;
+                };
+            auto r = kc->execute(cells[i], eo);
+            if (args.json_lines) {
+                json j{{"file", file},
+                       {"cell", i + 1},
+                       {"status", to_string(r.status)},
+                       {"execution_count", r.execution_count},
+                       {"elapsed_ms", std::chrono::duration<double, std::milli>(r.elapsed).count()},
+                       {"saved", out.saved()},
+                       {"outputs", json::array()}};
+                for (const auto& o : r.outputs) j["outputs"].push_back(output_to_json(o));
+                if (!r.note.empty()) j["note"] = r.note;
+                if (r.restarted) j["restarted"] = true;
+                std::cout << j.dump() << "\n" << std::flush;
+            } else if (!r.note.empty()) {
+                std::cerr << "kernex: " << file << " cell " << i + 1 << ": " << r.note << "\n";
+            }
+            if (r.status == execution_status::timeout) status = 124;
+            else if (r.status != execution_status::ok && status == 0) status = 1;
+            if (r.status != execution_status::ok && !args.keep_going) return status;
+        }
+    }
+    return status;
+}
+
+}  // namespace
+
+command_runner add_run_command(CLI::App& app) {
+    auto args = std::make_shared<run_args>();
+    auto* cmd = app.add_subcommand("run",
+                                   "Run the cells of FILEs in order in one kernel session (state carries over).\n"
+                                   "Cells are separated by lines starting with '# %%'; '-' reads stdin.\n"
+                                   "Exit status: 0 all ok, 1 a cell failed, 124 a cell timed out, 2 usage/setup error.");
+    auto* kernel = cmd->add_option("-k,--kernel", args->kernel, "Kernelspec name (see `kernex kernelspec list`)")
+                       ->capture_default_str();
+    cmd->add_option("--existing", args->existing, "Connection file of a running kernel to use instead")
+        ->excludes(kernel);
+    cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
+    cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved")
+        ->capture_default_str();
+    cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
+    cmd->add_flag("--json", args->json_lines, "Print one JSON object per cell instead of the outputs");
+    cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
+    return [args] { return run(*args); };
+}
+
+}  // namespace kernex::cli

@@ -1,0 +1,115 @@
+// Saving rich outputs (images, HTML) to files, and small text helpers for
+// showing outputs to people and agents.
+#include "kernex/output_files.hpp"
+
+#include <array>
+#include <fstream>
+
+#include "kernex/error.hpp"
+
+namespace kernex {
+
+namespace {
+
+struct file_type {
+    const char* mime;
+    const char* extension;
+    bool base64;
+};
+constexpr std::array<file_type, 4> file_types{{
+    {"image/png", "png", true},
+    {"image/jpeg", "jpg", true},
+    {"image/svg+xml", "svg", false},
+    {"text/html", "html", false},
+}};
+
+int base64_value(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+// Jupyter allows a MIME bundle value to be a string or a list of strings.
+std::string text_of(const nlohmann::json& value) {
+    if (value.is_string()) return value.get<std::string>();
+    std::string out;
+    if (value.is_array())
+        for (const auto& part : value)
+            if (part.is_string()) out += part.get<std::string>();
+    return out;
+}
+
+}  // namespace
+
+std::string base64_decode(std::string_view text) {
+    std::string out;
+    out.reserve(text.size() * 3 / 4);
+    unsigned buffer = 0;
+    int bits = 0;
+    bool padding = false;
+    for (unsigned char c : text) {
+        if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
+        if (c == '=') {
+            padding = true;
+            continue;
+        }
+        int v = base64_value(c);
+        if (v < 0 || padding) throw error(errc::protocol_error, "invalid base64 in an output");
+        buffer = (buffer << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((buffer >> bits) & 0xFF));
+        }
+    }
+    return out;
+}
+
+std::string strip_ansi(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\x1b') {
+            out.push_back(text[i]);
+            continue;
+        }
+        // CSI: ESC [ parameters... final byte in @-~
+        if (i + 1 < text.size() && text[i + 1] == '[') {
+            std::size_t j = i + 2;
+            while (j < text.size() && !(text[j] >= '@' && text[j] <= '~')) ++j;
+            i = j;
+        } else {
+            ++i;  // a two-byte escape
+        }
+    }
+    return out;
+}
+
+bool has_file_output(const nlohmann::json& data) {
+    for (const auto& t : file_types)
+        if (data.contains(t.mime)) return true;
+    return false;
+}
+
+std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data, const std::filesystem::path& dir,
+                                                     const std::string& stem) {
+    std::vector<std::filesystem::path> written;
+    for (const auto& t : file_types) {
+        auto it = data.find(t.mime);
+        if (it == data.end()) continue;
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        auto path = dir / (stem + "." + t.extension);
+        auto bytes = t.base64 ? base64_decode(text_of(*it)) : text_of(*it);
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        if (!out.flush()) throw error(errc::io_error, "cannot write output file " + path.string());
+        written.push_back(path);
+    }
+    return written;
+}
+
+}  // namespace kernex

@@ -1,0 +1,390 @@
+// kernel_manager and kernel_client against real kernels: Debian's ipykernel
+// and the native test kernel (tests/helpers/test_kernel.cpp), which can be
+// told to misbehave.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "kernex/error.hpp"
+#include "kernex/kernel_manager.hpp"
+#include "kernex/multi_kernel_manager.hpp"
+#include "kernex/output_files.hpp"
+
+using namespace std::chrono_literals;
+using namespace kernex;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh runtime dir per test, so leftover files are easy to see.
+struct runtime_dir {
+    fs::path path;
+    runtime_dir() {
+        char tmpl[] = "/tmp/kernex-it-XXXXXX";
+        path = ::mkdtemp(tmpl);
+        ::setenv("JUPYTER_RUNTIME_DIR", path.c_str(), 1);
+    }
+    ~runtime_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::size_t files() const {
+        return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator{}));
+    }
+};
+
+std::size_t open_fds() {
+    return static_cast<std::size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{}));
+}
+
+// Our children (any state, zombies included), from /proc.
+std::vector<int> children() {
+    std::vector<int> kids;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+        auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream stat(entry.path() / "stat");
+        std::string line;
+        if (!std::getline(stat, line)) continue;
+        auto close = line.rfind(')');
+        if (close == std::string::npos) continue;
+        std::istringstream rest(line.substr(close + 2));
+        char state;
+        int ppid;
+        rest >> state >> ppid;
+        if (ppid == ::getpid()) kids.push_back(std::stoi(name));
+    }
+    return kids;
+}
+
+bool process_exists(int pid) { return ::kill(pid, 0) == 0; }
+
+kernel_options test_kernel(std::string name = "kernex-test") {
+    kernel_options o;
+    o.kernel_name = std::move(name);
+    o.ready_timeout = 20s;
+    return o;
+}
+
+kernel_options python_kernel() {
+    kernel_options o;
+    o.kernel_name = "python3";
+    o.ready_timeout = 60s;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("ipykernel: state persists across cells, errors carry tracebacks") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto& kc = km.client();
+    auto r1 = kc.execute("x = 41", {.timeout = 30s});
+    CHECK(r1.status == execution_status::ok);
+    auto r2 = kc.execute("x + 1", {.timeout = 30s});
+    CHECK(r2.status == execution_status::ok);
+    REQUIRE(r2.result_text());
+    CHECK(*r2.result_text() == "42");
+    CHECK(r2.execution_count == r1.execution_count + 1);
+
+    std::vector<std::string> streamed;
+    auto r3 = kc.execute("import sys\nprint('out')\nprint('err', file=sys.stderr)",
+                         {.timeout = 30s, .on_output = [&](const output& o) {
+                              if (auto* s = std::get_if<outputs::stream>(&o)) streamed.push_back(s->name + ":" + s->text);
+                          }});
+    CHECK(r3.status == execution_status::ok);
+    CHECK(streamed == std::vector<std::string>{"stdout:out\n", "stderr:err\n"});
+
+    auto r4 = kc.execute("1/0", {.timeout = 30s});
+    CHECK(r4.status == execution_status::error);
+    REQUIRE(r4.error());
+    CHECK(r4.error()->ename == "ZeroDivisionError");
+    CHECK(!r4.error()->traceback.empty());
+    CHECK(strip_ansi(r4.error()->traceback.back()).find("division by zero") != std::string::npos);
+
+    // Other requests.
+    auto info = kc.kernel_info();
+    CHECK(info["language_info"]["name"] == "python");
+    auto comp = kc.complete("import o", 8);
+    CHECK(comp["status"] == "ok");
+    auto inc = kc.is_complete("for i in range(3):");
+    CHECK(inc["status"] == "incomplete");
+    auto insp = kc.inspect("len", 3);
+    CHECK(insp["status"] == "ok");
+    CHECK(kc.history()["status"] == "ok");
+    CHECK(kc.comm_info()["status"] == "ok");
+}
+
+TEST_CASE("ipykernel: stdin round trip, and no handler gives an empty answer") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto& kc = km.client();
+    std::string prompt_seen;
+    auto r = kc.execute("name = input('who? ')\nprint('hello', name)",
+                        {.timeout = 30s, .on_input = [&](const input_request& req) {
+                             prompt_seen = req.prompt;
+                             return std::string("kernex");
+                         }});
+    CHECK(r.status == execution_status::ok);
+    CHECK(prompt_seen == "who? ");
+    CHECK(r.stream_text().find("hello kernex") != std::string::npos);
+    CHECK_FALSE(r.input_unanswered);
+
+    auto r2 = kc.execute("v = input('x')\nprint(repr(v))", {.timeout = 30s});
+    CHECK(r2.status == execution_status::ok);
+    CHECK(r2.input_unanswered);
+    CHECK(r2.stream_text().find("''") != std::string::npos);
+}
+
+TEST_CASE("ipykernel: display_data images are delivered and saved") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto r = km.client().execute(
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "%matplotlib inline\nplt.plot([1, 2, 3])\nplt.show()",
+        {.timeout = 60s});
+    CHECK(r.status == execution_status::ok);
+    const outputs::display_data* shown = nullptr;
+    for (const auto& o : r.outputs)
+        if (auto* d = std::get_if<outputs::display_data>(&o)) shown = d;
+    REQUIRE(shown);
+    REQUIRE(shown->data.contains("image/png"));
+    auto files = save_output_files(shown->data, rt.path / "out", "plot");
+    REQUIRE(files.size() == 1);
+    std::ifstream png(files[0], std::ios::binary);
+    char magic[8] = {};
+    png.read(magic, 8);
+    CHECK(std::string(magic + 1, 3) == "PNG");
+}
+
+TEST_CASE("ipykernel: a timeout interrupts the cell, keeps partial output, and the next cell works") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto& kc = km.client();
+    kc.execute("y = 7", {.timeout = 30s});
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = kc.execute("import time\nprint('before', flush=True)\ntime.sleep(60)", {.timeout = 2s});
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(r.status == execution_status::timeout);
+    CHECK_FALSE(r.restarted);
+    CHECK(r.stream_text().find("before") != std::string::npos);
+    CHECK(took < 10s);
+    auto next = kc.execute("y * 6", {.timeout = 30s});
+    CHECK(next.status == execution_status::ok);
+    CHECK(next.result_text() == std::optional<std::string>("42"));
+}
+
+TEST_CASE("test kernel: a cell that ignores SIGINT leads to a restart that the result reports") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    auto& kc = km.client();
+    int old_pid = km.pid();
+    auto r = kc.execute("print started\nhang", {.timeout = 1s, .interrupt_grace = 1s});
+    CHECK(r.status == execution_status::timeout);
+    CHECK(r.restarted);
+    CHECK(r.note.find("restarted") != std::string::npos);
+    CHECK(r.stream_text().find("started") != std::string::npos);
+    CHECK(km.pid() != old_pid);
+    CHECK_FALSE(process_exists(old_pid));
+    auto next = kc.execute("print alive", {.timeout = 10s});
+    CHECK(next.status == execution_status::ok);
+    CHECK(next.stream_text() == "alive\n");
+}
+
+TEST_CASE("test kernel: kill -9 mid-cell gives kernel_died within 5 s, then the restarter brings it back") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    std::atomic<int> restarted{0};
+    km.on_restarted([&] { ++restarted; });
+    auto& kc = km.client();
+    int pid = km.pid();
+    std::thread killer([pid] {
+        std::this_thread::sleep_for(300ms);
+        ::kill(pid, SIGKILL);
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = kc.execute("print partial\nsleep 30000", {.timeout = 60s});
+    auto took = std::chrono::steady_clock::now() - t0;
+    killer.join();
+    CHECK(r.status == execution_status::kernel_died);
+    CHECK(r.stream_text() == "partial\n");
+    CHECK(took < 5s);
+    // The restarter starts a new kernel; the next cell runs on it.
+    auto next = kc.execute("print back", {.timeout = 20s});
+    CHECK(next.status == execution_status::ok);
+    CHECK(next.stream_text() == "back\n");
+    CHECK(restarted.load() == 1);
+    CHECK(km.pid() != pid);
+}
+
+TEST_CASE("test kernel: a kernel that crashes mid-cell is kernel_died, not a hang") {
+    runtime_dir rt;
+    auto o = test_kernel();
+    o.autorestart = false;
+    auto km = kernel_manager::start(o);
+    std::atomic<int> dead{0};
+    km.on_dead([&] { ++dead; });
+    auto r = km.client().execute("print going\ncrash", {.timeout = 30s});
+    CHECK(r.status == execution_status::kernel_died);
+    CHECK(r.stream_text() == "going\n");
+    for (int i = 0; i < 100 && dead.load() == 0; ++i) std::this_thread::sleep_for(20ms);
+    CHECK(dead.load() == 1);
+}
+
+TEST_CASE("test kernel: a kernel that exits at start fails start-up with its stderr") {
+    runtime_dir rt;
+    auto o = test_kernel();
+    o.env["KERNEX_TEST_KERNEL_EXIT_AT_START"] = "3";
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        auto km = kernel_manager::start(o);
+        FAIL("start should have failed");
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == errc::launch_failed);
+        std::string what = e.what();
+        CHECK(what.find("exit code 3") != std::string::npos);
+        CHECK(what.find("failing at start on purpose") != std::string::npos);
+    }
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    CHECK(rt.files() == 0);
+    CHECK(children().empty());
+}
+
+TEST_CASE("test kernel: forged, unsigned and replayed messages are dropped and counted; the cell completes") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    auto& kc = km.client();
+    kc.execute("print warm-up", {.timeout = 10s});
+    auto r = kc.execute("forge\nprint real", {.timeout = 10s});
+    CHECK(r.status == execution_status::ok);
+    CHECK(r.stream_text() == "real\n");
+    auto rejected = kc.rejected();
+    CHECK(rejected[reject_reason::bad_signature] >= 1);
+    CHECK(rejected[reject_reason::replayed] >= 1);
+    // The unsigned one has an empty signature: a length failure.
+    CHECK(rejected[reject_reason::bad_signature_length] >= 1);
+}
+
+TEST_CASE("test kernel: interrupt in signal and message modes") {
+    runtime_dir rt;
+    for (auto name : {"kernex-test", "kernex-test-message"}) {
+        auto km = kernel_manager::start(test_kernel(name));
+        auto& kc = km.client();
+        std::thread interrupter([&km] {
+            std::this_thread::sleep_for(300ms);
+            km.interrupt();
+        });
+        auto r = kc.execute("sleep 20000", {.timeout = 15s});
+        interrupter.join();
+        CHECK(r.status == execution_status::error);
+        REQUIRE(r.error());
+        CHECK(r.error()->ename == "KeyboardInterrupt");
+        CHECK(kc.execute("print ok", {.timeout = 5s}).stream_text() == "ok\n");
+    }
+}
+
+TEST_CASE("test kernel: restart keeps the manager and gives a fresh state") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    auto& kc = km.client();
+    kc.execute("set a 1", {.timeout = 5s});
+    auto ports = km.connection();
+    km.restart();
+    CHECK(km.connection().shell_port == ports.shell_port);
+    CHECK(kc.execute("get a", {.timeout = 5s}).status == execution_status::error);
+    km.restart({.now = true, .new_ports = true});
+    CHECK(km.connection().shell_port != ports.shell_port);
+    CHECK(km.client().execute("print fresh", {.timeout = 5s}).stream_text() == "fresh\n");
+}
+
+TEST_CASE("connection file: 0600 in the runtime dir, removed at shutdown") {
+    runtime_dir rt;
+    fs::path file;
+    {
+        auto km = kernel_manager::start(test_kernel());
+        file = km.connection_file();
+        CHECK(file.parent_path() == rt.path);
+        CHECK(file.filename().string().rfind("kernel-", 0) == 0);
+        auto perms = fs::status(file).permissions();
+        CHECK((perms & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
+        // Another client connects from the file (no manager) and sees the state.
+        km.client().execute("set shared yes", {.timeout = 5s});
+        auto other = kernel_client::from_connection_file(file);
+        other.wait_for_ready(10s);
+        CHECK(other.execute("get shared", {.timeout = 5s}).stream_text() == "yes\n");
+    }
+    CHECK_FALSE(fs::exists(file));
+    CHECK(rt.files() == 0);
+}
+
+TEST_CASE("a client from a connection file detects a dead kernel by heartbeat") {
+    runtime_dir rt;
+    auto o = test_kernel();
+    o.autorestart = false;
+    auto km = kernel_manager::start(o);
+    auto other = kernel_client::from_connection_file(km.connection_file(), {.heartbeat_period = 500ms});
+    other.wait_for_ready(10s);
+    int pid = km.pid();
+    std::thread killer([pid] {
+        std::this_thread::sleep_for(800ms);
+        ::kill(pid, SIGKILL);
+    });
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = other.execute("sleep 30000", {.timeout = 30s});
+    killer.join();
+    CHECK(r.status == execution_status::kernel_died);
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+}
+
+TEST_CASE("100 start/shutdown cycles leave no process, zombie, open fd or connection file") {
+    runtime_dir rt;
+    // Warm up once: the shared ZeroMQ context opens its own fds the first time.
+    kernel_manager::start(test_kernel()).shutdown();
+    auto fds_before = open_fds();
+    for (int i = 0; i < 100; ++i) {
+        auto km = kernel_manager::start(test_kernel());
+        if (i % 2) km.client().execute("print x", {.timeout = 5s});
+        if (i % 3 == 0) km.shutdown(true);
+    }
+    CHECK(children().empty());
+    CHECK(rt.files() == 0);
+    CHECK(open_fds() == fds_before);
+}
+
+TEST_CASE("multi_kernel_manager: kernels from several threads at once") {
+    runtime_dir rt;
+    multi_kernel_manager mkm;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&, t] {
+            try {
+                auto id = mkm.start(test_kernel());
+                auto km = mkm.get(id);
+                for (int i = 0; i < 20; ++i) {
+                    auto r = km->client().execute("set k " + std::to_string(t) + "\nget k", {.timeout = 10s});
+                    if (r.stream_text() != std::to_string(t) + "\n") ++failures;
+                }
+            } catch (...) {
+                ++failures;
+            }
+        });
+    for (auto& th : threads) th.join();
+    CHECK(failures.load() == 0);
+    auto ids = mkm.list();
+    CHECK(ids.size() == 8);
+    mkm.restart(ids[0]);
+    mkm.shutdown(ids[1]);
+    CHECK(mkm.list().size() == 7);
+    CHECK_THROWS_AS(mkm.get(ids[1]), kernex::error);
+    mkm.shutdown_all();
+    CHECK(mkm.list().empty());
+    CHECK(children().empty());
+}
