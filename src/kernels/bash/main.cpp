@@ -1,0 +1,132 @@
+// kernex-bash: a Jupyter kernel that keeps one bash session alive across
+// cells. Started by a Jupyter client as `kernex-bash -f CONNECTION_FILE`.
+#include "bash_interpreter.hpp"
+#include "child.hpp"
+
+#include <xeus/xhelper.hpp>
+#include <xeus/xkernel.hpp>
+#include <xeus/xkernel_configuration.hpp>
+#include <xeus/xserver_zmq.hpp>
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include <zmq.hpp>
+
+namespace {
+
+using kernex::bash::bash_interpreter;
+
+// Signals the kernel acts on. They are blocked in every thread and taken by
+// one thread with sigwait: a handler could interrupt xeus's zmq_poll (EINTR
+// ends its loop) and could do almost nothing safely.
+sigset_t handled_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) sigaddset(&set, sig);
+    return set;
+}
+
+// SIGINT (Jupyter sends it to the kernel's process group): forwarded to the
+// shell's own group by the cell loop. SIGTERM/SIGHUP: the shell's group is
+// ended, then the kernel dies of the same signal. SIGUSR2: the main thread
+// asks this thread to leave.
+void signal_loop() {
+    const sigset_t set = handled_signals();
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGUSR2) return;
+        if (sig == SIGINT) {
+            bash_interpreter::interrupt_live();
+            continue;
+        }
+        bash_interpreter::terminate_live();
+        signal(sig, SIG_DFL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+        raise(sig);
+        std::_Exit(128 + sig);
+    }
+}
+
+void print_usage() {
+    std::cout << "usage: kernex-bash -f CONNECTION_FILE\n"
+                 "A Jupyter kernel running one stateful bash session (kernex).\n"
+                 "Options: -f FILE  the connection file written by the Jupyter client\n"
+                 "         --version\n";
+}
+
+}  // namespace
+
+int main(int argc, char* argv[]) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "-h" || arg == "--help") {
+            print_usage();
+            return 0;
+        }
+    }
+    if (xeus::should_print_version(argc, argv)) {
+        std::cout << "kernex-bash " KERNEX_VERSION "\n";
+        return 0;
+    }
+
+    // Writes to a dead shell's pipes must fail with EPIPE, not kill the kernel.
+    signal(SIGPIPE, SIG_IGN);
+    const sigset_t set = handled_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread exists: all inherit it
+
+    const auto bash_path = kernex::bash::find_on_path("bash");
+    if (!bash_path) {
+        std::cerr << "kernex-bash: bash not found on PATH\n";
+        return 1;
+    }
+
+    try {
+        auto interpreter = std::make_unique<bash_interpreter>(*bash_path);
+        std::thread signals(signal_loop);
+        const pthread_t signals_handle = signals.native_handle();
+        int status = 0;
+        try {
+            auto context = xeus::make_context<zmq::context_t>();
+            const std::string file_name = xeus::extract_filename(argc, argv);
+            if (file_name.empty()) {
+                xeus::xkernel kernel(xeus::get_user_name(), std::move(context),
+                                     std::move(interpreter), xeus::make_xserver_zmq,
+                                     xeus::make_in_memory_history_manager(), nullptr,
+                                     xeus::make_null_debugger, nl::json::object(),
+                                     nl::json::error_handler_t::replace);
+                std::cout << xeus::print_starting_message(kernel.get_config()) << std::flush;
+                kernel.start();
+            } else {
+                xeus::xkernel kernel(xeus::load_configuration(file_name), xeus::get_user_name(),
+                                     std::move(context), std::move(interpreter),
+                                     xeus::make_xserver_zmq,
+                                     xeus::make_in_memory_history_manager(), nullptr,
+                                     xeus::make_null_debugger, nl::json::object(),
+                                     nl::json::error_handler_t::replace);
+                kernel.start();
+            }
+        } catch (const std::exception& e) {
+            std::cerr << "kernex-bash: " << e.what() << "\n";
+            status = 1;
+        }
+        // The kernel (and with it the interpreter and its shell) is gone here.
+        pthread_kill(signals_handle, SIGUSR2);
+        signals.join();
+        return status;
+    } catch (const std::exception& e) {
+        std::cerr << "kernex-bash: " << e.what() << "\n";
+        return 1;
+    }
+}

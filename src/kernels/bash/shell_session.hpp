@@ -1,0 +1,118 @@
+// One long-lived `bash --noprofile --norc` and the protocol to run cells in
+// it: output streams while a cell runs, the cell ends when the driver inside
+// the shell says so on its control pipe (with $?), interrupts reach the
+// shell's process group, and the whole group goes when the session stops.
+#pragma once
+
+#include "child.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace kernex::bash {
+
+struct cell_handlers {
+    // Output as it arrives; name is "stdout" or "stderr", text is valid UTF-8.
+    std::function<void(const std::string& name, const std::string& text)> on_stream;
+    // A `display PATH` request from the shell; returns whether it was shown.
+    std::function<bool(const std::string& path)> on_display;
+};
+
+enum class cell_end { finished, interrupted, shell_exited };
+
+struct cell_outcome {
+    cell_end end = cell_end::finished;
+    int status = 0;               // the cell's $?, or the shell's exit code when it exited
+    std::string how_shell_ended;  // with shell_exited: "exit code 3", "killed by signal 9 (Killed)"
+};
+
+class shell_session {
+public:
+    // Keeps the path; the shell starts with start().
+    explicit shell_session(std::string bash_path);
+    ~shell_session();  // stop()
+    shell_session(const shell_session&) = delete;
+    shell_session& operator=(const shell_session&) = delete;
+
+    // Starts the shell and waits until its driver is ready. Throws
+    // std::runtime_error (with what bash printed) when it cannot start.
+    void start();
+    bool running() const noexcept { return m_running; }
+
+    // Runs one cell. Output and display requests reach `handlers` while it
+    // runs; returns when the driver reports the cell done or the shell dies
+    // (then the session is stopped: start() gives a fresh shell).
+    // Requires running(). Never times out: interrupts end long cells.
+    cell_outcome run_cell(const std::string& code, const cell_handlers& handlers);
+
+    // Runs `code` in a subshell of the live shell (its variables, functions,
+    // aliases and directory) and returns its stdout, or "" when the shell is
+    // not running or does not answer before `timeout`.
+    std::string query(const std::string& code,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+    // Safe from any thread: stops the running cell, if any, with SIGINT to
+    // the shell's process group. An interrupt between cells is dropped.
+    void request_interrupt() noexcept;
+
+    // Ends the shell's whole process group (SIGTERM, grace, SIGKILL) and
+    // reaps. Idempotent.
+    void stop() noexcept;
+
+    // The SIGTERM path, from the signal thread while the main thread may be
+    // inside run_cell: ends the group without touching the session's fds.
+    void terminate_group() noexcept;
+
+    pid_t pid() const noexcept { return m_pid; }
+    const std::string& version() const noexcept { return m_version; }
+
+private:
+    enum class wait_result { satisfied, shell_died, timed_out };
+    wait_result wait_for(const std::function<bool()>& satisfied,
+                         std::optional<std::chrono::steady_clock::time_point> deadline,
+                         const cell_handlers* handlers);
+    bool send_command(const char* kind, const std::string& payload);
+    void read_control(const cell_handlers* handlers);
+    void handle_record(const std::string& record, const cell_handlers* handlers);
+    void read_output(int index, const cell_handlers* handlers, bool flush);
+    void emit_output(int index, const cell_handlers* handlers, bool flush);
+    void on_shell_death(const cell_handlers* handlers);
+    void close_channels() noexcept;
+
+    std::string m_bash_path;
+    bool m_running = false;
+    std::atomic<pid_t> m_pid{-1};
+    std::atomic<pid_t> m_watchdog{-1};
+    unique_fd m_command;   // write end of fd 60
+    unique_fd m_ack;       // write end of fd 61
+    unique_fd m_control;   // read end of fd 62
+    unique_fd m_output[2]; // read ends of stdout, stderr
+    unique_fd m_lifeline;  // the watchdog kills the group when this closes
+    unique_fd m_pidfd;     // readable when the shell exits (-1 on kernels without pidfd)
+    unique_fd m_interrupts;  // eventfd: the signal thread writes, the cell loop reads
+
+    std::string m_control_buffer;
+    std::string m_pending[2];  // output bytes held back (a cut UTF-8 sequence or runner name)
+    std::string m_version;
+    bool m_ready = false;
+    bool m_cell_started = false;
+    bool m_cell_done = false;
+    int m_cell_status = 0;
+    bool m_interrupt_requested = false;
+    bool m_interrupt_sent = false;
+    bool m_shell_died = false;
+    int m_exit_wait_status = 0;
+    std::optional<std::string> m_reply;
+    std::size_t m_stale_replies = 0;  // answers to queries that timed out, still to come
+};
+
+// "exit code 3", "killed by signal 9 (Killed)".
+std::string describe_wait_status(int wait_status);
+// As the shell reports it: the exit code, or 128 + the signal.
+int shell_exit_code(int wait_status) noexcept;
+
+}  // namespace kernex::bash
