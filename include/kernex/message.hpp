@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,7 +58,8 @@ struct message {
     const std::string& msg_type() const noexcept { return header.msg_type; }
 };
 
-// A new random message id (a UUID4 in hex, as jupyter_client makes).
+// A new random id in jupyter_client's new_id() format: 16 random bytes as
+// 32 lower-case hex digits with a dash after the eighth (not a dashed UUID4).
 std::string new_id();
 // The current UTC time as ISO 8601 with microseconds and a trailing Z.
 std::string utc_now_iso8601();
@@ -102,7 +104,8 @@ class signer {
 public:
     // scheme: "hmac-sha256" or "hmac-sha512". An empty key means messages are
     // unsigned (empty signature), as the spec says. Throws
-    // kernex::error(unsupported) for any other scheme, naming the valid ones.
+    // kernex::error(unsupported) for any other scheme (checked even when the
+    // key is empty), naming the valid ones.
     explicit signer(std::string key = {}, std::string_view scheme = "hmac-sha256");
     ~signer();
     signer(signer&&) noexcept;
@@ -111,9 +114,13 @@ public:
     bool enabled() const noexcept;
     // Length in hex characters of a signature (64 or 128), 0 when disabled.
     std::size_t hex_length() const noexcept;
-    // Hex HMAC over the concatenation of parts; "" when disabled.
+    // Lower-case hex HMAC over the concatenation of parts; "" when disabled.
+    // Throws kernex::error(io_error) only if OpenSSL fails.
     std::string sign(std::initializer_list<std::string_view> parts) const;
-    // Constant-time comparison of a hex signature against the HMAC of parts.
+    // Constant-time comparison of a lower-case hex signature against the HMAC
+    // of parts (upper case is refused, as jupyter_client refuses it). When
+    // disabled, returns true for any signature, as jupyter_client does
+    // without a key.
     bool verify(std::string_view hex_signature,
                 std::initializer_list<std::string_view> parts) const;
 
@@ -123,27 +130,39 @@ private:
 };
 
 struct codec_options {
-    std::size_t replay_history = 1 << 16;          // signatures remembered (as jupyter_client)
+    // Signatures remembered (jupyter_client's digest_history_size); the oldest
+    // is forgotten when full; 0 disables the guard. At most 2^24.
+    std::size_t replay_history = 1 << 16;
     std::size_t max_message_bytes = 256u << 20;    // sum of all frames; larger is rejected
+    // Deepest nesting of arrays/objects in a part; deeper is bad_json (Python's
+    // json gives up near 1000 too, and deep values overflow recursive code).
+    std::size_t max_json_depth = 1000;
 };
 
 // Encodes and decodes signed multipart frames. Not thread-safe: one per socket
 // owner thread (the replay guard is per codec).
 class frame_codec {
 public:
+    // Throws kernex::error(unsupported) for an unknown scheme and
+    // kernex::error(invalid_argument) for a replay_history above 2^24.
     explicit frame_codec(std::string key = {}, std::string_view scheme = "hmac-sha256",
                          codec_options options = {});
     ~frame_codec();
     frame_codec(frame_codec&&) noexcept;
     frame_codec& operator=(frame_codec&&) noexcept;
 
-    // Returns the frames of msg, signed. Throws only on JSON that cannot be
-    // serialised (invalid UTF-8 in content).
+    // Returns the frames of msg, signed. A null metadata or content is sent as
+    // {}. Throws kernex::error(invalid_argument) only on JSON that cannot be
+    // serialised (invalid UTF-8 in a string).
     std::vector<std::string> encode(const message& msg) const;
+    // The same, moving the identities and buffers into the frames.
+    std::vector<std::string> encode(message&& msg) const;
 
-    // Verifies then parses frames. Returns the message, or nullopt with
-    // *why set (when given) and the counter for that reason incremented.
-    // Never throws on anything a peer sends.
+    // Verifies then parses frames (the order of checks is in docs/wire.md).
+    // Returns the message, or nullopt with *why set (when given) and the
+    // counter for that reason incremented. Without a key, the signature is
+    // not checked and no replay guard applies (as jupyter_client). Never
+    // throws on anything a peer sends.
     std::optional<message> decode(std::vector<std::string>&& frames, reject_reason* why = nullptr);
 
     const reject_counters& rejected() const noexcept;

@@ -1,0 +1,549 @@
+// The wire module: known-answer signatures against jupyter_client, every
+// rejection with its reason, and the message helpers.
+#include <cstdlib>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <doctest/doctest.h>
+
+#include "kernex/error.hpp"
+#include "kernex/message.hpp"
+
+using kernex::frame_codec;
+using kernex::json;
+using kernex::message;
+using kernex::reject_reason;
+using frames_t = std::vector<std::string>;
+
+namespace {
+
+std::string from_hex(std::string_view hex) {
+    REQUIRE(hex.size() % 2 == 0);
+    std::string out;
+    for (std::size_t i = 0; i < hex.size(); i += 2)
+        out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+    return out;
+}
+
+std::string to_hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out.push_back(digits[c >> 4]);
+        out.push_back(digits[c & 0x0f]);
+    }
+    return out;
+}
+
+frames_t hex_list(const json& list) {
+    frames_t out;
+    for (const auto& h : list) out.push_back(from_hex(h.get<std::string>()));
+    return out;
+}
+
+json hex_list_json(const frames_t& list) {
+    json out = json::array();
+    for (const auto& f : list) out.push_back(to_hex(f));
+    return out;
+}
+
+const json& known_answers() {
+    static const json data = [] {
+        const char* dir = std::getenv("KERNEX_TEST_DATA");
+        REQUIRE_MESSAGE(dir != nullptr, "KERNEX_TEST_DATA is not set; run through `meson test`");
+        std::ifstream in(std::string(dir) + "/signatures.json");
+        REQUIRE_MESSAGE(in.good(), "cannot read signatures.json in ", dir);
+        return json::parse(in);
+    }();
+    return data;
+}
+
+// What a decoded message looks like in signatures.json's "expected" form.
+void check_reads_as(const message& m, const json& expected) {
+    CHECK(m.header.to_json() == expected["header"]);
+    CHECK(m.parent_header.to_json() == expected["parent_header"]);
+    CHECK(m.metadata == expected["metadata"]);
+    CHECK(m.content == expected["content"]);
+    CHECK(hex_list_json(m.identities) == expected["identities_hex"]);
+    CHECK(hex_list_json(m.buffers) == expected["buffers_hex"]);
+}
+
+kernex::message_header fixed_header(std::string msg_type, int n) {
+    return {.msg_id = "0b5e4c1e-9a8f7d6c5b4a39210f3a1c0d_" + std::to_string(n),
+            .session = "0b5e4c1e-9a8f7d6c5b4a39210f3a1c0d",
+            .username = "kernex",
+            .date = "2024-05-17T10:00:0" + std::to_string(n) + ".654321Z",
+            .msg_type = std::move(msg_type),
+            .version = "5.3"};
+}
+
+struct kernex_case {
+    std::string name, key, scheme;
+    message msg;
+};
+
+// Messages kernex encodes; their frames are checked in (kernex_encoded), each
+// accepted by jupyter_client when it was stored.
+std::vector<kernex_case> kernex_cases() {
+    std::vector<kernex_case> cases;
+    message request;
+    request.header = fixed_header("execute_request", 1);
+    request.content = {{"code", "print(\"h\xc3\xa9llo \xf0\x9f\x98\x80\")\n\tx = {'a': [1, 2.5, -3]}\x01"},
+                       {"silent", false},
+                       {"store_history", true},
+                       {"user_expressions", json::object()},
+                       {"allow_stdin", false},
+                       {"stop_on_error", true}};
+    cases.push_back({"sha256_execute_request", "kernex-key-\xe2\x9c\x93", "hmac-sha256", request});
+
+    message reply;
+    reply.identities = {std::string("\x00\x8b\x45k", 4), "peer-two"};
+    reply.header = fixed_header("comm_msg", 2);
+    reply.parent_header = request.header;
+    reply.metadata = {{"trusted", true}};
+    reply.content = {{"comm_id", "c0ffee"}, {"data", {{"n", 12345678901234567890ull}, {"x", 0.1}}}};
+    reply.buffers = {std::string("\x00\x01\xff<IDS|MSG>", 13), ""};
+    cases.push_back({"sha512_comm_ids_buffers", "a sha512 key", "hmac-sha512", reply});
+
+    message unsigned_msg;
+    unsigned_msg.header = fixed_header("kernel_info_request", 3);
+    cases.push_back({"unsigned_kernel_info", "", "hmac-sha256", unsigned_msg});
+    return cases;
+}
+
+// A signed message that passes every check, and the codec's key.
+const std::string test_key = "0123456789abcdef-test-key";
+
+frames_t valid_frames(const frame_codec& codec, std::string content = R"({"code":"1+1"})") {
+    message m = kernex::make_request("execute_request", json::parse(content), "sess");
+    m.identities = {"id-one", "id-two"};
+    m.buffers = {"buffer-0", std::string("\x00\xff", 2)};
+    return codec.encode(m);
+}
+
+// The index of the delimiter frame in valid_frames().
+constexpr std::size_t delim = 2;
+
+// Replaces the JSON part at offset (0 header .. 3 content) and re-signs, so
+// the signature is valid over whatever the part now holds.
+frames_t resigned(const frame_codec& codec, frames_t frames, std::size_t part, std::string text) {
+    frames[delim + 2 + part] = std::move(text);
+    frames[delim + 1] = codec.sign().sign({frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]});
+    return frames;
+}
+
+reject_reason rejected_for(frame_codec& codec, frames_t frames) {
+    reject_reason why{};
+    const auto m = codec.decode(std::move(frames), &why);
+    REQUIRE_MESSAGE(!m.has_value(), "the message was accepted");
+    return why;
+}
+
+}  // namespace
+
+TEST_CASE("jupyter_client's signatures are reproduced and its frames accepted") {
+    const json& cases = known_answers()["reference"];
+    REQUIRE(cases.size() >= 6);
+    for (const auto& c : cases) {
+        CAPTURE(c["name"].get<std::string>());
+        frames_t frames = hex_list(c["frames_hex"]);
+        const auto d = static_cast<std::size_t>(std::find(frames.begin(), frames.end(), "<IDS|MSG>") - frames.begin());
+        REQUIRE(d < frames.size());
+
+        const kernex::signer s(c["key"].get<std::string>(), c["scheme"].get<std::string>());
+        CHECK(s.sign({frames[d + 2], frames[d + 3], frames[d + 4], frames[d + 5]}) == c["signature"].get<std::string>());
+        CHECK(s.verify(c["signature"].get<std::string>(), {frames[d + 2], frames[d + 3], frames[d + 4], frames[d + 5]}));
+
+        frame_codec codec(c["key"].get<std::string>(), c["scheme"].get<std::string>());
+        reject_reason why{};
+        const auto m = codec.decode(std::move(frames), &why);
+        REQUIRE_MESSAGE(m.has_value(), "rejected: ", kernex::to_string(why));
+        check_reads_as(*m, c["expected"]);
+    }
+}
+
+TEST_CASE("kernex's frames are the ones jupyter_client accepted") {
+    const std::vector<kernex_case> cases = kernex_cases();
+    if (const char* dump = std::getenv("KERNEX_DUMP_ENCODED")) {
+        // For make_signatures.py --kernex: it has jupyter_client check these.
+        json out = {{"cases", json::array()}};
+        for (const auto& c : cases)
+            out["cases"].push_back({{"name", c.name}, {"key", c.key}, {"scheme", c.scheme},
+                                    {"frames_hex", hex_list_json(frame_codec(c.key, c.scheme).encode(c.msg))}});
+        std::ofstream(dump) << out.dump(1) << '\n';
+    }
+
+    const json& stored = known_answers()["kernex_encoded"];
+    REQUIRE(stored.size() == cases.size());
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const kernex_case& c = cases[i];
+        CAPTURE(c.name);
+        REQUIRE(stored[i]["name"] == c.name);
+        const frames_t frames = frame_codec(c.key, c.scheme).encode(c.msg);
+        // Byte for byte: a change to kernex's encoding or signing must be
+        // re-verified by jupyter_client (make_signatures.py --kernex).
+        CHECK(hex_list_json(frames) == stored[i]["frames_hex"]);
+
+        // jupyter_client read what kernex meant, and so does kernex.
+        const json& read = stored[i]["read_by_jupyter_client"];
+        CHECK(read["header"] == c.msg.header.to_json());
+        CHECK(read["parent_header"] == c.msg.parent_header.to_json());
+        CHECK(read["content"] == c.msg.content);
+        CHECK(read["metadata"] == c.msg.metadata);
+        CHECK(read["identities_hex"] == hex_list_json(c.msg.identities));
+        CHECK(read["buffers_hex"] == hex_list_json(c.msg.buffers));
+        frame_codec reader(c.key, c.scheme);
+        const auto m = reader.decode(frame_codec(c.key, c.scheme).encode(c.msg));
+        REQUIRE(m.has_value());
+        check_reads_as(*m, read);
+    }
+}
+
+TEST_CASE("signature schemes") {
+    SUBCASE("sha256 and sha512 lengths") {
+        CHECK(kernex::signer("k").hex_length() == 64);
+        CHECK(kernex::signer("k", "hmac-sha512").hex_length() == 128);
+        CHECK(kernex::signer("k", "hmac-sha512").sign({"a", "b"}).size() == 128);
+    }
+    SUBCASE("the concatenation of parts is signed") {
+        const kernex::signer s("k");
+        CHECK(s.sign({"ab", "c"}) == s.sign({"a", "bc"}));
+        CHECK(s.sign({"ab", "c"}) != s.sign({"ab", "d"}));
+    }
+    SUBCASE("an unknown scheme is an error naming the valid ones") {
+        for (const char* scheme : {"hmac-md5", "hmac-sha1", "sha256", "HMAC-SHA256", ""}) {
+            CAPTURE(scheme);
+            try {
+                frame_codec codec("key", scheme);
+                FAIL("no error for ", scheme);
+            } catch (const kernex::error& e) {
+                CHECK(e.code() == kernex::errc::unsupported);
+                CHECK(std::string(e.what()).find("hmac-sha256") != std::string::npos);
+                CHECK(std::string(e.what()).find("hmac-sha512") != std::string::npos);
+            }
+            CHECK_THROWS_AS(kernex::signer("", scheme), kernex::error);
+        }
+    }
+    SUBCASE("an empty key signs nothing and accepts any signature, as jupyter_client") {
+        const kernex::signer s;
+        CHECK_FALSE(s.enabled());
+        CHECK(s.hex_length() == 0);
+        CHECK(s.sign({"a"}).empty());
+        CHECK(s.verify("", {"a"}));
+        CHECK(s.verify("not hex at all", {"a"}));
+
+        frame_codec codec;
+        frames_t frames = valid_frames(codec);
+        CHECK(frames[delim + 1].empty());
+        frames[delim + 1] = "whatever a peer sends";
+        CHECK(codec.decode(frames_t(frames)).has_value());
+        // No replay guard: every unsigned message has the same signature.
+        CHECK(codec.decode(std::move(frames)).has_value());
+    }
+}
+
+TEST_CASE("every malformed message is rejected with its reason, before any parsing") {
+    frame_codec codec(test_key);
+    const frames_t good = valid_frames(codec);
+    REQUIRE(good.size() == 10);
+    REQUIRE(good[delim] == "<IDS|MSG>");
+
+    SUBCASE("too few frames") {
+        CHECK(rejected_for(codec, {"<IDS|MSG>", "sig", "{}", "{}", "{}"}) == reject_reason::too_few_frames);
+        CHECK(rejected_for(codec, {}) == reject_reason::too_few_frames);
+        // Enough frames in all, but the identities eat them: 4 after the delimiter.
+        frames_t short_tail(good.begin(), good.begin() + delim + 5);
+        short_tail.insert(short_tail.begin(), "another id");
+        CHECK(rejected_for(codec, short_tail) == reject_reason::too_few_frames);
+    }
+    SUBCASE("no delimiter") {
+        frames_t f = good;
+        f[delim] = "<IDS|MSG";
+        CHECK(rejected_for(codec, f) == reject_reason::no_delimiter);
+    }
+    SUBCASE("signature length") {
+        frames_t f = good;
+        f[delim + 1].pop_back();
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_length);
+        f[delim + 1] = good[delim + 1] + "0";
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_length);
+        f[delim + 1].clear();
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_length);
+        // A sha512-length signature on a sha256 session.
+        f[delim + 1] = std::string(128, 'a');
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_length);
+    }
+    SUBCASE("signature hex") {
+        frames_t f = good;
+        f[delim + 1][10] = 'g';
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_hex);
+        // Upper case: jupyter_client compares against hexdigest(), lower case.
+        f = good;
+        for (char& c : f[delim + 1]) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        REQUIRE(f[delim + 1] != good[delim + 1]);
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_hex);
+    }
+    SUBCASE("wrong key, tampered part, wrong scheme") {
+        frame_codec other("another key");
+        CHECK(rejected_for(other, good) == reject_reason::bad_signature);
+        for (std::size_t part = 0; part < 4; ++part) {
+            CAPTURE(part);
+            frames_t f = good;
+            f[delim + 2 + part].push_back(' ');
+            CHECK(rejected_for(codec, f) == reject_reason::bad_signature);
+        }
+        frames_t f = good;
+        f[delim + 1][0] = f[delim + 1][0] == '0' ? '1' : '0';
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature);
+    }
+    SUBCASE("a valid signature over bad JSON") {
+        CHECK(rejected_for(codec, resigned(codec, good, 0, "{\"msg_type\": ")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 1, "[]")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 2, "null")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 3, "{} trailing")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 3, "")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 3, "{\"a\": NaN}")) == reject_reason::bad_json);
+    }
+    SUBCASE("a bad header") {
+        CHECK(rejected_for(codec, resigned(codec, good, 0, R"({"msg_id": "x"})")) == reject_reason::bad_header);
+        CHECK(rejected_for(codec, resigned(codec, good, 0, R"({"msg_type": ""})")) == reject_reason::bad_header);
+        CHECK(rejected_for(codec, resigned(codec, good, 0, R"({"msg_type": 3})")) == reject_reason::bad_header);
+        CHECK(rejected_for(codec, resigned(codec, good, 0, R"({"msg_type": "x", "date": null})")) ==
+              reject_reason::bad_header);
+        CHECK(rejected_for(codec, resigned(codec, good, 1, R"({"session": ["s"]})")) == reject_reason::bad_header);
+        // Fields kernex does not model are ignored, not refused.
+        CHECK(codec.decode(resigned(codec, good, 0, R"({"msg_type": "x", "subshell_id": 5})")).has_value());
+    }
+    SUBCASE("a replayed message") {
+        CHECK(codec.decode(frames_t(good)).has_value());
+        CHECK(rejected_for(codec, good) == reject_reason::replayed);
+        // Changing only a buffer does not make it new: buffers are not signed.
+        frames_t f = good;
+        f.back() = "other buffer";
+        CHECK(rejected_for(codec, f) == reject_reason::replayed);
+    }
+    SUBCASE("oversized, checked first") {
+        frame_codec small(test_key, "hmac-sha256", {.max_message_bytes = 64});
+        CHECK(rejected_for(small, good) == reject_reason::oversized);
+        CHECK(rejected_for(small, {std::string(65, 'x')}) == reject_reason::oversized);
+        frame_codec exact(test_key, "hmac-sha256", {.max_message_bytes = 0});
+        CHECK(rejected_for(exact, {"x"}) == reject_reason::oversized);
+    }
+    SUBCASE("the order of the checks") {
+        // Each case fails two checks; the earlier one is reported.
+        frames_t f = {"a", "<IDS|MSG>", "short", "{"};
+        CHECK(rejected_for(codec, f) == reject_reason::too_few_frames);
+        f = good;
+        f[delim + 1] = "short";
+        f[delim + 2] = "{not json";
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_length);
+        f[delim + 1] = std::string(64, 'z');
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature_hex);
+        f[delim + 1] = good[delim + 1];
+        CHECK(rejected_for(codec, f) == reject_reason::bad_signature);
+    }
+}
+
+TEST_CASE("rejections are counted by reason") {
+    frame_codec codec(test_key);
+    const frames_t good = valid_frames(codec);
+    frames_t bad_sig = good;
+    bad_sig[delim + 1][5] = 'x';
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(codec.decode(frames_t(bad_sig)).has_value());
+    CHECK(codec.decode(frames_t(good)).has_value());
+    CHECK_FALSE(codec.decode(frames_t(good)).has_value());
+    CHECK_FALSE(codec.decode({"x"}).has_value());
+    const kernex::reject_counters& n = codec.rejected();
+    CHECK(n[reject_reason::bad_signature_hex] == 3);
+    CHECK(n[reject_reason::replayed] == 1);
+    CHECK(n[reject_reason::too_few_frames] == 1);
+    CHECK(n.total() == 5);
+
+    std::set<std::string_view> names;
+    for (std::size_t r = 0; r < kernex::reject_reason_count; ++r) names.insert(kernex::to_string(reject_reason(r)));
+    CHECK(names.size() == kernex::reject_reason_count);
+    CHECK(names.count("unknown") == 0);
+}
+
+TEST_CASE("replay history is bounded and forgets the oldest") {
+    frame_codec codec(test_key, "hmac-sha256", {.replay_history = 2});
+    const frames_t a = valid_frames(codec), b = valid_frames(codec), c = valid_frames(codec);
+    CHECK(codec.decode(frames_t(a)).has_value());
+    CHECK(codec.decode(frames_t(b)).has_value());
+    CHECK(codec.decode(frames_t(c)).has_value());  // a is forgotten
+    CHECK(rejected_for(codec, c) == reject_reason::replayed);
+    CHECK(rejected_for(codec, b) == reject_reason::replayed);
+    CHECK(codec.decode(frames_t(a)).has_value());  // b is forgotten now
+    CHECK(codec.decode(frames_t(b)).has_value());
+
+    // A forged signature is not remembered, so it cannot push real ones out.
+    frame_codec guarded(test_key, "hmac-sha256", {.replay_history = 1});
+    CHECK(guarded.decode(frames_t(a)).has_value());
+    frames_t forged = b;
+    forged[delim + 1][0] = forged[delim + 1][0] == '0' ? '1' : '0';
+    CHECK(rejected_for(guarded, forged) == reject_reason::bad_signature);
+    CHECK(rejected_for(guarded, a) == reject_reason::replayed);
+
+    // An authentic message with bad JSON is remembered: its copy is a replay.
+    const frames_t bad = resigned(guarded, b, 3, "[");
+    CHECK(rejected_for(guarded, bad) == reject_reason::bad_json);
+    CHECK(rejected_for(guarded, bad) == reject_reason::replayed);
+
+    frame_codec off(test_key, "hmac-sha256", {.replay_history = 0});
+    CHECK(off.decode(frames_t(a)).has_value());
+    CHECK(off.decode(frames_t(a)).has_value());
+
+    CHECK_THROWS_AS(frame_codec(test_key, "hmac-sha256", {.replay_history = std::size_t{1} << 40}), kernex::error);
+}
+
+TEST_CASE("buffers are not signed; identities are kept") {
+    frame_codec sender(test_key);
+    const frames_t good = valid_frames(sender);
+    frames_t changed = good;
+    changed[good.size() - 2] = "a different buffer";
+    changed.push_back("one more buffer");
+    const auto m = frame_codec(test_key).decode(std::move(changed));
+    REQUIRE(m.has_value());
+    CHECK(m->buffers == frames_t{"a different buffer", std::string("\x00\xff", 2), "one more buffer"});
+    CHECK(m->identities == frames_t{"id-one", "id-two"});
+
+    // A reply goes back through the same routing identities.
+    const message reply = kernex::make_reply(*m, "execute_reply", {{"status", "ok"}});
+    const frames_t out = sender.encode(reply);
+    CHECK(out[0] == "id-one");
+    CHECK(out[1] == "id-two");
+    CHECK(out[2] == "<IDS|MSG>");
+}
+
+TEST_CASE("a received message reads back as it was sent") {
+    frame_codec codec(test_key, "hmac-sha512");
+    message m = kernex::make_request("comm_msg", {{"data", {{"x", {1, 2.5, "three", nullptr, true}}}}}, "s-1", "me");
+    m.metadata = {{"k", "v"}};
+    m.identities = {std::string("\x00\x01", 2)};
+    m.buffers = {"b1", ""};
+    const message copy = m;
+    const frames_t by_copy = codec.encode(m);
+    const frames_t by_move = codec.encode(std::move(m));
+    CHECK(by_copy == by_move);
+
+    const auto got = frame_codec(test_key, "hmac-sha512").decode(frames_t(by_copy));
+    REQUIRE(got.has_value());
+    CHECK(got->header.to_json() == copy.header.to_json());
+    CHECK(got->parent_header.empty());
+    CHECK(got->metadata == copy.metadata);
+    CHECK(got->content == copy.content);
+    CHECK(got->identities == copy.identities);
+    CHECK(got->buffers == copy.buffers);
+    CHECK(got->msg_type() == "comm_msg");
+}
+
+TEST_CASE("encoding") {
+    frame_codec codec(test_key);
+    SUBCASE("an empty parent header and null parts are sent as {}") {
+        message m = kernex::make_request("status", nullptr, "s");
+        m.metadata = nullptr;
+        const frames_t f = codec.encode(m);
+        CHECK(f[1 + 2] == "{}");
+        CHECK(f[1 + 3] == "{}");
+        CHECK(f[1 + 4] == "{}");
+    }
+    SUBCASE("invalid UTF-8 is an error, not a message the peer will refuse") {
+        const message m = kernex::make_request("execute_request", {{"code", "\xff"}}, "s");
+        try {
+            codec.encode(m);
+            FAIL("encoded invalid UTF-8");
+        } catch (const kernex::error& e) {
+            CHECK(e.code() == kernex::errc::invalid_argument);
+            CHECK(std::string(e.what()).find("content") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("JSON nesting is bounded") {
+    frame_codec codec;
+    const auto nested = [](std::size_t depth) {
+        return "{\"a\":" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+    };
+    const auto with_content = [&](std::string content) {
+        frames_t f = {"<IDS|MSG>", "", R"({"msg_type":"x"})", "{}", "{}", std::move(content)};
+        return f;
+    };
+    CHECK(codec.decode(with_content(nested(1000))).has_value());
+    CHECK(rejected_for(codec, with_content(nested(1001))) == reject_reason::bad_json);
+    CHECK(rejected_for(codec, with_content(nested(200000))) == reject_reason::bad_json);
+    // Unbalanced, deep and long: fails without exhausting anything.
+    CHECK(rejected_for(codec, with_content(std::string(1 << 20, '['))) == reject_reason::bad_json);
+    frame_codec shallow("", "hmac-sha256", {.max_json_depth = 3});
+    CHECK(shallow.decode(with_content("{\"a\":[[1,2,3,4,5,6,7,8]]}")).has_value());
+    CHECK(rejected_for(shallow, with_content("{\"a\":[[[1,2,3,4,5,6,7,8]]]}")) == reject_reason::bad_json);
+}
+
+TEST_CASE("ill-formed UTF-8 from a peer reads as U+FFFD, as jupyter_client reads it") {
+    frame_codec codec;
+    const auto text_of = [&](std::string raw) {
+        const auto m = codec.decode({"<IDS|MSG>", "", R"({"msg_type":"x"})", "{}", "{}", "{\"t\":\"" + raw + "\"}"});
+        REQUIRE(m.has_value());
+        return m->content["t"].get<std::string>();
+    };
+    const std::string fffd = "\xef\xbf\xbd";
+    CHECK(text_of("a\xff" "b") == "a" + fffd + "b");
+    CHECK(text_of("\xed\xa0\x80") == fffd + fffd + fffd);      // an encoded surrogate
+    CHECK(text_of("\xf0\x9f\x98!") == fffd + "!");              // a truncated sequence
+    CHECK(text_of("\xc0\xaf") == fffd + fffd);                  // an overlong '/'
+    CHECK(text_of("\xf4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // above U+10FFFF
+    CHECK(text_of("ok \xe2\x9c\x93") == "ok \xe2\x9c\x93");
+}
+
+TEST_CASE("message helpers") {
+    SUBCASE("new_id has jupyter_client's shape and is random") {
+        const std::regex shape("[0-9a-f]{8}-[0-9a-f]{24}");
+        std::set<std::string> ids;
+        for (int i = 0; i < 1000; ++i) {
+            std::string id = kernex::new_id();
+            CHECK(std::regex_match(id, shape));
+            ids.insert(std::move(id));
+        }
+        CHECK(ids.size() == 1000);
+    }
+    SUBCASE("utc_now_iso8601 has microseconds and Z, and is now") {
+        const std::string now = kernex::utc_now_iso8601();
+        CHECK(std::regex_match(now, std::regex(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)")));
+        std::tm tm{};
+        std::istringstream in(now);
+        in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+        REQUIRE_FALSE(in.fail());
+        const auto then = std::chrono::system_clock::from_time_t(timegm(&tm));
+        CHECK(std::chrono::abs(std::chrono::system_clock::now() - then) < std::chrono::seconds(5));
+    }
+    SUBCASE("make_request and make_reply") {
+        message req = kernex::make_request("kernel_info_request", json::object(), "sess-1", "alice");
+        req.identities = {"route"};
+        CHECK(req.header.msg_type == "kernel_info_request");
+        CHECK(req.header.session == "sess-1");
+        CHECK(req.header.username == "alice");
+        CHECK(req.header.version == "5.3");
+        CHECK_FALSE(req.header.msg_id.empty());
+        CHECK(req.parent_header.empty());
+        CHECK(req.parent_header.to_json() == json::object());
+
+        const message rep = kernex::make_reply(req, "kernel_info_reply", {{"status", "ok"}});
+        CHECK(rep.header.session == "sess-1");
+        CHECK(rep.header.username == "kernex");
+        CHECK(rep.header.msg_id != req.header.msg_id);
+        CHECK(rep.parent_header.to_json() == req.header.to_json());
+        CHECK(rep.identities == req.identities);
+        CHECK(rep.content["status"] == "ok");
+    }
+    SUBCASE("header from_json") {
+        CHECK_THROWS_AS(kernex::message_header::from_json(json::array()), kernex::error);
+        CHECK(kernex::message_header::from_json(json::object()).empty());
+        const auto h = kernex::message_header::from_json({{"msg_type", "a"}, {"extra", 1}});
+        CHECK(h.msg_type == "a");
+        CHECK(h.msg_id.empty());
+    }
+}
