@@ -37,8 +37,9 @@
 //   sleep MS                sleep; SIGINT or interrupt_request ends the cell
 //                           with error KeyboardInterrupt
 //   hang                    busy forever with SIGINT ignored and control not
-//                           read: only SIGTERM or SIGKILL ends it (heartbeat
-//                           still answers)
+//                           read: only SIGTERM or SIGKILL ends it (or the
+//                           death of the JPY_PARENT_PID parent, so a crashed
+//                           test run leaves no orphan); heartbeat still answers
 //   crash [CODE|SIGNAME]    flush the outputs so far, then die mid-cell without
 //                           a reply: exit status CODE (default 3), or killed by
 //                           the signal (SIGKILL, SIGSEGV, SIGABRT, ...)

@@ -202,6 +202,49 @@ class test_kernel_protocol(unittest.TestCase):
     def test_interrupt_by_message(self):
         self.check_interrupt("kernex-test-message")
 
+    def test_noreply_until_interrupted(self):
+        with kernel("kernex-test-message") as k:
+            k.kc.wait_for_ready(timeout=TIMEOUT)
+            msg_id = k.kc.execute("print waiting\nnoreply")
+            wait_for_stream(k.kc, msg_id, "waiting")
+            with self.assertRaises(Exception):  # queue.Empty: no reply
+                k.kc.get_shell_msg(timeout=0.5)
+            self.assertTrue(k.kc.is_alive())  # the heartbeat still answers
+            k.km.interrupt_kernel()
+            reply, _ = collect(k.kc, msg_id)
+            self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+
+    def test_displays_and_stop_on_error(self):
+        with kernel() as k:
+            k.kc.wait_for_ready(timeout=TIMEOUT)
+            _, outputs = run(k.kc, "display d1 first\nupdate_display d1 second\nclear wait\ndisplay_html <b>hi</b>")
+            self.assertEqual([m["msg_type"] for m in outputs[1:]],
+                             ["display_data", "update_display_data", "clear_output", "display_data"])
+            self.assertEqual(outputs[1]["content"]["transient"], {"display_id": "d1"})
+            self.assertEqual(outputs[2]["content"]["data"], {"text/plain": "second"})
+            self.assertEqual(outputs[3]["content"], {"wait": True})
+            self.assertEqual(outputs[4]["content"]["data"], {"text/html": "<b>hi</b>"})
+            # Requests queued behind a failing cell are aborted, as ipykernel does.
+            first = k.kc.execute("sleep 300\nerror Boom queued")
+            second = k.kc.execute("print never")
+            reply, _ = collect(k.kc, first)
+            self.assertEqual(reply["content"]["status"], "error")
+            reply, outputs = collect(k.kc, second)
+            self.assertEqual(reply["content"]["status"], "aborted")
+            self.assertEqual(stdout_of(outputs), "")
+            reply, _ = run(k.kc, "print runs again")
+            self.assertEqual(reply["content"]["status"], "ok")
+
+    def test_control_served_during_a_cell(self):
+        with kernel() as k:
+            k.kc.wait_for_ready(timeout=TIMEOUT)
+            msg_id = k.kc.execute("print sleeping\nsleep 60000")
+            wait_for_stream(k.kc, msg_id, "sleeping")
+            started = time.monotonic()
+            k.km.shutdown_kernel(now=False)  # shutdown_request on control
+            self.assertLess(time.monotonic() - started, 3)
+            self.assertEqual(k.process.wait(timeout=TIMEOUT), 0)
+
     def test_hang_ignores_sigint_but_not_sigterm(self):
         with kernel() as k:
             k.kc.wait_for_ready(timeout=TIMEOUT)
