@@ -1049,7 +1049,8 @@ json test_kernel::user_expressions(const json& content) const
 json test_kernel::complete(const json& content) const
 {
     const std::string code = string_field(content, "code");
-    const std::int64_t cursor = int_field(content, "cursor_pos").value_or(count_code_points(code));
+    const std::int64_t length = count_code_points(code);
+    const std::int64_t cursor = std::clamp<std::int64_t>(int_field(content, "cursor_pos").value_or(length), 0, length);
     const std::string_view before = std::string_view(code).substr(0, byte_offset(code, cursor));
     const auto newline = before.rfind('\n');
     const std::string_view word = trim_left(newline == std::string_view::npos ? before : before.substr(newline + 1));
