@@ -1,0 +1,339 @@
+"""kernex-bash as a user meets it, driven by Debian's jupyter_client.
+
+State across cells, output that streams while a cell runs, interrupts that
+keep the shell, `exit`, `display`, and no process left behind. The kernel is
+found through JUPYTER_PATH (set by meson to the build tree's kernelspec).
+Run: JUPYTER_PATH=<build>/kernelspecs/kernex-bash/jupyter python3 -m unittest <this file>
+"""
+
+import base64
+import os
+import queue
+import signal
+import struct
+import tempfile
+import time
+import unittest
+import zlib
+
+from jupyter_client.manager import KernelManager
+
+KERNEL = "kernex-bash"
+TIMEOUT = 30
+
+
+def start_kernel():
+    km = KernelManager(kernel_name=KERNEL)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=TIMEOUT)
+    except BaseException:
+        stop_kernel(km, kc)
+        raise
+    return km, kc
+
+
+def stop_kernel(km, kc):
+    kc.stop_channels()
+    if km.has_kernel:
+        km.shutdown_kernel(now=False)
+
+
+def process_gone(pid, within=10.0):
+    """True once /proc says pid is gone (or a zombie: it no longer runs)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def group_members(pgid):
+    """Pids of the running (not zombie) processes in process group pgid."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def group_gone(pgid, within=10.0):
+    deadline = time.monotonic() + within
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class run_result:
+    def __init__(self):
+        self.reply = None
+        self.messages = []  # (seconds since the request, iopub message)
+
+    def stream(self, name="stdout"):
+        return "".join(m["content"]["text"] for _, m in self.messages
+                       if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+    def of_type(self, msg_type):
+        return [m for _, m in self.messages if m["msg_type"] == msg_type]
+
+
+def run(kc, code, timeout=TIMEOUT, on_start=None):
+    """Executes code; collects this request's iopub messages until idle and its reply."""
+    result = run_result()
+    start = time.monotonic()
+    msg_id = kc.execute(code)
+    deadline = start + timeout
+    idle = False
+    started = False
+    while not idle:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no idle status within {timeout}s for {code!r}")
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "busy" and on_start and not started:
+                started = True
+                on_start(result)
+            idle = msg["content"]["execution_state"] == "idle"
+            continue
+        if msg["msg_type"] == "execute_input":
+            continue
+        result.messages.append((time.monotonic() - start, msg))
+    while result.reply is None:
+        reply = kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            result.reply = reply["content"]
+    return result
+
+
+def png_bytes():
+    """A 2x2 RGB PNG, made here so the test needs no image tools."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+class kernel_test_case(unittest.TestCase):
+    """One kernel for the class, shut down even when a test fails."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.km, cls.kc = start_kernel()
+        cls.addClassCleanup(stop_kernel, cls.km, cls.kc)
+
+    def run_ok(self, code, **kwargs):
+        result = run(self.kc, code, **kwargs)
+        self.assertEqual(result.reply["status"], "ok", (code, result.reply, result.messages))
+        return result
+
+
+class state_and_output(kernel_test_case):
+    def test_state_persists_between_cells(self):
+        self.run_ok("x=41; export E=exported; cd /tmp; f() { echo \"f$1\"; }\n"
+                    "alias hi='echo alias-hi'; declare -A m=([k]=v)")
+        result = self.run_ok('echo "$((x + 1)) $PWD $(f 1) $E ${m[k]}"; hi')
+        self.assertEqual(result.stream(), "42 /tmp f1 exported v\nalias-hi\n")
+
+    def test_exit_status_is_carried_to_the_next_cell(self):
+        result = run(self.kc, "false")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertEqual(self.run_ok("echo $?").stream(), "1\n")
+
+    def test_failing_cell_reports_its_status(self):
+        result = run(self.kc, "echo before; (exit 7)")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertEqual((result.reply["ename"], result.reply["evalue"]), ("ExitStatus", "7"))
+        errors = result.of_type("error")
+        self.assertEqual(len(errors), 1)
+        self.assertEqual(errors[0]["content"]["evalue"], "7")
+        self.assertEqual(result.stream(), "before\n")
+
+    def test_only_the_last_command_decides(self):
+        self.run_ok("false; true")
+
+    def test_stdout_and_stderr_are_separate_streams(self):
+        result = self.run_ok("echo out; echo err >&2; nosuchcommand_kx || true")
+        self.assertEqual(result.stream("stdout"), "out\n")
+        self.assertIn("err\n", result.stream("stderr"))
+        self.assertIn("bash: line 1: nosuchcommand_kx: command not found", result.stream("stderr"))
+
+    def test_output_streams_while_the_cell_runs(self):
+        result = self.run_ok("for i in 1 2 3; do echo $i; sleep 1; done")
+        self.assertEqual(result.stream(), "1\n2\n3\n")
+        first = next(t for t, m in result.messages if m["msg_type"] == "stream")
+        last = max(t for t, _ in result.messages)
+        # The loop takes 2 s after its first line; all-at-the-end would make these equal.
+        self.assertGreater(last - first, 1.5, result.messages)
+        self.assertLess(first, 1.0, result.messages)
+
+    def test_stdin_is_not_the_command_channel(self):
+        self.assertEqual(self.run_ok("cat; read -r line || echo eof; echo after").stream(),
+                         "eof\nafter\n")
+
+    def test_background_job_does_not_hold_the_cell(self):
+        started = time.monotonic()
+        self.run_ok("sleep 5 & echo started")
+        self.assertLess(time.monotonic() - started, 4.0)
+        self.run_ok("kill %1 2>/dev/null; wait; true")
+
+    def test_large_output_arrives_complete_and_in_order(self):
+        result = self.run_ok("seq 1 200000")
+        self.assertEqual(result.stream(), "".join(f"{i}\n" for i in range(1, 200001)))
+
+    def test_multibyte_output_is_not_mangled(self):
+        result = self.run_ok("printf 'h\\xc3'; sleep 0.3; printf '\\xa9llo \\xe2\\x82\\xac\\n'")
+        self.assertEqual(result.stream(), "héllo €\n")
+
+    def test_set_e_and_x_do_not_leak_into_the_protocol(self):
+        self.run_ok("set -x")
+        result = self.run_ok("echo traced")
+        self.assertEqual(result.stream(), "traced\n")
+        self.assertIn("+ echo traced", result.stream("stderr"))
+        self.run_ok("set +x")
+        self.assertEqual(self.run_ok("echo quiet").stream("stderr"), "")
+
+
+class interrupts(kernel_test_case):
+    def interrupt_after_start(self, code):
+        def interrupt_soon(_):
+            time.sleep(0.5)
+            self.km.interrupt_kernel()
+        started = time.monotonic()
+        result = run(self.kc, code, on_start=interrupt_soon)
+        self.assertLess(time.monotonic() - started, 10.0)
+        return result
+
+    def test_interrupt_stops_the_cell_and_keeps_the_shell(self):
+        self.run_ok("keep=still-here; cd /tmp")
+        result = self.interrupt_after_start("sleep 100; echo not-reached")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertEqual(result.reply["ename"], "Interrupted")
+        self.assertNotIn("not-reached", result.stream())
+        self.assertEqual(self.run_ok('echo "$keep $PWD"').stream(), "still-here /tmp\n")
+
+    def test_interrupt_unwinds_functions_and_loops(self):
+        result = self.interrupt_after_start(
+            "g() { sleep 100; echo in-g; }\nf() { g; echo in-f; }\n"
+            "for i in 1 2; do f; echo in-loop; done\necho after")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertEqual(result.stream(), "")
+        self.assertEqual(self.run_ok("echo next").stream(), "next\n")
+
+    def test_interrupt_stops_a_busy_builtin_loop(self):
+        result = self.interrupt_after_start("while :; do :; done")
+        self.assertEqual(result.reply["ename"], "Interrupted")
+        self.run_ok("true")
+
+
+class exit_and_display(kernel_test_case):
+    def test_exit_starts_a_fresh_shell(self):
+        self.run_ok("lost=yes")
+        first_pid = self.run_ok("echo $$").stream().strip()
+        result = run(self.kc, "exit 3")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertEqual(result.reply["evalue"], "3")
+        self.assertIn("shell ended", result.stream("stderr"))
+        self.assertTrue(process_gone(int(first_pid)))
+        result = self.run_ok('echo "[${lost-}] $$"')
+        lost, pid = result.stream().split()
+        self.assertEqual(lost, "[]")
+        self.assertNotEqual(pid, first_pid)
+
+    def test_plain_exit_is_not_an_error(self):
+        result = self.run_ok("exit")
+        self.assertIn("a new shell is ready", result.stream("stderr"))
+        self.assertEqual(self.run_ok("echo ok").stream(), "ok\n")
+
+    def test_display_png(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = png_bytes()
+            with open(os.path.join(tmp, "plot.png"), "wb") as f:
+                f.write(data)
+            # Relative path, and the file is deleted right after: display waits for the kernel.
+            result = self.run_ok(f"cd {tmp} && display plot.png && rm plot.png && echo shown")
+            shown = result.of_type("display_data")
+            self.assertEqual(len(shown), 1)
+            self.assertEqual(shown[0]["content"]["data"]["image/png"],
+                             base64.b64encode(data).decode())
+            self.assertEqual(result.stream(), "shown\n")
+
+    def test_display_svg_and_html(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            svg = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
+            with open(os.path.join(tmp, "a.svg"), "w") as f:
+                f.write(svg)
+            with open(os.path.join(tmp, "b.html"), "w") as f:
+                f.write("<b>bold</b>")
+            result = self.run_ok(f"display {tmp}/a.svg {tmp}/b.html")
+            shown = [m["content"]["data"] for m in result.of_type("display_data")]
+            self.assertEqual([d.get("image/svg+xml") for d in shown[:1]], [svg])
+            self.assertEqual([d.get("text/html") for d in shown[1:]], ["<b>bold</b>"])
+
+    def test_display_refuses_what_it_cannot_show(self):
+        result = run(self.kc, "display /nonexistent.png")
+        self.assertEqual(result.reply["status"], "error")
+        self.assertIn("not a readable file", result.stream("stderr"))
+        with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+            f.write(b"plain text")
+            f.flush()
+            result = run(self.kc, f"display {f.name}")
+            self.assertEqual(result.reply["status"], "error")
+            self.assertIn("not a PNG, JPEG, GIF, SVG or HTML file", result.stream("stderr"))
+
+
+class nothing_left_behind(unittest.TestCase):
+    def start_with_processes(self):
+        km, kc = start_kernel()
+        self.addCleanup(stop_kernel, km, kc)
+        result = run(kc, "echo $$; sleep 1000 & echo $!")
+        self.assertEqual(result.reply["status"], "ok", result.messages)
+        shell, job = (int(p) for p in result.stream().split())
+        # The shell leads its own process group; the job and the watchdog are in it.
+        self.assertIn(job, group_members(shell))
+        return km, kc, shell, job
+
+    def test_shutdown_ends_the_shell_and_its_jobs(self):
+        km, kc, shell, job = self.start_with_processes()
+        stop_kernel(km, kc)
+        self.assertTrue(group_gone(shell), group_members(shell))
+
+    def test_sigterm_to_the_kernel_ends_the_shell(self):
+        km, kc, shell, job = self.start_with_processes()
+        km.signal_kernel(signal.SIGTERM)
+        self.assertTrue(group_gone(shell), group_members(shell))
+        km.provisioner.process.wait(timeout=10)
+
+    def test_sigkill_of_the_kernel_ends_the_shell(self):
+        km, kc, shell, job = self.start_with_processes()
+        km.signal_kernel(signal.SIGKILL)
+        self.assertTrue(group_gone(shell), group_members(shell))
+        km.provisioner.process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    unittest.main()
