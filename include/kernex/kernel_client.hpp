@@ -112,6 +112,9 @@ public:
     virtual int watch_fd() = 0;
     // Increments every time a new kernel process replaces the old one.
     virtual std::uint64_t generation() = 0;
+    // Called before each request: returns once the kernel is usable, or
+    // dead for good (e.g. waits for an automatic restart in progress).
+    virtual void before_request() {}
 };
 
 struct client_options {

@@ -130,7 +130,9 @@ struct kernel_client::impl {
     // A kernel replaced since the last request (restarted by the restarter
     // thread) may not have our iopub subscription yet: prove it first.
     void ensure_ready(steady::time_point deadline) {
-        if (!control || control->generation() == ready_generation) return;
+        if (!control) return;
+        control->before_request();
+        if (control->generation() == ready_generation) return;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         wait_ready(std::min(left, std::chrono::milliseconds(60'000)));
     }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -69,6 +70,8 @@ struct kernel_manager::impl final : kernel_control {
     bool expected_exit = false;   // a stop we asked for: not a death to restart from
     bool closing = false;
     std::atomic<int> restarts{0};
+    bool gave_up = false;         // died and will not be restarted
+    std::condition_variable restart_cv;
     steady::time_point launched_at{};
     std::vector<std::function<void()>> restarted_callbacks;
     std::vector<std::function<void()>> dead_callbacks;
@@ -84,7 +87,10 @@ struct kernel_manager::impl final : kernel_control {
     // --- kernel_control, for the client ---------------------------------
     void interrupt() override {
         if (spec.interrupt_mode == interrupt_mode::message) {
-            client->interrupt_request();
+            // Through a client of its own: this may be called from any
+            // thread, while the user's client is busy in execute().
+            auto session = new_id();
+            kernel_client(make_zmq_transport(conn, session, {}), session).interrupt_request();
             return;
         }
         std::lock_guard lock(mutex);
@@ -100,6 +106,18 @@ struct kernel_manager::impl final : kernel_control {
     }
 
     std::uint64_t generation() override { return gen.load(); }
+
+    // A request right after the kernel died should go to the restarted
+    // kernel, not fail against the dead one: wait (bounded) for the
+    // restarter's decision when a restart is coming.
+    void before_request() override {
+        std::unique_lock lock(mutex);
+        if (proc.pidfd() < 0 || closing || expected_exit || !options.autorestart) return;
+        pollfd p{proc.pidfd(), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) return;  // alive
+        auto g = gen.load();
+        restart_cv.wait_for(lock, 30s, [&] { return gen.load() != g || gave_up || closing; });
+    }
 
     // --- launching -------------------------------------------------------
     // Spawns the kernel process (caller holds no lock: done before the
@@ -235,6 +253,7 @@ struct kernel_manager::impl final : kernel_control {
 
     // The process of generation g exited: restart it or declare it dead.
     void on_exit(std::uint64_t g) {
+        bool restarted = false;
         std::vector<std::function<void()>> to_call;
         {
             std::lock_guard lock(mutex);
@@ -246,14 +265,15 @@ struct kernel_manager::impl final : kernel_control {
                 ++restarts;
                 try {
                     spawn_locked();
-                    to_call = restarted_callbacks;
+                    restarted = true;
                 } catch (const std::exception&) {
-                    to_call = dead_callbacks;
+                    // Could not even spawn: the kernel is dead for good.
                 }
-            } else {
-                to_call = dead_callbacks;
             }
+            gave_up = !restarted;
+            to_call = restarted ? restarted_callbacks : dead_callbacks;
         }
+        restart_cv.notify_all();
         for (auto& cb : to_call) cb();
     }
 
@@ -296,6 +316,7 @@ struct kernel_manager::impl final : kernel_control {
             if (closing) return;
             closing = true;
         }
+        restart_cv.notify_all();
         stop_restarter();
         stop_process(now, false);
         client.reset();
@@ -320,10 +341,11 @@ kernel_manager kernel_manager::start(kernel_options options) {
     auto p = std::make_unique<impl>();
     p->spec = options.spec ? *options.spec : find_kernelspec(options.kernel_name);
     p->options = std::move(options);
-    p->id = new_id();
-    // A kernel id in the uuid form jupyter_client uses.
-    p->id = p->id.substr(0, 8) + "-" + p->id.substr(8, 4) + "-" + p->id.substr(12, 4) + "-" + p->id.substr(16, 4) +
-            "-" + p->id.substr(20);
+    // A kernel id in the 8-4-4-4-12 uuid form jupyter_client uses.
+    auto hex = new_id();
+    std::erase(hex, '-');
+    p->id = hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+            hex.substr(20, 12);
     p->conn_file = p->options.connection_file ? *p->options.connection_file
                                                : jupyter_runtime_dir() / ("kernel-" + p->id + ".json");
     p->log_file = p->conn_file;
