@@ -159,6 +159,9 @@ pid_t spawn_watchdog(pid_t pgid, int lifeline) {
     if (pid < 0) throw_errno("fork");
     if (pid == 0) {
         ::setpgid(0, pgid);
+        // Forked, not exec'd: without a name of its own, `ps` in the shell
+        // would show a second kernex-bash.
+        ::prctl(PR_SET_NAME, "kx-watchdog");
         reset_signals_in_child();
         // Interrupts are for the shell's foreground job, not for the watchdog.
         struct sigaction ign {};

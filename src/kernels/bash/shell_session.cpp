@@ -100,6 +100,7 @@ void shell_session::start() {
     m_pid = pid;
     m_running = true;
     m_shell_died = false;
+    m_reaped = false;
     m_ready = false;
     m_version.clear();
     m_control_buffer.clear();
@@ -212,7 +213,7 @@ shell_session::wait_result shell_session::wait_for(
             if (::waitpid(m_pid, &status, WNOHANG) == m_pid) {
                 died = true;
                 m_exit_wait_status = status;
-                m_pid = -m_pid;  // reaped: on_shell_death must not wait again
+                m_reaped = true;
             }
         }
         if (died && !satisfied()) on_shell_death(handlers);
@@ -324,16 +325,18 @@ void shell_session::on_shell_death(const cell_handlers* handlers) {
             emit_output(i, handlers, true);
         }
     }
-    if (m_pid > 0) {
-        int status = 0;
-        while (::waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        m_exit_wait_status = status;
+    // What the shell left in its group (background jobs, the watchdog) goes
+    // with it. The shell itself is normally a zombie by now; if it is not
+    // (a broken command pipe while it still runs), it is ended here rather
+    // than waited for.
+    const pid_t pgid = m_pid;
+    if (m_reaped) {
+        stop_group(pgid, {m_watchdog}, SIGTERM, std::chrono::milliseconds(1000));
+    } else if (auto status = stop_group(pgid, {pgid, m_watchdog}, SIGTERM,
+                                        std::chrono::milliseconds(1000))) {
+        m_exit_wait_status = *status;
     }
-    const pid_t pgid = m_pid > 0 ? m_pid.load() : -m_pid;
     m_pid = -1;
-    // What the shell left in its group (background jobs, the watchdog) goes with it.
-    stop_group(pgid, {m_watchdog}, SIGTERM, std::chrono::milliseconds(1000));
     m_watchdog = -1;
     close_channels();
     m_running = false;

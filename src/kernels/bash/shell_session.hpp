@@ -105,6 +105,7 @@ private:
     bool m_interrupt_requested = false;
     bool m_interrupt_sent = false;
     bool m_shell_died = false;
+    bool m_reaped = false;  // the dead shell was already waited for
     int m_exit_wait_status = 0;
     std::optional<std::string> m_reply;
     std::size_t m_stale_replies = 0;  // answers to queries that timed out, still to come
