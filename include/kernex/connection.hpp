@@ -23,11 +23,11 @@ struct connection_info {
     std::uint16_t stdin_port = 0;
     std::uint16_t control_port = 0;
     std::uint16_t hb_port = 0;
-    std::string key;
+    std::string key{};
     std::string signature_scheme = "hmac-sha256";
-    std::string kernel_name;
+    std::string kernel_name{};
 
-    // "tcp://127.0.0.1:5555" or "ipc:///path/kernel-3"
+    // "tcp://127.0.0.1:5555", "tcp://[::1]:5555" or "ipc:///path/kernel-3"
     std::string endpoint(std::uint16_t port) const;
     std::string shell_endpoint() const { return endpoint(shell_port); }
     std::string iopub_endpoint() const { return endpoint(iopub_port); }
@@ -36,31 +36,46 @@ struct connection_info {
     std::string hb_endpoint() const { return endpoint(hb_port); }
 
     nlohmann::json to_json() const;
+    // Required: the five ports (integers 1-65535: a file says where a kernel
+    // listens, so port 0 is rejected), ip (non-empty string), key (string,
+    // may be empty: unsigned messages), transport ("tcp" or "ipc", any case).
+    // Optional, as in files older clients wrote: signature_scheme (default
+    // hmac-sha256), kernel_name (default ""). Unknown fields are ignored.
     // Throws kernex::error(invalid_argument) naming `source` (a file name) and
     // the missing or bad field.
     static connection_info from_json(const nlohmann::json& j, const std::string& source = "connection info");
 };
 
 // Reads and validates a connection file. Throws kernex::error(not_found) when
-// missing, (invalid_argument) on bad JSON or a bad field, naming the file.
+// missing, (invalid_argument) on bad JSON or a bad field, naming the file,
+// (io_error) when it cannot be read.
 connection_info read_connection_file(const std::filesystem::path& path);
 
 // Writes info to path with mode 0600 from creation (never world-readable),
-// atomically (temp file + rename in the same directory). Creates parent
-// directories (0700). Throws kernex::error(io_error).
+// atomically (temp file + fsync + rename in the same directory), in
+// jupyter_client's field order. Creates missing parent directories with mode
+// 0700 (existing ones are left as they are). Throws kernex::error
+// (invalid_argument) when info would not read back (a port 0, an unknown
+// transport, an empty ip), (io_error) when a system call fails.
 void write_connection_file(const std::filesystem::path& path, const connection_info& info);
 
-// 32 random bytes from OpenSSL's RNG as 64 hex characters.
+// 32 random bytes from OpenSSL's RNG as 64 lower-case hex characters.
+// Throws kernex::error(io_error) when the RNG fails.
 std::string random_key();
 
-// Returns info with a fresh key and five ports. For tcp the ports are free on
-// info.ip now and not handed out by this process recently (so concurrent
-// launches in one process never collide); for ipc, numbers whose socket
-// files do not exist. Throws kernex::error(io_error).
+// Returns info with a fresh key and five distinct ports. For tcp the ports are
+// free on info.ip now and not handed out by this process recently (so
+// concurrent launches in one process never collide); for ipc, numbers whose
+// socket files "<ip>-<n>" do not exist and were not handed out recently. For
+// ipc, an empty ip or the tcp default "127.0.0.1" is replaced by
+// <jupyter_runtime_dir()>/kernel-ipc (the directory is created, 0700).
+// Throws kernex::error(io_error), (invalid_argument) for an unknown transport
+// or an ip that is not an address of this host.
 connection_info allocate_ports(connection_info info);
 
-// Jupyter's runtime dir: $JUPYTER_RUNTIME_DIR, else $JUPYTER_DATA_DIR/runtime,
-// else ~/.local/share/jupyter/runtime.
+// Jupyter's runtime dir: $JUPYTER_RUNTIME_DIR, else <jupyter_data_dir()>/runtime
+// (see kernelspec.hpp: $JUPYTER_DATA_DIR, else $XDG_DATA_HOME/jupyter, else
+// ~/.local/share/jupyter). Empty variables count as unset, as in jupyter_core.
 std::filesystem::path jupyter_runtime_dir();
 
 }  // namespace kernex

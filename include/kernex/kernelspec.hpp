@@ -1,8 +1,17 @@
-// Kernelspecs: finding installed Jupyter kernels the way Jupyter does.
+// Kernelspecs: finding installed Jupyter kernels the way Jupyter does
+// (jupyter_core 4.12 / jupyter_client 7.4 as Debian 12 ships them).
 // Search path: each $JUPYTER_PATH entry in order, then the user data dir
-// ($JUPYTER_DATA_DIR, else ~/.local/share/jupyter), then
-// /usr/local/share/jupyter and /usr/share/jupyter; in each, kernels/<name>/
-// kernel.json. Names compare case-insensitively; the first found wins.
+// (jupyter_data_dir()), then Python's user-base data dir
+// ($PYTHONUSERBASE, else ~/.local, + /share/jupyter; only when it differs and
+// $PYTHONNOUSERSITE is unset), then /usr/local/share/jupyter and
+// /usr/share/jupyter; in each, kernels/<name>/kernel.json. Last of all, as
+// jupyter_client does when IPython is installed, the legacy IPython dir
+// ($IPYTHONDIR, else ~/.ipython) + /kernels. Directory names are lower-cased
+// (ASCII) and compare case-insensitively; the first found wins. Names outside
+// Jupyter's rule ([a-z0-9._-]) are still listed, as jupyter_client does.
+// Not modelled: jupyter_client's fallback to ipykernel's built-in python3
+// spec, config files (KernelSpecManager.*), JUPYTER_PREFER_ENV_PATH and
+// virtualenv prefixes.
 #pragma once
 
 #include <filesystem>
@@ -18,36 +27,54 @@ namespace kernex {
 enum class interrupt_mode { signal, message };
 
 struct kernelspec {
-    std::string name;                       // lower-case directory name
-    std::filesystem::path resource_dir;     // the directory holding kernel.json
-    std::vector<std::string> argv;
-    std::string display_name;
-    std::string language;
+    std::string name{};                     // lower-case directory name
+    std::filesystem::path resource_dir{};   // the directory holding kernel.json
+    std::vector<std::string> argv{};
+    std::string display_name{};
+    std::string language{};
     kernex::interrupt_mode interrupt_mode = interrupt_mode::signal;
-    std::map<std::string, std::string> env;
+    std::map<std::string, std::string> env{};
     nlohmann::json metadata = nlohmann::json::object();
 
-    // argv with {connection_file} and {resource_dir} substituted.
+    // argv with every {connection_file} (made absolute) and {resource_dir}
+    // substituted, in one pass as jupyter_client does: substituted text is not
+    // scanned again, other {words} are left as they are.
     std::vector<std::string> render_argv(const std::filesystem::path& connection_file) const;
 };
 
 struct kernelspec_location {
-    std::string name;
-    std::filesystem::path resource_dir;
+    std::string name{};
+    std::filesystem::path resource_dir{};
 };
+
+// The user's Jupyter data dir: $JUPYTER_DATA_DIR, else $XDG_DATA_HOME/jupyter,
+// else <home>/.local/share/jupyter with home's symlinks resolved. Empty
+// variables count as unset, as in jupyter_core.
+std::filesystem::path jupyter_data_dir();
 
 // The Jupyter data path, in search order, without duplicates.
 std::vector<std::filesystem::path> jupyter_data_path();
 
-// Every kernelspec found on the data path (first found per name wins), sorted by name.
+// The directories searched for kernelspecs, in order: <data path>/kernels,
+// then the IPython dir's kernels.
+std::vector<std::filesystem::path> kernelspec_dirs();
+
+// Every kernelspec found (first found per name wins), sorted by name.
+// Directories without a kernel.json are skipped; kernel.json is not parsed.
 std::vector<kernelspec_location> list_kernelspecs();
 
-// Parses <resource_dir>/kernel.json. Throws kernex::error(invalid_argument)
-// naming the file and what is wrong; (not_found) when it does not exist.
+// Parses <resource_dir>/kernel.json; name defaults to the directory's name,
+// lower-cased. argv is required (a non-empty list of strings); display_name,
+// language (strings), interrupt_mode ("signal" or "message", any case),
+// env (strings to strings) and metadata (an object) are optional; unknown
+// fields are ignored. Throws kernex::error(invalid_argument) naming the file
+// and what is wrong; (not_found) when it does not exist; (io_error) when it
+// cannot be read.
 kernelspec load_kernelspec(const std::filesystem::path& resource_dir, std::string name = {});
 
-// Finds a kernelspec by name (case-insensitive). Throws kernex::error(not_found)
-// listing the available names and how to install one.
+// Finds a kernelspec by name (case-insensitive) and loads it. Throws
+// kernex::error(not_found) listing the available names and how to install
+// one; load_kernelspec's errors for a broken kernel.json.
 kernelspec find_kernelspec(std::string_view name);
 
 }  // namespace kernex

@@ -1,0 +1,131 @@
+// kernel.json parsing and argv templating.
+#include "kernex/kernelspec.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "kernelspec/kernelspec_names.hpp"
+#include "kernex/error.hpp"
+
+namespace fs = std::filesystem;
+
+namespace kernex {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view connection_placeholder = "{connection_file}";
+constexpr std::string_view resource_placeholder = "{resource_dir}";
+
+[[noreturn]] void fail(const fs::path& file, const std::string& what) {
+    throw error(errc::invalid_argument, "kernelspec " + file.string() + ": " + what);
+}
+
+std::string optional_string(const json& spec, const char* field, const fs::path& file) {
+    auto it = spec.find(field);
+    if (it == spec.end() || it->is_null()) return {};
+    if (!it->is_string()) fail(file, std::string("\"") + field + "\" must be a string, not " + it->type_name());
+    return it->get<std::string>();
+}
+
+std::vector<std::string> parse_argv(const json& spec, const fs::path& file) {
+    auto it = spec.find("argv");
+    if (it == spec.end()) fail(file, "\"argv\" is missing (the command that starts the kernel)");
+    if (!it->is_array()) fail(file, std::string("\"argv\" must be a list of strings, not ") + it->type_name());
+    if (it->empty()) fail(file, "\"argv\" is empty (it must name the command that starts the kernel)");
+    std::vector<std::string> argv;
+    for (std::size_t i = 0; i < it->size(); ++i) {
+        const json& arg = (*it)[i];
+        if (!arg.is_string())
+            fail(file, "\"argv\"[" + std::to_string(i) + "] must be a string, not " + arg.type_name());
+        argv.push_back(arg.get<std::string>());
+    }
+    return argv;
+}
+
+// Case-insensitive, like jupyter_client's CaselessStrEnum.
+interrupt_mode parse_interrupt_mode(const json& spec, const fs::path& file) {
+    auto it = spec.find("interrupt_mode");
+    if (it == spec.end() || it->is_null()) return interrupt_mode::signal;
+    const std::string given = optional_string(spec, "interrupt_mode", file);
+    const std::string mode = ascii_lower(given);
+    if (mode == "signal") return interrupt_mode::signal;
+    if (mode == "message") return interrupt_mode::message;
+    fail(file, "\"interrupt_mode\" must be \"signal\" or \"message\", not \"" + given + "\"");
+}
+
+std::map<std::string, std::string> parse_env(const json& spec, const fs::path& file) {
+    std::map<std::string, std::string> env;
+    auto it = spec.find("env");
+    if (it == spec.end() || it->is_null()) return env;
+    if (!it->is_object()) fail(file, std::string("\"env\" must be an object, not ") + it->type_name());
+    for (const auto& [key, value] : it->items()) {
+        if (!value.is_string())
+            fail(file, "\"env\".\"" + key + "\" must be a string, not " + value.type_name());
+        env.emplace(key, value.get<std::string>());
+    }
+    return env;
+}
+
+}  // namespace
+
+kernelspec load_kernelspec(const fs::path& resource_dir, std::string name) {
+    const fs::path file = resource_dir / "kernel.json";
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        int err = errno;
+        if (err == ENOENT || err == ENOTDIR) throw error(errc::not_found, "kernelspec " + file.string() + " does not exist");
+        throw error(errc::io_error, "cannot read kernelspec " + file.string() + ": " + std::strerror(err));
+    }
+    json spec;
+    try {
+        spec = json::parse(in);
+    } catch (const json::parse_error& e) {
+        fail(file, std::string("not valid JSON: ") + e.what());
+    }
+    if (!spec.is_object()) fail(file, std::string("must hold a JSON object, not ") + spec.type_name());
+
+    kernelspec ks;
+    ks.name = name.empty() ? ascii_lower(resource_dir.filename().string()) : std::move(name);
+    ks.resource_dir = resource_dir;
+    ks.argv = parse_argv(spec, file);
+    ks.display_name = optional_string(spec, "display_name", file);
+    ks.language = optional_string(spec, "language", file);
+    ks.interrupt_mode = parse_interrupt_mode(spec, file);
+    ks.env = parse_env(spec, file);
+    if (auto it = spec.find("metadata"); it != spec.end() && !it->is_null()) {
+        if (!it->is_object()) fail(file, std::string("\"metadata\" must be an object, not ") + it->type_name());
+        ks.metadata = *it;
+    }
+    return ks;
+}
+
+std::vector<std::string> kernelspec::render_argv(const fs::path& connection_file) const {
+    const std::string connection = fs::absolute(connection_file).string();
+    const std::string resources = resource_dir.string();
+    std::vector<std::string> rendered;
+    rendered.reserve(argv.size());
+    for (const std::string& arg : argv) {
+        // One left-to-right pass, so a path that itself contains
+        // "{resource_dir}" is never expanded a second time.
+        std::string out;
+        std::string_view rest = arg;
+        while (!rest.empty()) {
+            if (rest.starts_with(connection_placeholder)) {
+                out += connection;
+                rest.remove_prefix(connection_placeholder.size());
+            } else if (rest.starts_with(resource_placeholder)) {
+                out += resources;
+                rest.remove_prefix(resource_placeholder.size());
+            } else {
+                out += rest.front();
+                rest.remove_prefix(1);
+            }
+        }
+        rendered.push_back(std::move(out));
+    }
+    return rendered;
+}
+
+}  // namespace kernex
