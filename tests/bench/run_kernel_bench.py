@@ -1,0 +1,97 @@
+"""Side-by-side benchmark: kernex's kernel_client vs Debian's jupyter_client,
+on the same kernels, in one run. Prints a markdown table with ratios.
+
+    /usr/bin/python3 tests/bench/run_kernel_bench.py BUILD_DIR [CELLS] [STARTS]
+
+Kernels: kernex-test (the native test kernel, so client overhead dominates)
+and python3 (Debian's ipykernel). Measures start-to-ready, per-cell round
+trip of `1+1` (execute_reply and iopub idle both received), a cell streaming
+100,000 printed lines, and shutdown.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from jupyter_client import KernelManager
+
+KERNELS = {
+    "kernex-test": ("1+1", "lines 100000"),
+    "python3": ("1+1", "for i in range(100000):\n    print(i)"),
+}
+
+
+def jupyter_client_bench(kernel, cell, stream, cells, starts):
+    start_ms, shutdown_ms, cell_ms = [], [], []
+    stream_ms, stream_bytes = 0.0, 0
+    for s in range(starts):
+        t0 = time.perf_counter()
+        km = KernelManager(kernel_name=kernel)
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        start_ms.append((time.perf_counter() - t0) * 1000)
+        if s == 0:
+            for _ in range(10):
+                kc.execute_interactive(cell, output_hook=lambda m: None, timeout=30)
+            for _ in range(cells):
+                c0 = time.perf_counter()
+                reply = kc.execute_interactive(cell, output_hook=lambda m: None, timeout=30)
+                cell_ms.append((time.perf_counter() - c0) * 1000)
+                assert reply["content"]["status"] == "ok", reply
+            got = [0]
+
+            def count(m):
+                if m["msg_type"] == "stream":
+                    got[0] += len(m["content"]["text"].encode())
+
+            s0 = time.perf_counter()
+            kc.execute_interactive(stream, output_hook=count, timeout=300)
+            stream_ms = (time.perf_counter() - s0) * 1000
+            stream_bytes = got[0]
+        kc.stop_channels()
+        d0 = time.perf_counter()
+        km.shutdown_kernel()
+        shutdown_ms.append((time.perf_counter() - d0) * 1000)
+    return {
+        "client": "jupyter_client", "kernel": kernel,
+        "start_ms": statistics.median(start_ms),
+        "cell_ms_mean": statistics.mean(cell_ms), "cell_ms_median": statistics.median(cell_ms),
+        "stream_ms": stream_ms, "stream_bytes": stream_bytes,
+        "shutdown_ms": statistics.median(shutdown_ms),
+    }
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
+    cells = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    starts = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    os.environ["JUPYTER_PATH"] = os.path.join(build, "tests", "helpers", "share", "jupyter")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    bench = os.path.join(build, "tests", "bench", "bench_kernel_client")
+    rows = []
+    for kernel, (cell, stream) in KERNELS.items():
+        ours = json.loads(subprocess.run([bench, kernel, cell, stream, str(cells), str(starts)],
+                                         check=True, capture_output=True, text=True).stdout)
+        theirs = jupyter_client_bench(kernel, cell, stream, cells, starts)
+        assert ours["stream_bytes"] == theirs["stream_bytes"], (ours, theirs)
+        rows.append((kernel, ours, theirs))
+
+    print(f"cells per kernel: {cells}; starts per kernel: {starts}; machine: {os.cpu_count()} cores")
+    print()
+    print("| kernel | measure | kernex | jupyter_client | jupyter_client / kernex |")
+    print("|---|---|---:|---:|---:|")
+    measures = [("start-to-ready (median)", "start_ms"), ("per cell `1+1` (mean)", "cell_ms_mean"),
+                ("per cell `1+1` (median)", "cell_ms_median"), ("stream 100,000 lines", "stream_ms"),
+                ("shutdown (median)", "shutdown_ms")]
+    for kernel, ours, theirs in rows:
+        for label, key in measures:
+            ratio = theirs[key] / ours[key] if ours[key] > 0 else float("inf")
+            print(f"| {kernel} | {label} | {ours[key]:.3f} ms | {theirs[key]:.3f} ms | {ratio:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
