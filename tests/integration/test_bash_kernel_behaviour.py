@@ -173,6 +173,22 @@ class state_and_output(kernel_test_case):
         self.assertEqual(errors[0]["content"]["evalue"], "7")
         self.assertEqual(result.stream(), "before\n")
 
+    def test_blank_or_comment_cell_after_a_failure_is_ok(self):
+        self.assertEqual(run(self.kc, "false").reply["status"], "error")
+        self.run_ok("")
+        self.run_ok("  # just a comment\n\n")
+
+    def test_user_expressions_are_evaluated_in_the_session(self):
+        self.run_ok("ue=value")
+        msg_id = self.kc.execute("true", user_expressions={"v": "echo $ue", "d": "pwd"})
+        while True:
+            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        expressions = reply["content"]["user_expressions"]
+        self.assertEqual(expressions["v"]["data"]["text/plain"], "value")
+        self.assertEqual(expressions["v"]["status"], "ok")
+
     def test_only_the_last_command_decides(self):
         self.run_ok("false; true")
 

@@ -78,9 +78,31 @@ nl::json bash_interpreter::evaluate_user_expressions(const nl::json& expressions
     return results;
 }
 
+namespace {
+
+// Blank lines and comments only: nothing for the shell to run. Sent anyway,
+// such a cell would "end" with the $? carried from the previous cell and
+// report an old failure as its own.
+bool has_no_commands(const std::string& code) {
+    std::size_t start = 0;
+    while (start <= code.size()) {
+        std::size_t end = code.find('\n', start);
+        if (end == std::string::npos) end = code.size();
+        const auto first = code.find_first_not_of(" \t\r", start);
+        if (first != std::string::npos && first < end && code[first] != '#') return false;
+        start = end + 1;
+    }
+    return true;
+}
+
+}  // namespace
+
 nl::json bash_interpreter::execute_request_impl(int /*execution_counter*/, const std::string& code,
                                                 bool silent, bool /*store_history*/,
                                                 nl::json user_expressions, bool /*allow_stdin*/) {
+    if (has_no_commands(code))
+        return xeus::create_successful_reply(nl::json::array(),
+                                             evaluate_user_expressions(user_expressions));
     if (!ensure_shell(silent))
         return error_reply("ShellUnavailable", "bash could not be started",
                            "ShellUnavailable: bash could not be started", silent);
