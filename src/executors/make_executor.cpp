@@ -18,6 +18,9 @@ const std::vector<executor_kind>& executor_kinds() {
     static const std::vector<executor_kind> kinds = {
         {"local", {"work_dir", "timeout", "max_output", "env", "path_prefix", "interpreters"},
          detail::make_local_executor},
+        {"jupyter", {"kernel_name", "connection_file", "work_dir", "output_dir", "timeout", "max_output",
+                     "startup_timeout"},
+         detail::make_jupyter_executor},
     };
     return kinds;
 }

@@ -1,0 +1,72 @@
+// jupyter_executor: runs code blocks statefully in one Jupyter kernel
+// session (started from a kernelspec, or an existing kernel from its
+// connection file). Text outputs go to code_result::output; images and HTML
+// are saved to output_dir and listed in output_files. Errors give exit_code 1
+// with the traceback (ANSI colours stripped); a timeout interrupts the
+// kernel, keeps the partial output, gives exit_code 124, and the session
+// stays usable.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kernex/executor.hpp"
+#include "kernex/kernel_client.hpp"
+#include "kernex/kernel_manager.hpp"
+
+namespace kernex {
+
+struct jupyter_executor_options {
+    std::string kernel_name = "python3";
+    // Use this running kernel instead of starting one (restart() is then unavailable).
+    std::optional<std::filesystem::path> connection_file{};
+    // The kernel's working directory (a kernel kernex starts).
+    std::optional<std::filesystem::path> work_dir{};
+    // Where images and HTML are saved; default: work_dir, else the current directory.
+    std::optional<std::filesystem::path> output_dir{};
+    // For one execute() call, all its blocks together.
+    std::chrono::milliseconds timeout{60'000};
+    std::size_t max_output = 1u << 20;
+    std::chrono::milliseconds startup_timeout{60'000};
+};
+
+class jupyter_executor final : public code_executor {
+public:
+    // Starts (or connects to) the kernel and asks its language. Throws
+    // kernex::error as kernel_manager::start / kernel_client do.
+    explicit jupyter_executor(jupyter_executor_options options = {});
+    ~jupyter_executor() override;
+
+    // The kernel's language (language_info.name), e.g. "python".
+    const std::string& language() const noexcept { return m_language; }
+
+    // Restarts the kernel: a fresh session. Throws kernex::error(unsupported)
+    // for a kernel kernex did not start.
+    void restart() override;
+    void stop() noexcept override;
+    // Interrupts the running cell (thread-safe).
+    void interrupt() noexcept override;
+
+    // True when a block labelled `language` can run on a kernel of `kernel_language`.
+    static bool accepts(std::string_view kernel_language, std::string_view language);
+
+protected:
+    code_result execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) override;
+
+private:
+    kernel_client& client();
+
+    jupyter_executor_options m_options;
+    std::optional<kernel_manager> m_manager;
+    std::optional<kernel_client> m_client;  // for an existing kernel
+    std::string m_language;
+    std::filesystem::path m_output_dir;
+    int m_saved = 0;
+    std::atomic<bool> m_interrupted{false};
+};
+
+}  // namespace kernex

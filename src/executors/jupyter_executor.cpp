@@ -1,0 +1,213 @@
+// jupyter_executor: code blocks in one kernel session, outputs flattened to
+// text for agents, rich outputs saved as files.
+#include "kernex/jupyter_executor.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "executors/executor_config.hpp"
+#include "kernex/error.hpp"
+#include "kernex/output_files.hpp"
+
+namespace kernex {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// Block labels each kernel language accepts besides its own name.
+struct language_aliases {
+    std::string_view kernel;
+    std::array<std::string_view, 4> labels;
+};
+constexpr std::array<language_aliases, 5> aliases{{
+    {"python", {"py", "python3", "ipython", "ipython3"}},
+    {"bash", {"sh", "shell", "", ""}},
+    {"javascript", {"js", "node", "", ""}},
+    {"r", {"", "", "", ""}},
+    {"julia", {"jl", "", "", ""}},
+}};
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// Appends text to the result, within the cap; the rest is counted.
+class capped_output {
+public:
+    capped_output(code_result& result, std::size_t cap, const output_handler& on_output)
+        : m_result(result), m_cap(cap), m_on_output(on_output) {}
+    void add(std::string_view text) {
+        std::size_t room = m_cap > m_result.output.size() ? m_cap - m_result.output.size() : 0;
+        auto kept = text.substr(0, room);
+        m_result.output.append(kept);
+        if (m_on_output && !kept.empty()) m_on_output(kept);
+        m_dropped += text.size() - kept.size();
+    }
+    // Appended even past the cap: the notices an agent must see.
+    void notice(const std::string& text) {
+        m_result.output += text;
+        if (m_on_output) m_on_output(text);
+    }
+    void finish() {
+        if (m_dropped == 0) return;
+        m_result.truncated = true;
+        notice("\n[output truncated: " + std::to_string(m_dropped) + " bytes dropped]\n");
+    }
+
+private:
+    code_result& m_result;
+    std::size_t m_cap;
+    const output_handler& m_on_output;
+    std::uint64_t m_dropped = 0;
+};
+
+std::string ensure_newline(std::string text) {
+    if (!text.empty() && text.back() != '\n') text.push_back('\n');
+    return text;
+}
+
+}  // namespace
+
+bool jupyter_executor::accepts(std::string_view kernel_language, std::string_view language) {
+    auto k = lower(kernel_language), l = lower(language);
+    if (k == l) return true;
+    for (const auto& a : aliases)
+        if (a.kernel == k)
+            for (auto label : a.labels)
+                if (!label.empty() && label == l) return true;
+    return false;
+}
+
+jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options(std::move(options)) {
+    m_output_dir = m_options.output_dir ? *m_options.output_dir
+                   : m_options.work_dir ? *m_options.work_dir
+                                        : std::filesystem::current_path();
+    json info;
+    if (m_options.connection_file) {
+        m_client.emplace(kernel_client::from_connection_file(*m_options.connection_file));
+        info = m_client->wait_for_ready(m_options.startup_timeout);
+    } else {
+        kernel_options ko;
+        ko.kernel_name = m_options.kernel_name;
+        ko.cwd = m_options.work_dir;
+        ko.ready_timeout = m_options.startup_timeout;
+        if (m_options.work_dir) std::filesystem::create_directories(*m_options.work_dir);
+        m_manager.emplace(kernel_manager::start(ko));
+        info = m_manager->client().kernel_info(m_options.startup_timeout);
+    }
+    m_language = lower(info.value("language_info", json::object()).value("name", ""));
+}
+
+jupyter_executor::~jupyter_executor() { stop(); }
+
+kernel_client& jupyter_executor::client() {
+    if (m_manager) return m_manager->client();
+    if (m_client) return *m_client;
+    throw error(errc::invalid_argument, "the jupyter executor was stopped; make a new one");
+}
+
+void jupyter_executor::restart() {
+    if (!m_manager)
+        throw error(errc::unsupported,
+                    "cannot restart a kernel kernex did not start (connected from a connection file)");
+    m_manager->restart();
+}
+
+void jupyter_executor::stop() noexcept {
+    if (m_manager) m_manager->shutdown();
+    m_manager.reset();
+    m_client.reset();
+}
+
+void jupyter_executor::interrupt() noexcept {
+    m_interrupted = true;
+    try {
+        if (m_manager) m_manager->interrupt();
+    } catch (...) {
+        // Nothing to interrupt (the kernel is gone): the result says so.
+    }
+}
+
+code_result jupyter_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
+    code_result result;
+    capped_output out(result, m_options.max_output, on_output);
+    auto deadline = steady::now() + m_options.timeout;
+    m_interrupted = false;
+    auto& kc = client();
+    for (const auto& block : blocks) {
+        if (!accepts(m_language, block.language)) {
+            result.exit_code = 1;
+            out.notice("kernex: a " + block.language + " block cannot run on this " + m_language +
+                       " kernel; label it " + m_language + " or use an executor for " + block.language + "\n");
+            break;
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+        execute_options eo;
+        eo.timeout = std::max(left, std::chrono::milliseconds(1));
+        eo.allow_stdin = false;  // an agent's code cannot be answered interactively
+        eo.on_output = [&](const output& o) {
+            if (auto* s = std::get_if<outputs::stream>(&o)) {
+                out.add(s->text);
+                return;
+            }
+            const json* data = nullptr;
+            if (auto* d = std::get_if<outputs::display_data>(&o)) data = &d->data;
+            if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
+            if (auto* u = std::get_if<outputs::update_display_data>(&o)) data = &u->data;
+            if (data && has_file_output(*data)) {
+                for (auto& p : save_output_files(*data, m_output_dir, "output_" + std::to_string(++m_saved))) {
+                    out.notice("[" + p.extension().string().substr(1) + " output saved to " + p.string() + "]\n");
+                    result.output_files.push_back(std::move(p));
+                }
+            } else if (data && data->contains("text/plain") && (*data)["text/plain"].is_string()) {
+                out.add(ensure_newline((*data)["text/plain"].get<std::string>()));
+            } else if (auto* e = std::get_if<outputs::error>(&o)) {
+                std::string text;
+                for (const auto& line : e->traceback) text += strip_ansi(line) + "\n";
+                if (e->traceback.empty()) text = e->ename + ": " + e->evalue + "\n";
+                out.add(text);
+            }
+        };
+        auto r = kc.execute(block.code, eo);
+        if (r.status == execution_status::ok) continue;
+        if (r.status == execution_status::timeout) {
+            result.exit_code = 124;
+            result.timed_out = true;
+            out.notice("Timeout" + (r.restarted ? std::string(" (the kernel was restarted: its state is lost)") : "") +
+                       "\n");
+        } else if (m_interrupted) {
+            result.exit_code = 130;
+            out.notice("Interrupted\n");
+        } else if (r.status == execution_status::kernel_died) {
+            result.exit_code = 1;
+            out.notice("kernex: the kernel died while running the block\n");
+        } else {
+            result.exit_code = 1;
+        }
+        break;
+    }
+    out.finish();
+    return result;
+}
+
+namespace detail {
+
+std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& config) {
+    executor_config c(config, "jupyter");
+    jupyter_executor_options o;
+    if (auto v = c.string("kernel_name")) o.kernel_name = *v;
+    if (auto v = c.string("connection_file")) o.connection_file = *v;
+    if (auto v = c.string("work_dir")) o.work_dir = *v;
+    if (auto v = c.string("output_dir")) o.output_dir = *v;
+    if (auto v = c.seconds("timeout")) o.timeout = *v;
+    if (auto v = c.count("max_output")) o.max_output = static_cast<std::size_t>(*v);
+    if (auto v = c.seconds("startup_timeout")) o.startup_timeout = *v;
+    return std::make_unique<jupyter_executor>(std::move(o));
+}
+
+}  // namespace detail
+
+}  // namespace kernex

@@ -1,0 +1,110 @@
+// jupyter_executor on Debian's ipykernel, made through make_executor as an
+// agent framework would.
+#include <unistd.h>
+
+#include <fstream>
+
+#include <doctest/doctest.h>
+
+#include "kernex/error.hpp"
+#include "kernex/executor.hpp"
+#include "kernex/jupyter_executor.hpp"
+
+using namespace kernex;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        char tmpl[] = "/tmp/kernex-jx-XXXXXX";
+        path = ::mkdtemp(tmpl);
+        ::setenv("JUPYTER_RUNTIME_DIR", (path / "runtime").c_str(), 1);
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+code_result run(code_executor& ex, const std::string& markdown) { return ex.execute(extract_code_blocks(markdown)); }
+
+}  // namespace
+
+TEST_CASE("jupyter executor: state across execute() calls, images saved, errors, timeout, languages") {
+    temp_dir tmp;
+    auto ex = make_executor({{"executor", "jupyter"},
+                             {"kernel_name", "python3"},
+                             {"work_dir", (tmp.path / "work").string()},
+                             {"output_dir", (tmp.path / "out").string()},
+                             {"timeout", 20}});
+
+    SUBCASE("state, plots, errors, timeouts and refusals in one session") {
+        auto r1 = run(*ex, "Let me set it:\n```python\nx = 40\nprint('set')\n```\n");
+        CHECK(r1.exit_code == 0);
+        CHECK(r1.output == "set\n");
+        auto r2 = run(*ex, "```py\nx + 2\n```");
+        CHECK(r2.exit_code == 0);
+        CHECK(r2.output == "42\n");
+
+        // The kernel's working directory is work_dir.
+        auto r3 = run(*ex, "```python\nimport os\nprint(os.getcwd())\n```");
+        CHECK(r3.output == (tmp.path / "work").string() + "\n");
+
+        auto plot = run(*ex,
+                        "```python\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                        "%matplotlib inline\nplt.plot([3, 1, 2])\nplt.show()\n```");
+        CHECK(plot.exit_code == 0);
+        REQUIRE(plot.output_files.size() == 1);
+        CHECK(plot.output_files[0].extension() == ".png");
+        CHECK(plot.output_files[0].parent_path() == tmp.path / "out");
+        CHECK(fs::file_size(plot.output_files[0]) > 1000);
+        CHECK(plot.output.find(plot.output_files[0].string()) != std::string::npos);
+
+        auto err = run(*ex, "```python\ndef f():\n    return 1 / 0\nf()\n```");
+        CHECK(err.exit_code == 1);
+        CHECK(err.output.find("ZeroDivisionError") != std::string::npos);
+        CHECK(err.output.find("division by zero") != std::string::npos);
+        CHECK(err.output.find("\x1b[") == std::string::npos);  // ANSI stripped
+
+        // Stop at the first failing block.
+        auto two = run(*ex, "```python\nraise ValueError('first')\n```\n```python\nprint('second')\n```");
+        CHECK(two.exit_code == 1);
+        CHECK(two.output.find("second") == std::string::npos);
+
+        auto wrong = run(*ex, "```bash\necho hi\n```");
+        CHECK(wrong.exit_code == 1);
+        CHECK(wrong.output.find("bash") != std::string::npos);
+        CHECK(wrong.output.find("python") != std::string::npos);
+    }
+
+    SUBCASE("a timeout keeps partial output and the session stays usable") {
+        auto fast = make_executor({{"executor", "jupyter"}, {"kernel_name", "python3"}, {"timeout", 2}});
+        run(*fast, "```python\nkept = 'still here'\n```");
+        auto t = run(*fast, "```python\nimport time\nprint('partial', flush=True)\ntime.sleep(60)\n```");
+        CHECK(t.exit_code == 124);
+        CHECK(t.timed_out);
+        CHECK(t.output.find("partial") != std::string::npos);
+        CHECK(t.output.find("Timeout") != std::string::npos);
+        auto after = run(*fast, "```python\nprint(kept)\n```");
+        CHECK(after.exit_code == 0);
+        CHECK(after.output == "still here\n");
+        fast->restart();
+        auto fresh = run(*fast, "```python\nprint('kept' in dir())\n```");
+        CHECK(fresh.output == "False\n");
+    }
+    ex->stop();
+}
+
+TEST_CASE("jupyter executor: bad options are errors that list the valid ones") {
+    try {
+        make_executor({{"executor", "jupyter"}, {"kernel", "python3"}});
+        FAIL("expected an error");
+    } catch (const kernex::error& e) {
+        CHECK(std::string(e.what()).find("kernel_name") != std::string::npos);
+    }
+    CHECK(jupyter_executor::accepts("python", "py"));
+    CHECK(jupyter_executor::accepts("bash", "sh"));
+    CHECK_FALSE(jupyter_executor::accepts("python", "bash"));
+}
