@@ -14,5 +14,6 @@ using command_runner = std::function<int()>;
 command_runner add_kernelspec_command(CLI::App& app);
 command_runner add_run_command(CLI::App& app);
 command_runner add_kernel_command(CLI::App& app);
+command_runner add_exec_command(CLI::App& app);
 
 }  // namespace kernex::cli

@@ -1,0 +1,134 @@
+// `kernex exec`: runs the code blocks of a markdown message (a model's reply)
+// with an executor chosen by name, printing the output as it arrives. The
+// executor options are flags that each set one key of make_executor's config;
+// an executor refuses the keys that are not its own, so adding an executor's
+// flag is one config_option line.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "kernex/error.hpp"
+#include "kernex/executor.hpp"
+
+namespace kernex::cli {
+
+namespace {
+
+struct exec_args {
+    std::string executor = "local";
+    std::string language = "python";
+    bool json = false;
+    std::string file = "-";
+    nlohmann::json config = nlohmann::json::object();  // the executor options given
+};
+
+std::string read_message(const std::string& file) {
+    std::ostringstream text;
+    if (file == "-") {
+        text << std::cin.rdbuf();
+        return text.str();
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw error(errc::not_found, "cannot read " + file + ": no such file or not readable");
+    text << in.rdbuf();
+    return text.str();
+}
+
+// The executor of the running command, for the signal handler: the blocks
+// run in a session of their own, so Ctrl-C reaches only us and we pass it on.
+std::atomic<code_executor*> g_running{nullptr};
+
+extern "C" void forward_interrupt(int) {
+    if (code_executor* ex = g_running.load()) ex->interrupt();
+}
+
+// While alive: SIGINT, SIGTERM and SIGHUP interrupt the executor's code
+// instead of killing us and orphaning it; SIGPIPE is ignored so a closed
+// stdout is an error we see (and answer with an interrupt) rather than our death.
+class interrupt_forwarding {
+public:
+    explicit interrupt_forwarding(code_executor& ex) {
+        g_running.store(&ex);
+        struct sigaction forward {};
+        forward.sa_handler = forward_interrupt;
+        sigemptyset(&forward.sa_mask);
+        for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &forward, &m_old[i]);
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        ::sigaction(SIGPIPE, &ignore, &m_old_pipe);
+    }
+    ~interrupt_forwarding() {
+        for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &m_old[i], nullptr);
+        ::sigaction(SIGPIPE, &m_old_pipe, nullptr);
+        g_running.store(nullptr);
+    }
+    interrupt_forwarding(const interrupt_forwarding&) = delete;
+    interrupt_forwarding& operator=(const interrupt_forwarding&) = delete;
+
+private:
+    static constexpr int m_signals[] = {SIGINT, SIGTERM, SIGHUP};
+    struct sigaction m_old[std::size(m_signals)] {};
+    struct sigaction m_old_pipe {};
+};
+
+int run(const exec_args& args) {
+    nlohmann::json config = args.config;
+    config["executor"] = args.executor;
+    std::unique_ptr<code_executor> executor = make_executor(config);
+    const std::vector<code_block> blocks = extract_code_blocks(read_message(args.file), args.language);
+    if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
+
+    output_handler print;
+    if (!args.json)
+        print = [&executor](std::string_view text) {
+            if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+                executor->interrupt();  // nobody is reading any more
+        };
+    code_result result;
+    {
+        interrupt_forwarding forwarding(*executor);
+        result = executor->execute(blocks, print);
+    }
+    executor->stop();
+    if (args.json) std::cout << result.to_json().dump() << "\n" << std::flush;
+    return std::clamp(result.exit_code, 0, 255);
+}
+
+// A flag that sets config[key] to its value.
+template <typename T>
+CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<exec_args>& args, const std::string& flag,
+                           const std::string& key, const std::string& help) {
+    return cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
+}
+
+}  // namespace
+
+command_runner add_exec_command(CLI::App& app) {
+    auto args = std::make_shared<exec_args>();
+    auto* cmd = app.add_subcommand(
+        "exec",
+        "Run the code blocks of a markdown message (FILE, or stdin) in order, stopping at the first failure,\n"
+        "and print their output as it arrives.\n"
+        "Exit status: the result's exit code (0 ok, 1 error, 124 timeout, 130 interrupted, else the\n"
+        "failing block's); 2 for usage and setup errors.");
+    cmd->add_option("--executor", args->executor, "Executor: local, jupyter")->capture_default_str();
+    config_option<std::string>(cmd, args, "--work-dir", "work_dir",
+                               "Directory blocks are written to and run in (default: a temporary one, removed after)");
+    config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
+    config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
+                                 "Bytes of output kept (default 1048576); the rest is counted");
+    cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")
+        ->capture_default_str();
+    cmd->add_flag("--json", args->json, "Print the result as one JSON object instead of the output");
+    cmd->add_option("file", args->file, "Markdown message to read; '-' or none: stdin");
+    return [args] { return run(*args); };
+}
+
+}  // namespace kernex::cli
