@@ -109,6 +109,13 @@ TEST_CASE("the filename directive names the file, in every comment form") {
     }
     CHECK(ex.execute({{"python", forms[0].first}}).output == "hello\n");
 
+    // The same name again: the file holds the new code, longer or shorter.
+    for (const std::string code : {"# filename: again.sh\necho first version\n", "# filename: again.sh\necho 2\n"}) {
+        auto r = ex.execute({{"sh", code}});
+        CHECK(read_file(wd / "again.sh") == code);
+        CHECK(r.output == code.substr(code.rfind("echo ") + 5));
+    }
+
     // Only the explicit "filename:" form counts.
     auto r = ex.execute({{"sh", "# notes.sh\necho plain\n"}});
     CHECK(r.output == "plain\n");
