@@ -40,7 +40,10 @@ struct spawn_options {
 };
 
 // A running (or exited, not yet reaped) child, leader of its own session and
-// process group. Move-only.
+// process group. An exited child stays a zombie until stop() (or the
+// destructor) reaps it: so long as it is unreaped its pid, and so its group
+// id, cannot be reused, and signal_group() and stop() can only reach its own
+// group. Move-only.
 class child_process {
 public:
     // Spawns the child. Throws kernex::error(launch_failed) naming argv[0] when
@@ -59,15 +62,16 @@ public:
     int stderr_fd() const noexcept { return m_stderr; }
     void close_stdout() noexcept;
 
-    bool running() noexcept;  // reaps when it has exited
+    bool running() noexcept;  // false once it has exited (its status is then known)
     // Waits for exit until deadline. Returns the wait status (as waitpid's) or
     // nullopt when still running at the deadline.
     std::optional<int> wait_until(clock::time_point deadline) noexcept;
-    // The wait status once reaped.
+    // The wait status once it has exited.
     std::optional<int> status() const noexcept { return m_status; }
 
-    // Sends sig to the whole process group (children of the child included).
-    // Returns false when the group no longer exists.
+    // Sends sig to the whole process group (children of the child included,
+    // also after the child itself exited). Returns false when the child has
+    // exited or was stopped.
     bool signal_group(int sig) noexcept;
 
     // SIGTERM to the group, wait up to grace, SIGKILL to the group, reap.

@@ -123,26 +123,33 @@ int poll_timeout(clock::time_point deadline) noexcept {
     return static_cast<int>(std::min<long long>(ms, INT_MAX));
 }
 
-bool has_exited(int pid) noexcept {
+std::optional<int> exit_status(int pid) noexcept {
     siginfo_t info{};
     // WNOWAIT leaves the zombie in place: its pid (and so its group id) stays
     // reserved until we reap it.
     while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
-        if (errno != EINTR) return true;  // ECHILD: someone else reaped it
+        // ECHILD: reaped behind our back (SIGCHLD ignored by the application);
+        // its status is lost, so report a clean exit rather than invent a failure.
+        if (errno != EINTR) return 0;
     }
-    return info.si_pid != 0;
+    if (info.si_pid == 0) return std::nullopt;
+    switch (info.si_code) {
+    case CLD_EXITED: return W_EXITCODE(info.si_status, 0);
+    case CLD_DUMPED: return W_EXITCODE(0, info.si_status) | WCOREFLAG;
+    default: return W_EXITCODE(0, info.si_status);  // CLD_KILLED
+    }
 }
 
-bool wait_exited_until(int pid, int pidfd, clock::time_point deadline) noexcept {
+std::optional<int> wait_exit_until(int pid, int pidfd, clock::time_point deadline) noexcept {
     for (;;) {
-        if (has_exited(pid)) return true;
+        if (auto status = exit_status(pid)) return status;
         const int ms = poll_timeout(deadline);
-        if (ms == 0) return false;
+        if (ms == 0) return std::nullopt;
         if (pidfd >= 0) {
             pollfd p{pidfd, POLLIN, 0};
             ::poll(&p, 1, ms);
         } else {
-            // No pidfd (kernel < 5.3): poll the status at a short interval.
+            // No pidfd (kernel < 5.3): look at the status at a short interval.
             std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 5)));
         }
     }
@@ -287,35 +294,34 @@ void child_process::close_stdout() noexcept { close_fd(m_stdout); }
 bool child_process::running() noexcept { return !wait_until(clock::now()); }
 
 std::optional<int> child_process::wait_until(clock::time_point deadline) noexcept {
-    if (m_status || m_pid < 0) return m_status;
-    if (!detail::wait_exited_until(m_pid, m_pidfd, deadline)) return std::nullopt;
-    int status = 0;
-    pid_t r;
-    while ((r = ::waitpid(m_pid, &status, 0)) < 0 && errno == EINTR) {}
-    // ECHILD: someone else reaped it (SIGCHLD ignored by the application);
-    // its status is lost, so report a clean exit rather than invent a failure.
-    m_status = r == m_pid ? status : 0;
+    if (!m_status && m_pid >= 0) m_status = detail::wait_exit_until(m_pid, m_pidfd, deadline);
     return m_status;
 }
 
 bool child_process::signal_group(int sig) noexcept {
     if (m_pid < 0) return false;
-    return ::kill(-m_pid, sig) == 0;
+    // The unreaped leader keeps the group id ours, so this cannot reach a
+    // stranger's group; what is left of ours is signalled even after the
+    // leader exited, but only a living leader counts as success.
+    const bool sent = ::kill(-m_pid, sig) == 0;
+    return sent && !running();
 }
 
 void child_process::reap_group() noexcept {
-    // While the leader is unreaped its pid, and so the group id, cannot be
-    // reused: this SIGKILL can only reach what is left of our group.
-    signal_group(SIGKILL);
+    ::kill(-m_pid, SIGKILL);
     // SIGKILL cannot be caught; the bound only matters for a process stuck in
     // uninterruptible I/O, which we would rather leave than hang on.
-    wait_until(clock::now() + std::chrono::seconds(10));
+    if (!wait_until(clock::now() + std::chrono::seconds(10))) return;
+    int status = 0;
+    pid_t r;
+    while ((r = ::waitpid(m_pid, &status, 0)) < 0 && errno == EINTR) {}
+    if (r == m_pid) m_status = status;
 }
 
 void child_process::stop(std::chrono::milliseconds grace) noexcept {
     if (m_pid >= 0) {
-        if (!m_status && grace.count() > 0 && !detail::has_exited(m_pid) && signal_group(SIGTERM))
-            detail::wait_exited_until(m_pid, m_pidfd, clock::now() + grace);
+        if (grace.count() > 0 && running() && ::kill(-m_pid, SIGTERM) == 0)
+            detail::wait_exit_until(m_pid, m_pidfd, clock::now() + grace);
         reap_group();
         m_pid = -1;
     }

@@ -9,12 +9,13 @@ namespace kernex::detail {
 // Milliseconds from now to deadline for poll(), 0 once it has passed.
 int poll_timeout(clock::time_point deadline) noexcept;
 
-// Whether child pid has exited, without reaping it: the zombie keeps its pid
-// and group id reserved, so the group can still be signalled safely.
-bool has_exited(int pid) noexcept;
+// The wait status of child pid once it has exited, without reaping it: the
+// zombie keeps its pid and group id reserved, so the group can still be
+// signalled safely. nullopt while it runs.
+std::optional<int> exit_status(int pid) noexcept;
 
 // Waits (on pidfd when there is one) until pid has exited or deadline
-// passes; does not reap. Returns whether it has exited.
-bool wait_exited_until(int pid, int pidfd, clock::time_point deadline) noexcept;
+// passes; does not reap. Returns the wait status, or nullopt at the deadline.
+std::optional<int> wait_exit_until(int pid, int pidfd, clock::time_point deadline) noexcept;
 
 }  // namespace kernex::detail

@@ -254,7 +254,7 @@ TEST_CASE("stop ends a well-behaved child with SIGTERM, without waiting out the 
     CHECK(reaped(pid));
 }
 
-TEST_CASE("the pidfd becomes readable when the child exits; wait_until reaps") {
+TEST_CASE("the pidfd becomes readable when the child exits; the zombie is kept until stop()") {
     kernex::spawn_options options = shell("exit 7");
     options.stdout_mode = kernex::output_mode::null;
     kernex::child_process child(options);
@@ -265,7 +265,12 @@ TEST_CASE("the pidfd becomes readable when the child exits; wait_until reaps") {
     REQUIRE(status);
     CHECK(kernex::exit_code_of(*status) == 7);
     CHECK_FALSE(child.running());
-    CHECK(reaped(child.pid()));
+    const int pid = child.pid();
+    CHECK_FALSE(reaped(pid));  // its pid, and group id, still ours
+    CHECK_FALSE(child.signal_group(SIGTERM));
+    child.stop();
+    CHECK(reaped(pid));
+    CHECK(kernex::exit_code_of(*child.status()) == 7);
 }
 
 TEST_CASE("wait_until gives up at its deadline; the destructor leaves nothing behind") {
