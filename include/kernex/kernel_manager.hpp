@@ -31,6 +31,10 @@ struct kernel_options {
     std::map<std::string, std::string> env{};             // added to the kernelspec's env
     std::string transport = "tcp";                        // "tcp" or "ipc"
     std::string ip = "127.0.0.1";
+    // Use these ports (transport, ip, ports; a key is made when empty)
+    // instead of allocating them. When the kernel cannot bind them (a port
+    // is taken), fresh ones are allocated, up to port_retries times.
+    std::optional<connection_info> ports{};
     std::chrono::milliseconds ready_timeout{60'000};
     bool autorestart = true;                               // restart on unexpected death
     int restart_limit = 5;                                 // consecutive automatic restarts

@@ -350,10 +350,15 @@ kernel_manager kernel_manager::start(kernel_options options) {
                                                : jupyter_runtime_dir() / ("kernel-" + p->id + ".json");
     p->log_file = p->conn_file;
     p->log_file.replace_extension(".log");
-    connection_info base;
-    base.transport = p->options.transport;
-    base.ip = p->options.ip;
-    p->conn = allocate_ports(base);
+    if (p->options.ports) {
+        p->conn = *p->options.ports;
+        if (p->conn.key.empty()) p->conn.key = random_key();
+    } else {
+        connection_info base;
+        base.transport = p->options.transport;
+        base.ip = p->options.ip;
+        p->conn = allocate_ports(base);
+    }
     p->write_connection();
     p->make_client();
     p->launch();

@@ -1,7 +1,10 @@
 // kernel_manager and kernel_client against real kernels: Debian's ipykernel
 // and the native test kernel (tests/helpers/test_kernel.cpp), which can be
 // told to misbehave.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -391,4 +394,28 @@ TEST_CASE("multi_kernel_manager: kernels from several threads at once") {
     mkm.shutdown_all();
     CHECK(mkm.list().empty());
     CHECK(children().empty());
+}
+
+TEST_CASE("a port taken by someone else: the kernel fails to bind and is retried on new ports") {
+    runtime_dir rt;
+    // Someone else listens on what will be the shell port.
+    int squatter = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(squatter >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(squatter, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(squatter, 1) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(squatter, reinterpret_cast<sockaddr*>(&addr), &len);
+    auto taken = ntohs(addr.sin_port);
+
+    auto o = test_kernel();
+    o.ports = allocate_ports({});
+    o.ports->shell_port = taken;
+    auto km = kernel_manager::start(o);
+    CHECK(km.connection().shell_port != taken);
+    CHECK(km.log_tail().find("Address already in use") != std::string::npos);
+    CHECK(km.client().execute("print moved", {.timeout = 5s}).stream_text() == "moved\n");
+    ::close(squatter);
 }
