@@ -200,7 +200,7 @@ void local_executor::make_work_dir() {
     std::error_code ec;
     if (m_options.work_dir) {
         fs::create_directories(*m_options.work_dir, ec);
-        if (ec || !fs::is_directory(*m_options.work_dir))
+        if (ec || !fs::is_directory(*m_options.work_dir, ec))
             throw error(errc::io_error, "cannot create the work dir " + m_options.work_dir->string() + ": " +
                                             (ec ? ec.message() : "not a directory"));
         m_work_dir = *m_options.work_dir;
@@ -247,8 +247,9 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     char sink[64];
     while (::read(m_cancel_read, sink, sizeof sink) > 0) {}
 
-    if (m_work_dir.empty()) make_work_dir();
     std::error_code ec;
+    // After stop(), or when someone removed it: made again (a fresh temporary one, or the one given).
+    if (m_work_dir.empty() || !fs::is_directory(m_work_dir, ec)) make_work_dir();
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
 

@@ -192,7 +192,8 @@ child_process::child_process(const spawn_options& options) {
     const std::string& program = options.argv[0];
     environment env = make_environment(options);
     const fs::path cwd = options.cwd.value_or(fs::path());
-    if (!cwd.empty() && !fs::is_directory(cwd))
+    std::error_code ec;
+    if (!cwd.empty() && !fs::is_directory(cwd, ec))
         throw_launch(program, "working directory '" + cwd.string() + "' does not exist");
 
     std::optional<fs::path> file = find_program(program, env.has_path ? std::string_view(env.path) : "", cwd);

@@ -289,6 +289,12 @@ TEST_CASE("the default work dir is a fresh temporary dir that stop() removes") {
         ex.stop();
     }
     CHECK(fs::is_directory(dir / "made/for/me"));  // a given work dir is the caller's
+
+    // Removed behind its back: made again.
+    kernex::local_executor ex(options);
+    fs::remove_all(dir / "made");
+    CHECK(ex.execute({{"sh", "echo again > f\n"}}).exit_code == 0);
+    CHECK(read_file(dir / "made/for/me/f") == "again\n");
 }
 
 TEST_CASE("interrupt() from another thread stops the running block with exit 130") {
