@@ -305,7 +305,7 @@ bool child_process::signal_group(int sig) noexcept {
     // stranger's group; what is left of ours is signalled even after the
     // leader exited, but only a living leader counts as success.
     const bool sent = ::kill(-m_pid, sig) == 0;
-    return sent && !running();
+    return sent && running();
 }
 
 void child_process::reap_group() noexcept {
