@@ -68,6 +68,7 @@ struct execution {
     std::chrono::nanoseconds elapsed{};
     bool restarted = false;            // the kernel stayed busy after a timeout and was restarted
     bool input_unanswered = false;     // the kernel asked for input and no handler was set
+    std::uint64_t dropped_output_bytes = 0;  // outputs beyond max_output_bytes, not kept
     std::string note;                  // why, for timeout / kernel_died / restarted
 
     // All stream text, in order (stdout and stderr interleaved as they arrived).
@@ -95,6 +96,10 @@ struct execute_options {
     // before the kernel is restarted.
     std::chrono::milliseconds interrupt_grace{3000};
     std::function<void(const output&)> on_output{};
+    // Bytes of output kept in execution::outputs (stream text and MIME data
+    // sizes); later outputs still reach on_output but are not kept, and the
+    // result says how many bytes were dropped. Bounds memory per cell.
+    std::size_t max_output_bytes = std::size_t{256} << 20;
     // Answers input_request; without it the kernel gets "" and the result says so.
     std::function<std::string(const input_request&)> on_input{};
 };

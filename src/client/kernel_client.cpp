@@ -120,6 +120,7 @@ struct kernel_client::impl {
     std::string username;
     kernel_control* control = nullptr;
     std::uint64_t ready_generation = 0;
+    std::size_t kept_bytes = 0;  // of the current execute's outputs
 
     message send(channel ch, const std::string& type, json content) {
         auto msg = make_request(type, std::move(content), session, username);
@@ -202,7 +203,7 @@ struct kernel_client::impl {
                     if (str(m.content, "execution_state") == "idle") got_idle = true;
                 } else if (auto out = to_output(m)) {
                     if (o.on_output) o.on_output(*out);
-                    result.outputs.push_back(std::move(*out));
+                    keep(result, std::move(*out), o.max_output_bytes);
                 }
                 break;
             case channel::shell:
@@ -220,6 +221,39 @@ struct kernel_client::impl {
             }
         }
         return receive_status::message;
+    }
+
+    // Keeps an output unless the cell's outputs already hold max bytes.
+    void keep(execution& result, output&& out, std::size_t max) {
+        std::size_t size = output_size(out);
+        if (kept_bytes + size > max) {
+            if (result.dropped_output_bytes == 0)
+                result.note = "output beyond " + std::to_string(max) + " bytes was not kept";
+            result.dropped_output_bytes += size;
+            return;
+        }
+        kept_bytes += size;
+        result.outputs.push_back(std::move(out));
+    }
+
+    static std::size_t output_size(const output& o) {
+        return std::visit(
+            [](const auto& v) -> std::size_t {
+                using T = std::decay_t<decltype(v)>;
+                if constexpr (std::is_same_v<T, outputs::stream>) return v.text.size();
+                else if constexpr (std::is_same_v<T, outputs::error>) {
+                    std::size_t n = v.ename.size() + v.evalue.size();
+                    for (const auto& line : v.traceback) n += line.size();
+                    return n;
+                } else if constexpr (std::is_same_v<T, outputs::clear_output>) return 0;
+                else {
+                    std::size_t n = 0;
+                    for (const auto& [mime, value] : v.data.items())
+                        n += mime.size() + (value.is_string() ? value.template get_ref<const std::string&>().size() : 64);
+                    return n;
+                }
+            },
+            o);
     }
 
     void answer_input(const message& req, execution& result, const execute_options& o) {
@@ -248,6 +282,7 @@ struct kernel_client::impl {
         auto start = steady::now();
         auto deadline = deadline_after(o.timeout);
         execution result;
+        kept_bytes = 0;
         ensure_ready(deadline);
         watched_fd watch(*t, control);
         auto request = send(channel::shell, "execute_request",

@@ -148,7 +148,12 @@ public:
           m_iopub(shared_zmq_context(), zmq::socket_type::sub),
           m_stdin(shared_zmq_context(), zmq::socket_type::dealer),
           m_control(shared_zmq_context(), zmq::socket_type::dealer) {
-        for (auto* s : {&m_shell, &m_iopub, &m_stdin, &m_control}) configure(*s);
+        for (auto* s : {&m_shell, &m_iopub, &m_stdin, &m_control}) {
+            configure(*s);
+            // A peer sending a larger frame is disconnected before ZeroMQ
+            // allocates it: no peer can make us hold more than this at once.
+            s->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.codec.max_message_bytes));
+        }
         // Kernels send input_request to the stdin peer whose identity matches
         // the shell request's: both use the session.
         m_shell.set(zmq::sockopt::routing_id, session);

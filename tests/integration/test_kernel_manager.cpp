@@ -419,3 +419,17 @@ TEST_CASE("a port taken by someone else: the kernel fails to bind and is retried
     CHECK(km.client().execute("print moved", {.timeout = 5s}).stream_text() == "moved\n");
     ::close(squatter);
 }
+
+TEST_CASE("test kernel: output kept per cell is bounded; the handler still sees everything") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    std::size_t seen = 0;
+    auto r = km.client().execute("flood 2000", {.timeout = 30s,
+                                                .on_output = [&](const output&) { ++seen; },
+                                                .max_output_bytes = 1000});
+    CHECK(r.status == execution_status::ok);
+    CHECK(seen == 2000);
+    CHECK(r.stream_text().size() <= 1000);
+    CHECK(r.dropped_output_bytes > 10000);
+    CHECK(r.note.find("not kept") != std::string::npos);
+}

@@ -1,0 +1,94 @@
+"""`kernex run` as users meet it: cells split at '# %%', one session, outputs
+streamed, images saved, exit statuses 0 / 1 / 124 / 2, --continue, --json, stdin.
+Uses the native test kernel (kernex-test) for speed, and python3 once."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
+
+
+class RunTests(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = dict(os.environ, JUPYTER_RUNTIME_DIR=os.path.join(self.tmp.name, "runtime"))
+
+    def tearDown(self):
+        # No connection file may be left behind by any run.
+        runtime = os.path.join(self.tmp.name, "runtime")
+        self.assertEqual(os.listdir(runtime) if os.path.isdir(runtime) else [], [])
+        self.tmp.cleanup()
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def run_kernex(self, *args, stdin=None):
+        return subprocess.run([KERNEX, "run", *args], capture_output=True, text=True, input=stdin,
+                              env=self.env, timeout=120, cwd=self.tmp.name)
+
+    def test_cells_share_one_session_and_outputs_stream_in_order(self):
+        a = self.write("a.txt", "set k v1\n# %% second cell\nget k\nprint done-a\n")
+        b = self.write("b.txt", "get k\nresult 42\n")
+        r = self.run_kernex("--kernel", "kernex-test", a, b)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "v1\ndone-a\nv1\n42\n")
+
+    def test_error_stops_unless_continue(self):
+        f = self.write("e.txt", "print one\n# %%\nerror ValueError bad\n# %%\nprint three\n")
+        r = self.run_kernex("--kernel", "kernex-test", f)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "one\n")
+        self.assertIn("ValueError", r.stderr)
+        r = self.run_kernex("--kernel", "kernex-test", "--continue", f)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout, "one\nthree\n")
+
+    def test_timeout_is_124_and_keeps_partial_output(self):
+        f = self.write("t.txt", "print before\nsleep 30000\n")
+        r = self.run_kernex("--kernel", "kernex-test", "--timeout", "1", f)
+        self.assertEqual(r.returncode, 124)
+        self.assertEqual(r.stdout, "before\n")
+        self.assertIn("did not finish", r.stderr)
+
+    def test_images_are_saved_to_the_output_dir(self):
+        f = self.write("img.txt", "display_png\n")
+        out = os.path.join(self.tmp.name, "out")
+        r = self.run_kernex("--kernel", "kernex-test", "--output-dir", out, f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        saved = os.listdir(out)
+        self.assertEqual(len(saved), 1)
+        self.assertTrue(saved[0].endswith(".png"))
+        with open(os.path.join(out, saved[0]), "rb") as png:
+            self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assertIn(os.path.join(out, saved[0]), r.stdout)
+
+    def test_json_lines_and_stdin(self):
+        r = self.run_kernex("--kernel", "kernex-test", "--json", "-", stdin="print a\n# %%\nerror E v\n")
+        self.assertEqual(r.returncode, 1)
+        cells = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([c["status"] for c in cells], ["ok", "error"])
+        self.assertEqual(cells[0]["outputs"], [{"type": "stream", "name": "stdout", "text": "a\n"}])
+        self.assertEqual(cells[1]["outputs"][0]["ename"], "E")
+
+    def test_usage_and_setup_errors_are_2(self):
+        self.assertEqual(self.run_kernex().returncode, 2)
+        r = self.run_kernex("--kernel", "no-such-kernel", self.write("x.txt", "print x\n"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no kernelspec named 'no-such-kernel'", r.stderr)
+        r = self.run_kernex("--kernel", "kernex-test", os.path.join(self.tmp.name, "missing.py"))
+        self.assertEqual(r.returncode, 2)
+
+    def test_python_kernel(self):
+        f = self.write("p.py", "x = 20\n# %%\nprint(x + 22)\n")
+        r = self.run_kernex(f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "42\n")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
