@@ -282,6 +282,7 @@ TEST_CASE("wait_until gives up at its deadline; the destructor leaves nothing be
         CHECK_FALSE(child.wait_until(start + 100ms));
         CHECK(kernex::clock::now() - start >= 100ms);
         CHECK(child.running());
+        CHECK(child.signal_group(SIGCONT));  // alive: the signal counts
         kernex::child_process moved = std::move(child);
         CHECK(child.pid() == -1);
         CHECK(moved.pid() == pid);
