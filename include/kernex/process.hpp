@@ -71,7 +71,7 @@ public:
 
     // Sends sig to the whole process group (children of the child included,
     // also after the child itself exited). Returns false when the child has
-    // exited or was stopped.
+    // exited or stop() was called.
     bool signal_group(int sig) noexcept;
 
     // SIGTERM to the group, wait up to grace, SIGKILL to the group, reap.
@@ -90,7 +90,7 @@ private:
 };
 
 // The file that exec would run for name with this PATH value (the system's
-// default path when empty): name itself when it contains '/', else the first
+// default path when empty): name itself (if executable) when it contains '/', else the first
 // executable regular file in PATH's directories (relative ones relative to
 // cwd). nullopt when there is none.
 std::optional<std::filesystem::path> find_program(std::string_view name, std::string_view path,
