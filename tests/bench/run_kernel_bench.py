@@ -3,10 +3,11 @@ on the same kernels, in one run. Prints a markdown table with ratios.
 
     /usr/bin/python3 tests/bench/run_kernel_bench.py BUILD_DIR [CELLS] [STARTS]
 
-Kernels: kernex-test (the native test kernel, so client overhead dominates)
-and python3 (Debian's ipykernel). Measures start-to-ready, per-cell round
-trip of `1+1` (execute_reply and iopub idle both received), a cell streaming
-100,000 printed lines, and shutdown.
+Kernels: kernex-test (the native test kernel, so client overhead dominates),
+kernex-bash (the native bash kernel, from the build tree) and python3
+(Debian's ipykernel). Measures start-to-ready, per-cell round trip of a
+trivial cell (`1+1`; `true` on kernex-bash; execute_reply and iopub idle
+both received), a cell streaming 100,000 printed lines, and shutdown.
 """
 import json
 import os
@@ -19,6 +20,7 @@ from jupyter_client import KernelManager
 
 KERNELS = {
     "kernex-test": ("1+1", "lines 100000"),
+    "kernex-bash": ("true", "seq 100000"),
     "python3": ("1+1", "for i in range(100000):\n    print(i)"),
 }
 
@@ -69,7 +71,10 @@ def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     cells = int(sys.argv[2]) if len(sys.argv) > 2 else 200
     starts = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    os.environ["JUPYTER_PATH"] = os.path.join(build, "tests", "helpers", "share", "jupyter")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([
+        os.path.join(build, "tests", "helpers", "share", "jupyter"),
+        os.path.join(build, "kernelspecs", "kernex-bash", "jupyter"),
+    ])
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     bench = os.path.join(build, "tests", "bench", "bench_kernel_client")
     rows = []
@@ -84,11 +89,12 @@ def main():
     print()
     print("| kernel | measure | kernex | jupyter_client | jupyter_client / kernex |")
     print("|---|---|---:|---:|---:|")
-    measures = [("start-to-ready (median)", "start_ms"), ("per cell `1+1` (mean)", "cell_ms_mean"),
-                ("per cell `1+1` (median)", "cell_ms_median"), ("stream 100,000 lines", "stream_ms"),
+    measures = [("start-to-ready (median)", "start_ms"), ("per cell `{cell}` (mean)", "cell_ms_mean"),
+                ("per cell `{cell}` (median)", "cell_ms_median"), ("stream 100,000 lines", "stream_ms"),
                 ("shutdown (median)", "shutdown_ms")]
     for kernel, ours, theirs in rows:
-        for label, key in measures:
+        for template, key in measures:
+            label = template.format(cell=KERNELS[kernel][0])
             ratio = theirs[key] / ours[key] if ours[key] > 0 else float("inf")
             print(f"| {kernel} | {label} | {ours[key]:.3f} ms | {theirs[key]:.3f} ms | {ratio:.1f}x |")
 
