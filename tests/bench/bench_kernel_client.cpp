@@ -9,7 +9,11 @@
 #include <iostream>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "kernex/kernel_manager.hpp"
 
@@ -25,6 +29,71 @@ double median(std::vector<double> v) {
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// The floor under any client: the same cells over bare ZeroMQ sockets, with
+// requests signed beforehand and replies recognised by substring, no JSON
+// parsing or verification. kernex's overhead is its time minus this; the two
+// are timed alternately, cell by cell, so load on the machine falls on both.
+class raw_client {
+public:
+    raw_client(const kernex::connection_info& info, const std::string& cell, int cells)
+        : m_shell(m_ctx, zmq::socket_type::dealer), m_iopub(m_ctx, zmq::socket_type::sub) {
+        m_shell.set(zmq::sockopt::linger, 0);
+        m_iopub.set(zmq::sockopt::linger, 0);
+        m_iopub.set(zmq::sockopt::subscribe, "");
+        m_shell.connect(info.shell_endpoint());
+        m_iopub.connect(info.iopub_endpoint());
+        kernex::frame_codec codec(info.key, info.signature_scheme);
+        auto session = kernex::new_id();
+        for (int i = 0; i < cells; ++i) {
+            auto m = kernex::make_request("execute_request",
+                                          {{"code", cell}, {"silent", false}, {"store_history", true},
+                                           {"user_expressions", nlohmann::json::object()}, {"allow_stdin", false},
+                                           {"stop_on_error", true}},
+                                          session);
+            m_ids.push_back(m.header.msg_id);
+            m_requests.push_back(codec.encode(m));
+        }
+        std::this_thread::sleep_for(200ms);  // let the subscription reach the kernel
+    }
+
+    // Runs the next cell; returns its round trip in ms.
+    double round_trip() {
+        auto t0 = steady::now();
+        const auto& frames = m_requests.at(m_next);
+        const auto& id = m_ids.at(m_next++);
+        for (std::size_t f = 0; f < frames.size(); ++f)
+            m_shell.send(zmq::buffer(frames[f]), f + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        bool reply = false, idle = false;
+        while (!(reply && idle)) {
+            zmq::pollitem_t items[2] = {{m_shell.handle(), 0, ZMQ_POLLIN, 0}, {m_iopub.handle(), 0, ZMQ_POLLIN, 0}};
+            zmq::poll(items, 2, std::chrono::milliseconds(5000));
+            if (items[0].revents & ZMQ_POLLIN) {
+                m_parts.clear();
+                (void)zmq::recv_multipart(m_shell, std::back_inserter(m_parts));
+                reply = true;
+            }
+            if (items[1].revents & ZMQ_POLLIN) {
+                m_parts.clear();
+                (void)zmq::recv_multipart(m_iopub, std::back_inserter(m_parts));
+                // [topic, delimiter, signature, header, parent, metadata, content]
+                if (m_parts.size() >= 4 && m_parts.back().to_string_view().find("\"idle\"") != std::string_view::npos &&
+                    m_parts[m_parts.size() - 3].to_string_view().find(id) != std::string_view::npos)
+                    idle = true;
+            }
+        }
+        return ms_since(t0);
+    }
+
+private:
+    zmq::context_t m_ctx{1};
+    zmq::socket_t m_shell;
+    zmq::socket_t m_iopub;
+    std::vector<std::vector<std::string>> m_requests;
+    std::vector<std::string> m_ids;
+    std::vector<zmq::message_t> m_parts;
+    std::size_t m_next = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -36,7 +105,7 @@ int main(int argc, char** argv) {
     int cells = argc > 4 ? std::stoi(argv[4]) : 200;
     int starts = argc > 5 ? std::stoi(argv[5]) : 5;
 
-    std::vector<double> start_ms, shutdown_ms, cell_ms;
+    std::vector<double> start_ms, shutdown_ms, cell_ms, raw_ms;
     double stream_ms = 0;
     std::size_t stream_bytes = 0;
     for (int s = 0; s < starts; ++s) {
@@ -45,7 +114,11 @@ int main(int argc, char** argv) {
         start_ms.push_back(ms_since(t0));
         auto& kc = km.client();
         if (s == 0) {
-            for (int i = 0; i < 10; ++i) kc.execute(cell);  // warm-up
+            raw_client raw(km.connection(), cell, cells + 10);
+            for (int i = 0; i < 10; ++i) {  // warm-up
+                kc.execute(cell);
+                raw.round_trip();
+            }
             for (int i = 0; i < cells; ++i) {
                 auto c0 = steady::now();
                 auto r = kc.execute(cell);
@@ -54,6 +127,7 @@ int main(int argc, char** argv) {
                     std::cerr << "cell failed: " << kernex::to_string(r.status) << "\n";
                     return 1;
                 }
+                raw_ms.push_back(raw.round_trip());
             }
             auto s0 = steady::now();
             auto r = kc.execute(stream, {.on_output = [&](const kernex::output& o) {
@@ -73,6 +147,9 @@ int main(int argc, char** argv) {
                        {"start_ms", median(start_ms)},
                        {"cell_ms_mean", mean},
                        {"cell_ms_median", median(cell_ms)},
+                       {"raw_zmq_cell_ms_median", median(raw_ms)},
+                       {"raw_zmq_cell_ms_mean",
+                        std::accumulate(raw_ms.begin(), raw_ms.end(), 0.0) / static_cast<double>(raw_ms.size())},
                        {"stream_ms", stream_ms},
                        {"stream_bytes", stream_bytes},
                        {"shutdown_ms", median(shutdown_ms)}};

@@ -97,6 +97,17 @@ def main():
             label = template.format(cell=KERNELS[kernel][0])
             ratio = theirs[key] / ours[key] if ours[key] > 0 else float("inf")
             print(f"| {kernel} | {label} | {ours[key]:.3f} ms | {theirs[key]:.3f} ms | {ratio:.1f}x |")
+    print()
+    print("Client overhead per cell: each client's median round trip minus the bare-ZeroMQ floor")
+    print("(the same cells over raw sockets, requests signed beforehand, no parsing), measured")
+    print("by bench_kernel_client on the same kernel in the same run.")
+    print()
+    print("| kernel | bare ZeroMQ floor | kernex overhead | jupyter_client overhead |")
+    print("|---|---:|---:|---:|")
+    for kernel, ours, theirs in rows:
+        floor = ours["raw_zmq_cell_ms_median"]
+        print(f"| {kernel} | {floor:.3f} ms | {ours['cell_ms_median'] - floor:.3f} ms | "
+              f"{theirs['cell_ms_median'] - floor:.3f} ms |")
 
 
 if __name__ == "__main__":
