@@ -124,6 +124,10 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
                                  "Bytes of output kept (default 1048576); the rest is counted");
+    config_option<std::string>(cmd, args, "--kernel", "kernel_name",
+                               "jupyter: the kernelspec to start (default python3; see `kernex kernelspec list`)");
+    config_option<std::string>(cmd, args, "--output-dir", "output_dir",
+                               "jupyter: where images and HTML outputs are saved (default: the work dir)");
     cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")
         ->capture_default_str();
     cmd->add_flag("--json", args->json, "Print the result as one JSON object instead of the output");
