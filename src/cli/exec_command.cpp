@@ -118,9 +118,11 @@ command_runner add_exec_command(CLI::App& app) {
         "and print their output as it arrives.\n"
         "Exit status: the result's exit code (0 ok, 1 error, 124 timeout, 130 interrupted, else the\n"
         "failing block's); 2 for usage and setup errors.");
-    cmd->add_option("--executor", args->executor, "Executor: local, jupyter")->capture_default_str();
+    cmd->add_option("--executor", args->executor, "Executor: local, jupyter, docker")->capture_default_str();
     config_option<std::string>(cmd, args, "--work-dir", "work_dir",
                                "Directory blocks are written to and run in (default: a temporary one, removed after)");
+    config_option<std::string>(cmd, args, "--image", "image",
+                               "Image the docker executor runs blocks in (present in the daemon: it is never pulled)");
     config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
                                  "Bytes of output kept (default 1048576); the rest is counted");

@@ -46,5 +46,6 @@ private:
 // One per executor kind, registered in make_executor.cpp.
 std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config);
 std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& config);
+std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config);
 
 }  // namespace kernex::detail

@@ -21,6 +21,9 @@ const std::vector<executor_kind>& executor_kinds() {
         {"jupyter", {"kernel_name", "connection_file", "work_dir", "output_dir", "timeout", "max_output",
                      "startup_timeout"},
          detail::make_jupyter_executor},
+        {"docker", {"image", "container_name", "work_dir", "timeout", "max_output", "env", "network_mode", "memory",
+                    "cpus", "pids_limit", "user", "auto_remove", "stop_container", "docker_host", "request_timeout"},
+         detail::make_docker_executor},
     };
     return kinds;
 }

@@ -1,0 +1,125 @@
+// docker_client: the Docker Engine API over HTTP/1.1, on a unix socket or
+// plain tcp (DOCKER_HOST's unix:// and tcp://), with a deadline on every
+// request: JSON calls, `docker import` of a tar file, and exec with its
+// multiplexed stdout/stderr stream read as it arrives. It never runs the
+// docker CLI. Single-threaded: one client per thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace kernex {
+
+struct docker_client_options {
+    // unix:///path/to/docker.sock or tcp://host:port. Empty: $DOCKER_HOST,
+    // else unix:///var/run/docker.sock.
+    std::string host;
+    // Each request's deadline: connecting, sending and the whole response.
+    std::chrono::milliseconds timeout{30'000};
+};
+
+struct docker_response {
+    unsigned status = 0;  // the HTTP status
+    std::string body;
+};
+
+// The streams of an attached exec (the first byte of each frame's header).
+enum class docker_stream : std::uint8_t {
+    standard_input = 0,
+    standard_output = 1,
+    standard_error = 2,
+    system_error = 3,  // the daemon's own error text
+};
+
+struct docker_exec_options {
+    std::vector<std::string> cmd;  // argv, run without a shell
+    std::vector<std::string> env;  // "NAME=value", added to the container's
+    std::string working_dir;       // empty: the container's
+    std::string user;              // "uid:gid" or a name; empty: the container's
+};
+
+struct docker_stream_options {
+    // Reading stops here (the command is left running: see docker_executor for killing it).
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+    // Called with each piece of output as it arrives, in order.
+    std::function<void(docker_stream, std::string_view)> on_output;
+    // When this fd becomes readable, reading stops (a self-pipe for Ctrl-C). -1: none.
+    int cancel_fd = -1;
+};
+
+enum class docker_stream_end {
+    finished,     // the command's streams closed: it exited
+    timed_out,    // the deadline came first
+    interrupted,  // cancel_fd became readable first
+};
+
+class docker_client {
+public:
+    // Does not connect yet. Throws kernex::error(invalid_argument) for a host
+    // that is not unix:// or tcp://.
+    explicit docker_client(docker_client_options options = {});
+    ~docker_client();
+    docker_client(docker_client&& other) noexcept;
+    docker_client& operator=(docker_client&& other) noexcept;
+
+    // The daemon's address, as given or from DOCKER_HOST: "unix:///var/run/docker.sock".
+    const std::string& host() const noexcept;
+
+    // The API version put in front of request paths ("1.41"): the lower of
+    // kernex's and the daemon's, asked of the daemon once (GET /version).
+    // Throws as request() does, and kernex::error(docker_error) for a daemon
+    // older than API 1.25.
+    const std::string& api_version();
+
+    // Sends a request for path (what follows the version: "/containers/json?all=1")
+    // and returns the response, whatever its status. Throws
+    // kernex::error(docker_error) when the daemon cannot be reached (saying how
+    // to start it or set DOCKER_HOST) or does not answer in time.
+    docker_response request(std::string_view method, std::string_view path, std::string_view body = {},
+                            std::string_view content_type = "application/json");
+
+    // request() with a JSON body (none when null); returns the JSON response
+    // (null when empty). A status other than 2xx throws kernex::error with the
+    // daemon's message: not_found for 404, docker_error otherwise.
+    nlohmann::json call(std::string_view method, std::string_view path, const nlohmann::json& body = nullptr);
+
+    // GET /_ping with its own deadline. True when the daemon answers OK; never throws.
+    bool ping(std::chrono::milliseconds timeout) noexcept;
+
+    // `docker import`: the tar file (a root filesystem) becomes image
+    // repository:tag. Throws kernex::error: not_found when the file cannot be
+    // read, docker_error when the daemon refuses it.
+    void import_image(const std::filesystem::path& tar, std::string_view repository, std::string_view tag = "latest",
+                      std::chrono::milliseconds timeout = std::chrono::minutes(5));
+
+    // POST /containers/{container}/exec, attached to stdout and stderr. Returns the exec id.
+    std::string create_exec(std::string_view container, const docker_exec_options& options);
+
+    // POST /exec/{id}/start, attached: reads the demultiplexed output into
+    // on_output until the command's streams close, the deadline or cancel_fd.
+    // Throws kernex::error(docker_error) when the daemon refuses or breaks the
+    // stream's framing (protocol_error).
+    docker_stream_end start_exec(std::string_view exec_id, const docker_stream_options& options);
+
+    // GET /exec/{id}/json: the exit code once the command has ended (-1 when
+    // the daemon does not know it), nullopt while it runs.
+    std::optional<int> exec_exit_code(std::string_view exec_id);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> m_impl;
+};
+
+// The daemon address DOCKER_HOST names, else unix:///var/run/docker.sock.
+std::string default_docker_host();
+
+}  // namespace kernex

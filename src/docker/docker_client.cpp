@@ -1,0 +1,474 @@
+#include "kernex/docker_client.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <charconv>
+#include <cstdlib>
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/http/file_body.hpp>
+
+#include "docker/exec_stream.hpp"
+#include "kernex/error.hpp"
+
+namespace kernex {
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using steady = std::chrono::steady_clock;
+using socket_type = net::generic::stream_protocol::socket;
+using error_code = boost::system::error_code;
+
+// The newest API version kernex was written against: Debian 12's dockerd 20.10.
+constexpr int our_api_major = 1;
+constexpr int our_api_minor = 41;
+// Older daemons lack NanoCpus and the exec fields kernex relies on.
+constexpr int min_api_minor = 25;
+
+struct parsed_host {
+    bool is_unix = true;
+    std::string path;  // unix
+    std::string name;  // tcp
+    std::string port;  // tcp
+};
+
+parsed_host parse_host(const std::string& host) {
+    parsed_host out;
+    if (host.starts_with("unix://")) {
+        out.path = host.substr(7);
+        if (out.path.empty())
+            throw error(errc::invalid_argument, "Docker host '" + host + "' names no socket: unix:///path/to/docker.sock");
+        return out;
+    }
+    if (host.starts_with("tcp://")) {
+        out.is_unix = false;
+        std::string rest = host.substr(6);
+        if (const auto slash = rest.find('/'); slash != std::string::npos) rest.resize(slash);
+        std::string::size_type colon;
+        if (rest.starts_with("[")) {  // [::1]:2375
+            const auto close = rest.find(']');
+            if (close == std::string::npos)
+                throw error(errc::invalid_argument, "Docker host '" + host + "' has an unclosed '['");
+            out.name = rest.substr(1, close - 1);
+            colon = rest.find(':', close);
+        } else {
+            colon = rest.rfind(':');
+            out.name = rest.substr(0, colon);
+        }
+        out.port = colon == std::string::npos ? "2375" : rest.substr(colon + 1);
+        if (out.name.empty() || out.port.empty())
+            throw error(errc::invalid_argument, "Docker host '" + host + "' is not tcp://HOST:PORT");
+        if (const char* tls = std::getenv("DOCKER_TLS_VERIFY"); tls && *tls)
+            throw error(errc::unsupported, "DOCKER_TLS_VERIFY is set, but kernex speaks to the Docker daemon without "
+                                           "TLS: use its unix socket (unix:///var/run/docker.sock) or a plain tcp port");
+        return out;
+    }
+    throw error(errc::invalid_argument, "Docker host '" + host +
+                                            "' is not supported: kernex speaks to unix:///path/to/docker.sock and "
+                                            "tcp://host:port (without TLS)");
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    const auto tenths = (ms.count() + 50) / 100;
+    return std::to_string(tenths / 10) + (tenths % 10 ? "." + std::to_string(tenths % 10) : "") + " s";
+}
+
+// The daemon's {"message": "..."}, else the body itself (trimmed).
+std::string daemon_message(const std::string& body) {
+    const auto parsed = nlohmann::json::parse(body, nullptr, false);
+    if (parsed.is_object() && parsed.contains("message") && parsed["message"].is_string())
+        return parsed["message"].get<std::string>();
+    std::string text = body.substr(0, 500);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    return text;
+}
+
+std::pair<int, int> version_numbers(std::string_view version) {
+    int major = 0, minor = 0;
+    const auto dot = version.find('.');
+    if (dot == std::string_view::npos) return {0, 0};
+    std::from_chars(version.data(), version.data() + dot, major);
+    std::from_chars(version.data() + dot + 1, version.data() + version.size(), minor);
+    return {major, minor};
+}
+
+// Beast 1.74 has its own string_view.
+beast::string_view to_beast(std::string_view s) { return {s.data(), s.size()}; }
+std::string_view to_std(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Runs at_exit when it goes out of scope, exceptions included.
+template <typename F>
+struct scope_exit {
+    F at_exit;
+    ~scope_exit() { at_exit(); }
+};
+template <typename F>
+scope_exit(F) -> scope_exit<F>;
+
+}  // namespace
+
+std::string default_docker_host() {
+    const char* env = std::getenv("DOCKER_HOST");
+    return env && *env ? env : "unix:///var/run/docker.sock";
+}
+
+struct docker_client::impl {
+    docker_client_options options;
+    parsed_host where;
+    std::string version;  // empty until asked
+    net::io_context ioc{1};
+
+    explicit impl(docker_client_options o) : options(std::move(o)) {
+        if (options.host.empty()) options.host = default_docker_host();
+        where = parse_host(options.host);
+    }
+
+    // Runs handlers until done, or until the deadline: then closes s so its
+    // pending operations end, lets their handlers run, and returns false.
+    bool run_until(const bool& done, steady::time_point deadline, socket_type& s) {
+        ioc.restart();
+        while (!done && steady::now() < deadline) {
+            ioc.run_one_until(deadline);
+            if (ioc.stopped()) ioc.restart();
+        }
+        if (done) return true;
+        error_code ignored;
+        s.close(ignored);
+        ioc.restart();
+        ioc.run();
+        return false;
+    }
+
+    // One asynchronous operation, waited for until the deadline.
+    template <typename Start>
+    error_code step(socket_type& s, steady::time_point deadline, Start&& start) {
+        bool done = false;
+        error_code result;
+        start([&done, &result](error_code ec, auto&&...) {
+            result = ec;
+            done = true;
+        });
+        if (!run_until(done, deadline, s)) return net::error::timed_out;
+        return result;
+    }
+
+    [[noreturn]] void unreachable(const error_code& ec) const {
+        std::string advice;
+        if (ec == net::error::access_denied)
+            advice = "your user may not use its socket: add it to the docker group (sudo usermod -aG docker $USER, "
+                     "then log in again), or set DOCKER_HOST to a daemon you may use";
+        else
+            advice = "start it (sudo systemctl start docker, or run dockerd), or set DOCKER_HOST to the address it "
+                     "listens on (unix:///path/to/docker.sock or tcp://host:port)";
+        throw error(errc::docker_error,
+                    "cannot reach the Docker daemon at " + options.host + " (" + ec.message() + "): " + advice);
+    }
+
+    [[noreturn]] void failed(std::string_view method, std::string_view target, const error_code& ec,
+                             steady::time_point started) const {
+        if (ec == net::error::timed_out)
+            throw error(errc::docker_error,
+                        "the Docker daemon at " + options.host + " did not answer " + std::string(method) + " " +
+                            std::string(target) + " within " +
+                            seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started)));
+        throw error(errc::docker_error, "the Docker daemon at " + options.host + " broke off " + std::string(method) +
+                                            " " + std::string(target) + " (" + ec.message() +
+                                            "): was it stopped? Check it with GET /_ping or `docker info`");
+    }
+
+    net::generic::stream_protocol::endpoint resolve(steady::time_point deadline) {
+        error_code ec;
+        unsigned short port = 0;
+        if (auto [p, e] = std::from_chars(where.port.data(), where.port.data() + where.port.size(), port);
+            e != std::errc() || p != where.port.data() + where.port.size())
+            throw error(errc::invalid_argument, "Docker host " + options.host + " has a bad port '" + where.port + "'");
+        const auto address = net::ip::make_address(where.name, ec);
+        if (!ec) return net::ip::tcp::endpoint(address, port);
+        net::ip::tcp::resolver resolver(ioc);
+        bool done = false;
+        net::ip::tcp::resolver::results_type results;
+        resolver.async_resolve(where.name, where.port, [&](const error_code& e, net::ip::tcp::resolver::results_type r) {
+            ec = e;
+            results = std::move(r);
+            done = true;
+        });
+        ioc.restart();
+        while (!done && steady::now() < deadline) ioc.run_one_until(deadline);
+        if (!done) {
+            resolver.cancel();
+            ioc.restart();
+            ioc.run();
+            throw error(errc::docker_error, "cannot resolve the Docker host " + where.name + " in time");
+        }
+        if (ec || results.empty())
+            throw error(errc::docker_error, "cannot resolve the Docker host " + where.name + " (" +
+                                                (ec ? ec.message() : "no address") + "): check DOCKER_HOST");
+        return results.begin()->endpoint();
+    }
+
+    socket_type connect(steady::time_point deadline) {
+        socket_type s(ioc);
+        net::generic::stream_protocol::endpoint endpoint;
+        if (where.is_unix) {
+            if (where.path.size() >= sizeof(sockaddr_un::sun_path))
+                throw error(errc::invalid_argument, "the Docker socket path " + where.path +
+                                                        " is too long for a unix socket address");
+            endpoint = net::local::stream_protocol::endpoint(where.path);
+        } else {
+            endpoint = resolve(deadline);
+        }
+        const error_code ec = step(s, deadline, [&](auto handler) { s.async_connect(endpoint, std::move(handler)); });
+        if (ec == net::error::timed_out)
+            throw error(errc::docker_error, "the Docker daemon at " + options.host + " did not accept a connection in time");
+        if (ec) unreachable(ec);
+        if (!where.is_unix) {
+            // A request is a header and a body: Nagle would hold the body back for an ACK.
+            const int one = 1;
+            ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        return s;
+    }
+
+    template <typename Body>
+    void prepare(http::request<Body>& req, std::string_view content_type) {
+        req.set(http::field::host, "docker");
+        req.set(http::field::user_agent, "kernex");
+        if (!content_type.empty()) req.set(http::field::content_type, to_beast(content_type));
+        req.keep_alive(false);
+        req.prepare_payload();
+    }
+
+    // Sends req and reads the whole response, by the deadline.
+    template <typename Body>
+    docker_response exchange(http::request<Body>& req, steady::time_point deadline, std::uint64_t body_limit) {
+        const auto started = steady::now();
+        socket_type s = connect(deadline);
+        error_code ec = step(s, deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
+        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started);
+        beast::flat_buffer buffer;
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(body_limit);
+        ec = step(s, deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
+        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started);
+        return {parser.get().result_int(), std::move(parser.get().body())};
+    }
+
+    docker_response raw(std::string_view method, const std::string& target, std::string_view body,
+                        std::string_view content_type) {
+        const http::verb verb = http::string_to_verb(to_beast(method));
+        if (verb == http::verb::unknown)
+            throw error(errc::invalid_argument, "unknown HTTP method '" + std::string(method) + "'");
+        http::request<http::string_body> req{verb, target, 11};
+        req.body() = std::string(body);
+        prepare(req, body.empty() && verb != http::verb::post ? std::string_view() : content_type);
+        return exchange(req, steady::now() + options.timeout, 64u << 20);
+    }
+
+    const std::string& api_version() {
+        if (!version.empty()) return version;
+        const docker_response r = raw("GET", "/version", {}, {});
+        const auto parsed = nlohmann::json::parse(r.body, nullptr, false);
+        if (r.status != 200 || !parsed.is_object() || !parsed.contains("ApiVersion") ||
+            !parsed["ApiVersion"].is_string())
+            throw error(errc::docker_error, "the Docker daemon at " + options.host +
+                                                " did not tell its API version (GET /version: " +
+                                                std::to_string(r.status) + " " + daemon_message(r.body) + ")");
+        const std::string theirs = parsed["ApiVersion"].get<std::string>();
+        const auto [major, minor] = version_numbers(theirs);
+        if (major != our_api_major || minor < min_api_minor)
+            throw error(errc::docker_error, "the Docker daemon at " + options.host + " speaks API " + theirs +
+                                                "; kernex needs 1." + std::to_string(min_api_minor) +
+                                                " or later (Docker 1.13 or later): upgrade it");
+        version = minor < our_api_minor ? theirs : std::to_string(our_api_major) + "." + std::to_string(our_api_minor);
+        return version;
+    }
+
+    std::string versioned(std::string_view path) { return "/v" + api_version() + std::string(path); }
+
+    [[noreturn]] void refused(std::string_view method, std::string_view path, const docker_response& r) const {
+        throw error(r.status == 404 ? errc::not_found : errc::docker_error,
+                    "the Docker daemon at " + options.host + " refused " + std::string(method) + " " +
+                        std::string(path) + " (" + std::to_string(r.status) + "): " + daemon_message(r.body));
+    }
+};
+
+docker_client::docker_client(docker_client_options options) : m_impl(std::make_unique<impl>(std::move(options))) {}
+docker_client::~docker_client() = default;
+docker_client::docker_client(docker_client&& other) noexcept = default;
+docker_client& docker_client::operator=(docker_client&& other) noexcept = default;
+
+const std::string& docker_client::host() const noexcept { return m_impl->options.host; }
+
+const std::string& docker_client::api_version() { return m_impl->api_version(); }
+
+docker_response docker_client::request(std::string_view method, std::string_view path, std::string_view body,
+                                       std::string_view content_type) {
+    return m_impl->raw(method, m_impl->versioned(path), body, content_type);
+}
+
+nlohmann::json docker_client::call(std::string_view method, std::string_view path, const nlohmann::json& body) {
+    const docker_response r = request(method, path, body.is_null() ? std::string() : body.dump());
+    if (r.status < 200 || r.status > 299) m_impl->refused(method, path, r);
+    if (r.body.empty()) return nullptr;
+    auto parsed = nlohmann::json::parse(r.body, nullptr, false);
+    if (parsed.is_discarded())
+        throw error(errc::docker_error, "the Docker daemon at " + host() + " answered " + std::string(method) + " " +
+                                            std::string(path) + " with something that is not JSON");
+    return parsed;
+}
+
+bool docker_client::ping(std::chrono::milliseconds timeout) noexcept {
+    try {
+        http::request<http::string_body> req{http::verb::get, "/_ping", 11};
+        m_impl->prepare(req, {});
+        const docker_response r = m_impl->exchange(req, steady::now() + timeout, 4096);
+        return r.status == 200;
+    } catch (...) {
+        return false;
+    }
+}
+
+void docker_client::import_image(const std::filesystem::path& tar, std::string_view repository, std::string_view tag,
+                                 std::chrono::milliseconds timeout) {
+    http::request<http::file_body> req{http::verb::post,
+                                       m_impl->versioned("/images/create?fromSrc=-&repo=" + std::string(repository) +
+                                                         "&tag=" + std::string(tag)),
+                                       11};
+    beast::error_code ec;
+    req.body().open(tar.c_str(), beast::file_mode::scan, ec);
+    if (ec) throw error(errc::not_found, "cannot read the image tarball " + tar.string() + ": " + ec.message());
+    m_impl->prepare(req, "application/x-tar");
+    const docker_response r = m_impl->exchange(req, steady::now() + timeout, 16u << 20);
+    if (r.status != 200) m_impl->refused("POST", "/images/create", r);
+    // A stream of JSON progress messages; a failure is one of them, with status 200.
+    std::size_t start = 0;
+    while (start < r.body.size()) {
+        auto end = r.body.find('\n', start);
+        if (end == std::string::npos) end = r.body.size();
+        const auto message = nlohmann::json::parse(r.body.substr(start, end - start), nullptr, false);
+        if (message.is_object() && message.contains("error"))
+            throw error(errc::docker_error, "the Docker daemon at " + host() + " could not import " + tar.string() +
+                                                ": " + message["error"].dump());
+        start = end + 1;
+    }
+}
+
+std::string docker_client::create_exec(std::string_view container, const docker_exec_options& options) {
+    nlohmann::json body = {{"AttachStdin", false}, {"AttachStdout", true}, {"AttachStderr", true},
+                           {"Tty", false},         {"Cmd", options.cmd}};
+    if (!options.env.empty()) body["Env"] = options.env;
+    if (!options.working_dir.empty()) body["WorkingDir"] = options.working_dir;
+    if (!options.user.empty()) body["User"] = options.user;
+    const auto reply = call("POST", "/containers/" + std::string(container) + "/exec", body);
+    if (!reply.is_object() || !reply.contains("Id") || !reply["Id"].is_string())
+        throw error(errc::docker_error, "the Docker daemon at " + host() + " created an exec without telling its id");
+    return reply["Id"].get<std::string>();
+}
+
+docker_stream_end docker_client::start_exec(std::string_view exec_id, const docker_stream_options& options) {
+    impl& d = *m_impl;
+    const std::string path = "/exec/" + std::string(exec_id) + "/start";
+    http::request<http::string_body> req{http::verb::post, d.versioned(path), 11};
+    req.body() = R"({"Detach":false,"Tty":false})";
+    d.prepare(req, "application/json");
+    // After the response's header the connection carries the raw stream.
+    req.set(http::field::connection, "Upgrade");
+    req.set(http::field::upgrade, "tcp");
+
+    const auto started = steady::now();
+    const auto header_deadline = started + d.options.timeout;
+    socket_type s = d.connect(header_deadline);
+    error_code ec = d.step(s, header_deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
+    if (ec) d.failed("POST", path, ec, started);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1u << 20);
+    ec = d.step(s, header_deadline,
+                [&](auto handler) { http::async_read_header(s, buffer, parser, std::move(handler)); });
+    if (ec) d.failed("POST", path, ec, started);
+    const unsigned status = parser.get().result_int();
+    if (status != 101 && status != 200) {
+        if (!parser.is_done())
+            ec = d.step(s, header_deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
+        d.refused("POST", path, {status, parser.get().body()});
+    }
+
+    docker::exec_stream_demuxer demuxer;
+    const docker::exec_stream_demuxer::sink& out = options.on_output;
+    if (buffer.size() > 0) {
+        const auto data = buffer.data();
+        demuxer.feed({static_cast<const char*>(data.data()), data.size()}, out);
+        buffer.consume(buffer.size());
+    }
+
+    bool finished = false;
+    bool cancelled = false;
+    error_code read_error;
+    std::array<char, 64 * 1024> chunk;
+    std::optional<net::posix::stream_descriptor> cancel;
+    // Declared after everything the handlers touch, so it runs first: no
+    // handler is left pending when they go, even when one threw.
+    scope_exit cleanup{[&] {
+        error_code ignored;
+        s.close(ignored);
+        if (cancel) cancel->cancel(ignored);
+        d.ioc.restart();
+        d.ioc.run();
+        if (cancel) cancel->release();
+    }};
+    if (options.cancel_fd >= 0) {
+        cancel.emplace(d.ioc, options.cancel_fd);
+        cancel->async_wait(net::posix::descriptor_base::wait_read, [&](const error_code& e) {
+            if (!e) cancelled = true;
+        });
+    }
+    std::function<void()> read_more = [&] {
+        s.async_read_some(net::buffer(chunk), [&](const error_code& e, std::size_t n) {
+            if (n > 0) demuxer.feed({chunk.data(), n}, out);
+            if (e) {
+                if (e != net::error::eof) read_error = e;
+                finished = true;
+            } else if (!cancelled) {
+                read_more();
+            }
+        });
+    };
+    read_more();
+    d.ioc.restart();
+    while (!finished && !cancelled && steady::now() < options.deadline) {
+        d.ioc.run_one_until(options.deadline);
+        if (d.ioc.stopped()) d.ioc.restart();
+    }
+    if (finished) {
+        if (read_error)
+            d.failed("POST", path, read_error, started);
+        if (!demuxer.at_frame_boundary())
+            throw error(errc::docker_error, "the Docker daemon at " + host() +
+                                                " ended an exec stream in the middle of a frame: was it stopped?");
+        return docker_stream_end::finished;
+    }
+    return cancelled ? docker_stream_end::interrupted : docker_stream_end::timed_out;
+}
+
+std::optional<int> docker_client::exec_exit_code(std::string_view exec_id) {
+    const auto reply = call("GET", "/exec/" + std::string(exec_id) + "/json");
+    if (!reply.is_object()) throw error(errc::docker_error, "the Docker daemon at " + host() + " sent a bad exec inspect");
+    if (reply.value("Running", false)) return std::nullopt;
+    const auto code = reply.find("ExitCode");
+    if (code == reply.end() || !code->is_number_integer()) return -1;
+    return code->get<int>();
+}
+
+}  // namespace kernex

@@ -1,0 +1,217 @@
+#include "executors/code_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernex/error.hpp"
+
+namespace kernex::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string sha256_hex(std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    if (EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr) != 1)
+        throw error(errc::io_error, "SHA-256 failed");
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string hex;
+    for (unsigned int i = 0; i < size; ++i) {
+        hex += digits[digest[i] >> 4];
+        hex += digits[digest[i] & 0x0f];
+    }
+    return hex;
+}
+
+}  // namespace
+
+const file_language* find_language(const std::vector<file_language>& table, std::string_view name) {
+    for (const auto& lang : table)
+        if (std::find(lang.names.begin(), lang.names.end(), name) != lang.names.end()) return &lang;
+    return nullptr;
+}
+
+std::string known_languages(const std::vector<file_language>& table) {
+    std::string out;
+    for (const auto& lang : table) {
+        out.append(out.empty() ? "" : ", ").append(lang.names[0]);
+        for (std::size_t i = 1; i < lang.names.size(); ++i)
+            out.append(i == 1 ? " (" : ", ").append(lang.names[i]).append(i + 1 == lang.names.size() ? ")" : "");
+    }
+    return out;
+}
+
+std::vector<std::vector<std::string>> language_names(const std::vector<file_language>& table) {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& lang : table) out.push_back(lang.names);
+    return out;
+}
+
+made_work_dir make_work_dir(const std::optional<fs::path>& given) {
+    std::error_code ec;
+    if (given) {
+        fs::create_directories(*given, ec);
+        if (ec || !fs::is_directory(*given, ec))
+            throw error(errc::io_error, "cannot create the work dir " + given->string() + ": " +
+                                            (ec ? ec.message() : "not a directory"));
+        return {*given, false};
+    }
+    std::string pattern = (fs::temp_directory_path(ec) / "kernex-XXXXXX").string();
+    if (!::mkdtemp(pattern.data()))
+        throw error(errc::io_error, "cannot create a temporary work dir " + pattern + ": " + std::strerror(errno));
+    return {pattern, true};
+}
+
+void open_cancel_pipe(int& read_end, int& write_end) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
+        throw error(errc::io_error, std::string("pipe2 failed: ") + std::strerror(errno));
+    read_end = fds[0];
+    write_end = fds[1];
+}
+
+void send_cancel(int write_end) noexcept { [[maybe_unused]] const ssize_t n = ::write(write_end, "!", 1); }
+
+void drain_cancel(int read_end) noexcept {
+    char sink[64];
+    while (::read(read_end, sink, sizeof sink) > 0) {}
+}
+
+void block_output::emit(std::string_view text) {
+    m_result.output.append(text);
+    if (m_on_output) m_on_output(text);
+}
+
+void block_output::say(const std::string& line) {
+    emit((m_result.output.empty() || m_result.output.back() == '\n' ? "" : "\n") + line + "\n");
+}
+
+std::size_t block_output::room(std::size_t max_output) const noexcept {
+    return max_output - std::min(max_output, m_result.output.size());
+}
+
+std::string timeout_line(std::chrono::milliseconds timeout) {
+    return "Timeout: the code ran longer than " + seconds_text(timeout) + " and was stopped";
+}
+
+std::string truncated_line(std::uint64_t dropped, std::size_t max_output) {
+    return "[output truncated: " + std::to_string(dropped) + " bytes dropped, max_output is " +
+           std::to_string(max_output) + "]";
+}
+
+std::optional<std::string> block_file_name(const fs::path& dir, std::string_view code, std::string_view extension) {
+    std::string name = filename_directive(code);
+    if (name.empty()) return hashed_code_name(code, extension);
+    if (!resolve_inside(dir, name)) return std::nullopt;
+    return name;
+}
+
+std::optional<fs::path> write_block_file(const fs::path& dir, const std::string& name, const std::string& code,
+                                         block_output& out) {
+    const auto file = resolve_inside(dir, name);
+    if (!file) {
+        out.say("filename is not inside the work dir: " + name);
+        return std::nullopt;
+    }
+    if (std::string problem = write_code_file(*file, code); !problem.empty()) {
+        out.say(problem);
+        return std::nullopt;
+    }
+    return file;
+}
+
+std::string hashed_code_name(std::string_view code, std::string_view extension) {
+    return "tmp_code_" + sha256_hex(code).substr(0, 32) + "." + std::string(extension);
+}
+
+std::string filename_directive(std::string_view code) {
+    auto trim = [](std::string_view s) {
+        const auto first = s.find_first_not_of(" \t\r");
+        if (first == std::string_view::npos) return std::string_view();
+        return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
+    };
+    const std::string_view line = trim(code.substr(0, code.find('\n')));
+    static constexpr std::pair<std::string_view, std::string_view> comments[] = {
+        {"<!--", "-->"}, {"/*", "*/"}, {"//", ""}, {"#", ""}};
+    for (const auto& [open, close] : comments) {
+        if (line.size() < open.size() + close.size() || !line.starts_with(open) || !line.ends_with(close)) continue;
+        std::string_view inner = trim(line.substr(open.size(), line.size() - open.size() - close.size()));
+        constexpr std::string_view key = "filename:";
+        if (!inner.starts_with(key)) return {};
+        return std::string(trim(inner.substr(key.size())));
+    }
+    return {};
+}
+
+std::optional<fs::path> resolve_inside(const fs::path& dir, const std::string& name) {
+    std::error_code ec;
+    const fs::path target = fs::weakly_canonical(dir / fs::path(name), ec);
+    if (ec) return std::nullopt;
+    const auto [d, t] = std::mismatch(dir.begin(), dir.end(), target.begin(), target.end());
+    if (d != dir.end() || t == target.end()) return std::nullopt;
+    if (fs::is_symlink(fs::symlink_status(target, ec))) return std::nullopt;
+    return target;
+}
+
+std::string write_code_file(const fs::path& file, const std::string& code) {
+    std::error_code ec;
+    fs::create_directories(file.parent_path(), ec);
+    if (ec) return "cannot create " + file.parent_path().string() + ": " + ec.message();
+    // Making the parent dirs must not have led outside (a dangling symlink on the way).
+    if (fs::canonical(file.parent_path(), ec) != file.parent_path() || ec)
+        return "filename is not inside the work dir: " + file.string();
+    // O_NOFOLLOW: a symlink planted at the name since it was resolved is refused, not followed.
+    const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return "cannot write " + file.string() + ": " + std::strerror(errno);
+    auto failed = [&] {
+        const std::string message = "cannot write " + file.string() + ": " + std::strerror(errno);
+        ::close(fd);
+        return message;
+    };
+    // A block run again finds its content-hashed file as it left it. Not
+    // truncating is worth it: freeing a file's blocks costs milliseconds on a
+    // busy ext4 mounted with discard, more than the rest of a block's overhead.
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return failed();
+    if (static_cast<std::size_t>(st.st_size) == code.size()) {
+        std::string existing(code.size(), '\0');
+        if (::pread(fd, existing.data(), existing.size(), 0) == static_cast<ssize_t>(existing.size()) &&
+            existing == code) {
+            ::close(fd);
+            return {};
+        }
+    }
+    for (std::size_t done = 0; done < code.size();) {
+        const ssize_t n = ::pwrite(fd, code.data() + done, code.size() - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return failed();
+        done += static_cast<std::size_t>(n);
+    }
+    if (static_cast<std::size_t>(st.st_size) > code.size() && ::ftruncate(fd, static_cast<off_t>(code.size())) != 0)
+        return failed();
+    ::close(fd);
+    return {};
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    const auto count = ms.count();
+    std::string text = std::to_string(count / 1000);
+    if (count % 1000) {
+        std::string frac = std::to_string(1000 + count % 1000).substr(1);
+        while (frac.back() == '0') frac.pop_back();
+        text += "." + frac;
+    }
+    return text + " s";
+}
+
+}  // namespace kernex::detail

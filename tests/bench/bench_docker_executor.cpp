@@ -1,0 +1,128 @@
+// Per-block latency of docker_executor against a bare Engine API exec of the
+// same command (`sh FILE` in /workspace, FILE holding `true`): create the
+// exec, start it reading its stream, inspect it for the exit code. Both run
+// in one container of one dockerd, interleaved in rounds so that load on the
+// machine falls on both alike. It starts a dockerd of its own (root needed)
+// with the docker suite's busybox image, unless --host names a daemon that
+// has --image.
+//
+//   bench_docker_executor [N=200] [--host unix:///path/docker.sock --image IMAGE]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../docker/docker_test_support.hpp"
+#include "bench_stats.hpp"
+#include "kernex/docker_executor.hpp"
+
+namespace {
+
+using kernex::bench::mean;
+using kernex::bench::percentile;
+using bench_clock = std::chrono::steady_clock;
+
+struct method {
+    std::string name;
+    std::function<void()> run_once;
+    std::vector<double> micros;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int n = 200;
+    std::string host, image = kernex::test::busybox_image;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--host") && i + 1 < argc)
+            host = argv[++i];
+        else if (!std::strcmp(argv[i], "--image") && i + 1 < argc)
+            image = argv[++i];
+        else if (std::atoi(argv[i]) > 0)
+            n = std::atoi(argv[i]);
+        else {
+            std::fprintf(stderr, "usage: bench_docker_executor [N] [--host URL --image IMAGE]\n");
+            return 2;
+        }
+    }
+    try {
+        std::unique_ptr<kernex::test::test_dockerd> daemon;
+        if (host.empty()) {
+            daemon = std::make_unique<kernex::test::test_dockerd>();
+            host = daemon->host();
+            auto client = daemon->client();
+            kernex::test::ensure_busybox_image(client);
+        }
+        kernex::docker_client client({.host = host, .timeout = std::chrono::seconds(30)});
+        kernex::docker_executor_options options;
+        options.image = image;
+        options.docker_host = host;
+        kernex::docker_executor executor(options);
+        const std::vector<kernex::code_block> block = {{"sh", "true"}};
+        // Writes the block's file, which the bare exec then runs too.
+        const auto first = executor.execute(block);
+        if (first.exit_code != 0 || first.code_files.size() != 1) {
+            std::fprintf(stderr, "the block failed: %s\n", first.output.c_str());
+            return 1;
+        }
+        const std::string file = first.code_files[0].filename().string();
+        const std::string user = std::to_string(::getuid()) + ":" + std::to_string(::getgid());
+
+        std::vector<method> methods = {
+            {"bare Engine API exec: sh FILE (create, start + stream, inspect)",
+             [&] {
+                 const std::string id = client.create_exec(
+                     executor.container_id(),
+                     {.cmd = {"sh", file}, .env = {}, .working_dir = "/workspace", .user = user});
+                 client.start_exec(id, {.deadline = bench_clock::now() + std::chrono::seconds(30),
+                                        .on_output = {},
+                                        .cancel_fd = -1});
+                 std::optional<int> code;
+                 while (!(code = client.exec_exit_code(id))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                 if (*code != 0) throw std::runtime_error("the bare exec failed");
+             },
+             {}},
+            {"docker_executor.execute(```sh true```)",
+             [&] {
+                 if (executor.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
+             },
+             {}},
+        };
+
+        for (auto& m : methods) m.run_once();  // warm up
+        const int rounds = 10;
+        for (int round = 0; round < rounds; ++round)
+            for (auto& m : methods)
+                for (int i = 0; i < std::max(1, n / rounds); ++i) {
+                    const auto start = bench_clock::now();
+                    m.run_once();
+                    m.micros.push_back(
+                        std::chrono::duration<double, std::micro>(bench_clock::now() - start).count());
+                }
+
+        const double base_median = percentile(methods[0].micros, 0.5);
+        const double base_mean = mean(methods[0].micros);
+        std::printf("%zu blocks per method, %d rounds; times per block in microseconds (daemon: %s)\n\n",
+                    methods[0].micros.size(), rounds, host.c_str());
+        std::printf("| method | mean | median | p90 | median vs bare | mean vs bare |\n");
+        std::printf("|---|---:|---:|---:|---:|---:|\n");
+        for (const auto& m : methods) {
+            const double med = percentile(m.micros, 0.5);
+            const double avg = mean(m.micros);
+            std::printf("| %s | %.0f | %.0f | %.0f | %.2fx (%+.0f) | %.2fx (%+.0f) |\n", m.name.c_str(), avg, med,
+                        percentile(m.micros, 0.9), med / base_median, med - base_median, avg / base_mean,
+                        avg - base_mean);
+        }
+        executor.stop();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_docker_executor: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,503 @@
+// docker_executor and docker_client against a real dockerd of the suite's
+// own (Debian's docker.io), with local images only: busybox (shell) and a
+// debootstrapped Debian with python3 (python, bash).
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "docker_test_support.hpp"
+#include "kernex/docker_executor.hpp"
+#include "kernex/error.hpp"
+#include "kernex/process.hpp"
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using kernex::code_block;
+using kernex::docker_executor;
+using kernex::docker_executor_options;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+unsigned short free_tcp_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t size = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+// The suite's daemon, started on first use and stopped at exit (also on a
+// crash: it gets SIGTERM when we die).
+struct suite_daemon {
+    unsigned short tcp_port = free_tcp_port();
+    kernex::test::test_dockerd daemon{tcp_port};
+    kernex::docker_client client = daemon.client();
+    bool python_ready = false;
+
+    suite_daemon() { kernex::test::ensure_busybox_image(client); }
+    void need_python() {
+        if (python_ready) return;
+        kernex::test::ensure_python_image(client);
+        python_ready = true;
+    }
+};
+
+suite_daemon& suite() {
+    static std::unique_ptr<suite_daemon> instance;
+    static std::string failure;
+    if (!failure.empty()) throw std::runtime_error(failure);
+    if (!instance) {
+        try {
+            instance = std::make_unique<suite_daemon>();
+        } catch (const std::exception& e) {
+            failure = std::string("the suite's dockerd: ") + e.what();
+            throw;
+        }
+    }
+    return *instance;
+}
+
+docker_executor_options busybox(std::chrono::milliseconds timeout = 30s) {
+    docker_executor_options o;
+    o.image = kernex::test::busybox_image;
+    o.docker_host = suite().daemon.host();
+    o.timeout = timeout;
+    return o;
+}
+
+docker_executor_options python(std::chrono::milliseconds timeout = 60s) {
+    suite().need_python();
+    docker_executor_options o = busybox(timeout);
+    o.image = kernex::test::python_image;
+    return o;
+}
+
+kernex::code_result run(docker_executor& ex, const std::string& language, const std::string& code) {
+    return ex.execute({code_block{language, code}});
+}
+
+// Ids of the containers the daemon has, running or not.
+std::vector<std::string> container_ids(kernex::docker_client& client) {
+    std::vector<std::string> ids;
+    for (const auto& c : client.call("GET", "/containers/json?all=1")) ids.push_back(c["Id"].get<std::string>());
+    return ids;
+}
+
+bool has_container(kernex::docker_client& client, const std::string& id) {
+    const auto ids = container_ids(client);
+    return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+TEST_CASE("sh blocks in busybox: output, exit codes, stop at the first failure") {
+    docker_executor ex(busybox());
+    auto r = run(ex, "sh", "echo hello; echo oops >&2");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "hello\noops\n");
+    r = run(ex, "shell", "echo partial; exit 3");
+    CHECK(r.exit_code == 3);
+    CHECK(r.output == "partial\n");
+    r = ex.execute({{"sh", "echo one"}, {"sh", "exit 5"}, {"sh", "echo never"}});
+    CHECK(r.exit_code == 5);
+    CHECK(r.output == "one\n");
+    CHECK(r.code_files.size() == 2);
+    r = run(ex, "sh", "pwd; id -u");
+    CHECK(r.output == "/workspace\n" + std::to_string(::getuid()) + "\n");
+
+    std::string streamed;
+    r = ex.execute({{"sh", "echo a; sleep 0.2; echo b"}}, [&](std::string_view text) { streamed += text; });
+    CHECK(streamed == r.output);
+    CHECK(r.output == "a\nb\n");
+
+    r = run(ex, "ruby", "puts 1");
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("unknown language 'ruby'") != std::string::npos);
+}
+
+TEST_CASE("python and bash blocks in the debootstrapped image") {
+    docker_executor ex(python());
+    auto r = run(ex, "python", "import sys\nprint('from python', sys.version_info[0])\nprint('err', file=sys.stderr)");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "from python 3\nerr\n");
+    r = run(ex, "py", "print('before')\n1/0\n");
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.starts_with("before\n"));
+    CHECK(r.output.find("ZeroDivisionError") != std::string::npos);
+    r = run(ex, "python3", "raise SystemExit(7)");
+    CHECK(r.exit_code == 7);
+    r = run(ex, "bash", "echo ${BASH_VERSINFO[0]} > /dev/null && echo bash-ok; false");
+    CHECK(r.exit_code == 1);
+    CHECK(r.output == "bash-ok\n");
+}
+
+TEST_CASE("files: blocks are written in the work dir, files made in /workspace appear there, traversal refused") {
+    kernex::test::temp_dir work;
+    docker_executor_options o = busybox();
+    o.work_dir = work.path() / "sub";
+    docker_executor ex(o);
+    CHECK(ex.work_dir() == work.path() / "sub");
+    auto r = run(ex, "sh", "# filename: scripts/make.sh\necho made > out.txt; mkdir -p d && echo x > d/y");
+    CHECK(r.exit_code == 0);
+    REQUIRE(r.code_files.size() == 1);
+    CHECK(r.code_files[0] == fs::canonical(work.path() / "sub" / "scripts" / "make.sh"));
+    CHECK(kernex::test::read_file(work.path() / "sub" / "out.txt") == "made\n");
+    CHECK(kernex::test::read_file(work.path() / "sub" / "d" / "y") == "x\n");
+    // Owned by us, so that we can remove them.
+    struct stat st {};
+    REQUIRE(::stat((work.path() / "sub" / "out.txt").c_str(), &st) == 0);
+    CHECK(st.st_uid == ::getuid());
+
+    r = run(ex, "sh", "# filename: ../escape.sh\necho no");
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.find("filename is not inside the work dir") != std::string::npos);
+    CHECK_FALSE(fs::exists(work.path() / "escape.sh"));
+    r = run(ex, "sh", "ln -s /etc link");
+    CHECK(r.exit_code == 0);
+    r = run(ex, "sh", "# filename: link/passwd\necho no");
+    CHECK(r.exit_code == 1);
+
+    // A temporary work dir is removed by stop().
+    docker_executor temp(busybox());
+    const fs::path dir = temp.work_dir();
+    CHECK(run(temp, "sh", "echo x > f").exit_code == 0);
+    CHECK(fs::exists(dir / "f"));
+    temp.stop();
+    CHECK_FALSE(fs::exists(dir));
+}
+
+TEST_CASE("no network inside: only lo") {
+    docker_executor ex(busybox());
+    auto r = run(ex, "sh", "ls /sys/class/net");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "lo\n");
+    r = run(ex, "sh", "ip -o link | wc -l; ip -4 route | wc -l");
+    CHECK(r.output == "1\n0\n");
+}
+
+TEST_CASE("a timeout kills the block's processes in the container, keeps partial output, gives 124") {
+    docker_executor ex(busybox(2s));
+    const auto started = steady::now();
+    auto r = run(ex, "sh",
+                 "echo before\n"
+                 "sleep 300 &\n"
+                 "setsid sh -c 'sleep 301' &\n"       // in another session
+                 "(trap '' TERM HUP; sleep 302) &\n"  // ignoring signals but KILL
+                 "sleep 303\n");
+    const auto took = steady::now() - started;
+    CHECK(r.exit_code == 124);
+    CHECK(r.timed_out);
+    CHECK(r.output.starts_with("before\n"));
+    CHECK(r.output.find("Timeout") != std::string::npos);
+    CHECK(took >= 2s);
+    CHECK(took < 15s);
+    r = run(ex, "sh", "ps -o args");
+    CHECK(r.exit_code == 0);
+    for (const char* left : {"sleep 300", "sleep 301", "sleep 302", "sleep 303"})
+        CHECK_MESSAGE(r.output.find(left) == std::string::npos, left << " still runs:\n" << r.output);
+
+    // What a block leaves in the background when it exits is killed too.
+    r = run(ex, "sh", "sleep 310 & echo started");
+    CHECK(r.exit_code == 0);
+    r = run(ex, "sh", "ps -o args");
+    CHECK(r.output.find("sleep 310") == std::string::npos);
+}
+
+TEST_CASE("interrupt() stops the block as a timeout would, with 130") {
+    docker_executor ex(busybox());
+    auto later = std::async(std::launch::async, [&] {
+        std::this_thread::sleep_for(1s);
+        ex.interrupt();
+    });
+    const auto started = steady::now();
+    auto r = run(ex, "sh", "echo going; sleep 320");
+    later.get();
+    CHECK(r.exit_code == 130);
+    CHECK(r.output.find("going\n") == 0);
+    CHECK(r.output.find("Interrupted") != std::string::npos);
+    CHECK(steady::now() - started < 15s);
+    r = run(ex, "sh", "ps -o args");
+    CHECK(r.output.find("sleep 320") == std::string::npos);
+    // The interrupt was for that call only.
+    CHECK(run(ex, "sh", "echo next").output == "next\n");
+}
+
+TEST_CASE("output is capped with a notice of the bytes dropped") {
+    docker_executor_options o = busybox();
+    o.max_output = 1000;
+    docker_executor ex(o);
+    auto r = run(ex, "sh", "yes abcdefghi | head -c 3000000; echo done >&2");
+    CHECK(r.exit_code == 0);
+    CHECK(r.truncated);
+    CHECK(r.output.starts_with("abcdefghi\nabcdefghi\n"));
+    CHECK(r.output.find("[output truncated: ") != std::string::npos);
+    CHECK(r.output.find("bytes dropped, max_output is 1000]") != std::string::npos);
+    CHECK(r.output.size() < 1200);
+}
+
+TEST_CASE("the memory limit is enforced: a block allocating beyond it is killed, the container lives on") {
+    docker_executor_options o = python();
+    o.memory = 64u << 20;
+    docker_executor ex(o);
+    auto r = run(ex, "python", "print('allocating', flush=True)\nx = b'x' * (256 << 20)\nprint('survived')");
+    CHECK(r.exit_code != 0);
+    CHECK(r.output.starts_with("allocating\n"));
+    CHECK(r.output.find("survived") == std::string::npos);
+    CHECK(run(ex, "python", "x = b'x' * (16 << 20); print('small ok')").output == "small ok\n");
+}
+
+TEST_CASE("limits, network and mounts as configured through make_executor") {
+    auto& d = suite();
+    auto ex = kernex::make_executor({{"executor", "docker"},
+                                     {"image", kernex::test::busybox_image},
+                                     {"docker_host", d.daemon.host()},
+                                     {"memory", "96m"},
+                                     {"cpus", 0.5},
+                                     {"pids_limit", 64},
+                                     {"container_name", "kernex-test-limits"},
+                                     {"timeout", 20}});
+    auto* docker = dynamic_cast<docker_executor*>(ex.get());
+    REQUIRE(docker != nullptr);
+    CHECK(docker->container_name() == "kernex-test-limits");
+    const auto info = d.client.call("GET", "/containers/" + docker->container_id() + "/json");
+    const auto& host = info["HostConfig"];
+    CHECK(host["Memory"].get<std::int64_t>() == 96 << 20);
+    CHECK(host["MemorySwap"].get<std::int64_t>() == 96 << 20);
+    CHECK(host["NanoCpus"].get<std::int64_t>() == 500'000'000);
+    CHECK(host["PidsLimit"].get<std::int64_t>() == 64);
+    CHECK(host["NetworkMode"].get<std::string>() == "none");
+    CHECK(info["Config"]["WorkingDir"].get<std::string>() == "/workspace");
+    CHECK(host["Binds"][0].get<std::string>().ends_with(":/workspace:rw"));
+    auto r = ex->execute({{"sh", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"}});
+    CHECK(r.output == "64\n");
+
+    CHECK_THROWS_AS(kernex::make_executor({{"executor", "docker"}, {"memory", "lots"}}), kernex::error);
+    CHECK_THROWS_AS(kernex::make_executor({{"executor", "docker"}, {"auto_remove", "yes"}}), kernex::error);
+    CHECK_THROWS_AS(kernex::make_executor({{"executor", "docker"}, {"volumes", "/"}}), kernex::error);
+}
+
+TEST_CASE("stop() and the destructor leave no container; auto_remove and stop_container as AG2") {
+    auto& d = suite();
+    std::string id;
+    {
+        docker_executor ex(busybox());
+        id = ex.container_id();
+        CHECK(has_container(d.client, id));
+        ex.stop();
+        CHECK_FALSE(has_container(d.client, id));
+        ex.stop();  // idempotent
+        // A later execute() makes a new one, and the destructor removes it.
+        CHECK(run(ex, "sh", "echo again").output == "again\n");
+        id = ex.container_id();
+        CHECK(has_container(d.client, id));
+    }
+    CHECK_FALSE(has_container(d.client, id));
+
+    docker_executor_options keep = busybox();
+    keep.auto_remove = false;
+    {
+        docker_executor ex(keep);
+        id = ex.container_id();
+    }
+    auto state = d.client.call("GET", "/containers/" + id + "/json")["State"];
+    CHECK(state["Running"].get<bool>() == false);
+    d.client.call("DELETE", "/containers/" + id + "?force=true");
+
+    keep.stop_container = false;
+    keep.work_dir = fs::temp_directory_path() / ("kernex-keep-" + std::to_string(::getpid()));
+    {
+        docker_executor ex(keep);
+        id = ex.container_id();
+    }
+    state = d.client.call("GET", "/containers/" + id + "/json")["State"];
+    CHECK(state["Running"].get<bool>() == true);
+    d.client.call("DELETE", "/containers/" + id + "?force=true");
+    fs::remove_all(*keep.work_dir);
+}
+
+TEST_CASE("restart() gives a fresh container: its processes are gone, the work dir stays") {
+    docker_executor ex(busybox());
+    CHECK(run(ex, "sh", "echo kept > f; sleep 330 > /dev/null 2>&1 & setsid sleep 331 > /dev/null 2>&1 &").exit_code == 0);
+    ex.restart();
+    auto r = run(ex, "sh", "cat f; ps -o args | grep -c 'sleep 33[01]' || true");
+    CHECK(r.output == "kept\n0\n");
+}
+
+TEST_CASE("a container killed under a running block: a clear message, no hang, and the next call works") {
+    auto& d = suite();
+    docker_executor ex(busybox());
+    const std::string id = ex.container_id();
+    auto killer = std::async(std::launch::async, [&] {
+        std::this_thread::sleep_for(1s);
+        auto client = d.daemon.client();
+        client.call("POST", "/containers/" + id + "/kill");
+    });
+    const auto started = steady::now();
+    auto r = run(ex, "sh", "echo start; sleep 340");
+    killer.get();
+    CHECK(steady::now() - started < 20s);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.starts_with("start\n"));
+    CHECK_MESSAGE(r.output.find("stopped while the block ran") != std::string::npos, r.output);
+    r = run(ex, "sh", "echo back");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "back\n");
+}
+
+TEST_CASE("errors: missing image, unreachable daemon, bad DOCKER_HOST") {
+    auto& d = suite();
+    docker_executor_options o = busybox();
+    o.image = "kernex-test/no-such-image:1";
+    try {
+        docker_executor ex(o);
+        FAIL("no exception");
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == kernex::errc::not_found);
+        CHECK(std::string(e.what()).find("docker pull kernex-test/no-such-image:1") != std::string::npos);
+    }
+    CHECK(container_ids(d.client).empty());
+
+    o = busybox();
+    o.docker_host = "unix:///nonexistent/docker.sock";
+    try {
+        docker_executor ex(o);
+        FAIL("no exception");
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == kernex::errc::docker_error);
+        CHECK(std::string(e.what()).find("DOCKER_HOST") != std::string::npos);
+        CHECK(std::string(e.what()).find("dockerd") != std::string::npos);
+    }
+    o.docker_host = "ssh://somewhere";
+    CHECK_THROWS_AS(docker_executor{o}, kernex::error);
+}
+
+TEST_CASE("DOCKER_HOST: tcp://127.0.0.1 and the environment") {
+    auto& d = suite();
+    const std::string tcp = "tcp://127.0.0.1:" + std::to_string(d.tcp_port);
+    kernex::docker_client client({.host = tcp, .timeout = 10s});
+    CHECK(client.ping(5s));
+    CHECK(client.api_version() == "1.41");
+
+    ::setenv("DOCKER_HOST", tcp.c_str(), 1);
+    docker_executor_options o = busybox();
+    o.docker_host.clear();  // from the environment
+    {
+        docker_executor ex(o);
+        CHECK(run(ex, "sh", "echo over tcp").output == "over tcp\n");
+    }
+    ::unsetenv("DOCKER_HOST");
+    CHECK(kernex::default_docker_host() == "unix:///var/run/docker.sock");
+}
+
+TEST_CASE("docker_client: exec streams, exit codes and deadlines") {
+    auto& d = suite();
+    docker_executor ex(busybox());
+    auto client = d.daemon.client();
+    std::string out, err;
+    auto exec = client.create_exec(ex.container_id(), {.cmd = {"sh", "-c", "echo out; echo err >&2; exit 4"},
+                                                       .env = {},
+                                                       .working_dir = "",
+                                                       .user = ""});
+    auto end = client.start_exec(exec, {.deadline = steady::now() + 10s,
+                                        .on_output =
+                                            [&](kernex::docker_stream s, std::string_view text) {
+                                                (s == kernex::docker_stream::standard_error ? err : out) += text;
+                                            },
+                                        .cancel_fd = -1});
+    CHECK(end == kernex::docker_stream_end::finished);
+    CHECK(out == "out\n");
+    CHECK(err == "err\n");
+    std::optional<int> code;
+    for (int i = 0; i < 500 && !(code = client.exec_exit_code(exec)); ++i) std::this_thread::sleep_for(2ms);
+    CHECK(code == 4);
+
+    exec = client.create_exec(ex.container_id(), {.cmd = {"sleep", "5"}, .env = {}, .working_dir = "", .user = ""});
+    const auto started = steady::now();
+    end = client.start_exec(exec, {.deadline = steady::now() + 300ms, .on_output = {}, .cancel_fd = -1});
+    CHECK(end == kernex::docker_stream_end::timed_out);
+    CHECK(steady::now() - started < 3s);
+
+    try {
+        client.call("GET", "/containers/no-such-container/json");
+        FAIL("no exception");
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == kernex::errc::not_found);
+    }
+}
+
+TEST_CASE("kernex exec --executor docker --image IMAGE") {
+    auto& d = suite();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::test::temp_dir work;
+    std::ofstream(work.path() / "message.md") << "Run this:\n```sh\necho from the cli\nls /sys/class/net\n```\n";
+    kernex::spawn_options spawn;
+    spawn.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(),
+                  "exec",
+                  "--executor",
+                  "docker",
+                  "--image",
+                  kernex::test::busybox_image,
+                  "--json",
+                  (work.path() / "message.md").string()};
+    spawn.env["DOCKER_HOST"] = d.daemon.host();
+    spawn.merge_stderr = false;
+    kernex::run_options limits;
+    limits.timeout = 60s;
+    const auto r = kernex::run_process(spawn, limits);
+    CHECK(r.exit_code == 0);
+    const auto result = nlohmann::json::parse(r.output, nullptr, false);
+    REQUIRE_MESSAGE(result.is_object(), r.output);
+    CHECK(result["exit_code"] == 0);
+    CHECK(result["output"] == "from the cli\nlo\n");
+    CHECK(container_ids(d.client).empty());
+}
+
+// Last: it has a daemon of its own, stopped under a running block.
+TEST_CASE("the daemon stopped under a running block: an error, not a hang") {
+    kernex::test::test_dockerd daemon;
+    {
+        auto client = daemon.client();
+        kernex::test::ensure_busybox_image(client);
+    }
+    docker_executor_options o;
+    o.image = kernex::test::busybox_image;
+    o.docker_host = daemon.host();
+    o.timeout = 120s;
+    o.request_timeout = 10s;
+    docker_executor ex(o);
+    CHECK(run(ex, "sh", "echo up").output == "up\n");
+    auto stopper = std::async(std::launch::async, [&] {
+        std::this_thread::sleep_for(1s);
+        ::kill(daemon.pid(), SIGTERM);
+    });
+    const auto started = steady::now();
+    std::string what;
+    kernex::code_result r;
+    try {
+        r = run(ex, "sh", "echo running; sleep 350");
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == kernex::errc::docker_error);
+        what = e.what();
+    }
+    stopper.get();
+    const auto took = steady::now() - started;
+    MESSAGE("daemon stopped: " << (what.empty() ? r.output : what));
+    CHECK(took < 40s);
+    CHECK_FALSE(what.empty());
+    CHECK(what.find("Docker daemon") != std::string::npos);
+    ex.stop();  // noexcept, quick, with the daemon gone
+    CHECK(steady::now() - started < 60s);
+}
