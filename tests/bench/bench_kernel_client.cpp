@@ -16,6 +16,7 @@
 #include <zmq_addon.hpp>
 
 #include "kernex/kernel_manager.hpp"
+#include "kernex/process.hpp"
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
@@ -94,6 +95,44 @@ private:
     std::size_t m_next = 0;
 };
 
+// The kernel's own start-up: the same kernelspec spawned directly, until it
+// first answers a kernel_info_request on shell (a fresh request every 2 ms
+// on a bare DEALER socket). kernex's start-to-ready minus this is what kernex
+// adds (its ready also proves the iopub subscription).
+double bare_start_ms(const std::string& kernel) {
+    auto spec = kernex::find_kernelspec(kernel);
+    auto info = kernex::allocate_ports({});
+    auto file = std::filesystem::temp_directory_path() / ("kernex-bench-" + kernex::new_id() + ".json");
+    kernex::write_connection_file(file, info);
+    kernex::frame_codec codec(info.key, info.signature_scheme);
+    auto session = kernex::new_id();
+    auto t0 = steady::now();
+    kernex::spawn_options so;
+    so.argv = spec.render_argv(file);
+    so.env = spec.env;
+    so.stdout_mode = kernex::output_mode::null;
+    so.stderr_mode = kernex::output_mode::null;
+    kernex::child_process kernel_process(so);
+    zmq::context_t ctx(1);
+    zmq::socket_t shell(ctx, zmq::socket_type::dealer);
+    shell.set(zmq::sockopt::linger, 0);
+    shell.set(zmq::sockopt::reconnect_ivl, 1);
+    shell.set(zmq::sockopt::reconnect_ivl_max, 1);
+    shell.connect(info.shell_endpoint());
+    double ms = -1;
+    while (ms < 0 && steady::now() - t0 < 60s) {
+        auto frames = codec.encode(kernex::make_request("kernel_info_request", nlohmann::json::object(), session));
+        for (std::size_t f = 0; f < frames.size(); ++f)
+            shell.send(zmq::buffer(frames[f]), f + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        zmq::pollitem_t item{shell.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, std::chrono::milliseconds(2));
+        if (item.revents & ZMQ_POLLIN) ms = ms_since(t0);
+    }
+    kernel_process.stop(std::chrono::milliseconds(2000));
+    std::filesystem::remove(file);
+    return ms;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -105,10 +144,11 @@ int main(int argc, char** argv) {
     int cells = argc > 4 ? std::stoi(argv[4]) : 200;
     int starts = argc > 5 ? std::stoi(argv[5]) : 5;
 
-    std::vector<double> start_ms, shutdown_ms, cell_ms, raw_ms;
+    std::vector<double> start_ms, shutdown_ms, cell_ms, raw_ms, bare_start;
     double stream_ms = 0;
     std::size_t stream_bytes = 0;
     for (int s = 0; s < starts; ++s) {
+        bare_start.push_back(bare_start_ms(kernel));
         auto t0 = steady::now();
         auto km = kernex::kernel_manager::start({.kernel_name = kernel});
         start_ms.push_back(ms_since(t0));
@@ -145,6 +185,7 @@ int main(int argc, char** argv) {
     nlohmann::json out{{"client", "kernex"},
                        {"kernel", kernel},
                        {"start_ms", median(start_ms)},
+                       {"bare_start_ms", median(bare_start)},
                        {"cell_ms_mean", mean},
                        {"cell_ms_median", median(cell_ms)},
                        {"raw_zmq_cell_ms_median", median(raw_ms)},

@@ -108,6 +108,15 @@ def main():
         floor = ours["raw_zmq_cell_ms_median"]
         print(f"| {kernel} | {floor:.3f} ms | {ours['cell_ms_median'] - floor:.3f} ms | "
               f"{theirs['cell_ms_median'] - floor:.3f} ms |")
+    print()
+    print("Start-up added by each client: start-to-ready minus the kernel's own start-up (the")
+    print("kernelspec spawned directly until it first answers kernel_info on a bare socket).")
+    print()
+    print("| kernel | kernel's own start-up | kernex adds | jupyter_client adds |")
+    print("|---|---:|---:|---:|")
+    for kernel, ours, theirs in rows:
+        bare = ours["bare_start_ms"]
+        print(f"| {kernel} | {bare:.1f} ms | {ours['start_ms'] - bare:.1f} ms | {theirs['start_ms'] - bare:.1f} ms |")
 
 
 if __name__ == "__main__":
