@@ -80,7 +80,11 @@ public:
                                          "--iptables=false",
                                          "--ip6tables=false",
                                          "--ip-masq=false",
-                                         "--userland-proxy=false"};
+                                         "--userland-proxy=false",
+                                         // Should it find a system containerd running and use
+                                         // it, our containers stay apart from the system's.
+                                         "--containerd-namespace=kernex-test",
+                                         "--containerd-plugins-namespace=kernex-test-plugins"};
         if (tcp_port) {
             args.push_back("--host");
             args.push_back("tcp://127.0.0.1:" + std::to_string(*tcp_port));
