@@ -1,6 +1,7 @@
 // jupyter_executor: runs code blocks statefully in one Jupyter kernel
-// session (started from a kernelspec, or an existing kernel from its
-// connection file). Text outputs go to code_result::output; images and HTML
+// session (started from a kernelspec, locally or on a Jupyter Server through
+// its gateway URL, or an existing kernel from its connection file). Text
+// outputs go to code_result::output; images and HTML
 // are saved to output_dir and listed in output_files. Errors give exit_code 1
 // with the traceback (ANSI colours stripped); a timeout interrupts the
 // kernel, keeps the partial output, gives exit_code 124, and the session
@@ -32,6 +33,9 @@ struct jupyter_executor_options {
     std::chrono::milliseconds timeout{60'000};
     std::size_t max_output = 1u << 20;
     std::chrono::milliseconds startup_timeout{60'000};
+    // Start the kernel on this Jupyter Server / gateway instead of locally
+    // (work_dir then only sets the default output_dir).
+    std::optional<gateway_options> gateway{};
 };
 
 class jupyter_executor final : public code_executor {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kernex/connection.hpp"
+#include "kernex/gateway.hpp"
 #include "kernex/kernel_client.hpp"
 #include "kernex/kernelspec.hpp"
 
@@ -41,6 +42,11 @@ struct kernel_options {
     std::chrono::milliseconds shutdown_wait{3000};        // after shutdown_request, before SIGTERM
     std::chrono::milliseconds terminate_wait{2000};       // after SIGTERM, before SIGKILL
     int port_retries = 3;                                  // new ports when a port was taken at start
+    // Start the kernel on this Jupyter Server / gateway instead (a
+    // remote_kernel): kernel_name, env and ready_timeout apply; the local
+    // launch options do not, pid() is -1, connection() is empty, restarts
+    // after a crash are the server's, and shutdown deletes the kernel.
+    std::optional<gateway_options> gateway{};
 };
 
 struct restart_options {

@@ -16,6 +16,7 @@
 #include "cli/commands.hpp"
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
+#include "kernex/gateway.hpp"
 
 namespace kernex::cli {
 
@@ -81,6 +82,11 @@ private:
 int run(const exec_args& args) {
     nlohmann::json config = args.config;
     config["executor"] = args.executor;
+    if (args.executor == "jupyter")  // $KERNEX_GATEWAY_URL / _TOKEN as defaults for the flags
+        if (auto g = gateway_options::from_arguments(config.value("gateway_url", ""), config.value("gateway_token", ""))) {
+            config["gateway_url"] = g->url;
+            if (!g->token.empty()) config["gateway_token"] = g->token;
+        }
     std::unique_ptr<code_executor> executor = make_executor(config);
     const std::vector<code_block> blocks = extract_code_blocks(read_message(args.file), args.language);
     if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
@@ -126,6 +132,11 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
                                  "Bytes of output kept (default 1048576); the rest is counted");
+    config_option<std::string>(cmd, args, "--gateway", "gateway_url",
+                               "jupyter: run the kernel on this Jupyter Server / gateway (default $KERNEX_GATEWAY_URL)");
+    config_option<std::string>(cmd, args, "--token", "gateway_token",
+                               "jupyter: the server's token (default $KERNEX_GATEWAY_TOKEN)");
+    config_option<std::string>(cmd, args, "--gateway-ca", "gateway_ca", "jupyter: PEM file of the CAs to trust (https)");
     config_option<std::string>(cmd, args, "--kernel", "kernel_name",
                                "jupyter: the kernelspec to start (default python3; see `kernex kernelspec list`)");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",

@@ -1,5 +1,6 @@
 // `kernex kernelspec list`: the installed kernels, printed exactly as
-// `jupyter kernelspec list` prints them so that either can be read the same way.
+// `jupyter kernelspec list` prints them so that either can be read the same way;
+// with --gateway (or $KERNEX_GATEWAY_URL), the kernels a Jupyter Server offers.
 #include <algorithm>
 #include <iostream>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "kernex/error.hpp"
+#include "kernex/gateway.hpp"
 #include "kernex/kernelspec.hpp"
 
 namespace fs = std::filesystem;
@@ -100,6 +102,35 @@ int print_json(const std::vector<listed_spec>& specs) {
     return 0;
 }
 
+struct gateway_args {
+    std::string url;
+    std::string token;
+    std::string ca;
+};
+
+// The server's kernelspecs: name and display name (there is no local
+// directory), or with --json the server's answer as it is.
+int print_remote(const gateway_options& options, bool as_json) {
+    gateway_client gc(options);
+    remote_kernelspecs specs = gc.kernelspecs();
+    if (as_json) {
+        std::cout << specs.raw.dump(2, ' ', true, nlohmann::json::error_handler_t::replace) << "\n";
+        return 0;
+    }
+    if (specs.specs.empty()) {
+        std::cout << "No kernels available on " << gc.display_url() << "\n";
+        return 0;
+    }
+    std::size_t width = 0;
+    for (const kernelspec& k : specs.specs) width = std::max(width, display_length(k.name));
+    std::cout << "Available kernels on " << gc.display_url()
+              << (specs.default_name.empty() ? "" : " (default: " + specs.default_name + ")") << ":\n";
+    for (const kernelspec& k : specs.specs)
+        std::cout << "  " << k.name << std::string(width - display_length(k.name), ' ') << "    " << k.display_name
+                  << "\n";
+    return 0;
+}
+
 }  // namespace
 
 command_runner add_kernelspec_command(CLI::App& app) {
@@ -119,7 +150,17 @@ command_runner add_kernelspec_command(CLI::App& app) {
     list->add_flag("--json", *json_output,
                    "Print {\"kernelspecs\": {name: {\"resource_dir\", \"spec\"}}} as JSON, as "
                    "`jupyter kernelspec list --json` does");
-    return [json_output]() {
+    auto gateway = std::make_shared<gateway_args>();
+    list->add_option("--gateway", gateway->url,
+                     "List the kernelspecs of this Jupyter Server / gateway instead (default $KERNEX_GATEWAY_URL)");
+    list->add_option("--token", gateway->token, "The server's token (default $KERNEX_GATEWAY_TOKEN)");
+    list->add_option("--gateway-ca", gateway->ca, "PEM file of the CAs to trust for an https gateway")
+        ->check(CLI::ExistingFile);
+    return [json_output, gateway]() {
+        if (auto options = gateway_options::from_arguments(gateway->url, gateway->token)) {
+            if (!gateway->ca.empty()) options->ca_file = gateway->ca;
+            return print_remote(*options, *json_output);
+        }
         const std::vector<listed_spec> specs = load_all();
         return *json_output ? print_json(specs) : print_table(specs);
     };

@@ -11,6 +11,7 @@
 #include "kernex/error.hpp"
 #include "kernex/kernel_manager.hpp"
 #include "kernex/output_files.hpp"
+#include "kernex/remote_kernel.hpp"
 
 namespace kernex::cli {
 
@@ -19,6 +20,9 @@ namespace {
 struct run_args {
     std::string kernel = "python3";
     std::string existing;
+    std::string gateway;        // else KERNEX_GATEWAY_URL
+    std::string token;          // else KERNEX_GATEWAY_TOKEN; never printed
+    std::string gateway_ca;
     double timeout = 0;
     std::string output_dir = ".";
     bool keep_going = false;
@@ -136,13 +140,23 @@ private:
 int run(const run_args& args) {
     std::optional<kernel_manager> km;
     std::optional<kernel_client> own_client;
+    std::optional<remote_kernel> attached;
     kernel_client* kc = nullptr;
-    if (!args.existing.empty()) {
+    auto gateway = gateway_options::from_arguments(args.gateway, args.token);
+    if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
+    if (gateway && !args.existing.empty() && !std::filesystem::exists(args.existing)) {
+        // A kernel id on the server: used, not deleted at the end.
+        attached.emplace(remote_kernel::attach(*gateway, args.existing));
+        kc = &attached->client();
+    } else if (!args.existing.empty()) {
         own_client.emplace(kernel_client::from_connection_file(args.existing));
         own_client->wait_for_ready(std::chrono::seconds(30));
         kc = &*own_client;
     } else {
-        km.emplace(kernel_manager::start({.kernel_name = args.kernel}));
+        kernel_options ko;
+        ko.kernel_name = args.kernel;
+        ko.gateway = gateway;
+        km.emplace(kernel_manager::start(ko));
         kc = &km->client();
     }
 
@@ -197,8 +211,15 @@ command_runner add_run_command(CLI::App& app) {
                                    "Exit status: 0 all ok, 1 a cell failed, 124 a cell timed out, 2 usage/setup error.");
     auto* kernel = cmd->add_option("-k,--kernel", args->kernel, "Kernelspec name (see `kernex kernelspec list`)")
                        ->capture_default_str();
-    cmd->add_option("--existing", args->existing, "Connection file of a running kernel to use instead")
+    cmd->add_option("--existing", args->existing,
+                    "Connection file of a running kernel to use instead (with a gateway: a kernel id on the server)")
         ->excludes(kernel);
+    cmd->add_option("--gateway", args->gateway,
+                    "Run the kernel on this Jupyter Server / gateway (http[s]://host:port[/base]; "
+                    "default $KERNEX_GATEWAY_URL)");
+    cmd->add_option("--token", args->token, "The server's token (default $KERNEX_GATEWAY_TOKEN)");
+    cmd->add_option("--gateway-ca", args->gateway_ca, "PEM file of the CAs to trust for an https gateway")
+        ->check(CLI::ExistingFile);
     cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
     cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved")
         ->capture_default_str();

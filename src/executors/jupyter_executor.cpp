@@ -94,7 +94,8 @@ jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options
         ko.kernel_name = m_options.kernel_name;
         ko.cwd = m_options.work_dir;
         ko.ready_timeout = m_options.startup_timeout;
-        if (m_options.work_dir) std::filesystem::create_directories(*m_options.work_dir);
+        ko.gateway = m_options.gateway;
+        if (m_options.work_dir && !ko.gateway) std::filesystem::create_directories(*m_options.work_dir);
         m_manager.emplace(kernel_manager::start(ko));
         info = m_manager->client().kernel_info(m_options.startup_timeout);
     }
@@ -205,6 +206,20 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     if (auto v = c.seconds("timeout")) o.timeout = *v;
     if (auto v = c.count("max_output")) o.max_output = static_cast<std::size_t>(*v);
     if (auto v = c.seconds("startup_timeout")) o.startup_timeout = *v;
+    if (auto v = c.string("gateway_url")) {
+        o.gateway.emplace();
+        o.gateway->url = *v;
+    }
+    for (const char* key : {"gateway_token", "gateway_ca", "gateway_headers"})
+        if (!o.gateway && config.contains(key))
+            throw error(errc::invalid_argument, std::string("option '") + key + "' of executor jupyter needs gateway_url");
+    if (o.gateway) {
+        if (auto v = c.string("gateway_token")) o.gateway->token = *v;
+        if (auto v = c.string("gateway_ca")) o.gateway->ca_file = *v;
+        if (auto v = c.string_map("gateway_headers")) o.gateway->headers = *v;
+        if (o.connection_file)
+            throw error(errc::invalid_argument, "executor jupyter takes connection_file or gateway_url, not both");
+    }
     return std::make_unique<jupyter_executor>(std::move(o));
 }
 

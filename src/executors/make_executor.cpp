@@ -19,7 +19,7 @@ const std::vector<executor_kind>& executor_kinds() {
         {"local", {"work_dir", "timeout", "max_output", "env", "path_prefix", "interpreters"},
          detail::make_local_executor},
         {"jupyter", {"kernel_name", "connection_file", "work_dir", "output_dir", "timeout", "max_output",
-                     "startup_timeout"},
+                     "startup_timeout", "gateway_url", "gateway_token", "gateway_ca", "gateway_headers"},
          detail::make_jupyter_executor},
         {"docker", {"image", "container_name", "work_dir", "timeout", "max_output", "env", "network_mode", "memory",
                     "cpus", "pids_limit", "user", "auto_remove", "stop_container", "docker_host", "request_timeout"},

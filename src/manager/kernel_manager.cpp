@@ -23,6 +23,7 @@
 
 #include "kernex/error.hpp"
 #include "kernex/process.hpp"
+#include "kernex/remote_kernel.hpp"
 
 namespace kernex {
 
@@ -78,6 +79,10 @@ struct kernel_manager::impl final : kernel_control {
 
     int wake_fd = -1;  // eventfd: wakes the restarter (new process, or stop)
     std::jthread restarter;
+
+    // A kernel on a Jupyter Server (options.gateway): the public methods
+    // delegate to it, and nothing local is launched.
+    std::optional<remote_kernel> remote;
 
     ~impl() override {
         stop_restarter();
@@ -311,6 +316,10 @@ struct kernel_manager::impl final : kernel_control {
     }
 
     void shutdown(bool now) noexcept {
+        if (remote) {
+            remote->shutdown();
+            return;
+        }
         {
             std::lock_guard lock(mutex);
             if (closing) return;
@@ -339,6 +348,13 @@ kernel_manager::~kernel_manager() {
 
 kernel_manager kernel_manager::start(kernel_options options) {
     auto p = std::make_unique<impl>();
+    if (options.gateway) {
+        p->remote.emplace(remote_kernel::start(
+            *options.gateway,
+            {.kernel_name = options.kernel_name, .env = options.env, .ready_timeout = options.ready_timeout}));
+        p->options = std::move(options);
+        return kernel_manager(std::move(p));
+    }
     p->spec = options.spec ? *options.spec : find_kernelspec(options.kernel_name);
     p->options = std::move(options);
     // A kernel id in the 8-4-4-4-12 uuid form jupyter_client uses.
@@ -367,12 +383,15 @@ kernel_manager kernel_manager::start(kernel_options options) {
 }
 
 kernel_client& kernel_manager::client() {
+    if (m_impl && m_impl->remote) return m_impl->remote->client();
     if (!m_impl || !m_impl->client) throw error(errc::invalid_argument, "the kernel has been shut down");
     return *m_impl->client;
 }
 
-const std::string& kernel_manager::id() const noexcept { return m_impl->id; }
-const kernelspec& kernel_manager::spec() const noexcept { return m_impl->spec; }
+const std::string& kernel_manager::id() const noexcept { return m_impl->remote ? m_impl->remote->id() : m_impl->id; }
+const kernelspec& kernel_manager::spec() const noexcept {
+    return m_impl->remote ? m_impl->remote->spec() : m_impl->spec;
+}
 const connection_info& kernel_manager::connection() const noexcept { return m_impl->conn; }
 const std::filesystem::path& kernel_manager::connection_file() const noexcept { return m_impl->conn_file; }
 
@@ -382,27 +401,38 @@ int kernel_manager::pid() const {
 }
 
 bool kernel_manager::alive() {
+    if (m_impl->remote) return m_impl->remote->alive();
     std::lock_guard lock(m_impl->mutex);
     return m_impl->proc.running();
 }
 
-void kernel_manager::interrupt() { m_impl->interrupt(); }
-void kernel_manager::restart(restart_options options) { m_impl->restart(options); }
+void kernel_manager::interrupt() {
+    if (m_impl->remote) return m_impl->remote->interrupt();
+    m_impl->interrupt();
+}
+void kernel_manager::restart(restart_options options) {
+    if (m_impl->remote) return m_impl->remote->restart();
+    m_impl->restart(options);
+}
 void kernel_manager::shutdown(bool now) noexcept {
     if (m_impl) m_impl->shutdown(now);
 }
 
 void kernel_manager::on_restarted(std::function<void()> callback) {
+    if (m_impl->remote) return m_impl->remote->on_restarted(std::move(callback));
     std::lock_guard lock(m_impl->mutex);
     m_impl->restarted_callbacks.push_back(std::move(callback));
 }
 
 void kernel_manager::on_dead(std::function<void()> callback) {
+    if (m_impl->remote) return m_impl->remote->on_dead(std::move(callback));
     std::lock_guard lock(m_impl->mutex);
     m_impl->dead_callbacks.push_back(std::move(callback));
 }
 
-int kernel_manager::restart_count() const noexcept { return m_impl->restarts.load(); }
+int kernel_manager::restart_count() const noexcept {
+    return m_impl->remote ? m_impl->remote->restart_count() : m_impl->restarts.load();
+}
 
 std::string kernel_manager::log_tail(std::size_t max_bytes) const { return read_tail(m_impl->log_file, max_bytes); }
 
