@@ -136,7 +136,7 @@ connection_info read_connection_file(const fs::path& path) {
     json j;
     try {
         j = json::parse(in);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number too large
         throw error(errc::invalid_argument, source + ": not valid JSON: " + e.what());
     }
     return connection_info::from_json(j, source);

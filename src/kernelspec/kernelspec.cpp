@@ -81,7 +81,7 @@ kernelspec load_kernelspec(const fs::path& resource_dir, std::string name) {
     json spec;
     try {
         spec = json::parse(in);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for a number too large
         fail(file, std::string("not valid JSON: ") + e.what());
     }
     if (!spec.is_object()) fail(file, std::string("must hold a JSON object, not ") + spec.type_name());

@@ -212,7 +212,7 @@ TEST_CASE("a missing connection file is not_found, naming it") {
 
 TEST_CASE("bad JSON is invalid_argument naming the file") {
     scratch_dir dir;
-    for (std::string text : {"", "{", "{\"shell_port\": 1,}", "not json"}) {
+    for (std::string text : {"", "{", "{\"shell_port\": 1,}", "not json", "{\"shell_port\": 1e99999}"}) {
         CAPTURE(text);
         kernex::error e = read_error(dir, text);
         CHECK(e.code() == errc::invalid_argument);

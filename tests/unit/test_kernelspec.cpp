@@ -228,6 +228,8 @@ TEST_CASE("each malformed kernel.json is an error naming the file and what is wr
     jupyter_sandbox box;
     check_parse_error(box, "{", "not valid JSON");
     check_parse_error(box, "", "not valid JSON");
+    // nlohmann reports a number too large for a double as out_of_range, not parse_error.
+    check_parse_error(box, R"({"argv": 1e1111111111})", "not valid JSON");
     check_parse_error(box, R"(["k"])", "JSON object");
     check_parse_error(box, R"({"display_name": "x"})", "\"argv\" is missing");
     check_parse_error(box, R"({"argv": "k -f {connection_file}"})", "\"argv\" must be a list of strings");
