@@ -22,16 +22,6 @@
 
 namespace kernex {
 
-std::string_view to_string(channel ch) noexcept {
-    switch (ch) {
-    case channel::shell: return "shell";
-    case channel::iopub: return "iopub";
-    case channel::stdin_channel: return "stdin";
-    case channel::control: return "control";
-    }
-    return "unknown";
-}
-
 zmq::context_t& shared_zmq_context() {
     // Never destroyed: zmq_ctx_term at exit would wait for sockets that
     // background threads of a still-running program might hold.
