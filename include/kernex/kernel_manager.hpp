@@ -5,10 +5,12 @@
 // restarts, watches for unexpected death (restarting up to a limit), and
 // shuts down: shutdown_request, wait, SIGTERM, wait, SIGKILL, reap, remove
 // the connection file. Destroying it does the same: no process, zombie or
-// file left behind.
+// file left behind. The kernel runs as a local process, inside a Docker
+// container (kernel_options::docker), or on a Jupyter Server (::gateway).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -23,6 +25,32 @@
 #include "kernex/kernelspec.hpp"
 
 namespace kernex {
+
+// A kernel inside a Docker container (through the Engine API; the image is
+// never pulled). The kernelspec's argv runs in the container under an init
+// (docker-init) as the container's command; the work dir is bound at
+// /workspace, its working directory. The connection file and, with network
+// "none", the ipc sockets live in a private (0700) host dir bound at the
+// same path inside, so no port is opened anywhere. Other network modes use
+// tcp: "host" on 127.0.0.1, any other with the five ports published on
+// 127.0.0.1. Shutdown stops and removes the container and that dir.
+struct docker_kernel_options {
+    std::string image;                         // must be in the daemon; must run the kernelspec's argv
+    std::string network_mode = "none";         // "none" (ipc), "host", "bridge", a network's name (tcp)
+    // Bound read-write at /workspace. Unset: kernel_options::cwd, else a fresh
+    // temporary dir that shutdown removes.
+    std::optional<std::filesystem::path> work_dir{};
+    std::optional<std::uint64_t> memory{};     // bytes, swap included (none beyond it)
+    std::optional<double> cpus{};              // 1.5 = one and a half CPUs
+    std::optional<std::int64_t> pids_limit{};
+    // "uid:gid" in the container. Unset: the caller's, so files in the work
+    // dir and the sockets are the caller's. Another user must be root: the
+    // private dir is the caller's, mode 0700.
+    std::optional<std::string> user{};
+    std::optional<std::string> container_name{};  // unset: kernex-kernel-<12 hex digits>
+    std::string docker_host{};                 // unix:// or tcp://; empty: $DOCKER_HOST, else the system's socket
+    std::chrono::milliseconds request_timeout{30'000};  // each Engine API request
+};
 
 struct kernel_options {
     std::string kernel_name = "python3";
@@ -47,6 +75,12 @@ struct kernel_options {
     // launch options do not, pid() is -1, connection() is empty, restarts
     // after a crash are the server's, and shutdown deletes the kernel.
     std::optional<gateway_options> gateway{};
+    // Run the kernel in a Docker container instead of as a local process:
+    // cwd sets the default work dir; with network "none" the transport is
+    // ipc whatever `transport` says; connection_file cannot be chosen (it
+    // lives in the container's private dir). pid() is the container's init
+    // process on the host (when the daemon is local).
+    std::optional<docker_kernel_options> docker{};
 };
 
 struct restart_options {

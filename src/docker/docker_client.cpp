@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/http/file_body.hpp>
 
+#include "docker/containers.hpp"
 #include "docker/exec_stream.hpp"
 #include "kernex/error.hpp"
 
@@ -83,16 +84,6 @@ parsed_host parse_host(const std::string& host) {
 std::string seconds_text(std::chrono::milliseconds ms) {
     const auto tenths = (ms.count() + 50) / 100;
     return std::to_string(tenths / 10) + (tenths % 10 ? "." + std::to_string(tenths % 10) : "") + " s";
-}
-
-// The daemon's {"message": "..."}, else the body itself (trimmed).
-std::string daemon_message(const std::string& body) {
-    const auto parsed = nlohmann::json::parse(body, nullptr, false);
-    if (parsed.is_object() && parsed.contains("message") && parsed["message"].is_string())
-        return parsed["message"].get<std::string>();
-    std::string text = body.substr(0, 500);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-    return text;
 }
 
 std::pair<int, int> version_numbers(std::string_view version) {
@@ -284,7 +275,7 @@ struct docker_client::impl {
             !parsed["ApiVersion"].is_string())
             throw error(errc::docker_error, "the Docker daemon at " + options.host +
                                                 " did not tell its API version (GET /version: " +
-                                                std::to_string(r.status) + " " + daemon_message(r.body) + ")");
+                                                std::to_string(r.status) + " " + docker::daemon_message(r) + ")");
         const std::string theirs = parsed["ApiVersion"].get<std::string>();
         const auto [major, minor] = version_numbers(theirs);
         if (major != our_api_major || minor < min_api_minor)
@@ -300,7 +291,7 @@ struct docker_client::impl {
     [[noreturn]] void refused(std::string_view method, std::string_view path, const docker_response& r) const {
         throw error(r.status == 404 ? errc::not_found : errc::docker_error,
                     "the Docker daemon at " + options.host + " refused " + std::string(method) + " " +
-                        std::string(path) + " (" + std::to_string(r.status) + "): " + daemon_message(r.body));
+                        std::string(path) + " (" + std::to_string(r.status) + "): " + docker::daemon_message(r));
     }
 };
 

@@ -3,11 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
-#include <random>
 #include <thread>
 
+#include "docker/containers.hpp"
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
@@ -27,17 +26,6 @@ const std::vector<detail::file_language>& language_table() {
         {{"python", "py", "python3"}, "python3", "py", {}},
     };
     return table;
-}
-
-std::string random_hex(std::size_t digits) {
-    static constexpr char hex[] = "0123456789abcdef";
-    std::random_device device;
-    std::string out;
-    while (out.size() < digits) {
-        unsigned value = device();
-        for (int i = 0; i < 8 && out.size() < digits; ++i, value >>= 4) out += hex[value & 0xf];
-    }
-    return out;
 }
 
 // The container's first process: a shell that sleeps until told to stop. It
@@ -107,8 +95,7 @@ docker_executor::docker_executor(docker_executor_options options)
     if (m_options.image.empty()) throw error(errc::invalid_argument, "the docker executor needs an image");
     if (m_options.timeout.count() <= 0 || m_options.request_timeout.count() <= 0)
         throw error(errc::invalid_argument, "the docker executor's timeouts must be positive");
-    if (m_options.cpus && !(*m_options.cpus > 0 && *m_options.cpus <= 1024))
-        throw error(errc::invalid_argument, "cpus must be a positive number of CPUs");
+    docker::check_limits({m_options.memory, m_options.cpus, m_options.pids_limit});
     if (m_options.network_mode.empty()) m_options.network_mode = "none";
     if (!m_options.user) m_options.user = std::to_string(::getuid()) + ":" + std::to_string(::getgid());
     if (m_options.work_dir) m_options.work_dir = fs::absolute(*m_options.work_dir);
@@ -141,58 +128,23 @@ void docker_executor::start_container() {
     std::error_code ec;
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
-    const std::string name = m_options.container_name.value_or("kernex-" + random_hex(12));
-
-    nlohmann::json host_config = {
-        {"Binds", {dir.string() + ":/workspace:rw"}},
-        {"NetworkMode", m_options.network_mode},
-    };
-    if (m_options.memory) {
-        host_config["Memory"] = *m_options.memory;
-        host_config["MemorySwap"] = *m_options.memory;  // no swap beyond the limit
-    }
-    if (m_options.cpus) host_config["NanoCpus"] = static_cast<std::int64_t>(std::llround(*m_options.cpus * 1e9));
-    if (m_options.pids_limit) host_config["PidsLimit"] = *m_options.pids_limit;
-    nlohmann::json body = {
-        {"Image", m_options.image},
-        {"Entrypoint", nlohmann::json::array()},  // the image's entrypoint would wrap our shell
-        {"Cmd", {"sh", "-c", keep_alive_script}},
-        {"WorkingDir", "/workspace"},
-        {"Labels", {{"org.kernex.executor", "docker"}}},
-        {"HostConfig", host_config},
-    };
-    if (!m_options.user->empty()) body["User"] = *m_options.user;
-
-    const docker_response created = m_client.request("POST", "/containers/create?name=" + name, body.dump());
-    auto message = [&](const docker_response& r) {
-        const auto parsed = nlohmann::json::parse(r.body, nullptr, false);
-        return parsed.is_object() && parsed.contains("message") ? parsed["message"].get<std::string>() : r.body;
-    };
-    if (created.status == 404)
-        throw error(errc::not_found, "the image '" + m_options.image + "' is not in the Docker daemon at " +
-                                         m_client.host() + " (" + message(created) +
-                                         "). kernex does not pull images: get it with `docker pull " +
-                                         m_options.image + "` (or build it, or `docker import ROOTFS.tar " +
-                                         m_options.image + "`) and try again");
-    if (created.status == 409)
-        throw error(errc::docker_error, "a container named '" + name + "' already exists in the Docker daemon at " +
-                                            m_client.host() + ": choose another container_name, or remove it");
-    if (created.status != 201)
-        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " could not create a container from '" +
-                                            m_options.image + "': " + message(created));
-    const auto parsed = nlohmann::json::parse(created.body, nullptr, false);
-    if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
-        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " created a container without an id");
-    m_container_id = parsed["Id"].get<std::string>();
-    m_container_name = name;
-
-    const docker_response started = m_client.request("POST", "/containers/" + m_container_id + "/start");
-    if (started.status != 204 && started.status != 304) {
-        const std::string why = message(started);
+    docker::container_config config;
+    config.image = m_options.image;
+    config.name = m_options.container_name.value_or("kernex-" + docker::random_hex(12));
+    config.cmd = {"sh", "-c", keep_alive_script};
+    config.binds = {dir.string() + ":/workspace:rw"};
+    config.network_mode = m_options.network_mode;
+    config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
+    config.labels = {{"org.kernex.executor", "docker"}};
+    config.user = *m_options.user;
+    m_container_id = docker::create_container(m_client, config);
+    m_container_name = config.name;
+    try {
+        docker::start_container(m_client, m_container_id, m_options.image,
+                                "the image needs sh and sleep; a bad memory, cpus or pids_limit?");
+    } catch (const error&) {
         remove_container();
-        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " could not start a container from '" +
-                                            m_options.image + "': " + why +
-                                            " (the image needs sh and sleep; a bad memory, cpus or pids_limit?)");
+        throw;
     }
 }
 
@@ -222,11 +174,7 @@ void docker_executor::restart() {
 }
 
 void docker_executor::remove_container() noexcept {
-    try {
-        m_client.request("DELETE", "/containers/" + m_container_id + "?force=true&v=true");
-    } catch (...) {
-        // The daemon is gone: so is the container, or nothing can be done about it.
-    }
+    docker::remove_container(m_client, m_container_id);
     m_container_id.clear();
     m_container_name.clear();
 }
@@ -340,7 +288,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         // name starting with '-' from being read as an option.
         std::string relative = file->lexically_relative(dir).string();
         if (relative.starts_with("-")) relative = "./" + relative;
-        const std::string token = random_hex(24);
+        const std::string token = docker::random_hex(24);
         report.clear();
         env.back() = "KERNEX_BLOCK=" + token;
         const docker_exec_options exec{.cmd = {"sh", "-c", block_script, "kernex-block", plan[i].program, relative},
@@ -428,51 +376,6 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
 
 namespace detail {
 
-namespace {
-
-[[noreturn]] void bad_option(std::string_view key, std::string_view expected, const nlohmann::json& value) {
-    throw error(errc::invalid_argument, "option '" + std::string(key) + "' of executor docker must be " +
-                                            std::string(expected) + ", not " + value.dump());
-}
-
-std::optional<bool> boolean(const nlohmann::json& config, std::string_view key) {
-    const auto it = config.find(key);
-    if (it == config.end()) return std::nullopt;
-    if (!it->is_boolean()) bad_option(key, "true or false", *it);
-    return it->get<bool>();
-}
-
-// Bytes: a number, or a string with a unit as docker's --memory takes it ("512m", "1g").
-std::optional<std::uint64_t> byte_size(const nlohmann::json& config, std::string_view key) {
-    const auto it = config.find(key);
-    if (it == config.end()) return std::nullopt;
-    if (it->is_number_unsigned() || (it->is_number_integer() && it->get<std::int64_t>() > 0))
-        return it->get<std::uint64_t>();
-    if (it->is_string()) {
-        const std::string text = it->get<std::string>();
-        char* end = nullptr;
-        const double number = std::strtod(text.c_str(), &end);
-        std::string unit(end ? end : "");
-        std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (unit.ends_with("b") && unit.size() > 1) unit.pop_back();
-        static const std::map<std::string, double> units = {
-            {"", 1}, {"b", 1}, {"k", 1024.0}, {"m", 1024.0 * 1024}, {"g", 1024.0 * 1024 * 1024}};
-        const auto u = units.find(unit);
-        if (end != text.c_str() && number > 0 && u != units.end() && number * u->second < 1e18)
-            return static_cast<std::uint64_t>(number * u->second);
-    }
-    bad_option(key, "a number of bytes or a size like \"512m\" or \"1g\"", *it);
-}
-
-std::optional<double> positive_number(const nlohmann::json& config, std::string_view key) {
-    const auto it = config.find(key);
-    if (it == config.end()) return std::nullopt;
-    if (!it->is_number() || !(it->get<double>() > 0)) bad_option(key, "a positive number", *it);
-    return it->get<double>();
-}
-
-}  // namespace
-
 std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config) {
     const executor_config c(config, "docker");
     docker_executor_options options;
@@ -483,12 +386,12 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.count("max_output")) options.max_output = *v;
     if (auto v = c.string_map("env")) options.env = std::move(*v);
     if (auto v = c.string("network_mode")) options.network_mode = *v;
-    if (auto v = byte_size(config, "memory")) options.memory = *v;
-    if (auto v = positive_number(config, "cpus")) options.cpus = *v;
+    if (auto v = c.bytes("memory")) options.memory = *v;
+    if (auto v = c.positive("cpus")) options.cpus = *v;
     if (auto v = c.count("pids_limit")) options.pids_limit = static_cast<std::int64_t>(*v);
     if (auto v = c.string("user")) options.user = *v;
-    if (auto v = boolean(config, "auto_remove")) options.auto_remove = *v;
-    if (auto v = boolean(config, "stop_container")) options.stop_container = *v;
+    if (auto v = c.boolean("auto_remove")) options.auto_remove = *v;
+    if (auto v = c.boolean("stop_container")) options.stop_container = *v;
     if (auto v = c.string("docker_host")) options.docker_host = *v;
     if (auto v = c.seconds("request_timeout")) options.request_timeout = *v;
     return std::make_unique<docker_executor>(std::move(options));

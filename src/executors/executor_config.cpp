@@ -1,6 +1,8 @@
 #include "executors/executor_config.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "kernex/error.hpp"
 
@@ -65,6 +67,41 @@ std::optional<std::vector<std::string>> executor_config::string_list(std::string
         out.push_back(item.get<std::string>());
     }
     return out;
+}
+
+std::optional<bool> executor_config::boolean(std::string_view key) const {
+    const auto* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_boolean()) wrong(key, "true or false");
+    return v->get<bool>();
+}
+
+std::optional<double> executor_config::positive(std::string_view key) const {
+    const auto* v = find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_number() || !(v->get<double>() > 0)) wrong(key, "a positive number");
+    return v->get<double>();
+}
+
+std::optional<std::uint64_t> executor_config::bytes(std::string_view key) const {
+    const auto* v = find(key);
+    if (!v) return std::nullopt;
+    if (v->is_number_unsigned() || (v->is_number_integer() && v->get<std::int64_t>() > 0))
+        return v->get<std::uint64_t>();
+    if (v->is_string()) {
+        const std::string text = v->get<std::string>();
+        char* end = nullptr;
+        const double number = std::strtod(text.c_str(), &end);
+        std::string unit(end ? end : "");
+        std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (unit.ends_with("b") && unit.size() > 1) unit.pop_back();
+        static const std::map<std::string, double> units = {
+            {"", 1}, {"b", 1}, {"k", 1024.0}, {"m", 1024.0 * 1024}, {"g", 1024.0 * 1024 * 1024}};
+        const auto u = units.find(unit);
+        if (end != text.c_str() && number > 0 && u != units.end() && number * u->second < 1e18)
+            return static_cast<std::uint64_t>(number * u->second);
+    }
+    wrong(key, "a number of bytes or a size like \"512m\" or \"1g\"");
 }
 
 }  // namespace kernex::detail

@@ -34,6 +34,11 @@ public:
     std::optional<std::map<std::string, std::string>> string_map(std::string_view key) const;
     // A string or an array of strings.
     std::optional<std::vector<std::string>> string_list(std::string_view key) const;
+    std::optional<bool> boolean(std::string_view key) const;
+    // A positive number (fractions allowed).
+    std::optional<double> positive(std::string_view key) const;
+    // Bytes: a positive integer, or a size as docker's --memory takes it ("512m", "1g").
+    std::optional<std::uint64_t> bytes(std::string_view key) const;
 
 private:
     const nlohmann::json* find(std::string_view key) const;

@@ -2,9 +2,12 @@
 // ready, interrupting, restarting, watching for its death and shutting it
 // down without leaving anything behind.
 //
+// Where the process runs is the provisioner's business (provisioner.hpp):
+// a local child, or a container.
+//
 // Threads: the user's thread owns the kernel_client (and its sockets). The
-// restarter thread only watches the process (a pidfd, dup'ed for itself) and
-// respawns it; it never touches the client. The client notices a new kernel
+// restarter thread only watches the process (the provisioner's exit fd,
+// dup'ed for itself) and respawns it; it never touches the client. The client notices a new kernel
 // process through generation() and proves its iopub subscription again
 // before its next request.
 #include "kernex/kernel_manager.hpp"
@@ -17,13 +20,12 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
 #include "kernex/error.hpp"
-#include "kernex/process.hpp"
 #include "kernex/remote_kernel.hpp"
+#include "manager/provisioner.hpp"
 
 namespace kernex {
 
@@ -31,18 +33,6 @@ using steady = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string read_tail(const std::filesystem::path& path, std::size_t max_bytes) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
-    in.seekg(0, std::ios::end);
-    auto size = static_cast<std::size_t>(in.tellg());
-    auto start = size > max_bytes ? size - max_bytes : 0;
-    in.seekg(static_cast<std::streamoff>(start));
-    std::string text(size - start, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    return text;
-}
 
 bool looks_like_port_taken(const std::string& log) {
     return log.find("Address already in use") != std::string::npos || log.find("EADDRINUSE") != std::string::npos;
@@ -64,9 +54,10 @@ struct kernel_manager::impl final : kernel_control {
     std::filesystem::path log_file;
     std::optional<kernel_client> client;
 
-    // Guards proc, expected_exit, closing and the callbacks.
+    // Guards proc, expected_exit, closing and the callbacks. proc is null
+    // once shut down.
     mutable std::mutex mutex;
-    child_process proc;
+    std::unique_ptr<detail::provisioner> proc;
     std::atomic<std::uint64_t> gen{0};
     bool expected_exit = false;   // a stop we asked for: not a death to restart from
     bool closing = false;
@@ -99,7 +90,7 @@ struct kernel_manager::impl final : kernel_control {
             return;
         }
         std::lock_guard lock(mutex);
-        if (!proc.signal_group(SIGINT))
+        if (!proc || !proc->signal(SIGINT))
             throw error(errc::kernel_died, "cannot interrupt kernel " + id + ": its process is gone");
     }
 
@@ -107,7 +98,10 @@ struct kernel_manager::impl final : kernel_control {
 
     int watch_fd() override {
         std::lock_guard lock(mutex);
-        return proc.pidfd() >= 0 ? ::fcntl(proc.pidfd(), F_DUPFD_CLOEXEC, 0) : -1;
+        if (proc && proc->exit_fd() >= 0) return ::fcntl(proc->exit_fd(), F_DUPFD_CLOEXEC, 0);
+        // Dead for good and reaped: readable at once, so a request ends
+        // kernel_died instead of waiting for its deadline.
+        return gave_up ? ::eventfd(1, EFD_CLOEXEC) : -1;
     }
 
     std::uint64_t generation() override { return gen.load(); }
@@ -117,8 +111,8 @@ struct kernel_manager::impl final : kernel_control {
     // restarter's decision when a restart is coming.
     void before_request() override {
         std::unique_lock lock(mutex);
-        if (proc.pidfd() < 0 || closing || expected_exit || !options.autorestart) return;
-        pollfd p{proc.pidfd(), POLLIN, 0};
+        if (!proc || proc->exit_fd() < 0 || closing || expected_exit || !options.autorestart) return;
+        pollfd p{proc->exit_fd(), POLLIN, 0};
         if (::poll(&p, 1, 0) <= 0) return;  // alive
         auto g = gen.load();
         restart_cv.wait_for(lock, 30s, [&] { return gen.load() != g || gave_up || closing; });
@@ -128,16 +122,14 @@ struct kernel_manager::impl final : kernel_control {
     // Spawns the kernel process (caller holds no lock: done before the
     // restarter exists, or with mutex held by the caller).
     void spawn_locked() {
-        spawn_options so;
-        so.argv = spec.render_argv(conn_file);
-        so.cwd = options.cwd;
-        so.env = spec.env;
-        for (const auto& [k, v] : options.env) so.env[k] = v;
-        so.env["JPY_PARENT_PID"] = std::to_string(::getpid());
-        so.stdout_mode = output_mode::file;
-        so.stderr_mode = output_mode::file;
-        so.log_file = log_file;
-        proc = child_process(so);
+        detail::launch_request request;
+        request.argv = spec.render_argv(conn_file);
+        request.cwd = options.cwd;
+        request.env = spec.env;
+        for (const auto& [k, v] : options.env) request.env[k] = v;
+        request.log_file = log_file;
+        request.conn = conn;
+        proc->launch(request);
         launched_at = steady::now();
         gen.fetch_add(1);
         notify_restarter();
@@ -145,7 +137,7 @@ struct kernel_manager::impl final : kernel_control {
 
     void write_connection() {
         conn.kernel_name = spec.name;
-        write_connection_file(conn_file, conn);
+        write_connection_file(conn_file, proc->kernel_view(conn));
     }
 
     void make_client() {
@@ -175,15 +167,15 @@ struct kernel_manager::impl final : kernel_control {
                 client->wait_for_ready(std::max(left, 1ms));
                 return;
             } catch (const error& e) {
-                std::string status;
+                std::string status, log;
                 {
                     std::lock_guard lock(mutex);
                     expected_exit = true;
                     bool exited = e.code() == errc::kernel_died;
-                    proc.stop(exited ? 0ms : options.terminate_wait);
-                    if (proc.status()) status = describe_status(*proc.status());
+                    proc->stop(exited ? 0ms : options.terminate_wait);
+                    status = proc->exit_text();
+                    log = proc->log_tail(2000);
                 }
-                auto log = read_tail(log_file, 2000);
                 if (e.code() == errc::kernel_died && looks_like_port_taken(log) && attempt < options.port_retries) {
                     conn = allocate_ports(conn);
                     write_connection();
@@ -191,7 +183,8 @@ struct kernel_manager::impl final : kernel_control {
                     continue;
                 }
                 std::string what = e.code() == errc::kernel_died
-                                       ? "kernel '" + spec.name + "' exited before it was ready (" + status + ")"
+                                       ? "kernel '" + spec.name + "' exited before it was ready" +
+                                             (status.empty() ? "" : " (" + status + ")")
                                        : "kernel '" + spec.name + "' was not ready in time: " + e.what();
                 if (!log.empty()) what += "\n--- its output (last lines) ---\n" + log;
                 cleanup_files();
@@ -235,7 +228,7 @@ struct kernel_manager::impl final : kernel_control {
                 std::lock_guard lock(mutex);
                 if (watched_gen != gen.load() || watched < 0) {
                     if (watched >= 0) ::close(watched);
-                    watched = proc.pidfd() >= 0 ? ::fcntl(proc.pidfd(), F_DUPFD_CLOEXEC, 0) : -1;
+                    watched = proc->exit_fd() >= 0 ? ::fcntl(proc->exit_fd(), F_DUPFD_CLOEXEC, 0) : -1;
                     watched_gen = gen.load();
                 }
             }
@@ -263,7 +256,7 @@ struct kernel_manager::impl final : kernel_control {
         {
             std::lock_guard lock(mutex);
             if (g != gen.load() || expected_exit || closing) return;
-            proc.stop(0ms);  // reap it and anything left in its group
+            proc->stop(0ms);  // reap it and anything left in its group
             // A kernel that ran a while was stable: its restart budget is renewed.
             if (steady::now() - launched_at > 10s) restarts = 0;
             if (options.autorestart && restarts < options.restart_limit) {
@@ -289,19 +282,19 @@ struct kernel_manager::impl final : kernel_control {
         {
             std::lock_guard lock(mutex);
             expected_exit = true;
-            if (proc.pid() < 0) return;
+            if (!proc || proc->pid() < 0) return;
         }
         if (!now && client) {
             try {
                 client->shutdown(restart, options.shutdown_wait);
                 std::lock_guard lock(mutex);
-                proc.wait_until(steady::now() + options.shutdown_wait);
+                proc->wait_until(steady::now() + options.shutdown_wait);
             } catch (...) {
                 // No answer: fall through to signals.
             }
         }
         std::lock_guard lock(mutex);
-        proc.stop(now ? 0ms : options.terminate_wait);
+        proc->stop(now ? 0ms : options.terminate_wait);
     }
 
     void restart(restart_options ro) {
@@ -330,6 +323,8 @@ struct kernel_manager::impl final : kernel_control {
         stop_process(now, false);
         client.reset();
         cleanup_files();
+        std::lock_guard lock(mutex);
+        proc.reset();  // a container goes, with its private dirs
     }
 };
 
@@ -356,24 +351,38 @@ kernel_manager kernel_manager::start(kernel_options options) {
         return kernel_manager(std::move(p));
     }
     p->spec = options.spec ? *options.spec : find_kernelspec(options.kernel_name);
+    if (options.docker && options.connection_file)
+        throw error(errc::invalid_argument,
+                    "a kernel in a container has its connection file in a private dir of its own: "
+                    "connection_file cannot be chosen with docker");
     p->options = std::move(options);
     // A kernel id in the 8-4-4-4-12 uuid form jupyter_client uses.
     auto hex = new_id();
     std::erase(hex, '-');
     p->id = hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
             hex.substr(20, 12);
-    p->conn_file = p->options.connection_file ? *p->options.connection_file
-                                               : jupyter_runtime_dir() / ("kernel-" + p->id + ".json");
+    if (p->options.docker) {
+        auto docker = *p->options.docker;
+        if (!docker.work_dir && p->options.cwd) docker.work_dir = p->options.cwd;
+        p->proc = detail::make_docker_provisioner(docker, p->id);
+        p->options.cwd.reset();  // the container's working directory is /workspace
+    } else {
+        p->proc = detail::make_local_provisioner();
+    }
+    detail::kernel_layout layout;
+    layout.conn_file = p->options.connection_file ? *p->options.connection_file
+                                                  : jupyter_runtime_dir() / ("kernel-" + p->id + ".json");
+    layout.base.transport = p->options.transport;
+    layout.base.ip = p->options.ip;
+    p->proc->adjust_layout(layout);
+    p->conn_file = layout.conn_file;
     p->log_file = p->conn_file;
     p->log_file.replace_extension(".log");
     if (p->options.ports) {
         p->conn = *p->options.ports;
         if (p->conn.key.empty()) p->conn.key = random_key();
     } else {
-        connection_info base;
-        base.transport = p->options.transport;
-        base.ip = p->options.ip;
-        p->conn = allocate_ports(base);
+        p->conn = allocate_ports(layout.base);
     }
     p->write_connection();
     p->make_client();
@@ -397,13 +406,13 @@ const std::filesystem::path& kernel_manager::connection_file() const noexcept { 
 
 int kernel_manager::pid() const {
     std::lock_guard lock(m_impl->mutex);
-    return m_impl->proc.pid();
+    return m_impl->proc ? m_impl->proc->pid() : -1;
 }
 
 bool kernel_manager::alive() {
     if (m_impl->remote) return m_impl->remote->alive();
     std::lock_guard lock(m_impl->mutex);
-    return m_impl->proc.running();
+    return m_impl->proc && m_impl->proc->running();
 }
 
 void kernel_manager::interrupt() {
@@ -434,6 +443,10 @@ int kernel_manager::restart_count() const noexcept {
     return m_impl->remote ? m_impl->remote->restart_count() : m_impl->restarts.load();
 }
 
-std::string kernel_manager::log_tail(std::size_t max_bytes) const { return read_tail(m_impl->log_file, max_bytes); }
+std::string kernel_manager::log_tail(std::size_t max_bytes) const {
+    if (m_impl->remote) return {};
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->proc ? m_impl->proc->log_tail(max_bytes) : std::string();
+}
 
 }  // namespace kernex

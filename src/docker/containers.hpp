@@ -1,0 +1,65 @@
+// Containers as kernex makes them, for docker_executor and the kernel
+// manager's docker provisioner alike: created from a local image (never
+// pulled) with the work dir bound, a network mode, limits and labels;
+// started; their logs read; removed. Internal to kernex.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernex/docker_client.hpp"
+
+namespace kernex::docker {
+
+struct container_limits {
+    std::optional<std::uint64_t> memory;  // bytes, swap included
+    std::optional<double> cpus;
+    std::optional<std::int64_t> pids_limit;
+};
+
+struct container_config {
+    std::string image;
+    std::string name;
+    std::vector<std::string> cmd;          // run as given: the image's entrypoint is overridden
+    std::vector<std::string> env;          // "NAME=value"
+    std::string working_dir = "/workspace";
+    std::string user;                      // empty: the image's
+    std::vector<std::string> binds;        // "host:container:rw"
+    std::string network_mode = "none";
+    container_limits limits;
+    std::map<std::string, std::string> labels;
+    bool init = false;                     // docker-init as PID 1: forwards signals, reaps, exits with the command
+    std::vector<std::uint16_t> published_ports;  // tcp ports published on 127.0.0.1 under the same number
+};
+
+// Throws kernex::error(invalid_argument) for cpus out of (0, 1024].
+void check_limits(const container_limits& limits);
+
+// Creates the container and returns its id. Throws kernex::error: not_found
+// when the image is not in the daemon (saying how to get one), docker_error
+// when the name is taken or the daemon refuses.
+std::string create_container(docker_client& client, const container_config& config);
+
+// Starts it (a stopped one again). Throws kernex::error(docker_error) with
+// the daemon's message and `hint` (what the image or the options may lack).
+void start_container(docker_client& client, const std::string& id, const std::string& image, std::string_view hint);
+
+// DELETE ?force: killed and removed, volumes with it. noexcept: the daemon may be gone.
+void remove_container(docker_client& client, const std::string& id) noexcept;
+
+// The last max_bytes of what the container wrote on stdout and stderr (GET
+// /logs, demultiplexed, in the order the daemon gives). Empty when the daemon
+// cannot say; never throws.
+std::string container_logs(docker_client& client, const std::string& id, std::size_t max_bytes) noexcept;
+
+// The daemon's {"message": ...} of a response, else its body, trimmed.
+std::string daemon_message(const docker_response& response);
+
+// digits random hex digits, for names.
+std::string random_hex(std::size_t digits);
+
+}  // namespace kernex::docker
