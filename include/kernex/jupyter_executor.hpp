@@ -1,6 +1,7 @@
 // jupyter_executor: runs code blocks statefully in one Jupyter kernel
-// session (started from a kernelspec, locally or on a Jupyter Server through
-// its gateway URL, or an existing kernel from its connection file). Text
+// session (started from a kernelspec, locally, in a Docker container, or on
+// a Jupyter Server through its gateway URL, or an existing kernel from its
+// connection file). Text
 // outputs go to code_result::output; images and HTML
 // are saved to output_dir and listed in output_files. Errors give exit_code 1
 // with the traceback (ANSI colours stripped); a timeout interrupts the
@@ -36,6 +37,10 @@ struct jupyter_executor_options {
     // Start the kernel on this Jupyter Server / gateway instead of locally
     // (work_dir then only sets the default output_dir).
     std::optional<gateway_options> gateway{};
+    // Start the kernel in a Docker container (see docker_kernel_options):
+    // work_dir, unless docker->work_dir is set, is bound at /workspace, and
+    // images and HTML are saved there (or to output_dir) by kernex on the host.
+    std::optional<docker_kernel_options> docker{};
 };
 
 class jupyter_executor final : public code_executor {

@@ -139,6 +139,9 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<std::string>(cmd, args, "--gateway-ca", "gateway_ca", "jupyter: PEM file of the CAs to trust (https)");
     config_option<std::string>(cmd, args, "--kernel", "kernel_name",
                                "jupyter: the kernelspec to start (default python3; see `kernex kernelspec list`)");
+    config_option<std::string>(cmd, args, "--docker-image", "docker_image",
+                               "jupyter: run the kernel in a Docker container of this image (never pulled;\n"
+                               "network none; --work-dir is bound at /workspace)");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: the work dir)");
     cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")

@@ -15,6 +15,8 @@ namespace {
 struct kernel_args {
     std::string kernel = "python3";
     std::string connection_file;
+    std::string docker_image;
+    std::string work_dir;
 };
 
 int start_kernel(const kernel_args& args) {
@@ -29,12 +31,18 @@ int start_kernel(const kernel_args& args) {
 
     kernel_options options{.kernel_name = args.kernel};
     if (!args.connection_file.empty()) options.connection_file = std::filesystem::absolute(args.connection_file);
+    if (!args.docker_image.empty()) {
+        options.docker.emplace();
+        options.docker->image = args.docker_image;
+        if (!args.work_dir.empty()) options.docker->work_dir = args.work_dir;
+    }
     auto km = kernel_manager::start(options);
     km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
     km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
 
     std::cout << km.connection_file().string() << "\n" << std::flush;
-    std::cerr << "kernex: kernel '" << km.spec().name << "' (pid " << km.pid() << ") is running.\n"
+    std::cerr << "kernex: kernel '" << km.spec().name << "' (pid " << km.pid()
+              << (args.docker_image.empty() ? "" : ", in a container of " + args.docker_image) << ") is running.\n"
               << "kernex: attach with: jupyter console --existing " << km.connection_file().string() << "\n"
               << "kernex: Ctrl-C or SIGTERM shuts it down.\n";
     int sig = 0;
@@ -56,6 +64,14 @@ command_runner add_kernel_command(CLI::App& app) {
     start->add_option("-k,--kernel", args->kernel, "Kernelspec name")->capture_default_str();
     start->add_option("-f,--connection-file", args->connection_file,
                       "Where to write the connection file (default: the Jupyter runtime dir)");
+    auto* image = start->add_option("--docker-image", args->docker_image,
+                                    "Run the kernel in a Docker container of this image (present in the daemon at\n"
+                                    "$DOCKER_HOST: never pulled). Network none: the connection file and the ipc\n"
+                                    "sockets are in a private dir that host clients can use as well");
+    image->excludes("-f");
+    start->add_option("--work-dir", args->work_dir,
+                      "With --docker-image: the directory bound at /workspace (default: a temporary one)")
+        ->needs(image);
     return [args] { return start_kernel(*args); };
 }
 

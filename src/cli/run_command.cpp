@@ -23,6 +23,8 @@ struct run_args {
     std::string gateway;        // else KERNEX_GATEWAY_URL
     std::string token;          // else KERNEX_GATEWAY_TOKEN; never printed
     std::string gateway_ca;
+    std::string docker_image;   // run the kernel in a container of this image
+    std::string work_dir;       // with docker_image: bound at /workspace
     double timeout = 0;
     std::string output_dir = ".";
     bool keep_going = false;
@@ -156,6 +158,12 @@ int run(const run_args& args) {
         kernel_options ko;
         ko.kernel_name = args.kernel;
         ko.gateway = gateway;
+        if (!args.docker_image.empty()) {
+            if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
+            ko.docker.emplace();
+            ko.docker->image = args.docker_image;
+            if (!args.work_dir.empty()) ko.docker->work_dir = args.work_dir;
+        }
         km.emplace(kernel_manager::start(ko));
         kc = &km->client();
     }
@@ -220,6 +228,13 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_option("--token", args->token, "The server's token (default $KERNEX_GATEWAY_TOKEN)");
     cmd->add_option("--gateway-ca", args->gateway_ca, "PEM file of the CAs to trust for an https gateway")
         ->check(CLI::ExistingFile);
+    auto* image = cmd->add_option("--docker-image", args->docker_image,
+                                  "Run the kernel in a Docker container of this image (present in the daemon at\n"
+                                  "$DOCKER_HOST: never pulled; network none, only the work dir shared)");
+    image->excludes("--existing");
+    cmd->add_option("--work-dir", args->work_dir,
+                    "With --docker-image: the directory bound at /workspace (default: a temporary one)")
+        ->needs(image);
     cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
     cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved")
         ->capture_default_str();

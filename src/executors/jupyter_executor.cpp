@@ -95,6 +95,7 @@ jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options
         ko.cwd = m_options.work_dir;
         ko.ready_timeout = m_options.startup_timeout;
         ko.gateway = m_options.gateway;
+        ko.docker = m_options.docker;
         if (m_options.work_dir && !ko.gateway) std::filesystem::create_directories(*m_options.work_dir);
         m_manager.emplace(kernel_manager::start(ko));
         info = m_manager->client().kernel_info(m_options.startup_timeout);
@@ -196,6 +197,19 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
 
 namespace detail {
 
+namespace {
+
+// Options that mean nothing without `needed` (gateway_token without gateway_url).
+void needs(const nlohmann::json& config, std::initializer_list<const char*> keys, const char* needed) {
+    if (config.contains(needed)) return;
+    for (const char* key : keys)
+        if (config.contains(key))
+            throw error(errc::invalid_argument,
+                        std::string("option '") + key + "' of executor jupyter needs " + needed);
+}
+
+}  // namespace
+
 std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& config) {
     executor_config c(config, "jupyter");
     jupyter_executor_options o;
@@ -210,15 +224,28 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
         o.gateway.emplace();
         o.gateway->url = *v;
     }
-    for (const char* key : {"gateway_token", "gateway_ca", "gateway_headers"})
-        if (!o.gateway && config.contains(key))
-            throw error(errc::invalid_argument, std::string("option '") + key + "' of executor jupyter needs gateway_url");
+    needs(config, {"gateway_token", "gateway_ca", "gateway_headers"}, "gateway_url");
     if (o.gateway) {
         if (auto v = c.string("gateway_token")) o.gateway->token = *v;
         if (auto v = c.string("gateway_ca")) o.gateway->ca_file = *v;
         if (auto v = c.string_map("gateway_headers")) o.gateway->headers = *v;
         if (o.connection_file)
             throw error(errc::invalid_argument, "executor jupyter takes connection_file or gateway_url, not both");
+    }
+    if (auto v = c.string("docker_image")) {
+        o.docker.emplace();
+        o.docker->image = *v;
+    }
+    needs(config, {"docker_network", "docker_memory", "docker_cpus", "docker_pids_limit", "docker_host"}, "docker_image");
+    if (o.docker) {
+        if (auto v = c.string("docker_network")) o.docker->network_mode = *v;
+        if (auto v = c.bytes("docker_memory")) o.docker->memory = *v;
+        if (auto v = c.positive("docker_cpus")) o.docker->cpus = *v;
+        if (auto v = c.count("docker_pids_limit")) o.docker->pids_limit = static_cast<std::int64_t>(*v);
+        if (auto v = c.string("docker_host")) o.docker->docker_host = *v;
+        if (o.connection_file || o.gateway)
+            throw error(errc::invalid_argument,
+                        "executor jupyter takes one of connection_file, gateway_url and docker_image");
     }
     return std::make_unique<jupyter_executor>(std::move(o));
 }
