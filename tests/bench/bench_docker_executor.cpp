@@ -52,13 +52,7 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        std::unique_ptr<kernex::test::test_dockerd> daemon;
-        if (host.empty()) {
-            daemon = std::make_unique<kernex::test::test_dockerd>();
-            host = daemon->host();
-            auto client = daemon->client();
-            kernex::test::ensure_busybox_image(client);
-        }
+        const auto daemon = kernex::test::bench_daemon(host, kernex::test::ensure_busybox_image);
         kernex::docker_client client({.host = host, .timeout = std::chrono::seconds(30)});
         kernex::docker_executor_options options;
         options.image = image;

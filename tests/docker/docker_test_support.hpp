@@ -1,23 +1,30 @@
 // What the docker suite and benchmark share: a dockerd of their own (Debian's
 // docker.io, on a socket in a fresh temporary dir, never the system's), and
-// the local images they run: a busybox image imported from busybox-static and
-// a Python image made with debootstrap, whose tarball is cached in the build
-// dir so that reruns reuse it. No registry is ever contacted.
+// the local images they run: a busybox image imported from busybox-static, a
+// Python image made with debootstrap and an ipykernel image (the same, with
+// python3-ipykernel installed in it by apt in a chroot), whose tarballs are
+// cached in the build dir so that reruns reuse them. No registry is ever
+// contacted (the Debian mirror is, to make the tarballs once).
 #pragma once
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -205,6 +212,39 @@ inline std::string debian_mirror() {
     return "http://deb.debian.org/debian";
 }
 
+// A port that was free on 127.0.0.1 a moment ago.
+inline unsigned short free_tcp_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t size = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+// One T per test program (a suite's daemon and its images), made on first
+// use and destroyed at exit. When making it failed, every later use throws
+// that failure at once: the cases after it do not each wait for a dockerd
+// that will not start.
+template <typename T>
+T& suite_once(const char* what) {
+    static std::unique_ptr<T> instance;
+    static std::string failure;
+    if (!failure.empty()) throw std::runtime_error(failure);
+    if (!instance) {
+        try {
+            instance = std::make_unique<T>();
+        } catch (const std::exception& e) {
+            failure = std::string(what) + ": " + e.what();
+            throw;
+        }
+    }
+    return *instance;
+}
+
 inline bool image_present(kernex::docker_client& client, const std::string& image) {
     return client.request("GET", "/images/" + image + "/json").status == 200;
 }
@@ -254,13 +294,27 @@ inline void ensure_busybox_image(kernex::docker_client& client) {
 // Python 3 (and bash, dash, coreutils) from debootstrap --variant=minbase.
 inline constexpr const char* python_image = "kernex-test/python:bookworm";
 
-// The rootfs tarball, made once per build dir (under a lock: the suite and
-// the benchmark may both want it) and reused.
-inline docker_fs::path python_rootfs_tarball() {
+// Debian bookworm with Python 3 and python3-ipykernel: a kernel image.
+inline constexpr const char* ipykernel_image = "kernex-test/ipykernel:bookworm";
+
+// Mounts source on target (bind, or a filesystem of type fstype). Throws.
+inline void mount_or_throw(const char* source, const docker_fs::path& target, const char* fstype, unsigned long flags) {
+    if (::mount(source, target.c_str(), fstype, flags, nullptr) != 0)
+        throw std::runtime_error("mount " + std::string(source) + " on " + target.string() + " failed: " +
+                                 std::strerror(errno));
+}
+
+// A rootfs tarball name.tar in the build dir's cache, made once per build
+// dir (under a lock: the suite and the benchmark may both want it) and
+// reused: debootstrap --variant=minbase with python3-minimal, then, when
+// packages are given, `apt-get install` of them inside it with chroot (with
+// the host's /etc/apt bound read-only and /proc mounted: debootstrap's own
+// --include cannot resolve python3-ipykernel's dependencies).
+inline docker_fs::path rootfs_tarball(const std::string& name, const std::vector<std::string>& packages = {}) {
     const char* build = std::getenv("KERNEX_BUILD_DIR");
     const docker_fs::path cache = docker_fs::path(build && *build ? build : ".") / "tests" / "docker" / "cache";
     docker_fs::create_directories(cache);
-    const docker_fs::path tarball = cache / "python-bookworm.tar";
+    const docker_fs::path tarball = cache / (name + ".tar");
     const int lock = ::open((cache / ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (lock < 0 || ::flock(lock, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + cache.string());
     struct unlock {
@@ -269,7 +323,7 @@ inline docker_fs::path python_rootfs_tarball() {
     } release{lock};
     if (docker_fs::exists(tarball)) return tarball;
 
-    const docker_fs::path root = cache / "python-rootfs";
+    const docker_fs::path root = cache / (name + "-rootfs");
     remove_tree(root);  // a half-made one, from a run that was stopped
     struct cleanup {
         docker_fs::path dir;
@@ -277,22 +331,55 @@ inline docker_fs::path python_rootfs_tarball() {
     } remove{root};
     run_or_throw({"debootstrap", "--variant=minbase", "--include=python3-minimal", "bookworm", root.string(),
                   debian_mirror()},
-                 std::chrono::minutes(20), "debootstrap (the Python image for the docker suite)");
+                 std::chrono::minutes(20), ("debootstrap (the " + name + " image for the docker suite)").c_str());
+    if (!packages.empty()) {
+        mount_or_throw("/etc/apt", root / "etc" / "apt", nullptr, MS_BIND);
+        mount_or_throw("none", root / "etc" / "apt", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY);
+        mount_or_throw("proc", root / "proc", "proc", 0);
+        docker_fs::copy_file("/etc/resolv.conf", root / "etc" / "resolv.conf",
+                             docker_fs::copy_options::overwrite_existing);
+        run_or_throw({"chroot", root.string(), "apt-get", "update"}, std::chrono::minutes(10),
+                     "apt-get update in the chroot");
+        std::vector<std::string> install = {"env", "DEBIAN_FRONTEND=noninteractive", "chroot", root.string(),
+                                            "apt-get", "install", "-y", "--no-install-recommends"};
+        install.insert(install.end(), packages.begin(), packages.end());
+        run_or_throw(install, std::chrono::minutes(20), "apt-get install in the chroot");
+        unmount_under(root);
+    }
     // What a container never needs: the downloaded packages, apt's lists, docs.
     for (const char* d : {"var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
                           "usr/share/info"})
         remove_tree(root / d);
     docker_fs::create_directories(root / "workspace");
-    const docker_fs::path partial = cache / "python-bookworm.tar.partial";
+    const docker_fs::path partial = cache / (name + ".tar.partial");
     run_or_throw({"tar", "-C", root.string(), "--one-file-system", "-cf", partial.string(), "."},
-                 std::chrono::minutes(5), "tar of the Python rootfs");
+                 std::chrono::minutes(5), ("tar of the " + name + " rootfs").c_str());
     docker_fs::rename(partial, tarball);
     return tarball;
 }
 
+inline docker_fs::path python_rootfs_tarball() { return rootfs_tarball("python-bookworm"); }
+
 inline void ensure_python_image(kernex::docker_client& client) {
     if (image_present(client, python_image)) return;
     client.import_image(python_rootfs_tarball(), "kernex-test/python", "bookworm");
+}
+
+inline void ensure_ipykernel_image(kernex::docker_client& client) {
+    if (image_present(client, ipykernel_image)) return;
+    client.import_image(rootfs_tarball("ipykernel-bookworm", {"python3-ipykernel"}), "kernex-test/ipykernel",
+                        "bookworm", std::chrono::minutes(10));
+}
+
+// For the benchmarks: a dockerd of their own with the image ensure makes,
+// unless host already names a daemon (then null). Sets host to its address.
+inline std::unique_ptr<test_dockerd> bench_daemon(std::string& host, void (*ensure)(kernex::docker_client&)) {
+    if (!host.empty()) return nullptr;
+    auto daemon = std::make_unique<test_dockerd>();
+    host = daemon->host();
+    auto client = daemon->client();
+    ensure(client);
+    return daemon;
 }
 
 }  // namespace kernex::test

@@ -26,22 +26,10 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-unsigned short free_tcp_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t size = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &size);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 // The suite's daemon, started on first use and stopped at exit (also on a
 // crash: it gets SIGTERM when we die).
 struct suite_daemon {
-    unsigned short tcp_port = free_tcp_port();
+    unsigned short tcp_port = kernex::test::free_tcp_port();
     kernex::test::test_dockerd daemon{tcp_port};
     kernex::docker_client client = daemon.client();
     bool python_ready = false;
@@ -54,20 +42,7 @@ struct suite_daemon {
     }
 };
 
-suite_daemon& suite() {
-    static std::unique_ptr<suite_daemon> instance;
-    static std::string failure;
-    if (!failure.empty()) throw std::runtime_error(failure);
-    if (!instance) {
-        try {
-            instance = std::make_unique<suite_daemon>();
-        } catch (const std::exception& e) {
-            failure = std::string("the suite's dockerd: ") + e.what();
-            throw;
-        }
-    }
-    return *instance;
-}
+suite_daemon& suite() { return kernex::test::suite_once<suite_daemon>("the suite's dockerd"); }
 
 docker_executor_options busybox(std::chrono::milliseconds timeout = 30s) {
     docker_executor_options o;
