@@ -68,7 +68,9 @@ struct execution {
     std::chrono::nanoseconds elapsed{};
     bool restarted = false;            // the kernel stayed busy after a timeout and was restarted
     bool input_unanswered = false;     // the kernel asked for input and no handler was set
-    std::uint64_t dropped_output_bytes = 0;  // outputs beyond max_output_bytes, not kept
+    // Bytes of outputs beyond max_output_bytes, not kept; when non-zero the
+    // last output is a stderr stream "[kernex: N bytes of output dropped ...]".
+    std::uint64_t dropped_output_bytes = 0;
     std::string note;                  // why, for timeout / kernel_died / restarted
 
     // All stream text, in order (stdout and stderr interleaved as they arrived).
@@ -96,9 +98,16 @@ struct execute_options {
     // before the kernel is restarted.
     std::chrono::milliseconds interrupt_grace{3000};
     std::function<void(const output&)> on_output{};
+    // After the execute_reply: how long iopub may stay silent before the
+    // iopub idle status is taken for lost and the cell ends (with a note
+    // that outputs may be missing) instead of waiting for its deadline.
+    std::chrono::milliseconds idle_wait{2000};
     // Bytes of output kept in execution::outputs (stream text and MIME data
     // sizes); later outputs still reach on_output but are not kept, and the
-    // result says how many bytes were dropped. Bounds memory per cell.
+    // result says how many bytes were dropped (dropped_output_bytes, and a
+    // final stderr notice among the outputs, which on_output does not see: it
+    // saw everything). 0 keeps nothing (for callers that use on_output only). Bounds memory per cell; with the transport's
+    // message-size and queue bounds, what a kernel can make us hold.
     std::size_t max_output_bytes = std::size_t{256} << 20;
     // Answers input_request; without it the kernel gets "" and the result says so.
     std::function<std::string(const input_request&)> on_input{};
@@ -128,6 +137,7 @@ struct client_options {
     // Heartbeat for kernels kernex did not launch (0 disables).
     std::chrono::milliseconds heartbeat_period{1000};
     codec_options codec{};
+    int iopub_queue_messages = 10000;  // see zmq_transport_options
 };
 
 class kernel_client {

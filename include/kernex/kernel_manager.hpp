@@ -70,6 +70,11 @@ struct kernel_options {
     std::chrono::milliseconds shutdown_wait{3000};        // after shutdown_request, before SIGTERM
     std::chrono::milliseconds terminate_wait{2000};       // after SIGTERM, before SIGKILL
     int port_retries = 3;                                  // new ports when a port was taken at start
+    // What the kernel can make the client hold (see codec_options and
+    // docs/reliability.md): a frame above max_message_bytes is refused by
+    // ZeroMQ before it is allocated, a larger multipart message by the codec.
+    codec_options codec{};
+    int iopub_queue_messages = 10000;                      // see zmq_transport_options
     // Start the kernel on this Jupyter Server / gateway instead (a
     // remote_kernel): kernel_name, env and ready_timeout apply; the local
     // launch options do not, pid() is -1, connection() is empty, restarts

@@ -47,6 +47,11 @@ public:
 
     // Messages dropped because they failed verification, by reason.
     virtual reject_counters rejected() const = 0;
+
+    // Remakes the iopub connection after messages on it were lost (ZeroMQ
+    // closes a connection that brings a frame above max_message_bytes, for
+    // good). The subscription must then be proven again. Default: nothing.
+    virtual void reconnect_iopub() {}
 };
 
 struct zmq_transport_options {
@@ -55,6 +60,10 @@ struct zmq_transport_options {
     // when a ping gets no echo within one period.
     std::chrono::milliseconds heartbeat_period{0};
     codec_options codec{};
+    // iopub messages ZeroMQ may hold for us while we do not read (ZMQ_RCVHWM);
+    // when full, the kernel's side holds or drops them. With max_message_bytes
+    // this bounds what a kernel's output can make us queue.
+    int iopub_queue_messages = 10000;
 };
 
 // A transport over ZeroMQ to the five sockets of a connection file. The

@@ -178,6 +178,9 @@ int run(const run_args& args) {
             execute_options eo;
             if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
             eo.on_output = [&](const output& o) { out.on_output(o); };
+            // Printed as they arrive: only --json needs them kept (and sees
+            // a notice among them when some were not).
+            if (!args.json_lines) eo.max_output_bytes = 0;
             if (::isatty(STDIN_FILENO) && file != "-")
                 eo.on_input = [](const input_request& r) {
                     std::cout << r.prompt << std::flush;

@@ -77,19 +77,33 @@ json obj(const json& j, const char* key) {
     return it != j.end() && it->is_object() ? *it : json::object();
 }
 
-// Turns an iopub message into an output; nullopt for status, execute_input and others.
-std::optional<output> to_output(const message& m) {
-    const auto& c = m.content;
+// The same, moving the value out: a peer's 100 MB text is not copied again.
+std::string take_str(json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? std::move(it->get_ref<std::string&>()) : std::string{};
+}
+
+json take_obj(json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_object() ? std::move(*it) : json::object();
+}
+
+// Turns an iopub message into an output, moving its content out; nullopt for
+// status, execute_input and others.
+std::optional<output> to_output(message& m) {
+    auto& c = m.content;
     const auto& type = m.msg_type();
-    if (type == "stream") return outputs::stream{str(c, "name"), str(c, "text")};
-    if (type == "display_data") return outputs::display_data{obj(c, "data"), obj(c, "metadata"), obj(c, "transient")};
+    if (type == "stream") return outputs::stream{str(c, "name"), take_str(c, "text")};
+    if (type == "display_data")
+        return outputs::display_data{take_obj(c, "data"), take_obj(c, "metadata"), take_obj(c, "transient")};
     if (type == "update_display_data")
-        return outputs::update_display_data{obj(c, "data"), obj(c, "metadata"), str(obj(c, "transient"), "display_id")};
+        return outputs::update_display_data{take_obj(c, "data"), take_obj(c, "metadata"),
+                                            str(obj(c, "transient"), "display_id")};
     if (type == "execute_result") {
         int count = c.contains("execution_count") && c["execution_count"].is_number_integer()
                         ? c["execution_count"].get<int>()
                         : 0;
-        return outputs::execute_result{count, obj(c, "data"), obj(c, "metadata")};
+        return outputs::execute_result{count, take_obj(c, "data"), take_obj(c, "metadata")};
     }
     if (type == "error") {
         outputs::error e{str(c, "ename"), str(c, "evalue"), {}};
@@ -121,6 +135,7 @@ struct kernel_client::impl {
     kernel_control* control = nullptr;
     std::uint64_t ready_generation = 0;
     std::size_t kept_bytes = 0;  // of the current execute's outputs
+    bool iopub_reconnected = false;  // since the last proof of the subscription
 
     message send(channel ch, const std::string& type, json content) {
         auto msg = make_request(type, std::move(content), session, username);
@@ -131,9 +146,10 @@ struct kernel_client::impl {
     // A kernel replaced since the last request (restarted by the restarter
     // thread) may not have our iopub subscription yet: prove it first.
     void ensure_ready(steady::time_point deadline) {
-        if (!control) return;
-        control->before_request();
-        if (control->generation() == ready_generation) return;
+        if (control) control->before_request();
+        const bool replaced = control && control->generation() != ready_generation;
+        if (!replaced && !iopub_reconnected) return;
+        iopub_reconnected = false;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         wait_ready(std::min(left, std::chrono::milliseconds(60'000)));
     }
@@ -189,13 +205,24 @@ struct kernel_client::impl {
 
     // Receives until both the execute reply and iopub idle for it arrived, the
     // deadline passes, or the kernel dies. Returns the last receive status.
+    // Once the reply is in, iopub silent for o.idle_wait means the idle was
+    // lost (ZeroMQ drops a connection that brings a frame above
+    // max_message_bytes, and what was queued behind it): the cell ends,
+    // idle_lost says so, instead of waiting for its deadline.
     receive_status collect(const message& request, execution& result, const execute_options& o,
-                           steady::time_point deadline, bool& got_reply, bool& got_idle) {
+                           steady::time_point deadline, bool& got_reply, bool& got_idle, bool& idle_lost) {
         incoming in;
+        auto quiet_until = steady::time_point::max();
         while (!(got_reply && got_idle)) {
-            auto st = t->receive(deadline, in);
+            if (got_reply && quiet_until == steady::time_point::max()) quiet_until = steady::now() + o.idle_wait;
+            auto st = t->receive(std::min(deadline, quiet_until), in);
+            if (st == receive_status::timeout && got_reply && steady::now() < deadline) {
+                idle_lost = true;
+                return receive_status::message;
+            }
             if (st != receive_status::message) return st;
             auto& m = in.message;
+            if (in.channel == channel::iopub && got_reply) quiet_until = steady::now() + o.idle_wait;
             if (m.parent_header.msg_id != request.header.msg_id) continue;
             switch (in.channel) {
             case channel::iopub:
@@ -227,8 +254,6 @@ struct kernel_client::impl {
     void keep(execution& result, output&& out, std::size_t max) {
         std::size_t size = output_size(out);
         if (kept_bytes + size > max) {
-            if (result.dropped_output_bytes == 0)
-                result.note = "output beyond " + std::to_string(max) + " bytes was not kept";
             result.dropped_output_bytes += size;
             return;
         }
@@ -283,7 +308,17 @@ struct kernel_client::impl {
         auto deadline = deadline_after(o.timeout);
         execution result;
         kept_bytes = 0;
-        ensure_ready(deadline);
+        try {
+            ensure_ready(deadline);
+        } catch (const error& e) {
+            // A kernel that dies (again) or hangs while being restarted: an
+            // outcome of the cell like any other, not an exception.
+            if (e.code() != errc::kernel_died && e.code() != errc::timeout) throw;
+            result.status = e.code() == errc::timeout ? execution_status::timeout : execution_status::kernel_died;
+            result.note = std::string("the kernel was not ready to run the cell: ") + e.what();
+            result.elapsed = steady::now() - start;
+            return result;
+        }
         watched_fd watch(*t, control);
         auto request = send(channel::shell, "execute_request",
                             {{"code", code},
@@ -292,8 +327,8 @@ struct kernel_client::impl {
                              {"user_expressions", o.user_expressions},
                              {"allow_stdin", o.allow_stdin},
                              {"stop_on_error", o.stop_on_error}});
-        bool got_reply = false, got_idle = false;
-        auto st = collect(request, result, o, deadline, got_reply, got_idle);
+        bool got_reply = false, got_idle = false, idle_lost = false;
+        auto st = collect(request, result, o, deadline, got_reply, got_idle, idle_lost);
         if (st == receive_status::timeout) {
             result.status = execution_status::timeout;
             result.note = "the cell did not finish within " + seconds_text(*o.timeout) + "; it was interrupted";
@@ -302,7 +337,7 @@ struct kernel_client::impl {
             } catch (const std::exception& e) {
                 result.note += std::string(" (interrupt failed: ") + e.what() + ")";
             }
-            st = collect(request, result, o, steady::now() + o.interrupt_grace, got_reply, got_idle);
+            st = collect(request, result, o, steady::now() + o.interrupt_grace, got_reply, got_idle, idle_lost);
             if (st == receive_status::timeout) restart_stuck(result);
         }
         if (st == receive_status::peer_dead) {
@@ -314,6 +349,23 @@ struct kernel_client::impl {
                             : status == "aborted" ? execution_status::aborted
                                                   : execution_status::error;
         }
+        if (idle_lost) {
+            if (result.note.empty())
+                result.note = "the kernel replied but its idle status did not arrive within " +
+                              seconds_text(o.idle_wait) +
+                              " on iopub: a message was lost (one above max_message_bytes, or the kernel's iopub "
+                              "queue was full), so outputs may be missing";
+            // The connection may be the casualty: remake it, prove it next time.
+            t->reconnect_iopub();
+            iopub_reconnected = true;
+        }
+        if (result.dropped_output_bytes > 0)
+            // Last, so a reader of the outputs (kernex run --json, a
+            // notebook) sees that some are missing and how much.
+            result.outputs.push_back(outputs::stream{
+                "stderr", "[kernex: " + std::to_string(result.dropped_output_bytes) +
+                              " bytes of output dropped: the cell's outputs are kept up to max_output_bytes (" +
+                              std::to_string(o.max_output_bytes) + ")]\n"});
         result.elapsed = steady::now() - start;
         return result;
     }
@@ -343,7 +395,7 @@ kernel_client::kernel_client(std::unique_ptr<transport> t, std::string session, 
 
 kernel_client kernel_client::from_connection_info(const connection_info& info, client_options options) {
     auto session = options.session.empty() ? new_id() : options.session;
-    zmq_transport_options zo{options.heartbeat_period, options.codec};
+    zmq_transport_options zo{options.heartbeat_period, options.codec, options.iopub_queue_messages};
     return kernel_client(make_zmq_transport(info, session, zo), session, options.username);
 }
 

@@ -137,7 +137,8 @@ public:
           m_shell(shared_zmq_context(), zmq::socket_type::dealer),
           m_iopub(shared_zmq_context(), zmq::socket_type::sub),
           m_stdin(shared_zmq_context(), zmq::socket_type::dealer),
-          m_control(shared_zmq_context(), zmq::socket_type::dealer) {
+          m_control(shared_zmq_context(), zmq::socket_type::dealer),
+          m_iopub_endpoint(info.iopub_endpoint()) {
         for (auto* s : {&m_shell, &m_iopub, &m_stdin, &m_control}) {
             configure(*s);
             // A peer sending a larger frame is disconnected before ZeroMQ
@@ -149,9 +150,9 @@ public:
         m_shell.set(zmq::sockopt::routing_id, session);
         m_stdin.set(zmq::sockopt::routing_id, session);
         m_iopub.set(zmq::sockopt::subscribe, "");
-        m_iopub.set(zmq::sockopt::rcvhwm, 100000);
+        m_iopub.set(zmq::sockopt::rcvhwm, options.iopub_queue_messages);
         m_shell.connect(info.shell_endpoint());
-        m_iopub.connect(info.iopub_endpoint());
+        m_iopub.connect(m_iopub_endpoint);
         m_stdin.connect(info.stdin_endpoint());
         m_control.connect(info.control_endpoint());
         if (options.heartbeat_period.count() > 0)
@@ -219,6 +220,15 @@ public:
 
     reject_counters rejected() const override { return m_codec.rejected(); }
 
+    void reconnect_iopub() override {
+        try {
+            m_iopub.disconnect(m_iopub_endpoint);
+        } catch (const zmq::error_t&) {
+            // Already gone with its connection.
+        }
+        m_iopub.connect(m_iopub_endpoint);
+    }
+
 private:
     zmq::socket_t& socket(channel ch) {
         switch (ch) {
@@ -238,6 +248,9 @@ private:
         std::vector<std::string> frames;
         frames.reserve(m_parts.size());
         for (auto& p : m_parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
+        // ZeroMQ's copy goes before parsing makes a third: a 100 MB message
+        // is held twice at most, not until the next read.
+        m_parts.clear();
         auto msg = m_codec.decode(std::move(frames));
         if (!msg) return false;
         out.channel = ch;
@@ -250,6 +263,7 @@ private:
     zmq::socket_t m_iopub;
     zmq::socket_t m_stdin;
     zmq::socket_t m_control;
+    std::string m_iopub_endpoint;
     std::vector<zmq::message_t> m_parts;
     int m_death_fd = -1;
     event_fd m_hb_event;

@@ -150,6 +150,7 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
         execute_options eo;
         eo.timeout = std::max(left, std::chrono::milliseconds(1));
         eo.allow_stdin = false;  // an agent's code cannot be answered interactively
+        eo.max_output_bytes = 0;  // on_output below takes every output, within max_output
         eo.on_output = [&](const output& o) {
             if (auto* s = std::get_if<outputs::stream>(&o)) {
                 out.add(s->text);

@@ -144,7 +144,8 @@ struct kernel_manager::impl final : kernel_control {
         // Assigned in place, so references to the client stay valid across
         // a restart on new ports.
         auto session = new_id();
-        kernel_client fresh(make_zmq_transport(conn, session, {}), session);
+        zmq_transport_options limits{.codec = options.codec, .iopub_queue_messages = options.iopub_queue_messages};
+        kernel_client fresh(make_zmq_transport(conn, session, limits), session);
         if (client)
             *client = std::move(fresh);
         else

@@ -487,7 +487,8 @@ private:
     bool handle_control(const kernex::message& request);
     void handle_request(zmq::socket_t& socket, const kernex::message& request);
     bool execute(const kernex::message& request);
-    void abort_queued_executes();
+    std::vector<kernex::message> take_queued();
+    void abort_queued_executes(std::vector<kernex::message> queued);
     void run_code(cell& c, std::string_view code);
     json user_expressions(const json& content) const;
     json complete(const json& content) const;
@@ -849,9 +850,12 @@ void test_kernel::handle_shell(const kernex::message& request)
         abort_queue = execute(request);
     else
         handle_request(m_shell, request);
+    // Only what was queued before this idle is aborted: a client that sends
+    // its next cell on idle must not find it aborted (the stress soak did).
+    auto queued = abort_queue ? take_queued() : std::vector<kernex::message>{};
     publish_status(request, "idle");
     if (abort_queue)
-        abort_queued_executes();
+        abort_queued_executes(std::move(queued));
 }
 
 // Returns whether the request was an interrupt_request (which a running cell
@@ -952,24 +956,31 @@ bool test_kernel::execute(const kernex::message& request)
     return false;
 }
 
-// ipykernel's stop_on_error: execute_requests already waiting behind a failed
-// cell are answered "aborted" instead of run; other requests are served.
-void test_kernel::abort_queued_executes()
+// The shell requests waiting now, in order.
+std::vector<kernex::message> test_kernel::take_queued()
 {
+    std::vector<kernex::message> queued;
     for (;;) {
         zmq::pollitem_t item{m_shell.handle(), 0, ZMQ_POLLIN, 0};
         if (poll_items(&item, 1, 0) == 0 || !item.revents)
-            return;
-        auto msg = receive(m_shell, "shell");
-        if (!msg)
-            continue;
-        if (msg->msg_type() != "execute_request") {
-            handle_shell(*msg);
+            return queued;
+        if (auto msg = receive(m_shell, "shell"))
+            queued.push_back(std::move(*msg));
+    }
+}
+
+// ipykernel's stop_on_error: execute_requests already waiting behind a failed
+// cell are answered "aborted" instead of run; other requests are served.
+void test_kernel::abort_queued_executes(std::vector<kernex::message> queued)
+{
+    for (auto& msg : queued) {
+        if (msg.msg_type() != "execute_request") {
+            handle_shell(msg);
             continue;
         }
-        publish_status(*msg, "busy");
-        reply(m_shell, *msg, "execute_reply", {{"status", "aborted"}});
-        publish_status(*msg, "idle");
+        publish_status(msg, "busy");
+        reply(m_shell, msg, "execute_reply", {{"status", "aborted"}});
+        publish_status(msg, "idle");
     }
 }
 

@@ -1,7 +1,10 @@
-// Small pieces the process and executor tests share: a temporary directory
-// removed at scope exit, reading a file, whether a process is gone, our RSS.
+// Small pieces the process, executor and stress tests share: a temporary
+// directory removed at scope exit, a runtime dir of its own, reading a file,
+// whether a process is gone, our children and process groups from /proc, our
+// RSS and open fds.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -9,10 +12,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kernex::test {
 
@@ -74,5 +79,84 @@ inline long status_kb(const std::string& field) {
 
 // Resets VmHWM to the current RSS, so a later VmHWM is the peak since now.
 inline void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+// A temporary dir that is $JUPYTER_RUNTIME_DIR while it lives, so the
+// connection files and logs a test leaves behind are easy to see.
+class runtime_dir : public temp_dir {
+public:
+    runtime_dir() { ::setenv("JUPYTER_RUNTIME_DIR", path().c_str(), 1); }
+    ~runtime_dir() { ::unsetenv("JUPYTER_RUNTIME_DIR"); }
+    std::size_t files() const {
+        return static_cast<std::size_t>(
+            std::distance(std::filesystem::directory_iterator(path()), std::filesystem::directory_iterator{}));
+    }
+};
+
+// Our open file descriptors.
+inline std::size_t open_fds() {
+    return static_cast<std::size_t>(
+        std::distance(std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator{}));
+}
+
+// Raises the soft limit on open fds to the hard limit; returns the new soft limit.
+inline long raise_fd_limit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    return static_cast<long>(lim.rlim_cur);
+}
+
+// A process's state letter, parent and process group, from /proc/PID/stat.
+struct proc_stat {
+    char state = 0;
+    int ppid = 0;
+    int pgid = 0;
+};
+inline std::optional<proc_stat> stat_of(int pid) {
+    const std::string line = read_file("/proc/" + std::to_string(pid) + "/stat");
+    const auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size()) return std::nullopt;
+    std::istringstream rest(line.substr(close + 2));
+    proc_stat s;
+    rest >> s.state >> s.ppid >> s.pgid;
+    return s;
+}
+
+// Every pid in /proc whose stat satisfies pred.
+template <class Pred>
+std::vector<int> processes_where(Pred pred) {
+    std::vector<int> pids;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        const auto name = entry.path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const int pid = std::stoi(name);
+        if (auto s = stat_of(pid); s && pred(*s)) pids.push_back(pid);
+    }
+    return pids;
+}
+
+// Our children, in any state (zombies included).
+inline std::vector<int> children() {
+    const int self = ::getpid();
+    return processes_where([self](const proc_stat& s) { return s.ppid == self; });
+}
+
+// Living (not zombie) members of process group pgid.
+inline std::vector<int> group_members(int pgid) {
+    return processes_where([pgid](const proc_stat& s) { return s.pgid == pgid && s.state != 'Z' && s.state != 'X'; });
+}
+
+// Waits up to `within` for pred() to hold; returns whether it did.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds within = std::chrono::milliseconds(15000)) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
 
 }  // namespace kernex::test
