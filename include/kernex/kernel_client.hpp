@@ -137,7 +137,7 @@ struct client_options {
     // Heartbeat for kernels kernex did not launch (0 disables).
     std::chrono::milliseconds heartbeat_period{1000};
     codec_options codec{};
-    int iopub_queue_messages = 10000;  // see zmq_transport_options
+    int iopub_queue_messages = 1000;  // see zmq_transport_options
 };
 
 class kernel_client {

@@ -74,7 +74,7 @@ struct kernel_options {
     // docs/reliability.md): a frame above max_message_bytes is refused by
     // ZeroMQ before it is allocated, a larger multipart message by the codec.
     codec_options codec{};
-    int iopub_queue_messages = 10000;                      // see zmq_transport_options
+    int iopub_queue_messages = 1000;                       // see zmq_transport_options
     // Start the kernel on this Jupyter Server / gateway instead (a
     // remote_kernel): kernel_name, env and ready_timeout apply; the local
     // launch options do not, pid() is -1, connection() is empty, restarts

@@ -60,10 +60,11 @@ struct zmq_transport_options {
     // when a ping gets no echo within one period.
     std::chrono::milliseconds heartbeat_period{0};
     codec_options codec{};
-    // iopub messages ZeroMQ may hold for us while we do not read (ZMQ_RCVHWM);
-    // when full, the kernel's side holds or drops them. With max_message_bytes
-    // this bounds what a kernel's output can make us queue.
-    int iopub_queue_messages = 10000;
+    // iopub messages ZeroMQ may hold for us while we do not read (ZMQ_RCVHWM;
+    // 1000 is ZeroMQ's default and so jupyter_client's); when full, the
+    // kernel's side holds or drops them. With max_message_bytes this bounds
+    // what a kernel's output can make us queue.
+    int iopub_queue_messages = 1000;
 };
 
 // A transport over ZeroMQ to the five sockets of a connection file. The

@@ -29,6 +29,7 @@ struct run_args {
     std::string output_dir = ".";
     bool keep_going = false;
     bool json_lines = false;
+    std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
     std::vector<std::string> files;
 };
 
@@ -180,7 +181,7 @@ int run(const run_args& args) {
             eo.on_output = [&](const output& o) { out.on_output(o); };
             // Printed as they arrive: only --json needs them kept (and sees
             // a notice among them when some were not).
-            if (!args.json_lines) eo.max_output_bytes = 0;
+            eo.max_output_bytes = args.json_lines ? args.max_output_bytes : 0;
             if (::isatty(STDIN_FILENO) && file != "-")
                 eo.on_input = [](const input_request& r) {
                     std::cout << r.prompt << std::flush;
@@ -243,6 +244,10 @@ command_runner add_run_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
     cmd->add_flag("--json", args->json_lines, "Print one JSON object per cell instead of the outputs");
+    cmd->add_option("--max-output-bytes", args->max_output_bytes,
+                    "With --json: bytes of outputs kept per cell; the cell's outputs then end with a\n"
+                    "stderr notice of how many were dropped (text mode prints everything as it arrives)")
+        ->capture_default_str();
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     return [args] { return run(*args); };
 }

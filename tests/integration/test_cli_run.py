@@ -75,6 +75,29 @@ class RunTests(unittest.TestCase):
         self.assertEqual(cells[0]["outputs"], [{"type": "stream", "name": "stdout", "text": "a\n"}])
         self.assertEqual(cells[1]["outputs"][0]["ename"], "E")
 
+    def test_output_bounds_end_with_a_notice(self):
+        # --json keeps outputs up to --max-output-bytes, then says what it dropped.
+        r = self.run_kernex("--kernel", "kernex-test", "--json", "--max-output-bytes", "1000", "-",
+                            stdin="flood 2000\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        outputs = json.loads(r.stdout)["outputs"]
+        self.assertLessEqual(sum(len(o["text"]) for o in outputs[:-1]), 1000)
+        self.assertEqual(outputs[-1]["name"], "stderr")
+        self.assertRegex(outputs[-1]["text"], r"^\[kernex: \d+ bytes of output dropped: .*max_output_bytes \(1000\)\]\n$")
+        # Text mode prints everything as it arrives: nothing is dropped.
+        r = self.run_kernex("--kernel", "kernex-test", "-", stdin="flood 2000\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.count("\n"), 2000)
+        self.assertNotIn("dropped", r.stdout + r.stderr)
+        # kernex exec's jupyter executor caps its text output with a notice.
+        r = subprocess.run([KERNEX, "exec", "--executor", "jupyter", "--kernel", "kernex-test", "--max-output", "1000",
+                            "--json", "-"], input="```test\nflood 2000\n```\n", capture_output=True, text=True,
+                           env=self.env, timeout=120)
+        result = json.loads(r.stdout)
+        self.assertEqual(result["exit_code"], 0, r.stderr)
+        self.assertTrue(result["output"].startswith("line 1\n"))
+        self.assertRegex(result["output"], r"\[output truncated: \d+ bytes dropped\]\n$")
+
     def test_usage_and_setup_errors_are_2(self):
         self.assertEqual(self.run_kernex().returncode, 2)
         r = self.run_kernex("--kernel", "no-such-kernel", self.write("x.txt", "print x\n"))

@@ -147,6 +147,7 @@ TEST_CASE("many kernels: started concurrently, cells from their own threads, 0 f
     // One kernel first, so what lives as long as the process (ZeroMQ's
     // context and I/O thread) is in the "before" figures.
     kernel_manager::start(stress::kernel("kernex-test")).shutdown();
+    std::this_thread::sleep_for(300ms);  // ZeroMQ closes that kernel's sockets in its own thread
     const long rss_before = test::status_kb("VmRSS");
     const std::size_t fds_before = test::open_fds();
 
@@ -208,7 +209,8 @@ TEST_CASE("many kernels: started concurrently, cells from their own threads, 0 f
            kind_count[0] ? kernel_rss_kb[0] / kind_count[0] : 0, kind_count[1] ? kernel_rss_kb[1] / kind_count[1] : 0);
 
     f.shutdown_and_check(rt);
-    CHECK(test::open_fds() == fds_before);
+    CHECK(test::eventually([&] { return test::open_fds() <= fds_before; }, 5s));
+    figure("many kernels fds", "%zu open before, %zu after shutdown_all", fds_before, test::open_fds());
 }
 
 TEST_CASE("faults: kill -9 of random kernels mid-run; their cells end kernel_died or run on the restarted "
