@@ -379,6 +379,10 @@ kernel_manager kernel_manager::start(kernel_options options) {
     p->conn_file = layout.conn_file;
     p->log_file = p->conn_file;
     p->log_file.replace_extension(".log");
+    if (p->options.docker && p->options.ports && p->options.ports->transport != layout.base.transport)
+        throw error(errc::invalid_argument, "a kernel in a container with network " + p->options.docker->network_mode +
+                                                " uses " + layout.base.transport + ", not the " +
+                                                p->options.ports->transport + " of the ports given");
     if (p->options.ports) {
         p->conn = *p->options.ports;
         if (p->conn.key.empty()) p->conn.key = random_key();

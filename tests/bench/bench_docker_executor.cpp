@@ -37,20 +37,14 @@ struct method {
 }  // namespace
 
 int main(int argc, char** argv) {
-    int n = 200;
-    std::string host, image = kernex::test::busybox_image;
-    for (int i = 1; i < argc; ++i) {
-        if (!std::strcmp(argv[i], "--host") && i + 1 < argc)
-            host = argv[++i];
-        else if (!std::strcmp(argv[i], "--image") && i + 1 < argc)
-            image = argv[++i];
-        else if (std::atoi(argv[i]) > 0)
-            n = std::atoi(argv[i]);
-        else {
-            std::fprintf(stderr, "usage: bench_docker_executor [N] [--host URL --image IMAGE]\n");
-            return 2;
-        }
+    auto args = kernex::test::parse_bench_args(argc, argv, kernex::test::busybox_image);
+    if (!args.ok || args.numbers.size() > 1) {
+        std::fprintf(stderr, "usage: bench_docker_executor [N] [--host URL --image IMAGE]\n");
+        return 2;
     }
+    const int n = args.numbers.empty() ? 200 : args.numbers[0];
+    std::string& host = args.host;
+    const std::string& image = args.image;
     try {
         const auto daemon = kernex::test::bench_daemon(host, kernex::test::ensure_busybox_image);
         kernex::docker_client client({.host = host, .timeout = std::chrono::seconds(30)});

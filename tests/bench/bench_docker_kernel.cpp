@@ -11,7 +11,6 @@
 //   bench_docker_kernel [STARTS=5] [CELLS=200] [--host unix:///path/docker.sock --image IMAGE]
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,23 +48,15 @@ void rows(const char* metric, const std::vector<side*>& sides, const std::vector
 }  // namespace
 
 int main(int argc, char** argv) {
-    int starts = 5, cells = 200;
-    std::string host, image = kernex::test::ipykernel_image;
-    std::vector<int> numbers;
-    for (int i = 1; i < argc; ++i) {
-        if (!std::strcmp(argv[i], "--host") && i + 1 < argc)
-            host = argv[++i];
-        else if (!std::strcmp(argv[i], "--image") && i + 1 < argc)
-            image = argv[++i];
-        else if (std::atoi(argv[i]) > 0)
-            numbers.push_back(std::atoi(argv[i]));
-        else {
-            std::fprintf(stderr, "usage: bench_docker_kernel [STARTS] [CELLS] [--host URL --image IMAGE]\n");
-            return 2;
-        }
+    auto args = kernex::test::parse_bench_args(argc, argv, kernex::test::ipykernel_image);
+    if (!args.ok || args.numbers.size() > 2) {
+        std::fprintf(stderr, "usage: bench_docker_kernel [STARTS] [CELLS] [--host URL --image IMAGE]\n");
+        return 2;
     }
-    if (!numbers.empty()) starts = numbers[0];
-    if (numbers.size() > 1) cells = numbers[1];
+    const int starts = args.numbers.size() > 0 ? args.numbers[0] : 5;
+    const int cells = args.numbers.size() > 1 ? args.numbers[1] : 200;
+    std::string& host = args.host;
+    const std::string& image = args.image;
     try {
         const auto daemon = kernex::test::bench_daemon(host, kernex::test::ensure_ipykernel_image);
         side local{"local, tcp", {}, {}, {}};

@@ -371,6 +371,30 @@ inline void ensure_ipykernel_image(kernex::docker_client& client) {
                         "bookworm", std::chrono::minutes(10));
 }
 
+// The benchmarks' arguments: positive numbers, and --host URL --image IMAGE.
+struct bench_args {
+    std::string host;
+    std::string image;
+    std::vector<int> numbers;
+    bool ok = true;  // false: an argument that is none of these
+};
+
+inline bench_args parse_bench_args(int argc, char** argv, std::string default_image) {
+    bench_args out{{}, std::move(default_image), {}};
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--host" && i + 1 < argc)
+            out.host = argv[++i];
+        else if (arg == "--image" && i + 1 < argc)
+            out.image = argv[++i];
+        else if (std::atoi(argv[i]) > 0)
+            out.numbers.push_back(std::atoi(argv[i]));
+        else
+            out.ok = false;
+    }
+    return out;
+}
+
 // For the benchmarks: a dockerd of their own with the image ensure makes,
 // unless host already names a daemon (then null). Sets host to its address.
 inline std::unique_ptr<test_dockerd> bench_daemon(std::string& host, void (*ensure)(kernex::docker_client&)) {
