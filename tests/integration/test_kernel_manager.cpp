@@ -239,6 +239,15 @@ TEST_CASE("test kernel: a kernel that crashes mid-cell is kernel_died, not a han
     CHECK(r.stream_text() == "going\n");
     for (int i = 0; i < 100 && dead.load() == 0; ++i) std::this_thread::sleep_for(20ms);
     CHECK(dead.load() == 1);
+    // Reaped and not restarted: later cells are kernel_died at once, not at
+    // their timeout (after which the kernel used to be restarted anyway).
+    for (int i = 0; i < 3; ++i) {
+        auto later = km.client().execute("print never", {.timeout = 10s});
+        CHECK(later.status == execution_status::kernel_died);
+        CHECK(later.elapsed < 2s);
+        CHECK_FALSE(later.restarted);
+    }
+    CHECK_FALSE(km.alive());
 }
 
 TEST_CASE("test kernel: a kernel that exits at start fails start-up with its stderr") {
@@ -418,6 +427,26 @@ TEST_CASE("a port taken by someone else: the kernel fails to bind and is retried
     CHECK(km.log_tail().find("Address already in use") != std::string::npos);
     CHECK(km.client().execute("print moved", {.timeout = 5s}).stream_text() == "moved\n");
     ::close(squatter);
+}
+
+TEST_CASE("test kernel: a frame above max_message_bytes ends the cell after idle_wait; iopub is remade") {
+    runtime_dir rt;
+    auto o = test_kernel();
+    o.codec.max_message_bytes = 1 << 20;
+    auto km = kernel_manager::start(o);
+    auto& kc = km.client();
+    // ZeroMQ drops the iopub connection at the frame's size, and the idle with it.
+    auto r = kc.execute("print before\nbig 4m\nprint after", {.timeout = 30s, .idle_wait = 500ms});
+    CHECK(r.status == execution_status::ok);
+    CHECK(r.stream_text() == "before\n");
+    CHECK(r.note.find("idle status did not arrive") != std::string::npos);
+    CHECK(r.elapsed < 5s);
+    for (int i = 0; i < 3; ++i) {
+        auto next = kc.execute("print next " + std::to_string(i), {.timeout = 10s});
+        CHECK(next.status == execution_status::ok);
+        CHECK(next.stream_text() == "next " + std::to_string(i) + "\n");
+        CHECK(next.note.empty());
+    }
 }
 
 TEST_CASE("test kernel: output kept per cell is bounded; the handler still sees everything") {
