@@ -3,10 +3,7 @@
 // executor options are flags that each set one key of make_executor's config;
 // an executor refuses the keys that are not its own, so adding an executor's
 // flag is one config_option line.
-#include <signal.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -14,6 +11,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/signal_forwarding.hpp"
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
 #include "kernex/gateway.hpp"
@@ -42,43 +40,6 @@ std::string read_message(const std::string& file) {
     return text.str();
 }
 
-// The executor of the running command, for the signal handler: the blocks
-// run in a session of their own, so Ctrl-C reaches only us and we pass it on.
-std::atomic<code_executor*> g_running{nullptr};
-
-extern "C" void forward_interrupt(int) {
-    if (code_executor* ex = g_running.load()) ex->interrupt();
-}
-
-// While alive: SIGINT, SIGTERM and SIGHUP interrupt the executor's code
-// instead of killing us and orphaning it; SIGPIPE is ignored so a closed
-// stdout is an error we see (and answer with an interrupt) rather than our death.
-class interrupt_forwarding {
-public:
-    explicit interrupt_forwarding(code_executor& ex) {
-        g_running.store(&ex);
-        struct sigaction forward {};
-        forward.sa_handler = forward_interrupt;
-        sigemptyset(&forward.sa_mask);
-        for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &forward, &m_old[i]);
-        struct sigaction ignore {};
-        ignore.sa_handler = SIG_IGN;
-        ::sigaction(SIGPIPE, &ignore, &m_old_pipe);
-    }
-    ~interrupt_forwarding() {
-        for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &m_old[i], nullptr);
-        ::sigaction(SIGPIPE, &m_old_pipe, nullptr);
-        g_running.store(nullptr);
-    }
-    interrupt_forwarding(const interrupt_forwarding&) = delete;
-    interrupt_forwarding& operator=(const interrupt_forwarding&) = delete;
-
-private:
-    static constexpr int m_signals[] = {SIGINT, SIGTERM, SIGHUP};
-    struct sigaction m_old[std::size(m_signals)] {};
-    struct sigaction m_old_pipe {};
-};
-
 int run(const exec_args& args) {
     nlohmann::json config = args.config;
     config["executor"] = args.executor;
@@ -99,7 +60,9 @@ int run(const exec_args& args) {
         };
     code_result result;
     {
-        interrupt_forwarding forwarding(*executor);
+        // The blocks run in a session of their own, so Ctrl-C reaches only
+        // us: pass it on rather than die and orphan them.
+        signal_forwarding forwarding([&executor](int) { executor->interrupt(); });
         result = executor->execute(blocks, print);
     }
     executor->stop();
