@@ -16,6 +16,8 @@
 #include "kernex/kernel_manager.hpp"
 #include "kernex/output_files.hpp"
 
+#include "../helpers/test_support.hpp"
+
 using namespace std::chrono_literals;
 using namespace kernex;
 namespace fs = std::filesystem;
@@ -65,52 +67,13 @@ std::string stderr_text(const execution& r) {
     return text;
 }
 
-// A running (not zombie) process's state letter and process group, from /proc.
-struct proc_stat {
-    char state = 0;
-    int pgid = 0;
-};
-std::optional<proc_stat> stat_of(int pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(in, line)) return std::nullopt;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) return std::nullopt;
-    std::istringstream rest(line.substr(close + 2));
-    proc_stat s;
-    int ppid = 0;
-    rest >> s.state >> ppid >> s.pgid;
-    return s;
-}
-
 bool alive(int pid) {
-    auto s = stat_of(pid);
+    auto s = test::stat_of(pid);
     return s && s->state != 'Z' && s->state != 'X';
 }
 
-// Live (not zombie) members of process group pgid.
-std::vector<int> group_members(int pgid) {
-    std::vector<int> members;
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-        auto name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        int pid = std::stoi(name);
-        if (auto s = stat_of(pid); s && s->pgid == pgid && s->state != 'Z' && s->state != 'X')
-            members.push_back(pid);
-    }
-    return members;
-}
-
-// Waits up to `within` for pred(); true when it held.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds within = 15s) {
-    auto deadline = clock_type::now() + within;
-    while (!pred()) {
-        if (clock_type::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
+using test::eventually;
+using test::group_members;
 
 // A 3x3 RGB PNG (made for this test with zlib and the PNG chunk layout).
 constexpr const char* tiny_png_base64 =

@@ -20,6 +20,8 @@
 #include "kernex/multi_kernel_manager.hpp"
 #include "kernex/output_files.hpp"
 
+#include "../helpers/test_support.hpp"
+
 using namespace std::chrono_literals;
 using namespace kernex;
 namespace fs = std::filesystem;
@@ -27,45 +29,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // A fresh runtime dir per test, so leftover files are easy to see.
-struct runtime_dir {
-    fs::path path;
-    runtime_dir() {
-        char tmpl[] = "/tmp/kernex-it-XXXXXX";
-        path = ::mkdtemp(tmpl);
-        ::setenv("JUPYTER_RUNTIME_DIR", path.c_str(), 1);
-    }
-    ~runtime_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::size_t files() const {
-        return static_cast<std::size_t>(std::distance(fs::directory_iterator(path), fs::directory_iterator{}));
-    }
-};
-
-std::size_t open_fds() {
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{}));
-}
-
-// Our children (any state, zombies included), from /proc.
-std::vector<int> children() {
-    std::vector<int> kids;
-    for (const auto& entry : fs::directory_iterator("/proc")) {
-        auto name = entry.path().filename().string();
-        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::ifstream stat(entry.path() / "stat");
-        std::string line;
-        if (!std::getline(stat, line)) continue;
-        auto close = line.rfind(')');
-        if (close == std::string::npos) continue;
-        std::istringstream rest(line.substr(close + 2));
-        char state;
-        int ppid;
-        rest >> state >> ppid;
-        if (ppid == ::getpid()) kids.push_back(std::stoi(name));
-    }
-    return kids;
-}
+using test::children;
+using test::open_fds;
+using test::runtime_dir;
 
 bool process_exists(int pid) { return ::kill(pid, 0) == 0; }
 
@@ -159,7 +125,7 @@ TEST_CASE("ipykernel: display_data images are delivered and saved") {
         if (auto* d = std::get_if<outputs::display_data>(&o)) shown = d;
     REQUIRE(shown);
     REQUIRE(shown->data.contains("image/png"));
-    auto files = save_output_files(shown->data, rt.path / "out", "plot");
+    auto files = save_output_files(shown->data, rt.path() / "out", "plot");
     REQUIRE(files.size() == 1);
     std::ifstream png(files[0], std::ios::binary);
     char magic[8] = {};
@@ -322,7 +288,7 @@ TEST_CASE("connection file: 0600 in the runtime dir, removed at shutdown") {
     {
         auto km = kernel_manager::start(test_kernel());
         file = km.connection_file();
-        CHECK(file.parent_path() == rt.path);
+        CHECK(file.parent_path() == rt.path());
         CHECK(file.filename().string().rfind("kernel-", 0) == 0);
         auto perms = fs::status(file).permissions();
         CHECK((perms & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
