@@ -102,6 +102,11 @@ struct execute_options {
     // iopub idle status is taken for lost and the cell ends (with a note
     // that outputs may be missing) instead of waiting for its deadline.
     std::chrono::milliseconds idle_wait{2000};
+    // An "aborted" reply to a cell that had nothing of ours queued before it
+    // (ipykernel aborts requests arriving just after a failed, interrupted
+    // or timed-out cell) is sent again, this many times (20, 40, 80 ms
+    // apart, within the timeout), before the cell is reported aborted.
+    int aborted_retries = 3;
     // Bytes of output kept in execution::outputs (stream text and MIME data
     // sizes); later outputs still reach on_output but are not kept, and the
     // result says how many bytes were dropped (dropped_output_bytes, and a

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <thread>
 #include <unordered_set>
 
 #include "kernex/error.hpp"
@@ -320,15 +321,33 @@ struct kernel_client::impl {
             return result;
         }
         watched_fd watch(*t, control);
-        auto request = send(channel::shell, "execute_request",
-                            {{"code", code},
-                             {"silent", o.silent},
-                             {"store_history", o.store_history},
-                             {"user_expressions", o.user_expressions},
-                             {"allow_stdin", o.allow_stdin},
-                             {"stop_on_error", o.stop_on_error}});
+        const json content = {{"code", code},
+                              {"silent", o.silent},
+                              {"store_history", o.store_history},
+                              {"user_expressions", o.user_expressions},
+                              {"allow_stdin", o.allow_stdin},
+                              {"stop_on_error", o.stop_on_error}};
+        message request;
         bool got_reply = false, got_idle = false, idle_lost = false;
-        auto st = collect(request, result, o, deadline, got_reply, got_idle, idle_lost);
+        receive_status st;
+        // "aborted" means the code did not run. This client sends a cell only
+        // after the last one ended, so none of its requests was queued behind
+        // a failure: the request reached the kernel inside ipykernel's
+        // post-error abort window (it aborts until an event it schedules
+        // after the failed cell is dispatched), a race a busy machine loses
+        // after an error, an interrupt or a timeout. Sending it again is safe.
+        for (int attempt = 0;; ++attempt) {
+            request = send(channel::shell, "execute_request", content);
+            st = collect(request, result, o, deadline, got_reply, got_idle, idle_lost);
+            if (st != receive_status::message || str(result.reply, "status") != "aborted" ||
+                attempt == o.aborted_retries || !result.outputs.empty())
+                break;
+            const auto pause = std::chrono::milliseconds(20 << attempt);
+            if (steady::now() + pause >= deadline) break;
+            std::this_thread::sleep_for(pause);
+            got_reply = got_idle = idle_lost = false;
+            result.reply = json();
+        }
         if (st == receive_status::timeout) {
             result.status = execution_status::timeout;
             result.note = "the cell did not finish within " + seconds_text(*o.timeout) + "; it was interrupted";
@@ -348,6 +367,9 @@ struct kernel_client::impl {
             result.status = status == "ok"      ? execution_status::ok
                             : status == "aborted" ? execution_status::aborted
                                                   : execution_status::error;
+            if (result.status == execution_status::aborted && result.note.empty())
+                result.note = "the kernel aborted the cell without running it (it aborts requests that arrive "
+                              "while it is recovering from a failed cell)";
         }
         if (idle_lost) {
             if (result.note.empty())

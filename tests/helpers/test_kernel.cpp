@@ -64,6 +64,9 @@
 //   noreply                 never reply (heartbeat still answers) until
 //                           interrupted (then error KeyboardInterrupt) or killed
 //   pid                     print the kernel's pid
+//   abort N                 answer the next N execute_requests "aborted"
+//                           without running them, as ipykernel answers one
+//                           that reaches it inside its post-error abort window
 //   EXPR                    an integer expression of + - * and parentheses
 //                           ("1+1") gives execute_result with its value
 // Any other line is error UnknownCommand; a failed command ends the cell, and
@@ -519,6 +522,7 @@ private:
     void cmd_big(cell& c, std::string_view arg);
     void cmd_noreply(cell& c, std::string_view arg);
     void cmd_pid(cell& c, std::string_view arg);
+    void cmd_abort(cell& c, std::string_view arg);
 
     zmq::context_t m_context;
     zmq::socket_t m_shell;
@@ -535,6 +539,8 @@ private:
     std::map<std::string, std::string, std::less<>> m_state;
     // The last valid iopub message, byte for byte, for `forge` to replay.
     std::vector<std::string> m_last_iopub;
+    // execute_requests still to answer "aborted" (the abort command).
+    std::uint64_t m_abort_next = 0;
     // Last member: destroyed (joined) first, before the sockets and context.
     std::jthread m_heartbeat;
 };
@@ -565,6 +571,7 @@ const std::vector<command>& test_kernel::commands()
         {"big", "big BYTES", "one stream message of BYTES 'x' (k/m/g suffixes)", &test_kernel::cmd_big},
         {"noreply", "noreply", "never reply until interrupted", &test_kernel::cmd_noreply},
         {"pid", "pid", "print the kernel's process id", &test_kernel::cmd_pid},
+        {"abort", "abort N", "answer the next N execute_requests \"aborted\"", &test_kernel::cmd_abort},
     };
     return table;
 }
@@ -846,7 +853,10 @@ void test_kernel::handle_shell(const kernex::message& request)
 {
     publish_status(request, "busy");
     bool abort_queue = false;
-    if (request.msg_type() == "execute_request")
+    if (request.msg_type() == "execute_request" && m_abort_next > 0) {
+        --m_abort_next;
+        reply(m_shell, request, "execute_reply", {{"status", "aborted"}});
+    } else if (request.msg_type() == "execute_request")
         abort_queue = execute(request);
     else
         handle_request(m_shell, request);
@@ -1320,6 +1330,11 @@ void test_kernel::cmd_noreply(cell&, std::string_view)
 void test_kernel::cmd_pid(cell& c, std::string_view)
 {
     stream(c, "stdout", std::to_string(::getpid()) + '\n');
+}
+
+void test_kernel::cmd_abort(cell&, std::string_view arg)
+{
+    m_abort_next = parse_count("abort", arg);
 }
 
 // ---------------------------------------------------------------------------

@@ -282,6 +282,28 @@ TEST_CASE("test kernel: restart keeps the manager and gives a fresh state") {
     CHECK(km.client().execute("print fresh", {.timeout = 5s}).stream_text() == "fresh\n");
 }
 
+TEST_CASE("test kernel: a cell aborted without running (ipykernel's post-error window) is sent again") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    auto& kc = km.client();
+    // The next two execute_requests are answered "aborted", as ipykernel
+    // answers those that reach it just after a failed cell.
+    REQUIRE(kc.execute("abort 2", {.timeout = 5s}).status == execution_status::ok);
+    auto r = kc.execute("set a 1\nprint ran", {.timeout = 5s});
+    CHECK(r.status == execution_status::ok);
+    CHECK(r.stream_text() == "ran\n");
+    CHECK(kc.execute("get a", {.timeout = 5s}).stream_text() == "1\n");  // it ran once
+
+    // More aborts than retries: reported aborted, with a note, and nothing ran.
+    REQUIRE(kc.execute("abort 10", {.timeout = 5s}).status == execution_status::ok);
+    r = kc.execute("set a 2", {.timeout = 5s, .aborted_retries = 2});
+    CHECK(r.status == execution_status::aborted);
+    CHECK(r.note.find("aborted the cell without running it") != std::string::npos);
+    // 3 of the 10 were used: the remaining 7 go with aborted_retries = 0 each.
+    for (int i = 0; i < 7; ++i) CHECK(kc.execute("set a 3", {.aborted_retries = 0}).status == execution_status::aborted);
+    CHECK(kc.execute("get a", {.timeout = 5s}).stream_text() == "1\n");
+}
+
 TEST_CASE("connection file: 0600 in the runtime dir, removed at shutdown") {
     runtime_dir rt;
     fs::path file;
