@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include "kernex/kernel_manager.hpp"
+#include "kernex/process.hpp"
 #include "kernex/output_files.hpp"
 
 #include "../helpers/test_support.hpp"
@@ -285,4 +286,27 @@ TEST_CASE("kernex-bash: no process is left after shutdown") {
     CHECK(!alive(shell));
     CHECK(!alive(job));
     CHECK(fs::is_empty(dirs.runtime));
+}
+
+TEST_CASE("kernex-bash: ends, its shell too, when the client named by JPY_PARENT_PID dies without a shutdown") {
+    test::temp_dir dir;
+    // The stand-in for a client that is killed (or crashes) while its kernel runs.
+    spawn_options stand_in;
+    stand_in.argv = {"sleep", "600"};
+    child_process client_process(stand_in);
+    auto conn = allocate_ports(connection_info{});
+    const auto file = dir / "kernel.json";
+    write_connection_file(file, conn);
+    spawn_options so;
+    so.argv = find_kernelspec("kernex-bash").render_argv(file);
+    so.env = {{"JPY_PARENT_PID", std::to_string(client_process.pid())}};
+    so.stdout_mode = so.stderr_mode = output_mode::null;
+    child_process kernel(so);
+    auto kc = kernel_client::from_connection_info(conn, {.heartbeat_period = 0ms});
+    kc.wait_for_ready(60s);
+    const int shell = std::stoi(run_ok(kc, "echo $$"));
+    CHECK(alive(shell));
+    client_process.stop(0ms);
+    CHECK(kernel.wait_until(clock_type::now() + 10s).has_value());
+    CHECK(test::process_gone(shell, 5000ms));
 }

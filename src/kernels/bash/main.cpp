@@ -8,9 +8,13 @@
 #include <xeus/xkernel_configuration.hpp>
 #include <xeus/xserver_zmq.hpp>
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -59,6 +63,27 @@ void signal_loop() {
     }
 }
 
+// The client that launched us names itself in JPY_PARENT_PID (jupyter_client
+// and kernex both do): when it dies without shutting us down (killed, or
+// crashed), we end as on SIGTERM, shell included, instead of living on as
+// an orphan nobody will stop. ipykernel does the same.
+void watch_parent() {
+    const char* text = std::getenv("JPY_PARENT_PID");
+    const long parent = text ? std::strtol(text, nullptr, 10) : 0;
+    if (parent <= 1) return;
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(parent), 0));
+    if (fd < 0) {
+        if (errno == ESRCH) ::kill(::getpid(), SIGTERM);  // already gone
+        return;
+    }
+    std::thread([fd] {
+        pollfd p{fd, POLLIN, 0};
+        while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+        }
+        ::kill(::getpid(), SIGTERM);  // taken by signal_loop's sigwait
+    }).detach();
+}
+
 void print_usage() {
     std::cout << "usage: kernex-bash -f CONNECTION_FILE\n"
                  "A Jupyter kernel running one stateful bash session (kernex).\n"
@@ -96,6 +121,7 @@ int main(int argc, char* argv[]) {
         auto interpreter = std::make_unique<bash_interpreter>(*bash_path);
         std::thread signals(signal_loop);
         const pthread_t signals_handle = signals.native_handle();
+        watch_parent();
         int status = 0;
         try {
             auto context = xeus::make_context<zmq::context_t>();
