@@ -5,10 +5,8 @@
 // flag is one config_option line.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/signal_forwarding.hpp"
@@ -28,18 +26,6 @@ struct exec_args {
     nlohmann::json config = nlohmann::json::object();  // the executor options given
 };
 
-std::string read_message(const std::string& file) {
-    std::ostringstream text;
-    if (file == "-") {
-        text << std::cin.rdbuf();
-        return text.str();
-    }
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw error(errc::not_found, "cannot read " + file + ": no such file or not readable");
-    text << in.rdbuf();
-    return text.str();
-}
-
 int run(const exec_args& args) {
     nlohmann::json config = args.config;
     config["executor"] = args.executor;
@@ -49,7 +35,7 @@ int run(const exec_args& args) {
             if (!g->token.empty()) config["gateway_token"] = g->token;
         }
     std::unique_ptr<code_executor> executor = make_executor(config);
-    const std::vector<code_block> blocks = extract_code_blocks(read_message(args.file), args.language);
+    const std::vector<code_block> blocks = extract_code_blocks(read_input(args.file), args.language);
     if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
 
     output_handler print;

@@ -3,11 +3,11 @@
 // format); outputs print as they stream; images and HTML are saved.
 #include <unistd.h>
 
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/signal_forwarding.hpp"
 #include "kernex/error.hpp"
 #include "kernex/kernel_manager.hpp"
 #include "kernex/output_files.hpp"
@@ -32,18 +32,6 @@ struct run_args {
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
     std::vector<std::string> files;
 };
-
-std::string read_input(const std::string& file) {
-    std::ostringstream text;
-    if (file == "-") {
-        text << std::cin.rdbuf();
-    } else {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) throw error(errc::not_found, "cannot read " + file + ": no such file or not readable");
-        text << in.rdbuf();
-    }
-    return text.str();
-}
 
 }  // namespace
 
@@ -169,12 +157,22 @@ int run(const run_args& args) {
         kc = &km->client();
     }
 
+    // Ctrl-C (or SIGTERM, SIGHUP) interrupts the running cell, and the run
+    // stops after it: kernex then shuts down the kernel it started instead
+    // of dying and leaving it (and its connection file) behind.
+    signal_forwarding forwarding([&](int) {
+        if (km) km->interrupt();
+        else if (attached) attached->interrupt();
+        else kernel_client::from_connection_file(args.existing).interrupt_request(std::chrono::seconds(2));
+    });
+
     printer out(args);
     int status = 0;
     for (const auto& file : args.files) {
         auto cells = split_cells(read_input(file));
         std::string base = file == "-" ? "stdin" : std::filesystem::path(file).stem().string();
         for (std::size_t i = 0; i < cells.size(); ++i) {
+            if (forwarding.received()) return 130;  // between cells: run no more
             out.begin_cell(base + "-cell" + std::to_string(i + 1));
             execute_options eo;
             if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
@@ -207,6 +205,7 @@ int run(const run_args& args) {
             }
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
+            if (forwarding.received()) return 130;
             if (r.status != execution_status::ok && !args.keep_going) return status;
         }
     }
@@ -220,7 +219,9 @@ command_runner add_run_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("run",
                                    "Run the cells of FILEs in order in one kernel session (state carries over).\n"
                                    "Cells are separated by lines starting with '# %%'; '-' reads stdin.\n"
-                                   "Exit status: 0 all ok, 1 a cell failed, 124 a cell timed out, 2 usage/setup error.");
+                                   "Ctrl-C (SIGINT, SIGTERM, SIGHUP) interrupts the running cell and ends the run; the kernel is shut down.\n"
+                                   "Exit status: 0 all ok, 1 a cell failed, 124 a cell timed out, 130 interrupted,\n"
+                                   "2 usage/setup error.");
     auto* kernel = cmd->add_option("-k,--kernel", args->kernel, "Kernelspec name (see `kernex kernelspec list`)")
                        ->capture_default_str();
     cmd->add_option("--existing", args->existing,

@@ -31,6 +31,20 @@ zmq::context_t& shared_zmq_context() {
 
 namespace {
 
+// zmq::poll, with a signal's interruption (EINTR) taken as "nothing ready
+// yet": every caller polls in a loop against its own deadline. A program
+// that embeds kernex may have signal handlers of its own (kernex run and
+// exec do), and those must not turn into errors of the cell.
+int poll_items(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
+    const int n = zmq_poll(items, static_cast<int>(count), static_cast<long>(timeout.count()));
+    if (n >= 0) return n;
+    if (zmq_errno() == EINTR) {
+        for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;
+        return 0;
+    }
+    throw zmq::error_t();
+}
+
 // A Linux eventfd used to wake a poll from another thread.
 class event_fd {
 public:
@@ -100,7 +114,7 @@ private:
                 // Sleep out the rest of the period (wakes early on stop).
                 zmq::pollitem_t item{nullptr, m_stop.fd(), ZMQ_POLLIN, 0};
                 auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(sent_at + period - clock::now());
-                if (rest.count() > 0) zmq::poll(&item, 1, rest);
+                if (rest.count() > 0) poll_items(&item, 1, rest);
             }
             if (st.stop_requested()) break;
             // Before the first echo the kernel may still be starting: allow
@@ -116,7 +130,7 @@ private:
             if (left.count() <= 0) return false;
             std::array<zmq::pollitem_t, 2> items{{{sock.handle(), 0, ZMQ_POLLIN, 0},
                                                   {nullptr, m_stop.fd(), ZMQ_POLLIN, 0}}};
-            zmq::poll(items.data(), items.size(), left);
+            poll_items(items.data(), items.size(), left);
             if (items[0].revents & ZMQ_POLLIN) {
                 zmq::message_t reply;
                 (void)sock.recv(reply, zmq::recv_flags::dontwait);
@@ -195,7 +209,7 @@ public:
                                  ? -1
                                  : std::chrono::ceil<std::chrono::milliseconds>(left).count();
             }
-            int n = zmq::poll(items.data(), count, std::chrono::milliseconds(timeout_ms));
+            int n = poll_items(items.data(), static_cast<std::size_t>(count), std::chrono::milliseconds(timeout_ms));
             // Messages already queued are delivered before a death is
             // reported: they hold the partial output of the last cell.
             bool got_any = false;

@@ -1,10 +1,12 @@
 """`kernex run` as users meet it: cells split at '# %%', one session, outputs
-streamed, images saved, exit statuses 0 / 1 / 124 / 2, --continue, --json, stdin.
+streamed, images saved, exit statuses 0 / 1 / 124 / 130 / 2, Ctrl-C, --continue, --json, stdin.
 Uses the native test kernel (kernex-test) for speed, and python3 once."""
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import time
 import unittest
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
@@ -54,6 +56,27 @@ class RunTests(unittest.TestCase):
         self.assertEqual(r.returncode, 124)
         self.assertEqual(r.stdout, "before\n")
         self.assertIn("did not finish", r.stderr)
+
+    def test_signals_interrupt_the_cell_and_end_the_run_cleanly(self):
+        f = self.write("s.txt", "pid\nprint before\nsleep 30000\n# %%\nprint after\n")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(signal=sig.name):
+                proc = subprocess.Popen([KERNEX, "run", "--kernel", "kernex-test", "--continue", f],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=self.env, cwd=self.tmp.name)
+                kernel_pid = int(proc.stdout.readline())
+                self.assertEqual(proc.stdout.readline(), "before\n")
+                started = time.monotonic()
+                proc.send_signal(sig)
+                out, err = proc.communicate(timeout=30)
+                # The sleeping cell was interrupted (not waited for), the next
+                # cell did not run even with --continue, and the kernel is gone.
+                self.assertLess(time.monotonic() - started, 10)
+                self.assertEqual(proc.returncode, 130, err)
+                self.assertEqual(out, "")
+                self.assertIn("KeyboardInterrupt", err)
+                with self.assertRaises(ProcessLookupError):
+                    os.kill(kernel_pid, 0)
 
     def test_images_are_saved_to_the_output_dir(self):
         f = self.write("img.txt", "display_png\n")
