@@ -1,9 +1,16 @@
 // Keys and free ports for new kernels.
 //
-// Binding to port 0 and closing the socket only says a port is free now; two
-// launches racing in one process could both be told the same port before
-// either kernel binds it. So every port handed out is remembered for a while
-// (process-wide, under a mutex) and not handed out again.
+// A port that binds now is only free now. Two hazards remain until the
+// kernel binds it:
+// - two launches racing in one process could be told the same port: every
+//   port handed out is remembered for a while (process-wide, under a mutex)
+//   and not handed out again;
+// - any outgoing connection on the machine (ZeroMQ clients of the other
+//   kernels among them) takes a local port from the ephemeral range, and so
+//   may take ours: ports are drawn outside that range
+//   (/proc/sys/net/ipv4/ip_local_port_range), which the OS never assigns on
+//   its own. Binding to port 0, as jupyter_client does, draws from inside
+//   it: with 40 kernels starting at once that collided about once a run.
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,10 +23,12 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
@@ -44,6 +53,8 @@ constexpr int ports_per_kernel = 5;
 // Beyond the five, how many ports bind() may offer that were recently handed
 // out before we give up.
 constexpr int max_extra_attempts = 256;
+// Ports drawn outside the ephemeral range before bind() is left to choose.
+constexpr int max_drawn_attempts = 1000;
 
 // Ports (tcp) and socket paths (ipc) handed out recently by this process.
 class recent_registry {
@@ -94,6 +105,43 @@ struct addrinfo_deleter {
     void operator()(addrinfo* ai) const { ::freeaddrinfo(ai); }
 };
 
+// Port ranges the OS does not assign to sockets on its own: above and
+// below the ephemeral range (below it only from 10000 up, clear of the
+// usual services). Empty when the ephemeral range leaves no room.
+std::vector<std::pair<int, int>> non_ephemeral_ranges() {
+    int low = 32768, high = 60999;  // Linux's defaults
+    if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        int l = 0, h = 0;
+        if (std::fscanf(f, "%d %d", &l, &h) == 2 && l > 0 && h >= l) low = l, high = h;
+        std::fclose(f);
+    }
+    std::vector<std::pair<int, int>> ranges;
+    if (high < 65535) ranges.emplace_back(high + 1, 65535);
+    if (low > 10000) ranges.emplace_back(10000, low - 1);
+    return ranges;
+}
+
+// A candidate port, uniform over ranges; 0 asks bind() for an ephemeral one.
+std::uint16_t draw_port(const std::vector<std::pair<int, int>>& ranges) {
+    if (ranges.empty()) return 0;
+    thread_local std::mt19937 random{std::random_device{}()};
+    int total = 0;
+    for (const auto& [lo, hi] : ranges) total += hi - lo + 1;
+    int n = std::uniform_int_distribution<int>(0, total - 1)(random);
+    for (const auto& [lo, hi] : ranges) {
+        if (n <= hi - lo) return static_cast<std::uint16_t>(lo + n);
+        n -= hi - lo + 1;
+    }
+    return 0;
+}
+
+void set_port(sockaddr* address, std::uint16_t port) {
+    if (address->sa_family == AF_INET6)
+        reinterpret_cast<sockaddr_in6*>(address)->sin6_port = htons(port);
+    else
+        reinterpret_cast<sockaddr_in*>(address)->sin_port = htons(port);
+}
+
 std::array<std::uint16_t, ports_per_kernel> allocate_tcp(const std::string& ip) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -108,17 +156,25 @@ std::array<std::uint16_t, ports_per_kernel> allocate_tcp(const std::string& ip) 
     std::array<std::uint16_t, ports_per_kernel> ports{};
     int found = 0;
     socket_set probes;
+    const auto ranges = non_ephemeral_ranges();
+    sockaddr_storage address{};
+    std::memcpy(&address, ai.ai_addr, ai.ai_addrlen);
     auto lock = registry().lock();
-    // Every probe stays bound until the end, so bind() cannot offer the same
-    // port twice, and a recently handed-out port it offers is skipped.
+    // Every probe stays bound until the end, so no port is offered twice,
+    // and a recently handed-out port is skipped. Drawn ports that are taken
+    // (or, after many, any port at all) fall back to bind()'s own choice.
     for (int attempt = 0; found < ports_per_kernel; ++attempt) {
-        if (attempt >= ports_per_kernel + max_extra_attempts)
+        if (attempt >= ports_per_kernel + max_drawn_attempts + max_extra_attempts)
             throw error(errc::io_error, "cannot find " + std::to_string(ports_per_kernel) + " free tcp ports on " + ip);
+        const std::uint16_t wanted = attempt < ports_per_kernel + max_drawn_attempts ? draw_port(ranges) : 0;
+        if (wanted != 0 && registry().contains("tcp:" + std::to_string(wanted))) continue;
         int fd = ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC, ai.ai_protocol);
         if (fd < 0) throw error(errc::io_error, std::string("cannot create a socket: ") + std::strerror(errno));
         probes.fds.push_back(fd);
-        if (::bind(fd, ai.ai_addr, ai.ai_addrlen) != 0) {
+        set_port(reinterpret_cast<sockaddr*>(&address), wanted);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&address), ai.ai_addrlen) != 0) {
             int err = errno;
+            if (wanted != 0 && (err == EADDRINUSE || err == EACCES)) continue;  // taken: draw another
             throw error(err == EADDRNOTAVAIL ? errc::invalid_argument : errc::io_error,
                         "cannot bind a port on ip '" + ip + "': " + std::strerror(err) +
                             (err == EADDRNOTAVAIL ? " (not an address of this host)" : ""));

@@ -317,6 +317,23 @@ TEST_CASE("allocate_ports gives a fresh key and five distinct, bindable tcp port
     for (std::uint16_t p : ports_of(any)) CHECK(can_bind("0.0.0.0", p));
 }
 
+TEST_CASE("tcp ports come from outside the ephemeral range, which outgoing connections draw from") {
+    int low = 0, high = 0;
+    std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
+    REQUIRE(low > 0);
+    // A machine whose ephemeral range leaves no room falls back to bind()'s choice.
+    if (low <= 10000 && high >= 65535) {
+        MESSAGE("skipped: the ephemeral range " << low << "-" << high << " leaves no port outside it");
+        return;
+    }
+    for (int i = 0; i < 50; ++i)
+        for (std::uint16_t p : ports_of(kernex::allocate_ports({}))) {
+            CAPTURE(p);
+            CHECK((p < low || p > high));
+            CHECK(p >= 10000);
+        }
+}
+
 TEST_CASE("an ip that is not this host's is invalid_argument") {
     CHECK_THROWS_AS(kernex::allocate_ports({.ip = "203.0.113.7"}), kernex::error);
     CHECK_THROWS_AS(kernex::allocate_ports({.ip = "not an address!"}), kernex::error);
