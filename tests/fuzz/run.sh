@@ -34,7 +34,10 @@ fi
 ninja -C "$build_dir" "tests/fuzz/fuzz_$target"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kernex-fuzz-$target.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# The target's own temporary files (fuzz_kernelspec writes each input as a
+# kernel.json) go in a dir of their own, removed with the corpus copy.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/kernex-fuzz-tmp-$target.XXXXXX")
+trap 'rm -rf "$work" "$scratch"' EXIT
 trap 'exit 130' INT TERM
 if [ -d "$corpus" ]; then
     cp -R "$corpus/." "$work/"
@@ -42,5 +45,5 @@ fi
 artifacts=$build_dir/fuzz-artifacts/$target
 mkdir -p "$artifacts"
 
-"$build_dir/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 \
+TMPDIR=$scratch "$build_dir/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$@" "$work"
