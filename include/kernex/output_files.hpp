@@ -12,9 +12,12 @@
 namespace kernex {
 
 // Saves the image/png, image/jpeg (base64-decoded), image/svg+xml and
-// text/html entries of a display_data / execute_result data bundle as
-// <dir>/<stem>.<ext> (creating dir). Returns the paths written, in that
-// order. Throws kernex::error(io_error) when a file cannot be written,
+// text/html entries of a display_data / execute_result data bundle as new
+// files <dir>/<stem>.<ext> (creating dir). A name already taken, by a file
+// or by anything code planted there (a symlink, a FIFO), is left alone and
+// the file gets a fresh one, <stem>.<ext> -> <stem>-2.<ext>, -3, ...; no
+// symlink is followed. Returns the paths written, in that order: the names
+// really used. Throws kernex::error(io_error) when a file cannot be written,
 // (protocol_error) for invalid base64.
 std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data, const std::filesystem::path& dir,
                                                      const std::string& stem);

@@ -3,8 +3,8 @@
 #include "kernex/output_files.hpp"
 
 #include <array>
-#include <fstream>
 
+#include "confine/files.hpp"
 #include "kernex/error.hpp"
 
 namespace kernex {
@@ -97,17 +97,22 @@ bool has_file_output(const nlohmann::json& data) {
 std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data, const std::filesystem::path& dir,
                                                      const std::string& stem) {
     std::vector<std::filesystem::path> written;
+    confine::unique_fd dir_fd;
     for (const auto& t : file_types) {
         auto it = data.find(t.mime);
         if (it == data.end()) continue;
-        std::error_code ec;
-        std::filesystem::create_directories(dir, ec);
-        auto path = dir / (stem + "." + t.extension);
-        auto bytes = t.base64 ? base64_decode(text_of(*it)) : text_of(*it);
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!out.flush()) throw error(errc::io_error, "cannot write output file " + path.string());
-        written.push_back(path);
+        const auto bytes = t.base64 ? base64_decode(text_of(*it)) : text_of(*it);
+        if (!dir_fd) {
+            std::error_code ec;
+            std::filesystem::create_directories(dir, ec);
+            dir_fd = confine::open_dir(dir);
+        }
+        // The dir may be the kernel's work dir: a new file beneath its fd,
+        // never through a link or a FIFO planted at the name, never over
+        // what is there (a taken name gets "-2", "-3").
+        const std::string used = confine::write_beneath(dir_fd.get(), stem + "." + t.extension, bytes,
+                                                        {.mode = 0644, .make_parents = false});
+        written.push_back(dir / used);
     }
     return written;
 }

@@ -1,7 +1,6 @@
 #include "executors/code_files.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -11,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "confine/files.hpp"
 #include "kernex/error.hpp"
 
 namespace kernex::detail {
@@ -110,24 +110,25 @@ std::string truncated_line(std::uint64_t dropped, std::size_t max_output) {
 }
 
 std::optional<std::string> block_file_name(const fs::path& dir, std::string_view code, std::string_view extension) {
-    std::string name = filename_directive(code);
-    if (name.empty()) return hashed_code_name(code, extension);
-    if (!resolve_inside(dir, name)) return std::nullopt;
-    return name;
+    const std::string directive = filename_directive(code);
+    if (directive.empty()) return hashed_code_name(code, extension);
+    return name_inside(dir, directive);
 }
 
 std::optional<fs::path> write_block_file(const fs::path& dir, const std::string& name, const std::string& code,
                                          block_output& out) {
-    const auto file = resolve_inside(dir, name);
-    if (!file) {
-        out.say("filename is not inside the work dir: " + name);
+    // Beneath the work dir's fd, no symlink followed, a new file each time:
+    // code left running by an earlier block may have swapped a dir on the
+    // way for a symlink, or planted a link, FIFO or device at the name.
+    try {
+        const confine::unique_fd dir_fd = confine::open_dir(dir);
+        const std::string used =
+            confine::write_beneath(dir_fd.get(), name, code, {.mode = 0600, .existing = confine::if_exists::replace});
+        return dir / used;
+    } catch (const error& e) {
+        out.say(e.code() == errc::invalid_argument ? "filename is not inside the work dir: " + name : e.what());
         return std::nullopt;
     }
-    if (std::string problem = write_code_file(*file, code); !problem.empty()) {
-        out.say(problem);
-        return std::nullopt;
-    }
-    return file;
 }
 
 std::string hashed_code_name(std::string_view code, std::string_view extension) {
@@ -153,54 +154,26 @@ std::string filename_directive(std::string_view code) {
     return {};
 }
 
-std::optional<fs::path> resolve_inside(const fs::path& dir, const std::string& name) {
-    std::error_code ec;
-    const fs::path target = fs::weakly_canonical(dir / fs::path(name), ec);
-    if (ec) return std::nullopt;
-    const auto [d, t] = std::mismatch(dir.begin(), dir.end(), target.begin(), target.end());
-    if (d != dir.end() || t == target.end()) return std::nullopt;
-    if (fs::is_symlink(fs::symlink_status(target, ec))) return std::nullopt;
-    return target;
-}
-
-std::string write_code_file(const fs::path& file, const std::string& code) {
-    std::error_code ec;
-    fs::create_directories(file.parent_path(), ec);
-    if (ec) return "cannot create " + file.parent_path().string() + ": " + ec.message();
-    // Making the parent dirs must not have led outside (a dangling symlink on the way).
-    if (fs::canonical(file.parent_path(), ec) != file.parent_path() || ec)
-        return "filename is not inside the work dir: " + file.string();
-    // O_NOFOLLOW: a symlink planted at the name since it was resolved is refused, not followed.
-    const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) return "cannot write " + file.string() + ": " + std::strerror(errno);
-    auto failed = [&] {
-        const std::string message = "cannot write " + file.string() + ": " + std::strerror(errno);
-        ::close(fd);
-        return message;
-    };
-    // A block run again finds its content-hashed file as it left it. Not
-    // truncating is worth it: freeing a file's blocks costs milliseconds on a
-    // busy ext4 mounted with discard, more than the rest of a block's overhead.
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) return failed();
-    if (static_cast<std::size_t>(st.st_size) == code.size()) {
-        std::string existing(code.size(), '\0');
-        if (::pread(fd, existing.data(), existing.size(), 0) == static_cast<ssize_t>(existing.size()) &&
-            existing == code) {
-            ::close(fd);
-            return {};
-        }
+std::optional<std::string> name_inside(const fs::path& dir, const std::string& name) {
+    fs::path path = fs::path(name).lexically_normal();
+    if (path.is_absolute()) {
+        const auto [d, p] = std::mismatch(dir.begin(), dir.end(), path.begin(), path.end());
+        if (d != dir.end() || p == path.end()) return std::nullopt;
+        path = path.lexically_relative(dir);
     }
-    for (std::size_t done = 0; done < code.size();) {
-        const ssize_t n = ::pwrite(fd, code.data() + done, code.size() - done, static_cast<off_t>(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return failed();
-        done += static_cast<std::size_t>(n);
+    if (path.empty() || path == "." || *path.begin() == ".." || path.filename().empty()) return std::nullopt;
+    // A symlink on the way now is refused before anything runs, with the
+    // message the user expects; one made later (a race) is refused again,
+    // for real, when the file is created.
+    fs::path at = dir;
+    for (const auto& part : path) {
+        at /= part;
+        std::error_code ec;
+        const auto st = fs::symlink_status(at, ec);
+        if (st.type() == fs::file_type::not_found) break;
+        if (ec || fs::is_symlink(st) || (at != dir / path && !fs::is_directory(st))) return std::nullopt;
     }
-    if (static_cast<std::size_t>(st.st_size) > code.size() && ::ftruncate(fd, static_cast<off_t>(code.size())) != 0)
-        return failed();
-    ::close(fd);
-    return {};
+    return path.string();
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {

@@ -74,9 +74,10 @@ std::string truncated_line(std::uint64_t dropped, std::size_t max_output);
 std::optional<std::string> block_file_name(const std::filesystem::path& dir, std::string_view code,
                                            std::string_view extension);
 
-// Writes a block's code to name in dir (resolved again: an earlier block may
-// have made a symlink on the way). Returns the file, or nullopt after saying
-// why on out.
+// Writes a block's code to a new file (mode 0600) at name beneath dir,
+// through confine::write_beneath: no symlink followed on the way, whatever
+// stands at the name replaced, never written through. Returns the file, or
+// nullopt after saying why on out.
 std::optional<std::filesystem::path> write_block_file(const std::filesystem::path& dir, const std::string& name,
                                                       const std::string& code, block_output& out);
 
@@ -88,14 +89,11 @@ std::string filename_directive(std::string_view code);
 // Throws kernex::error(io_error) if hashing fails.
 std::string hashed_code_name(std::string_view code, std::string_view extension);
 
-// Where name (relative to dir, or absolute) really is, all symlinks followed,
-// when that is inside dir (itself canonical); nullopt otherwise. A dangling
-// symlink at the end is refused: writing through it would create its target.
-std::optional<std::filesystem::path> resolve_inside(const std::filesystem::path& dir, const std::string& name);
-
-// Writes code to file (a path resolve_inside returned), making its parent
-// dirs. Returns an error message, empty on success.
-std::string write_code_file(const std::filesystem::path& file, const std::string& code);
+// name (relative to dir, or absolute under dir, itself canonical) as a
+// normalised name relative to dir; nullopt when it leaves dir ("..", another
+// absolute path) or names no file. Lexical only: the file is created with
+// confine::create_beneath, which refuses a symlink anywhere on the way.
+std::optional<std::string> name_inside(const std::filesystem::path& dir, const std::string& name);
 
 // "2 s", "0.5 s": a timeout as the executors' messages show it.
 std::string seconds_text(std::chrono::milliseconds ms);

@@ -174,8 +174,23 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
                 out.add(text);
             }
         };
+        const std::uint64_t oversized_before = kc.rejected()[reject_reason::oversized];
         auto r = kc.execute(block.code, eo);
-        if (r.status == execution_status::ok) continue;
+        // Output the kernel sent that never reached us (a message over the
+        // size limit, iopub lost before its idle status) is said, never
+        // dropped silently.
+        if (const auto lost = kc.rejected()[reject_reason::oversized] - oversized_before; lost > 0) {
+            result.truncated = true;
+            out.notice("kernex: " + std::to_string(lost) +
+                       " output message(s) above the message size limit were dropped\n");
+        }
+        if (r.status == execution_status::ok) {
+            if (!r.note.empty()) {
+                result.truncated = true;
+                out.notice("kernex: " + r.note + "\n");
+            }
+            continue;
+        }
         if (r.status == execution_status::timeout) {
             result.exit_code = 124;
             result.timed_out = true;

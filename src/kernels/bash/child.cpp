@@ -62,11 +62,6 @@ bool write_all(int fd, const char* data, std::size_t size) noexcept {
 
 }  // namespace
 
-void unique_fd::reset(int fd) noexcept {
-    if (m_fd >= 0) ::close(m_fd);
-    m_fd = fd;
-}
-
 pipe_pair make_pipe() {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");

@@ -13,29 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "../../confine/unique_fd.hpp"
+
 namespace kernex::bash {
 
-// An owned file descriptor, closed on destruction.
-class unique_fd {
-public:
-    unique_fd() = default;
-    explicit unique_fd(int fd) noexcept : m_fd(fd) {}
-    ~unique_fd() { reset(); }
-    unique_fd(unique_fd&& other) noexcept : m_fd(std::exchange(other.m_fd, -1)) {}
-    unique_fd& operator=(unique_fd&& other) noexcept {
-        if (this != &other) {
-            reset();
-            m_fd = std::exchange(other.m_fd, -1);
-        }
-        return *this;
-    }
-    int get() const noexcept { return m_fd; }
-    explicit operator bool() const noexcept { return m_fd >= 0; }
-    void reset(int fd = -1) noexcept;
-
-private:
-    int m_fd = -1;
-};
+using kernex::unique_fd;
 
 // Both ends of a pipe, close-on-exec (children get them only through child_spec::fds).
 struct pipe_pair {
