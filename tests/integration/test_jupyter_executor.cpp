@@ -108,3 +108,20 @@ TEST_CASE("jupyter executor: bad options are errors that list the valid ones") {
     CHECK(jupyter_executor::accepts("bash", "sh"));
     CHECK_FALSE(jupyter_executor::accepts("python", "bash"));
 }
+
+TEST_CASE("jupyter executor: an output message above the size limit is said, never dropped silently") {
+    temp_dir tmp;
+    auto ex = make_executor({{"executor", "jupyter"}, {"kernel_name", "kernex-test"}, {"timeout", 60}});
+    // One stream message of 300 MB: above the 256 MiB message limit.
+    auto r = ex->execute({{"test", "print before\nbig 300m\nprint after"}});
+    CAPTURE(r.output.substr(0, 2000));
+    CHECK(r.truncated);
+    CHECK(r.output.find("before\n") != std::string::npos);
+    CHECK(r.output.find("kernex: ") != std::string::npos);
+    CHECK(r.output.size() < (std::size_t{2} << 20));
+    // The kernel is still usable, and the next block's output arrives.
+    auto next = ex->execute({{"test", "print next"}});
+    CHECK(next.exit_code == 0);
+    CHECK(next.output.find("next\n") != std::string::npos);
+    ex->stop();
+}
