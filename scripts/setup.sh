@@ -9,6 +9,9 @@ packages=(
   g++ meson ninja-build pkg-config cmake
   libzmq3-dev cppzmq-dev nlohmann-json3-dev libssl-dev doctest-dev
   xeus-dev libboost-dev libcli11-dev
+  # the Python package: the binding, its tests, `pip install .` offline
+  python3-dev pybind11-dev python3-pybind11 pybind11-json-dev python3-pytest
+  python3-mesonpy python3-pip
   # fuzzing and sanitizers (clang's libFuzzer and runtimes)
   clang libclang-rt-14-dev
   # real kernels and reference clients for the tests, benchmarks and demo

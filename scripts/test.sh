@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # README command (2): set up, build (warnings are errors), run every test
-# suite, then the unit and integration suites again under AddressSanitizer +
+# suite (among them embed: `meson install` into a staging dir, then
+# examples/embed built with meson and CMake against that tree only, and
+# run; and python: the Python package under Debian's pytest), then the unit and integration suites again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, the threaded parts under ThreadSanitizer, and
 # each fuzz target for a bounded time. Any sanitizer report fails the run.
 # Usage: scripts/test.sh            (from a fresh Debian 12 machine, as root)
@@ -44,7 +46,8 @@ if [[ ${KERNEX_SANITIZERS:-on} != off ]]; then
   # -Wtsan: Boost.Asio's atomic_thread_fence, which TSan does not model).
   sanitized_setup() {  # $1: dir, $2: sanitizers, $3: extra compiler flags
     if [[ ! -f $1/build.ninja ]]; then
-      meson setup "$1" --werror -Dbash_kernel=enabled -Db_sanitize="$2" -Db_lundef=false \
+      # -Dpython=disabled: the python suite runs on the main build only.
+      meson setup "$1" --werror -Dbash_kernel=enabled -Dpython=disabled -Db_sanitize="$2" -Db_lundef=false \
         -Doptimization=0 -Ddebug=false \
         "-Dcpp_args=-g1 -fno-sanitize-recover=all -Wno-maybe-uninitialized ${3:-}" \
         -Dcpp_link_args=-fno-sanitize-recover=all
