@@ -96,6 +96,24 @@ def save_file(work_dir: Path, name: str, code: str) -> Path:
     return root.joinpath(*parts)
 
 
+# Look-alikes of the frameworks' result classes, for when they are not
+# installed: the same fields, constructed with the same keywords.
+@dataclass
+class CodeResult:
+    exit_code: int
+    output: str
+
+
+@dataclass
+class CommandLineCodeResult(CodeResult):
+    code_file: Optional[str] = None  # the first block's file
+
+
+@dataclass
+class FilesCodeResult(CodeResult):
+    output_files: list = field(default_factory=list)  # images and HTML saved
+
+
 @dataclass
 class BlockRun:
     exit_code: int = 0

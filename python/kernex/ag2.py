@@ -22,7 +22,6 @@ commands, pulling missing Docker images (the error says how to get one).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Union
 
@@ -43,29 +42,10 @@ __all__ = [
 try:  # AG2's own classes, when it is installed
     from autogen.coding.base import CodeBlock, CommandLineCodeResult, IPythonCodeResult  # type: ignore
 except ImportError:
+    from kernex import CodeBlock  # type: ignore[assignment]
 
-    @dataclass
-    class CodeBlock:  # type: ignore[no-redef]
-        """AG2's CodeBlock: code and its language."""
-
-        code: str
-        language: str
-
-    @dataclass
-    class CommandLineCodeResult:  # type: ignore[no-redef]
-        """AG2's CommandLineCodeResult: exit_code, output, code_file (the first block's file)."""
-
-        exit_code: int
-        output: str
-        code_file: Optional[str] = None
-
-    @dataclass
-    class IPythonCodeResult:  # type: ignore[no-redef]
-        """AG2's IPythonCodeResult: exit_code, output, output_files (images and HTML saved)."""
-
-        exit_code: int
-        output: str
-        output_files: List[str] = field(default_factory=list)
+    from ._dropin import CommandLineCodeResult  # type: ignore[assignment]
+    from ._dropin import FilesCodeResult as IPythonCodeResult  # type: ignore[assignment]
 
 
 class MarkdownCodeExtractor:
@@ -93,7 +73,32 @@ _POLICY: Dict[str, bool] = {
 _ALIASES = {"py": "python", "python3": "python", "js": "javascript"}
 
 
-class _CommandLineExecutor:
+class _Executor:
+    """What AG2's protocol asks of all three, and their lifetime."""
+
+    _executor: "kernex.Executor"
+    _timeout: int
+
+    @property
+    def timeout(self) -> int:
+        return self._timeout
+
+    @property
+    def code_extractor(self) -> MarkdownCodeExtractor:
+        return MarkdownCodeExtractor()
+
+    def stop(self) -> None:
+        """Releases what the executor holds (a kernel, a container, a temporary dir)."""
+        self._executor.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+class _CommandLineExecutor(_Executor):
     SUPPORTED_LANGUAGES: ClassVar[List[str]] = list(_POLICY)
     DEFAULT_EXECUTION_POLICY: ClassVar[Dict[str, bool]] = dict(_POLICY)
     LANGUAGE_ALIASES: ClassVar[Dict[str, str]] = dict(_ALIASES)
@@ -109,16 +114,8 @@ class _CommandLineExecutor:
         self._executor = kernex.make_executor(config)
 
     @property
-    def timeout(self) -> int:
-        return self._timeout
-
-    @property
     def work_dir(self) -> Path:
         return self._work_dir
-
-    @property
-    def code_extractor(self) -> MarkdownCodeExtractor:
-        return MarkdownCodeExtractor()
 
     def execute_code_blocks(self, code_blocks: List[Any]) -> CommandLineCodeResult:
         """Runs the blocks in order (each with the whole timeout), stopping at
@@ -131,16 +128,6 @@ class _CommandLineExecutor:
             work_dir=self._work_dir)
         return CommandLineCodeResult(exit_code=run.exit_code, output=run.output,
                                      code_file=run.code_files[0] if run.code_files else None)
-
-    def stop(self) -> None:
-        """Releases what the executor holds (a container, a temporary dir)."""
-        self._executor.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
 
 
 class LocalCommandLineCodeExecutor(_CommandLineExecutor):
@@ -212,7 +199,7 @@ class DockerCommandLineCodeExecutor(_CommandLineExecutor):
         self._executor.restart()
 
 
-class JupyterCodeExecutor:
+class JupyterCodeExecutor(_Executor):
     """AG2's JupyterCodeExecutor on kernex's jupyter executor: the blocks run
     as cells of one kernel session. jupyter_server: None for a kernel kernex
     starts here, or a Jupyter Server (a URL, or AG2's JupyterConnectable /
@@ -242,14 +229,6 @@ class JupyterCodeExecutor:
         self._executor = kernex.make_executor(config)
 
     @property
-    def code_extractor(self) -> MarkdownCodeExtractor:
-        return MarkdownCodeExtractor()
-
-    @property
-    def timeout(self) -> int:
-        return self._timeout
-
-    @property
     def output_dir(self) -> Path:
         return self._output_dir
 
@@ -267,13 +246,3 @@ class JupyterCodeExecutor:
     def restart(self) -> None:
         """A fresh kernel: the session's state is gone."""
         self._executor.restart()
-
-    def stop(self) -> None:
-        """Shuts the kernel down."""
-        self._executor.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Union
 
@@ -44,32 +43,19 @@ __all__ = [
 try:  # AutoGen's own classes, when it is installed
     from autogen_core.code_executor import CodeBlock, CodeResult  # type: ignore
 except ImportError:
+    from kernex import CodeBlock  # type: ignore[assignment]
 
-    @dataclass
-    class CodeBlock:  # type: ignore[no-redef]
-        code: str
-        language: str
-
-    @dataclass
-    class CodeResult:  # type: ignore[no-redef]
-        exit_code: int
-        output: str
+    from ._dropin import CodeResult  # type: ignore[assignment]
 
 try:
     from autogen_ext.code_executors._common import CommandLineCodeResult  # type: ignore
 except ImportError:
-
-    @dataclass
-    class CommandLineCodeResult(CodeResult):  # type: ignore[no-redef]
-        code_file: Optional[str]
+    from ._dropin import CommandLineCodeResult  # type: ignore[assignment]
 
 try:
     from autogen_ext.code_executors.jupyter import JupyterCodeResult  # type: ignore
 except ImportError:
-
-    @dataclass
-    class JupyterCodeResult(CodeResult):  # type: ignore[no-redef]
-        output_files: List[Path]
+    from ._dropin import FilesCodeResult as JupyterCodeResult  # type: ignore[assignment]
 
 
 # AutoGen returns this exit code for a cancelled command-line block.
