@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -55,17 +54,17 @@ def hashed_name(code: str, language: str) -> str:
 
 
 def save_file(work_dir: Path, name: str, code: str) -> Path:
-    """Writes code to name inside work_dir, following no symlink on the way
-    (code that ran before may have planted some) and writing only a regular
-    file with one link. Returns the file. Raises ValueError for a name
-    outside work_dir, OSError when it cannot be written."""
+    """Writes code to name inside work_dir as kernex writes block files (see
+    docs/security.md): beneath a dir fd, following no symlink on the way
+    (code that ran before may have planted some), replacing whatever stands
+    at the name with a new 0600 file (O_EXCL: never through a link, FIFO or
+    device); dirs it makes are 0700. Returns the file. Raises ValueError for
+    a name outside work_dir or a dir at the name, OSError when it cannot be
+    written."""
     root = work_dir.resolve()
     path = PurePosixPath(name)
     if path.is_absolute():
-        try:
-            path = PurePosixPath(os.path.relpath(os.path.normpath(name), root))
-        except ValueError as e:
-            raise ValueError("Filename is not in the workspace") from e
+        path = PurePosixPath(os.path.relpath(os.path.normpath(name), root))
     parts = [p for p in path.parts if p not in ("", ".")]
     if not parts or ".." in parts:
         raise ValueError("Filename is not in the workspace")
@@ -73,19 +72,21 @@ def save_file(work_dir: Path, name: str, code: str) -> Path:
     try:
         for part in parts[:-1]:
             try:
-                os.mkdir(part, 0o777, dir_fd=dir_fd)
+                os.mkdir(part, 0o700, dir_fd=dir_fd)
             except FileExistsError:
                 pass
             next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             os.close(dir_fd)
             dir_fd = next_fd
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644,
+        try:
+            os.unlink(parts[-1], dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError as e:
+            raise ValueError(f"{name} is a directory in the work dir; not written") from e
+        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dir_fd)
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                raise ValueError(f"{name} in the work dir is not a regular file of its own; not written")
-            os.ftruncate(fd, 0)
             data = code.encode()
             while data:
                 data = data[os.write(fd, data):]

@@ -131,14 +131,23 @@ def test_saving_follows_no_symlink_out_of_the_work_dir(tmp_path):
     work.mkdir()
     outside = tmp_path / "outside.html"
     outside.write_text("precious")
-    (work / "page.html").symlink_to(outside)
     (work / "sub").symlink_to(tmp_path)
     with ag2.LocalCommandLineCodeExecutor(work_dir=work, timeout=30) as executor:
-        for name in ("page.html", "sub/outside.html", "../outside.html", str(outside)):
+        for name in ("sub/outside.html", "../outside.html", str(outside)):
             result = executor.execute_code_blocks(
                 [StandInCodeBlock(code=f"<!-- filename: {name} -->\nowned", language="html")])
             assert result.exit_code == 1, name
     assert outside.read_text() == "precious"
+    # A name the code planted as a link is replaced by a file of our own, not written through.
+    (work / "index.html").symlink_to(outside)
+    with ag2.LocalCommandLineCodeExecutor(work_dir=work, timeout=30) as executor:
+        result = executor.execute_code_blocks(
+            [StandInCodeBlock(code="<!-- filename: index.html -->\nours", language="html")])
+        assert result.exit_code == 0
+    assert outside.read_text() == "precious"
+    assert not (work / "index.html").is_symlink()
+    assert (work / "index.html").read_text() == "<!-- filename: index.html -->\nours"
+    assert (work / "index.html").stat().st_mode & 0o777 == 0o600
 
 
 def test_local_restart_warns_as_ag2(tmp_path):
