@@ -234,6 +234,68 @@ class state_and_output(kernel_test_case):
         self.assertEqual(self.run_ok("echo quiet").stream("stderr"), "")
 
 
+class history(kernel_test_case):
+    def history(self, **request):
+        msg_id = self.kc.history(**request)
+        while True:
+            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                self.assertEqual(reply["content"]["status"], "ok", reply)
+                return reply["content"]["history"]
+
+    def test_history_follows_the_spec(self):
+        counts = {}
+        for code in ["echo kx-h-a", "echo kx-h-b", "echo kx-h-a", "echo kx-h-c"]:
+            msg_id = self.kc.execute(code)
+            while True:
+                reply = self.kc.get_shell_msg(timeout=TIMEOUT)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            counts.setdefault(code, []).append(reply["content"]["execution_count"])
+        # Not stored: silent, or store_history false.
+        self.kc.execute("echo kx-h-silent", silent=True)
+        self.kc.execute("echo kx-h-unstored", store_history=False)
+        self.run_ok("true")
+
+        tail = self.history(hist_access_type="tail", n=5, raw=True, output=False)
+        self.assertEqual(len(tail), 5)
+        for session, line, _ in tail:
+            self.assertIsInstance(session, int)
+            self.assertIsInstance(line, int)
+        self.assertEqual([row[2] for row in tail],
+                         ["echo kx-h-a", "echo kx-h-b", "echo kx-h-a", "echo kx-h-c", "true"])
+        # Line numbers are the cells' execution counts, rising.
+        self.assertEqual([row[1] for row in tail[:4]],
+                         [counts["echo kx-h-a"][0], counts["echo kx-h-b"][0],
+                          counts["echo kx-h-a"][1], counts["echo kx-h-c"][0]])
+        session, first = tail[0][0], tail[0][1]
+
+        with_output = self.history(hist_access_type="tail", n=2, raw=True, output=True)
+        self.assertEqual(len(with_output), 2)
+        for row in with_output:
+            self.assertEqual(len(row), 3)
+            self.assertEqual(len(row[2]), 2)
+        self.assertEqual(with_output[1][2][0], "true")
+
+        ranged = self.history(hist_access_type="range", session=session, start=first,
+                              stop=first + 2, raw=True, output=False)
+        self.assertEqual(ranged, tail[:2])
+        current = self.history(hist_access_type="range", session=0, start=first,
+                               stop=first + 1, raw=True, output=False)
+        self.assertEqual(current, tail[:1])
+
+        found = self.history(hist_access_type="search", pattern="echo kx-h-*", raw=True,
+                             output=False, n=100)
+        self.assertEqual([row[2] for row in found],
+                         ["echo kx-h-a", "echo kx-h-b", "echo kx-h-a", "echo kx-h-c"])
+        unique = self.history(hist_access_type="search", pattern="echo kx-h-*", raw=True,
+                              output=False, n=100, unique=True)
+        self.assertEqual([row[2] for row in unique], ["echo kx-h-b", "echo kx-h-a", "echo kx-h-c"])
+        latest = self.history(hist_access_type="search", pattern="echo kx-h-?", raw=True,
+                              output=False, n=2)
+        self.assertEqual(latest, tail[2:4])
+
+
 class interrupts(kernel_test_case):
     def interrupt_after_start(self, code):
         def interrupt_soon(_):
@@ -259,6 +321,40 @@ class interrupts(kernel_test_case):
         self.assertEqual(result.reply["status"], "error")
         self.assertEqual(result.stream(), "")
         self.assertEqual(self.run_ok("echo next").stream(), "next\n")
+
+    def control_request(self, msg_type, content=None, timeout=10.0):
+        """Sends a request on the control channel; its reply, or None when none came in time."""
+        msg = self.kc.session.msg(msg_type, content or {})
+        self.kc.control_channel.send(msg)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                reply = self.kc.get_control_msg(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                return None
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return reply
+        return None
+
+    def test_interrupt_request_on_control_stops_the_running_cell(self):
+        # What a client without the kernel's pid sends (--existing, a gateway).
+        replies = {}
+        def interrupt_by_message(_):
+            time.sleep(0.5)
+            info = self.control_request("kernel_info_request")
+            replies["kernel_info"] = info and info["content"]["implementation"]
+            replies["interrupt"] = self.control_request("interrupt_request")
+        self.run_ok("keep=still-here")
+        started = time.monotonic()
+        result = run(self.kc, "sleep 30; echo not-reached", on_start=interrupt_by_message)
+        # Answered while the cell ran, not after the 30 s sleep.
+        self.assertLess(time.monotonic() - started, 15.0)
+        self.assertEqual(replies["kernel_info"], "kernex-bash")
+        self.assertIsNotNone(replies["interrupt"])
+        self.assertEqual(replies["interrupt"]["content"].get("status", "ok"), "ok")
+        self.assertEqual(result.reply["ename"], "Interrupted")
+        self.assertNotIn("not-reached", result.stream())
+        self.assertEqual(self.run_ok('echo "$keep"').stream(), "still-here\n")
 
     def test_interrupt_stops_a_busy_builtin_loop(self):
         result = self.interrupt_after_start("while :; do :; done")

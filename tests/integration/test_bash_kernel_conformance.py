@@ -2,7 +2,11 @@
 
 Every message the kernel sends is validated against the protocol's schema;
 the samples below make the suite exercise kernel_info, stdout/stderr
-streams, errors, is_complete, completion, inspection and display_data.
+streams, errors, is_complete, completion, inspection, display_data,
+clear_output and history (tail, range, search with unique and n). Not run:
+the pager (kernex-bash has none) and execute_result: a shell's output is its
+stdout, so kernex-bash sends streams and never an execute_result; the sample
+below exists only for the history test, which executes it.
 The kernel is found through JUPYTER_PATH (set by meson to the build tree's kernelspec).
 """
 
@@ -26,6 +30,15 @@ class kernex_bash_conformance(jupyter_kernel_test.KernelTests):
     # Exactly one output: the error that carries the exit status.
     code_generate_error = "false"
     code_inspect_sample = "cd"
+    code_clear_output = "echo soon-gone; clear"
+
+    # Only the history test uses it (see above): it is run, and searched for.
+    code_execute_result = [{"code": "echo kx-history-sample", "result": "kx-history-sample\n"}]
+    code_history_pattern = "echo kx-history-s*"
+    supported_history_operations = ("tail", "range", "search")
+
+    def test_execute_result(self):
+        self.skipTest("kernex-bash sends a cell's output as streams, never as execute_result")
 
     complete_code_samples = [
         "echo hi",

@@ -45,12 +45,23 @@ void bash_interpreter::terminate_live() noexcept {
     if (live_interpreter) live_interpreter->m_session.terminate_group();
 }
 
-void bash_interpreter::configure_impl() { m_session.start(); }
+void bash_interpreter::configure_impl() {
+    std::lock_guard lock(m_session_mutex);
+    m_session.start();
+    remember_version();
+}
+
+void bash_interpreter::remember_version() {
+    std::lock_guard lock(m_version_mutex);
+    m_version = m_session.version();
+}
 
 bool bash_interpreter::ensure_shell(bool silent) {
     if (m_session.running()) return true;
+    if (m_shutting_down) return false;
     try {
         m_session.start();
+        remember_version();
         return true;
     } catch (const std::exception& e) {
         if (!silent) publish_stream("stderr", std::string("kernex-bash: ") + e.what() + "\n");
@@ -97,9 +108,14 @@ bool has_no_commands(const std::string& code) {
 
 }  // namespace
 
-nl::json bash_interpreter::execute_request_impl(int /*execution_counter*/, const std::string& code,
-                                                bool silent, bool /*store_history*/,
+nl::json bash_interpreter::execute_request_impl(int execution_counter, const std::string& code,
+                                                bool silent, bool store_history,
                                                 nl::json user_expressions, bool /*allow_stdin*/) {
+    // An execute_request sent on the control channel would run beside the
+    // shell thread's cell; a client that does so gets it aborted.
+    if (!on_main_thread()) return {{"status", "aborted"}};
+    if (m_history && store_history && !silent) m_history->set_next_line(execution_counter);
+    std::lock_guard lock(m_session_mutex);
     if (has_no_commands(code))
         return xeus::create_successful_reply(nl::json::array(),
                                              evaluate_user_expressions(user_expressions));
@@ -119,6 +135,10 @@ nl::json bash_interpreter::execute_request_impl(int /*execution_counter*/, const
         }
         if (!silent) display_data(std::move(content.data), nl::json::object(), nl::json::object());
         return true;
+    };
+
+    handlers.on_clear = [this, silent](bool wait) {
+        if (!silent) clear_output(wait);
     };
 
     const cell_outcome outcome = m_session.run_cell(code, handlers);
@@ -152,8 +172,12 @@ nl::json bash_interpreter::complete_request_impl(const std::string& code, int cu
     const std::size_t cursor = byte_offset(code, static_cast<std::size_t>(std::max(cursor_pos, 0)));
     const completion_plan plan = plan_completion(code, cursor);
     std::vector<std::string> matches;
-    if (plan.kind != completion_kind::none && ensure_shell(true))
-        matches = completion_matches(plan, m_session.query(completion_query(plan)));
+    // On the control channel (another thread) the session is not ours to ask: no matches.
+    if (plan.kind != completion_kind::none && on_main_thread()) {
+        std::lock_guard lock(m_session_mutex);
+        if (ensure_shell(true))
+            matches = completion_matches(plan, m_session.query(completion_query(plan)));
+    }
     nl::json sanitized = nl::json::array();
     for (const auto& m : matches) sanitized.push_back(sanitize(m));
     return xeus::create_complete_reply(
@@ -166,7 +190,10 @@ nl::json bash_interpreter::inspect_request_impl(const std::string& code, int cur
     const std::size_t cursor = byte_offset(code, static_cast<std::size_t>(std::max(cursor_pos, 0)));
     const std::string word = word_at(code, cursor);
     std::string text;
-    if (!word.empty() && ensure_shell(true)) text = sanitize(m_session.query(inspect_query(word)));
+    if (!word.empty() && on_main_thread()) {
+        std::lock_guard lock(m_session_mutex);
+        if (ensure_shell(true)) text = sanitize(m_session.query(inspect_query(word)));
+    }
     if (text.empty()) return xeus::create_inspect_reply(false);
     return xeus::create_inspect_reply(true, {{"text/plain", text}});
 }
@@ -177,15 +204,30 @@ nl::json bash_interpreter::is_complete_request_impl(const std::string& code) {
 }
 
 nl::json bash_interpreter::kernel_info_request_impl() {
-    const std::string version = m_session.version();
+    std::string version;
+    {
+        std::lock_guard lock(m_version_mutex);
+        version = m_version;
+    }
     const std::string short_version = version.substr(0, version.find('('));
     return xeus::create_info_reply(
         "5.3", "kernex-bash", KERNEX_VERSION, "bash", short_version, "text/x-sh", ".sh", "bash",
         "shell", "",
         "kernex-bash " KERNEX_VERSION ": a stateful GNU bash " + version +
-            " session.\n`display FILE` shows PNG, JPEG, GIF, SVG and HTML files.");
+            " session.\n`display FILE` shows PNG, JPEG, GIF, SVG and HTML files; `clear` clears "
+            "the cell's output.");
 }
 
-void bash_interpreter::shutdown_request_impl() { m_session.stop(); }
+// On the control thread. An idle session is stopped here; a running cell's
+// shell group is ended, and the main thread, seeing its shell die, starts no
+// new one.
+void bash_interpreter::shutdown_request_impl() {
+    m_shutting_down = true;
+    std::unique_lock lock(m_session_mutex, std::try_to_lock);
+    if (lock.owns_lock())
+        m_session.stop();
+    else
+        m_session.terminate_group();
+}
 
 }  // namespace kernex::bash

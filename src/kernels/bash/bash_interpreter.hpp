@@ -1,13 +1,19 @@
 // kernex-bash's xeus interpreter: Jupyter requests in, a shell_session out.
-// xeus calls every method on its main thread (the one polling the shell and
-// control sockets), so publishing from here is safe.
+// Shell-channel requests arrive on the main thread, control-channel ones on
+// xeus's control thread while a cell may run (kernel_server.hpp): only the
+// main thread touches the session; the control thread may read the cached
+// version, interrupt, and end the shell (shutdown).
 #pragma once
 
+#include "history_manager.hpp"
 #include "shell_session.hpp"
 
 #include <xeus/xinterpreter.hpp>
 
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace kernex::bash {
 
@@ -21,6 +27,10 @@ public:
     // the live interpreter, if there is one.
     static void interrupt_live() noexcept;
     static void terminate_live() noexcept;
+
+    // The history manager xeus stores cells in (owned by the kernel, which
+    // outlives every request): told each cell's execution count.
+    void use_history(history_manager* history) noexcept { m_history = history; }
 
 private:
     void configure_impl() override;
@@ -37,11 +47,20 @@ private:
     nl::json error_reply(const std::string& ename, const std::string& evalue,
                          const std::string& explanation, bool silent);
     nl::json evaluate_user_expressions(const nl::json& expressions);
-    // Starts a new shell after the old one ended; false (and a message) when it cannot.
+    // Starts a new shell after the old one ended; false (and a message) when
+    // it cannot or the kernel is shutting down. Requires m_session_mutex.
     bool ensure_shell(bool silent);
+    void remember_version();
+    bool on_main_thread() const noexcept { return std::this_thread::get_id() == m_main_thread; }
 
     std::string m_bash_path;
+    const std::thread::id m_main_thread = std::this_thread::get_id();
+    std::mutex m_session_mutex;  // held by the main thread while it uses m_session
+    std::atomic<bool> m_shutting_down{false};
+    std::mutex m_version_mutex;
+    std::string m_version;  // bash's version, for kernel_info on either thread
     shell_session m_session;
+    history_manager* m_history = nullptr;
 };
 
 }  // namespace kernex::bash

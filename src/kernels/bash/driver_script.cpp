@@ -49,6 +49,19 @@ display() {
     done
     return "$__kx_failed"
 }
+clear() {
+    local __kx_wait=0 __kx_ack
+    case ${1-} in
+    '') ;;
+    -w|--wait) __kx_wait=1 ;;
+    *) builtin printf 'usage: clear [-w]\nClears the cell'"'"'s output (-w: when new output arrives).\n' >&2
+       return 2 ;;
+    esac
+    builtin printf 'clear %s\0' "$__kx_wait" >&62
+    # Output written after the clear must not reach the kernel before it.
+    IFS= builtin read -r -n 1 -u 61 __kx_ack
+    return 0
+}
 builtin printf 'ready %s\0' "$BASH_VERSION" >&62
 while :; do
     __kx_rc=0

@@ -2,11 +2,11 @@
 // cells. Started by a Jupyter client as `kernex-bash -f CONNECTION_FILE`.
 #include "bash_interpreter.hpp"
 #include "child.hpp"
+#include "kernel_server.hpp"
 
 #include <xeus/xhelper.hpp>
 #include <xeus/xkernel.hpp>
 #include <xeus/xkernel_configuration.hpp>
-#include <xeus/xserver_zmq.hpp>
 
 #include <poll.h>
 #include <pthread.h>
@@ -119,6 +119,8 @@ int main(int argc, char* argv[]) {
 
     try {
         auto interpreter = std::make_unique<bash_interpreter>(*bash_path);
+        auto history = std::make_unique<kernex::bash::history_manager>();
+        interpreter->use_history(history.get());
         std::thread signals(signal_loop);
         const pthread_t signals_handle = signals.native_handle();
         watch_parent();
@@ -128,8 +130,8 @@ int main(int argc, char* argv[]) {
             const std::string file_name = xeus::extract_filename(argc, argv);
             if (file_name.empty()) {
                 xeus::xkernel kernel(xeus::get_user_name(), std::move(context),
-                                     std::move(interpreter), xeus::make_xserver_zmq,
-                                     xeus::make_in_memory_history_manager(), nullptr,
+                                     std::move(interpreter), kernex::bash::make_kernel_server,
+                                     std::move(history), nullptr,
                                      xeus::make_null_debugger, nl::json::object(),
                                      nl::json::error_handler_t::replace);
                 std::cout << xeus::print_starting_message(kernel.get_config()) << std::flush;
@@ -137,8 +139,8 @@ int main(int argc, char* argv[]) {
             } else {
                 xeus::xkernel kernel(xeus::load_configuration(file_name), xeus::get_user_name(),
                                      std::move(context), std::move(interpreter),
-                                     xeus::make_xserver_zmq,
-                                     xeus::make_in_memory_history_manager(), nullptr,
+                                     kernex::bash::make_kernel_server,
+                                     std::move(history), nullptr,
                                      xeus::make_null_debugger, nl::json::object(),
                                      nl::json::error_handler_t::replace);
                 kernel.start();
@@ -147,7 +149,8 @@ int main(int argc, char* argv[]) {
             std::cerr << "kernex-bash: " << e.what() << "\n";
             status = 1;
         }
-        // The kernel (and with it the interpreter and its shell) is gone here.
+        // Reached when the kernel could not start: after a shutdown_request,
+        // xeus's threaded server ends the process with exit(0) itself.
         pthread_kill(signals_handle, SIGUSR2);
         signals.join();
         return status;

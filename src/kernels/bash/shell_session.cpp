@@ -272,6 +272,13 @@ void shell_session::handle_record(const std::string& record, const cell_handlers
         }
         const char ack = shown ? '0' : '1';
         if (m_ack) (void)!::write(m_ack.get(), &ack, 1);
+    } else if (kind == "clear") {
+        if (handlers) {
+            for (int i = 0; i < 2; ++i) read_output(i, handlers, true);
+            if (handlers->on_clear) handlers->on_clear(arg == "1");
+        }
+        const char ack = '0';
+        if (m_ack) (void)!::write(m_ack.get(), &ack, 1);
     }
 }
 

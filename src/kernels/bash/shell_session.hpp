@@ -20,6 +20,8 @@ struct cell_handlers {
     std::function<void(const std::string& name, const std::string& text)> on_stream;
     // A `display PATH` request from the shell; returns whether it was shown.
     std::function<bool(const std::string& path)> on_display;
+    // A `clear [-w]` request: clear the cell's output (wait: when new output arrives).
+    std::function<void(bool wait)> on_clear;
 };
 
 enum class cell_end { finished, interrupted, shell_exited };
