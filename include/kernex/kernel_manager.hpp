@@ -22,6 +22,7 @@
 #include "kernex/connection.hpp"
 #include "kernex/gateway.hpp"
 #include "kernex/kernel_client.hpp"
+#include "kernex/sandbox.hpp"
 #include "kernex/kernelspec.hpp"
 
 namespace kernex {
@@ -58,6 +59,12 @@ struct kernel_options {
     std::optional<std::filesystem::path> connection_file{};// default: <runtime dir>/kernel-<id>.json
     std::optional<std::filesystem::path> cwd{};           // the kernel's working directory
     std::map<std::string, std::string> env{};             // added to the kernelspec's env
+    // A local kernel's environment: PATH, HOME, LANG, LC_*, TERM, TZ and USER
+    // of ours, then the kernelspec's env, then env; inherit_env: all of ours.
+    bool inherit_env = false;
+    // Run a local kernel in the bubblewrap sandbox (sandbox.hpp): ipc
+    // transport in a private dir bound inside, cwd (else ours) read-write.
+    std::optional<sandbox_options> sandbox{};
     std::string transport = "tcp";                        // "tcp" or "ipc"
     std::string ip = "127.0.0.1";
     // Use these ports (transport, ip, ports; a key is made when empty)

@@ -1,7 +1,10 @@
 // local_executor: runs each code block as a file in a local process (bash,
 // sh, python3, node, pwsh), in a work dir, with one timeout for the whole
 // execute() call and a cap on the output kept. Stateless: nothing survives
-// from one block to the next but the files in the work dir.
+// from one block to the next but the files in the work dir: every process a
+// block starts is killed when it ends (see process.hpp's reaper), and when
+// kernex dies. Blocks get a clean environment unless asked otherwise, and
+// can run in a bubblewrap sandbox (sandbox.hpp).
 #pragma once
 
 #include <chrono>
@@ -13,8 +16,13 @@
 #include <vector>
 
 #include "kernex/executor.hpp"
+#include "kernex/sandbox.hpp"
 
 namespace kernex {
+
+namespace detail {
+struct sandbox_request;
+}
 
 struct local_executor_options {
     // Where blocks are written and run; created if missing. Unset: a fresh
@@ -24,8 +32,15 @@ struct local_executor_options {
     std::chrono::milliseconds timeout{60'000};
     // Bytes of output kept per execute() call; the rest is read and counted.
     std::size_t max_output = 1u << 20;
-    // Added to (or overriding) the environment kernex runs in.
+    // Added to (or overriding) the environment blocks get: by default only
+    // PATH, HOME, LANG, LC_*, TERM, TZ and USER of kernex's own environment.
     std::map<std::string, std::string> env;
+    // The whole of kernex's environment instead (API keys and tokens included).
+    bool inherit_env = false;
+    // Run every block in the bubblewrap sandbox with these limits. The
+    // constructor throws kernex::error(launch_failed) when the sandbox
+    // cannot run here (bwrap missing, no user namespaces).
+    std::optional<sandbox_options> sandbox;
     // Put in front of PATH, in this order (a virtualenv's bin dir, say). The
     // interpreters are looked up on the resulting PATH.
     std::vector<std::filesystem::path> path_prefix;
@@ -60,6 +75,7 @@ protected:
 
 private:
     void make_work_dir();
+    detail::sandbox_request sandbox_view(const std::filesystem::path& dir) const;
 
     local_executor_options m_options;
     std::filesystem::path m_work_dir;

@@ -3,6 +3,15 @@
 // against one deadline with a byte cap, and stopping them (signal to the
 // whole group, wait, SIGKILL, reap). Every child is reaped; a child_process
 // destructor leaves no process behind.
+//
+// Every program runs under a reaper of its own: a small process of kernex's
+// that leads the program's session and is its child subreaper, so whatever
+// the program starts (job control, setsid, double forks, nohup) stays its
+// descendant. When the program ends, when stop() asks, or when kernex dies
+// (kill -9 included), the reaper SIGKILLs every descendant, then exits with
+// the program's status. Code running as the same user can still kill the
+// reaper itself; the sandbox (a pid namespace) is the confinement that holds
+// against that.
 #pragma once
 
 #include <chrono>
@@ -13,6 +22,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kernex {
@@ -37,13 +47,19 @@ struct spawn_options {
     output_mode stderr_mode = output_mode::pipe;
     bool merge_stderr = true;                        // with pipe: stderr into the stdout pipe, in arrival order
     std::filesystem::path log_file;                  // with output_mode::file
+    // Removed by the reaper if kernex dies while the program runs (its
+    // connection file and log, say; an empty directory is removed too, so
+    // list it after its files); left alone on a normal end.
+    std::vector<std::filesystem::path> remove_if_orphaned;
+    // Resource limits set on the program before exec (soft = hard): {RLIMIT_NPROC, 64}, ...
+    std::vector<std::pair<int, std::uint64_t>> rlimits;
 };
 
-// A running (or exited, not yet reaped) child, leader of its own session and
-// process group. An exited child stays a zombie until stop() (or the
-// destructor) reaps it: so long as it is unreaped its pid, and so its group
-// id, cannot be reused, and signal_group() and stop() can only reach its own
-// group. Move-only.
+// A running (or exited, not yet reaped) program under its reaper, which
+// leads the program's session and process group. An exited reaper stays a
+// zombie until stop() (or the destructor) reaps it: so long as it is unreaped
+// its pid, and so the group id, cannot be reused, and signal_group() and
+// stop() can only reach its own group. Move-only.
 class child_process {
 public:
     // Spawns the child. Throws kernex::error(launch_failed) naming argv[0] when
@@ -54,8 +70,10 @@ public:
     child_process(child_process&& other) noexcept;
     child_process& operator=(child_process&& other) noexcept;
 
+    // The program's pid (its reaper's is the group id).
     int pid() const noexcept { return m_pid; }
-    // A pidfd: becomes readable when the child exits (poll it with others). -1 if none.
+    // A pidfd: becomes readable once the program has exited and its reaper
+    // has killed everything it left (poll it with others). -1 if none.
     int pidfd() const noexcept { return m_pidfd; }
     // The read end of the stdout pipe (with pipe mode), -1 otherwise. Non-blocking.
     int stdout_fd() const noexcept { return m_stdout; }
@@ -74,19 +92,24 @@ public:
     // exited or stop() was called.
     bool signal_group(int sig) noexcept;
 
-    // SIGTERM to the group, wait up to grace, SIGKILL to the group, reap.
-    // grace = 0 skips straight to SIGKILL. The group is killed even when the
-    // child exited by itself, so its background children do not outlive it.
-    // Afterwards pid() is -1 and status() holds the wait status. Idempotent, noexcept.
+    // Asks the reaper to SIGKILL the program and every descendant now, and
+    // returns at once (running() turns false when it is done).
+    void kill() noexcept;
+
+    // SIGTERM to the group, wait up to grace, then the reaper SIGKILLs every
+    // descendant left (in its group or not), reap. grace = 0 skips straight
+    // to SIGKILL. Afterwards pid() is -1 and status() holds the wait status.
+    // Idempotent, noexcept.
     void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) noexcept;
 
 private:
-    void reap_group() noexcept;
     int m_pid = -1;
     int m_pidfd = -1;
     int m_stdout = -1;
     int m_stderr = -1;
     std::optional<int> m_status;
+    int m_group = -1;     // the reaper
+    int m_lifeline = -1;  // a byte: kill now; end of file: kernex died
 };
 
 // The file that exec would run for name with this PATH value (the system's
@@ -121,12 +144,11 @@ struct run_result {
 };
 
 // Runs a child to completion with stdin from /dev/null, stdout+stderr merged
-// into one pipe. On timeout the whole process group is killed (background
-// children included) and partial output kept. Output beyond max_output is
-// read and dropped so the child never blocks. When the child exits, what is
-// left of its group is killed too, and the pipe is read only briefly more (a
-// daemon in another session may hold it open). Throws kernex::error only when
-// the child cannot be spawned.
+// into one pipe. On timeout the program and all its descendants are killed
+// and partial output kept. Output beyond max_output is read and dropped so
+// the child never blocks. When the program exits, every process it started
+// is killed too (whatever session or group it moved to), so the pipe ends.
+// Throws kernex::error only when the child cannot be spawned.
 run_result run_process(spawn_options options, const run_options& limits);
 
 }  // namespace kernex

@@ -93,6 +93,14 @@ command_runner add_exec_command(CLI::App& app) {
                                "network none; --work-dir is bound at /workspace)");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: the work dir)");
+    config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");
+    cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
+    cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
+    config_option<std::uint64_t>(cmd, args, "--rlimit-cpu", "rlimit_cpu", "local --sandbox: CPU seconds per process");
+    config_option<std::uint64_t>(cmd, args, "--rlimit-as", "rlimit_as", "local --sandbox: address space bytes per process");
+    config_option<std::uint64_t>(cmd, args, "--rlimit-fsize", "rlimit_fsize", "local --sandbox: largest file a block may write, bytes");
+    config_option<std::uint64_t>(cmd, args, "--rlimit-nofile", "rlimit_nofile", "local --sandbox: open files per process");
+    config_option<std::uint64_t>(cmd, args, "--rlimit-nproc", "rlimit_nproc", "local --sandbox: processes of the user (counted host-wide; root is exempt)");
     cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")
         ->capture_default_str();
     cmd->add_flag("--json", args->json, "Print the result as one JSON object instead of the output");

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "confine/environment.hpp"
+#include "confine/sandbox.hpp"
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
@@ -47,6 +49,7 @@ local_executor::local_executor(local_executor_options options) : m_options(std::
     }
     m_options.interpreters = std::move(interpreters);
     if (m_options.work_dir) m_options.work_dir = fs::absolute(*m_options.work_dir);
+    if (m_options.sandbox) detail::sandbox_program();  // refuses now, not at the first block
 
     detail::open_cancel_pipe(m_cancel_read, m_cancel_write);
     try {
@@ -79,6 +82,14 @@ void local_executor::stop() noexcept {
     }
 }
 
+detail::sandbox_request local_executor::sandbox_view(const fs::path& dir) const {
+    detail::sandbox_request view;
+    view.work_dir = dir;
+    view.read_only = m_options.sandbox->read_only;
+    for (const auto& p : m_options.path_prefix) view.read_only.push_back(fs::absolute(p));
+    return view;
+}
+
 void local_executor::interrupt() noexcept { detail::send_cancel(m_cancel_write); }
 
 std::vector<std::vector<std::string>> local_executor::languages() { return detail::language_names(language_table()); }
@@ -97,18 +108,21 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
 
     spawn_options spawn;
     spawn.cwd = dir;
-    spawn.env = m_options.env;
-    {
+    spawn.inherit_environment = false;
+    spawn.env = detail::code_environment(m_options.env, m_options.inherit_env);
+    // Python's stdout is block-buffered into a pipe: its prints would come
+    // after its traceback instead of in the order they happened.
+    spawn.env.emplace("PYTHONUNBUFFERED", "1");
+    if (m_options.sandbox) {
+        spawn.env = detail::sandbox_environment(std::move(spawn.env), m_options.path_prefix);
+        spawn.rlimits = detail::sandbox_rlimits(*m_options.sandbox);
+    } else {
         std::string path;
         for (const auto& p : m_options.path_prefix) path.append(fs::absolute(p).string()).append(":");
         const auto env_path = spawn.env.find("PATH");
-        const char* inherited = std::getenv("PATH");
-        path += env_path != spawn.env.end() ? env_path->second : inherited ? inherited : "";
+        path += env_path != spawn.env.end() ? env_path->second : "";
         if (!path.empty() && path.back() == ':') path.pop_back();
         if (!path.empty()) spawn.env["PATH"] = path;
-        // Python's stdout is block-buffered into a pipe: its prints would come
-        // after its traceback instead of in the order they happened.
-        spawn.env.emplace("PYTHONUNBUFFERED", "1");
     }
     const auto path_it = spawn.env.find("PATH");
     const std::string_view child_path = path_it != spawn.env.end() ? std::string_view(path_it->second) : "";
@@ -161,6 +175,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         // name starting with '-' from being read as an option.
         std::string relative = file->lexically_relative(dir).string();
         spawn.argv.push_back(relative.starts_with("-") ? "./" + relative : relative);
+        if (m_options.sandbox) spawn.argv = detail::sandbox_argv(sandbox_view(dir), spawn.argv);
 
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
         run_result run;
@@ -206,7 +221,27 @@ std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config)
     if (auto v = c.string("work_dir")) options.work_dir = *v;
     if (auto v = c.seconds("timeout")) options.timeout = *v;
     if (auto v = c.count("max_output")) options.max_output = *v;
-    if (auto v = c.string_map("env")) options.env = std::move(*v);
+    if (config.contains("env") && config["env"].is_array()) {
+        // ["NAME=VALUE", "NAME"] as --env gives them: NAME alone passes the host's value.
+        const auto items = c.string_list("env");
+        for (const auto& item : *items)
+            for (auto& [name, value] : parse_env_assignment(item)) options.env[name] = value;
+    } else if (auto v = c.string_map("env")) {
+        options.env = std::move(*v);
+    }
+    if (auto v = c.boolean("inherit_env")) options.inherit_env = *v;
+    if (c.boolean("sandbox").value_or(false)) options.sandbox.emplace();
+    const std::pair<const char*, std::optional<std::uint64_t> sandbox_options::*> limits[] = {
+        {"rlimit_cpu", &sandbox_options::cpu_seconds},  {"rlimit_as", &sandbox_options::address_space},
+        {"rlimit_fsize", &sandbox_options::file_size},  {"rlimit_nofile", &sandbox_options::open_files},
+        {"rlimit_nproc", &sandbox_options::processes},
+    };
+    for (const auto& [key, field] : limits)
+        if (auto v = c.count(key)) {
+            if (!options.sandbox) throw error(errc::invalid_argument, std::string("option '") + key +
+                                                                          "' of executor local needs sandbox: true");
+            (*options.sandbox).*field = *v;
+        }
     if (auto v = c.string_list("path_prefix")) options.path_prefix.assign(v->begin(), v->end());
     if (auto v = c.string_map("interpreters")) options.interpreters = std::move(*v);
     return std::make_unique<local_executor>(std::move(options));

@@ -16,7 +16,8 @@ struct executor_kind {
 
 const std::vector<executor_kind>& executor_kinds() {
     static const std::vector<executor_kind> kinds = {
-        {"local", {"work_dir", "timeout", "max_output", "env", "path_prefix", "interpreters"},
+        {"local", {"work_dir", "timeout", "max_output", "env", "path_prefix", "interpreters", "inherit_env", "sandbox",
+                    "rlimit_cpu", "rlimit_as", "rlimit_fsize", "rlimit_nofile", "rlimit_nproc"},
          detail::make_local_executor},
         {"jupyter", {"kernel_name", "connection_file", "work_dir", "output_dir", "timeout", "max_output",
                      "startup_timeout", "gateway_url", "gateway_token", "gateway_ca", "gateway_headers",

@@ -128,6 +128,8 @@ struct kernel_manager::impl final : kernel_control {
         request.env = spec.env;
         for (const auto& [k, v] : options.env) request.env[k] = v;
         request.log_file = log_file;
+        request.conn_file = conn_file;
+        request.inherit_env = options.inherit_env;
         request.conn = conn;
         proc->launch(request);
         launched_at = steady::now();
@@ -368,7 +370,7 @@ kernel_manager kernel_manager::start(kernel_options options) {
         p->proc = detail::make_docker_provisioner(docker, p->id);
         p->options.cwd.reset();  // the container's working directory is /workspace
     } else {
-        p->proc = detail::make_local_provisioner();
+        p->proc = detail::make_local_provisioner(p->options.sandbox);
     }
     detail::kernel_layout layout;
     layout.conn_file = p->options.connection_file ? *p->options.connection_file

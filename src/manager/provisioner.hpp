@@ -27,6 +27,8 @@ struct launch_request {
     std::optional<std::filesystem::path> cwd;
     std::map<std::string, std::string> env;  // the kernelspec's and the caller's
     std::filesystem::path log_file;          // where a local kernel's stdout/stderr go
+    std::filesystem::path conn_file;         // removed with the log if kernex dies
+    bool inherit_env = false;                // kernel_options::inherit_env
     connection_info conn;                    // the sockets it will bind (ports to publish)
 };
 
@@ -71,7 +73,7 @@ public:
     virtual std::string log_tail(std::size_t max_bytes) = 0;
 };
 
-std::unique_ptr<provisioner> make_local_provisioner();
+std::unique_ptr<provisioner> make_local_provisioner(const std::optional<sandbox_options>& sandbox = std::nullopt);
 // Throws kernex::error(invalid_argument) for bad options, (docker_error)
 // when the daemon cannot be reached, (io_error) when a directory cannot be made.
 std::unique_ptr<provisioner> make_docker_provisioner(const docker_kernel_options& options, const std::string& kernel_id);

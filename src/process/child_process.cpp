@@ -3,7 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -12,12 +13,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <utility>
 
 #include "kernex/error.hpp"
 #include "process/process_internal.hpp"
+#include "process/reaper.hpp"
 
 extern char** environ;
 
@@ -26,22 +29,6 @@ namespace kernex {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Owns the pieces posix_spawn needs so every exit path releases them.
-struct spawn_setup {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    spawn_setup() {
-        posix_spawn_file_actions_init(&actions);
-        posix_spawnattr_init(&attr);
-    }
-    ~spawn_setup() {
-        posix_spawn_file_actions_destroy(&actions);
-        posix_spawnattr_destroy(&attr);
-    }
-    spawn_setup(const spawn_setup&) = delete;
-    spawn_setup& operator=(const spawn_setup&) = delete;
-};
 
 // Closes an fd at scope exit unless released.
 struct fd_guard {
@@ -206,65 +193,138 @@ child_process::child_process(const spawn_options& options) {
         throw_launch(program, has_slash ? "no such file"
                                         : "not found on PATH (" + (env.has_path ? env.path : "default path") + ")");
     }
+    // exec resolves a relative name against the program's cwd, which the
+    // reaper changes only in the program: anchor it here.
+    if (file->is_relative()) file = fs::absolute(*file);
 
-    spawn_setup setup;
-    fd_guard out_read, out_write, err_read, err_write;
-    auto* actions = &setup.actions;
-    posix_spawn_file_actions_addopen(actions, 0, "/dev/null", O_RDONLY, 0);
-
-    auto redirect = [&](int target, output_mode mode, fd_guard& read_end, fd_guard& write_end) {
+    // Everything the forked reaper needs is made here: after fork() it may
+    // only make plain system calls.
+    fd_guard null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (null_fd.fd < 0) throw error(errc::io_error, std::string("cannot open /dev/null: ") + std::strerror(errno));
+    fd_guard out_read, out_write, err_read, err_write, log_fd;
+    auto target_fd = [&](int own, output_mode mode, fd_guard& read_end, fd_guard& write_end) -> int {
         switch (mode) {
-        case output_mode::inherit: break;
-        case output_mode::null:
-            posix_spawn_file_actions_addopen(actions, target, "/dev/null", O_WRONLY, 0);
-            break;
+        case output_mode::inherit: return own;
+        case output_mode::null: return null_fd.fd;
         case output_mode::file:
-            posix_spawn_file_actions_addopen(actions, target, options.log_file.c_str(),
-                                             O_WRONLY | O_CREAT | O_APPEND, 0600);
-            break;
+            if (log_fd.fd < 0) {
+                log_fd.fd = ::open(options.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                if (log_fd.fd < 0)
+                    throw_launch(program, "cannot open its log file " + options.log_file.string() + ": " +
+                                              std::strerror(errno));
+            }
+            return log_fd.fd;
         case output_mode::pipe: {
             int fds[2];
             make_pipe(fds);
             read_end.fd = fds[0];
             write_end.fd = fds[1];
-            posix_spawn_file_actions_adddup2(actions, fds[1], target);
-            break;
+            return fds[1];
         }
         }
+        return null_fd.fd;
     };
-    redirect(1, options.stdout_mode, out_read, out_write);
+    const int out_fd = target_fd(1, options.stdout_mode, out_read, out_write);
     const bool share_stdout =
         options.stderr_mode == options.stdout_mode &&
         ((options.stderr_mode == output_mode::pipe && options.merge_stderr) || options.stderr_mode == output_mode::file);
-    if (share_stdout)
-        posix_spawn_file_actions_adddup2(actions, 1, 2);  // one open file: stdout and stderr in arrival order
-    else
-        redirect(2, options.stderr_mode, err_read, err_write);
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(actions, cwd.c_str());
-    posix_spawn_file_actions_addclosefrom_np(actions, 3);
+    // One open file for both: stdout and stderr in arrival order.
+    const int err_fd = share_stdout ? out_fd : target_fd(2, options.stderr_mode, err_read, err_write);
 
-    // Own session (so own process group: signal_group reaches every
-    // descendant that stays in it), an empty signal mask and default
-    // dispositions: what we block or ignore (SIGPIPE, say) is not the child's business.
-    sigset_t empty, all;
-    sigemptyset(&empty);
-    sigfillset(&all);
-    posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setsigmask(&setup.attr, &empty);
-    posix_spawnattr_setsigdefault(&setup.attr, &all);
+    // The lifeline is a socket so that a byte sent after the reaper is gone
+    // gives EPIPE, not SIGPIPE.
+    int life[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, life) != 0)
+        throw error(errc::io_error, std::string("socketpair failed: ") + std::strerror(errno));
+    fd_guard life_reaper(life[0]), life_ours(life[1]);
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        throw error(errc::io_error, std::string("pipe2 failed: ") + std::strerror(errno));
+    fd_guard report_read(report[0]), report_write(report[1]);
 
     std::vector<char*> argv;
     argv.reserve(options.argv.size() + 1);
     for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
+    std::vector<std::string> remove_paths;
+    for (const auto& p : options.remove_if_orphaned)
+        if (!p.empty()) remove_paths.push_back(fs::absolute(p).string());
+    std::vector<const char*> remove_pointers;
+    for (const auto& p : remove_paths) remove_pointers.push_back(p.c_str());
+    remove_pointers.push_back(nullptr);
+    std::vector<detail::reaper_limit> limits;
+    for (const auto& [resource, value] : options.rlimits)
+        limits.push_back({resource, static_cast<rlim_t>(value)});
+    rlimit nofile{};
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    const std::string file_name = file->string();
+    const std::string cwd_name = cwd.empty() ? std::string() : fs::absolute(cwd).string();
 
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, file->c_str(), actions, &setup.attr, argv.data(), env.pointers.data());
-    if (rc != 0) throw_launch(program, std::strerror(rc));
+    detail::reaper_plan plan;
+    plan.file = file_name.c_str();
+    plan.argv = argv.data();
+    plan.envp = env.pointers.data();
+    plan.cwd = cwd_name.empty() ? nullptr : cwd_name.c_str();
+    plan.stdin_fd = null_fd.fd;
+    plan.stdout_fd = out_fd;
+    plan.stderr_fd = err_fd;
+    plan.lifeline_fd = life_reaper.fd;
+    plan.report_fd = report_write.fd;
+    plan.remove_if_orphaned = remove_pointers.data();
+    plan.limits = limits.data();
+    plan.limit_count = limits.size();
+    plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));
 
-    m_pid = pid;
-    // The pid cannot be reused before we reap it, so this names our child.
-    m_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    // Every signal blocked across fork: the reaper must not run a handler
+    // of ours, nor die of a signal before it has chosen to ignore them.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    const pid_t reaper = ::fork();
+    if (reaper == 0) detail::run_reaper(plan);
+    const int fork_errno = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (reaper < 0) throw_launch(program, std::string("fork failed: ") + std::strerror(fork_errno));
+    report_write.reset();
+    life_reaper.reset();
+    out_write.reset();
+    err_write.reset();
+
+    m_group = reaper;
+    m_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, reaper, 0));
+    m_lifeline = life_ours.release();
+
+    // The reaper reports the program's pid; the program, an exec that
+    // failed. End of file: exec succeeded (or everything is gone).
+    int exec_errno = 0;
+    const auto deadline = clock::now() + std::chrono::seconds(10);
+    std::string records;
+    for (;;) {
+        pollfd p{report_read.fd, POLLIN, 0};
+        const int n = ::poll(&p, 1, detail::poll_timeout(deadline));
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        char buffer[64];
+        const ssize_t got = ::read(report_read.fd, buffer, sizeof buffer);
+        if (got > 0) {
+            records.append(buffer, static_cast<std::size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+            break;
+        }
+    }
+    for (std::size_t at = 0; at + 8 <= records.size(); at += 8) {
+        std::int32_t value = 0;
+        std::memcpy(&value, records.data() + at + 4, sizeof value);
+        if (records[at] == 'P') m_pid = value;
+        if (records[at] == 'E') exec_errno = value;
+    }
+    if (exec_errno != 0 || m_pid < 0) {
+        stop(std::chrono::milliseconds(0));
+        throw_launch(program, exec_errno != 0 ? std::strerror(exec_errno) : "its reaper did not start it");
+    }
     m_stdout = out_read.release();
     m_stderr = err_read.release();
 }
@@ -276,7 +336,9 @@ child_process::child_process(child_process&& other) noexcept
       m_pidfd(std::exchange(other.m_pidfd, -1)),
       m_stdout(std::exchange(other.m_stdout, -1)),
       m_stderr(std::exchange(other.m_stderr, -1)),
-      m_status(std::exchange(other.m_status, std::nullopt)) {}
+      m_status(std::exchange(other.m_status, std::nullopt)),
+      m_group(std::exchange(other.m_group, -1)),
+      m_lifeline(std::exchange(other.m_lifeline, -1)) {}
 
 child_process& child_process::operator=(child_process&& other) noexcept {
     if (this != &other) {
@@ -286,6 +348,8 @@ child_process& child_process::operator=(child_process&& other) noexcept {
         m_stdout = std::exchange(other.m_stdout, -1);
         m_stderr = std::exchange(other.m_stderr, -1);
         m_status = std::exchange(other.m_status, std::nullopt);
+        m_group = std::exchange(other.m_group, -1);
+        m_lifeline = std::exchange(other.m_lifeline, -1);
     }
     return *this;
 }
@@ -295,37 +359,42 @@ void child_process::close_stdout() noexcept { close_fd(m_stdout); }
 bool child_process::running() noexcept { return !wait_until(clock::now()); }
 
 std::optional<int> child_process::wait_until(clock::time_point deadline) noexcept {
-    if (!m_status && m_pid >= 0) m_status = detail::wait_exit_until(m_pid, m_pidfd, deadline);
+    if (!m_status && m_group >= 0) m_status = detail::wait_exit_until(m_group, m_pidfd, deadline);
     return m_status;
 }
 
 bool child_process::signal_group(int sig) noexcept {
-    if (m_pid < 0) return false;
-    // The unreaped leader keeps the group id ours, so this cannot reach a
-    // stranger's group; what is left of ours is signalled even after the
-    // leader exited, but only a living leader counts as success.
-    const bool sent = ::kill(-m_pid, sig) == 0;
+    if (m_group < 0) return false;
+    // The unreaped reaper keeps the group id ours, so this cannot reach a
+    // stranger's group; only a living program counts as success.
+    const bool sent = ::kill(-m_group, sig) == 0;
     return sent && running();
 }
 
-void child_process::reap_group() noexcept {
-    ::kill(-m_pid, SIGKILL);
-    // SIGKILL cannot be caught; the bound only matters for a process stuck in
-    // uninterruptible I/O, which we would rather leave than hang on.
-    if (!wait_until(clock::now() + std::chrono::seconds(10))) return;
-    int status = 0;
-    pid_t r;
-    while ((r = ::waitpid(m_pid, &status, 0)) < 0 && errno == EINTR) {}
-    if (r == m_pid) m_status = status;
+void child_process::kill() noexcept {
+    if (m_lifeline >= 0) [[maybe_unused]] auto n = ::send(m_lifeline, "k", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void child_process::stop(std::chrono::milliseconds grace) noexcept {
-    if (m_pid >= 0) {
-        if (grace.count() > 0 && running() && ::kill(-m_pid, SIGTERM) == 0)
-            detail::wait_exit_until(m_pid, m_pidfd, clock::now() + grace);
-        reap_group();
+    if (m_group >= 0) {
+        if (grace.count() > 0 && running() && ::kill(-m_group, SIGTERM) == 0)
+            detail::wait_exit_until(m_group, m_pidfd, clock::now() + grace);
+        kill();
+        close_fd(m_lifeline);
+        // SIGKILL cannot be caught; the bound only matters for a process
+        // stuck in uninterruptible I/O, which we would rather leave than hang on.
+        if (!wait_until(clock::now() + std::chrono::seconds(10))) {
+            ::kill(-m_group, SIGKILL);
+            ::kill(m_group, SIGKILL);
+        }
+        int status = 0;
+        pid_t r;
+        while ((r = ::waitpid(m_group, &status, 0)) < 0 && errno == EINTR) {}
+        if (r == m_group) m_status = status;
+        m_group = -1;
         m_pid = -1;
     }
+    close_fd(m_lifeline);
     close_fd(m_pidfd);
     close_fd(m_stdout);
     close_fd(m_stderr);

@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,8 +6,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
-#include <cstdio>
 #include <cstring>
 
 #include "kernex/error.hpp"
@@ -21,10 +18,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// How long the pipe is still read once the group has been killed. Its
-// writers die within microseconds; what holds it longer has left the group
-// (a daemon, a job-control child) and must not keep the caller waiting.
+// How long the pipe is still read once the reaper is gone. Its writers are
+// dead by then; what could hold it longer is outside the program's tree and
+// must not keep the caller waiting.
 constexpr auto drain_grace = 250ms;
+// How long the reaper may take to kill the program's tree.
+constexpr auto reaper_grace = 10s;
 // How much is read in one go before the deadline is looked at again, so a
 // child that writes as fast as we read cannot push us past it.
 constexpr std::size_t read_burst = 1u << 20;
@@ -80,37 +79,6 @@ bool drain_until(int fd, output_sink& sink, clock::time_point deadline) {
     }
 }
 
-// SIGKILLs every process of session sid. A block's children that moved to a
-// process group of their own (bash job control) escape a group kill but not
-// this; it costs a walk of /proc, so it is kept for when the pipe shows that
-// something is still alive.
-void kill_session(int sid) noexcept {
-    DIR* proc = ::opendir("/proc");
-    if (!proc) return;
-    while (const dirent* entry = ::readdir(proc)) {
-        int pid = 0;
-        const char* name = entry->d_name;
-        const char* end = name + std::strlen(name);
-        if (std::from_chars(name, end, pid).ptr != end || pid <= 0) continue;
-        char path[64];
-        std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        char stat[512];
-        const ssize_t n = ::read(fd, stat, sizeof stat - 1);
-        ::close(fd);
-        if (n <= 0) continue;
-        stat[n] = '\0';
-        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and
-        // parentheses, so fields are counted from the last ')'.
-        const char* p = std::strrchr(stat, ')');
-        int ppid = 0, pgrp = 0, session = 0;
-        if (p && std::sscanf(p + 1, " %*c %d %d %d", &ppid, &pgrp, &session) == 3 && session == sid)
-            ::kill(pid, SIGKILL);
-    }
-    ::closedir(proc);
-}
-
 }  // namespace
 
 run_result run_process(spawn_options options, const run_options& limits) {
@@ -146,13 +114,14 @@ run_result run_process(spawn_options options, const run_options& limits) {
         }
     }
 
-    // The child is gone or must go: its whole group goes with it, background
-    // children included, while its unreaped pid still reserves the group id.
-    child.signal_group(SIGKILL);
-    if (!eof && !drain_until(out, sink, clock::now() + drain_grace)) {
-        kill_session(child.pid());
-        drain_until(out, sink, clock::now() + drain_grace);
-    }
+    // The program is gone or must go: its reaper kills every process it
+    // started (whatever session or group they moved to) and then exits, so
+    // the pipe's last writers are gone once it has.
+    if (result.timed_out || result.interrupted) child.kill();
+    child.wait_until(clock::now() + reaper_grace);
+    // Only a process that got the pipe's end passed outside the tree (over
+    // a unix socket) could hold it open now: read briefly, then give up.
+    if (!eof) drain_until(out, sink, clock::now() + drain_grace);
     child.stop(0ms);
 
     if (result.timed_out)

@@ -1,7 +1,8 @@
 // Per-block overhead of local_executor: a `true` bash block through it,
-// against running `bash file.sh` directly (posix_spawn + waitpid, and
-// fork + exec + waitpid) and through run_process alone, in one run,
-// interleaved in rounds so that load on the machine hits every method alike.
+// plain and in the bubblewrap sandbox, against running `bash file.sh`
+// directly (posix_spawn + waitpid, and fork + exec + waitpid) and through
+// run_process alone, in one run, interleaved in rounds so that load on the
+// machine hits every method alike.
 //
 //   bench_local_executor [N=500]
 #include <spawn.h>
@@ -60,6 +61,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     kernex::local_executor executor;
+    kernex::local_executor_options sandboxed_options;
+    sandboxed_options.sandbox.emplace();
+    kernex::local_executor sandboxed(sandboxed_options);
     const std::filesystem::path script = executor.work_dir() / "direct.sh";
     std::ofstream(script) << "true\n";
     const std::string bash_path = bash->string();
@@ -93,6 +97,11 @@ int main(int argc, char** argv) {
         {"local_executor, ```bash true``` block",
          [&] {
              if (executor.execute({{"bash", "true\n"}}).exit_code != 0) std::abort();
+         },
+         {}},
+        {"local_executor sandbox, ```bash true``` block",
+         [&] {
+             if (sandboxed.execute({{"bash", "true\n"}}).exit_code != 0) std::abort();
          },
          {}},
     };

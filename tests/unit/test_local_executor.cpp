@@ -266,6 +266,36 @@ TEST_CASE("env additions, a PATH prefix and configured interpreters") {
     CHECK(configured.execute({{"python", "print(1)\n"}}).output == "configured python\n");
 }
 
+TEST_CASE("blocks get a clean environment unless env names a variable or inherit_env is set") {
+    temp_dir dir;
+    ::setenv("KX_SECRET_TOKEN", "s3cret", 1);
+    ::setenv("LC_KX_TEST", "kept", 1);
+    const std::string show = "echo \"[${KX_SECRET_TOKEN-unset}] [${LC_KX_TEST-unset}] [${KX_ADDED-unset}]\"\n";
+    auto run = [&](nlohmann::json config) {
+        config["executor"] = "local";
+        config["work_dir"] = dir.path().string();
+        return kernex::make_executor(config)->execute({{"bash", show}}).output;
+    };
+    CHECK(run({}) == "[unset] [kept] [unset]\n");
+    CHECK(run({{"env", nlohmann::json::array({"KX_SECRET_TOKEN", "KX_ADDED=1"})}}) == "[s3cret] [kept] [1]\n");
+    CHECK(run({{"env", {{"KX_ADDED", "2"}}}}) == "[unset] [kept] [2]\n");
+    CHECK(run({{"inherit_env", true}}) == "[s3cret] [kept] [unset]\n");
+    ::unsetenv("KX_SECRET_TOKEN");
+    CHECK(run({{"env", nlohmann::json::array({"KX_SECRET_TOKEN"})}}) == "[unset] [kept] [unset]\n");  // NAME alone: the host has none
+    ::unsetenv("LC_KX_TEST");
+}
+
+TEST_CASE("a job-control child of a block is killed when the block ends normally") {
+    temp_dir dir;
+    kernex::local_executor ex(in(dir));
+    auto r = ex.execute({{"bash", "set -m\nsleep 1000 >/dev/null 2>&1 &\necho $!\n"}});
+    CHECK(r.exit_code == 0);
+    const int job = std::stoi(r.output);
+    const bool gone = process_gone(job);
+    CHECK(gone);
+    if (!gone) ::kill(job, SIGKILL);
+}
+
 TEST_CASE("the default work dir is a fresh temporary dir that stop() removes") {
     fs::path first;
     {
@@ -344,7 +374,11 @@ TEST_CASE("make_executor builds a local executor and validates its options") {
     CHECK(message_of({{"timeout", 3}}).find("\"executor\": one of local") != std::string::npos);
     CHECK(message_of({{"executor", "local"}, {"image", "x"}}) ==
           "unknown option 'image' for executor local; valid options: work_dir, timeout, max_output, env, "
-          "path_prefix, interpreters");
+          "path_prefix, interpreters, inherit_env, sandbox, rlimit_cpu, rlimit_as, rlimit_fsize, rlimit_nofile, "
+          "rlimit_nproc");
+    CHECK(message_of({{"executor", "local"}, {"rlimit_nproc", 10}}) ==
+          "option 'rlimit_nproc' of executor local needs sandbox: true");
+    CHECK(message_of({{"executor", "local"}, {"env", nlohmann::json::array({"=x"})}}).find("has no name") != std::string::npos);
     CHECK(message_of({{"executor", "local"}, {"timeout", -1}}).find("option 'timeout' of executor local") !=
           std::string::npos);
     CHECK(message_of({{"executor", "local"}, {"env", {{"A", 1}}}}).find("an object of strings") != std::string::npos);

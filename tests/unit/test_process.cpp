@@ -148,13 +148,22 @@ TEST_CASE("the child has stdin from /dev/null, only stdio open, a clean signal s
     const auto ignored = std::stoull(sigs.output.substr(sigs.output.rfind('\t') + 1), nullptr, 16);
     CHECK((ignored & 0x7fffffffull) == 0);  // bit n-1 is signal n
 
+    // The program's parent is its reaper, our child, which leads the
+    // program's own session and group.
     kernex::child_process child(shell("sleep 5"));
-    const std::string stat = read_file("/proc/" + std::to_string(child.pid()) + "/stat");
+    auto stat_of = [](int pid, int& ppid, int& pgrp, int& session) {
+        const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+        return std::sscanf(stat.c_str() + stat.rfind(')') + 1, " %*c %d %d %d", &ppid, &pgrp, &session) == 3;
+    };
     int ppid = 0, pgrp = 0, session = 0;
-    REQUIRE(std::sscanf(stat.c_str() + stat.rfind(')') + 1, " %*c %d %d %d", &ppid, &pgrp, &session) == 3);
-    CHECK(ppid == ::getpid());
-    CHECK(pgrp == child.pid());
-    CHECK(session == child.pid());
+    REQUIRE(stat_of(child.pid(), ppid, pgrp, session));
+    CHECK(pgrp == ppid);
+    CHECK(session == ppid);
+    int reaper_parent = 0, reaper_group = 0, reaper_session = 0;
+    REQUIRE(stat_of(ppid, reaper_parent, reaper_group, reaper_session));
+    CHECK(reaper_parent == ::getpid());
+    CHECK(reaper_session == ppid);
+    CHECK(reaper_session != ::getsid(0));
 }
 
 TEST_CASE("a timeout kills the whole group, background children included") {
@@ -177,7 +186,7 @@ TEST_CASE("a background child holding the pipe does not keep us waiting after th
     CHECK(process_gone(std::stoi(r.output)));
 }
 
-TEST_CASE("a job-control child in its own group is found through the session") {
+TEST_CASE("a job-control child in its own group that holds the pipe is killed") {
     const auto start = kernex::clock::now();
     kernex::spawn_options options;
     options.argv = {"bash", "-c", "set -m; sleep 1000 & echo $!"};
@@ -187,14 +196,41 @@ TEST_CASE("a job-control child in its own group is found through the session") {
     CHECK(process_gone(std::stoi(r.output)));
 }
 
-TEST_CASE("a daemon in another session holding the pipe is given up on quickly") {
+TEST_CASE("a daemon in another session holding the pipe is killed at the program's end") {
     const auto start = kernex::clock::now();
     auto r = run_shell("setsid sleep 1000 & echo $!");
     const int daemon = std::stoi(r.output);
     CHECK(r.exit_code == 0);
     CHECK(kernex::clock::now() - start < 2s);
-    ::kill(daemon, SIGKILL);  // it left our session on purpose; the test cleans it up
-    CHECK(process_gone(daemon));
+    const bool gone = process_gone(daemon);
+    CHECK(gone);
+    if (!gone) ::kill(daemon, SIGKILL);
+}
+
+// What a block starts and detaches from its output and its session, group
+// or parent must still be gone when the block ends normally.
+TEST_CASE("nothing the program started outlives it: job control, setsid, double fork, nohup") {
+    temp_dir dir;
+    const std::string d = dir.path().string();
+    const std::vector<std::pair<std::string, std::string>> escapes = {
+        {"job control", "set -m; sleep 1000 >/dev/null 2>&1 & echo $! > " + d + "/pid"},
+        {"setsid", "setsid sh -c 'echo $$ > " + d + "/pid; exec sleep 1000' >/dev/null 2>&1 < /dev/null &"},
+        {"double fork", "( ( sleep 1000 >/dev/null 2>&1 & echo $! > " + d + "/pid ) & ) ; sleep 0.1"},
+        {"nohup", "nohup sh -c 'echo $$ > " + d + "/pid; exec sleep 1000' >/dev/null 2>&1 &"},
+    };
+    for (const auto& [what, script] : escapes) {
+        CAPTURE(what);
+        std::filesystem::remove(dir / "pid");
+        kernex::spawn_options options;
+        options.argv = {"bash", "-c", script + "\nfor i in $(seq 100); do test -s " + d + "/pid && break; sleep 0.02; done"};
+        auto r = kernex::run_process(options, {});
+        CHECK(r.exit_code == 0);
+        REQUIRE(std::filesystem::exists(dir / "pid"));
+        const int escaped = pid_in(dir / "pid");
+        const bool gone = process_gone(escaped);
+        CHECK(gone);
+        if (!gone) ::kill(escaped, SIGKILL);
+    }
 }
 
 TEST_CASE("output beyond the cap is drained and counted, and the child finishes") {
@@ -269,7 +305,6 @@ TEST_CASE("the pidfd becomes readable when the child exits; the zombie is kept u
     CHECK(kernex::exit_code_of(*status) == 7);
     CHECK_FALSE(child.running());
     const int pid = child.pid();
-    CHECK_FALSE(reaped(pid));  // its pid, and group id, still ours
     CHECK_FALSE(child.signal_group(SIGTERM));
     child.stop();
     CHECK(reaped(pid));

@@ -1,0 +1,346 @@
+"""Attacks on the local executor's and local kernels' confinement, through the
+`kernex` CLI as a user runs it: processes that try to outlive their block
+(job control, setsid, double fork, nohup), kill -9 of kernex mid-block and
+mid-cell, secrets in kernex's environment, and the bubblewrap sandbox
+(network, host home, /usr, /etc/shadow, escaping children, a fork bomb).
+Every check is a /proc walk, a file or what the code printed."""
+import json
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
+ALLOWED = {"PATH", "HOME", "LANG", "TERM", "TZ", "USER"}
+SECRETS = {"API_KEY": "sk-secret-1", "KERNEX_GATEWAY_TOKEN": "gw-secret-2", "DOCKER_HOST": "tcp://10.9.9.9:2375"}
+
+
+def allowed(name):
+    return name in ALLOWED or name.startswith("LC_") or (len(name) > 10 and name.endswith("SAN_OPTIONS"))
+
+
+def processes_with(marker):
+    """pids whose command line holds marker (a /proc walk)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def eventually_none(marker, within=5.0):
+    deadline = time.monotonic() + within
+    while True:
+        left = processes_with(marker)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_leftovers(marker):
+    for pid in processes_with(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.work = os.path.join(self.tmp.name, "work")
+        self.runtime = os.path.join(self.tmp.name, "runtime")
+        os.makedirs(self.work)
+        self.env = dict(os.environ, JUPYTER_RUNTIME_DIR=self.runtime)
+        # A unique word in every command line the tests start, for the /proc walk.
+        self.marker = "kxmark" + uuid.uuid4().hex[:10]
+        self.sleep = f"exec -a {self.marker} sleep 1000"
+
+    def tearDown(self):
+        kill_leftovers(self.marker)
+        self.tmp.cleanup()
+
+    def exec(self, message, *args, env=None, user=None, timeout=120):
+        cmd = [KERNEX, "exec", "--json", *args, "-"]
+        return subprocess.run(cmd, input=message, capture_output=True, text=True, env=env or self.env,
+                              timeout=timeout, user=user)
+
+    def wait_for_file(self, path, within=30.0):
+        deadline = time.monotonic() + within
+        while not (os.path.exists(path) and os.path.getsize(path) > 0):
+            if time.monotonic() > deadline:
+                self.fail(f"{path} never appeared")
+            time.sleep(0.05)
+
+
+class BlockEndTests(Base):
+    """Item 3: after every block, nothing it started still runs."""
+
+    def escapes(self, d):
+        return {
+            "job control": f"set -m; ( {self.sleep} ) >/dev/null 2>&1 & echo $! > {d}/jobs",
+            "setsid": f"setsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &",
+            "double fork": f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )",
+            "nohup": f"nohup bash -c '{self.sleep}' >/dev/null 2>&1 &",
+        }
+
+    def test_children_are_killed_at_a_normal_block_end(self):
+        for what, line in self.escapes(self.work).items():
+            with self.subTest(what):
+                script = f"{line}\nsleep 0.3\necho started\n"
+                r = self.exec(f"```bash\n{script}```\n", "--work-dir", self.work)
+                self.assertEqual(json.loads(r.stdout)["exit_code"], 0, r.stderr)
+                self.assertEqual(eventually_none(self.marker, 3.0), [], f"{what} child outlived its block")
+                kill_leftovers(self.marker)
+
+    def test_the_next_block_sees_nothing_of_the_previous_one(self):
+        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\nsleep 0.3\n```\n"
+                   f"```bash\npgrep -f {self.marker} || echo none\n```\n")
+        r = self.exec(message, "--work-dir", self.work)
+        result = json.loads(r.stdout)
+        self.assertEqual(result["output"].strip().splitlines()[-1], "none", result["output"])
+
+
+class DeathTests(Base):
+    """Item 6: kill -9 of kernex leaves nothing of the run within 5 s."""
+
+    def test_kill_9_mid_block_leaves_no_process(self):
+        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                   f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\n"
+                   f"sleep 0.3; echo up > {self.work}/ready; {self.sleep}\n```\n")
+        proc = subprocess.Popen([KERNEX, "exec", "--work-dir", self.work, "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, text=True)
+        proc.stdin.write(message)
+        proc.stdin.close()
+        self.wait_for_file(os.path.join(self.work, "ready"))
+        self.assertGreaterEqual(len(processes_with(self.marker)), 3)
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+
+    def test_kill_9_mid_cell_ends_the_kernel_its_children_and_its_files(self):
+        cell = self.write_cell(
+            "import os, subprocess, sys, time\n"
+            f"subprocess.Popen(['setsid', 'bash', '-c', '{self.sleep}'], stdin=subprocess.DEVNULL,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            f"open({self.work!r} + '/kernel', 'w').write(str(os.getpid()))\n"
+            "time.sleep(1000)\n")
+        proc = subprocess.Popen([KERNEX, "run", "--kernel", "python3", cell], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=self.env, cwd=self.work)
+        self.wait_for_file(os.path.join(self.work, "kernel"), within=60)
+        with open(os.path.join(self.work, "kernel")) as f:
+            kernel = int(f.read())
+        self.assertTrue(alive(kernel))
+        self.assertNotEqual(os.listdir(self.runtime), [])
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while (alive(kernel) or processes_with(self.marker) or os.listdir(self.runtime)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(alive(kernel))
+        self.assertEqual(processes_with(self.marker), [])
+        self.assertEqual(os.listdir(self.runtime), [])
+
+    def write_cell(self, text):
+        path = os.path.join(self.tmp.name, "cell.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+class EnvironmentTests(Base):
+    """Item 5: code gets a clean environment, plus what is asked for."""
+
+    def setUp(self):
+        super().setUp()
+        self.env.update(SECRETS)
+        # The system's python3, not a version manager's shim that adds its own variables.
+        self.env["PATH"] = "/usr/bin:/bin"
+        self.env.setdefault("LANG", "C.UTF-8")
+        self.env["LC_TIME"] = "C"
+        self.expected = {n for n in self.env if allowed(n)}
+
+    def names_seen(self, *args, executor="local"):
+        message = "```python\nimport json, os\nprint(json.dumps(dict(os.environ)))\n```\n"
+        r = self.exec(message, "--executor", executor, *args)
+        result = json.loads(r.stdout)
+        self.assertEqual(result["exit_code"], 0, r.stderr + result["output"])
+        return json.loads(result["output"].strip().splitlines()[-1])
+
+    def test_local_executor_blocks_see_exactly_the_allowed_set(self):
+        seen = self.names_seen()
+        self.assertEqual(set(seen), self.expected | {"PYTHONUNBUFFERED"})
+        self.assertEqual(seen["PATH"], self.env["PATH"])
+
+    def test_env_adds_and_inherit_env_keeps_everything(self):
+        seen = self.names_seen("--env", "EXTRA=1", "--env", "API_KEY")
+        self.assertEqual(set(seen), self.expected | {"PYTHONUNBUFFERED", "EXTRA", "API_KEY"})
+        self.assertEqual(seen["API_KEY"], SECRETS["API_KEY"])
+        seen = self.names_seen("--inherit-env")
+        for name, value in SECRETS.items():
+            self.assertEqual(seen[name], value)
+
+    def test_local_kernels_see_the_allowed_set_and_the_kernelspec_env(self):
+        # The jupyter executor's local kernel (ipykernel): what ipykernel sets
+        # for itself is allowed, nothing of kernex's environment beyond the set.
+        seen = self.names_seen(executor="jupyter")
+        for name in SECRETS:
+            self.assertNotIn(name, seen)
+        own = {"JPY_PARENT_PID", "MPLBACKEND", "CLICOLOR", "PAGER", "GIT_PAGER", "FORCE_COLOR", "PYDEVD_USE_FRAME_EVAL",
+               "PYDEVD_DISABLE_FILE_VALIDATION"}
+        self.assertEqual(set(seen) - self.expected - own, set())
+        self.assertTrue(self.expected - {"TERM"} <= set(seen))
+
+
+class SandboxTests(Base):
+    """The sandboxed local executor."""
+
+    def run_sandboxed(self, code, lang="bash", *args, **kw):
+        r = self.exec(f"```{lang}\n{code}\n```\n", "--sandbox", "--work-dir", self.work, *args, **kw)
+        self.assertNotEqual(r.stdout, "", r.stderr)
+        return json.loads(r.stdout)
+
+    def test_network_is_unreachable(self):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        try:
+            code = ("import socket\ns = socket.socket()\ns.settimeout(3)\n"
+                    f"try:\n    s.connect(('127.0.0.1', {port}))\n    print('connected')\n"
+                    "except OSError as e:\n    print('refused', e.errno)\n")
+            result = self.run_sandboxed(code, "python")
+            self.assertEqual(result["exit_code"], 0, result["output"])
+            self.assertIn("refused", result["output"])
+            self.assertNotIn("connected", result["output"])
+        finally:
+            server.close()
+
+    def test_host_home_and_other_dirs_are_invisible(self):
+        home = os.path.expanduser("~")
+        canary = os.path.join(home, f".kernex-canary-{self.marker}")
+        outside = os.path.join(self.tmp.name, "outside.txt")
+        with open(canary, "w") as f:
+            f.write("secret")
+        with open(outside, "w") as f:
+            f.write("secret")
+        try:
+            result = self.run_sandboxed(f"cat {canary} || echo no-canary\ncat {outside} || echo no-outside\n"
+                                        f"echo $HOME\nls {home} | wc -l")
+            out = result["output"]
+            self.assertIn("no-canary", out)
+            self.assertIn("no-outside", out)
+            self.assertNotIn("secret", out)
+        finally:
+            os.unlink(canary)
+
+    def test_usr_is_read_only_and_the_work_dir_writable(self):
+        result = self.run_sandboxed("touch /usr/kernex-x && echo wrote-usr\necho hi > in-work && echo wrote-work\n"
+                                    "touch /etc/kernex-x && echo wrote-etc\necho t > /tmp/t && echo wrote-tmp")
+        out = result["output"]
+        self.assertNotIn("wrote-usr", out)
+        self.assertNotIn("wrote-etc", out)
+        self.assertIn("wrote-work", out)
+        self.assertIn("wrote-tmp", out)
+        self.assertFalse(os.path.exists("/usr/kernex-x"))
+        with open(os.path.join(self.work, "in-work")) as f:
+            self.assertEqual(f.read(), "hi\n")
+
+    def test_secrets_of_etc_are_absent(self):
+        result = self.run_sandboxed("for f in /etc/shadow /etc/gshadow /etc/ssh/ssh_host_rsa_key /etc/ssh/ssh_host_ed25519_key; do\n"
+                                    "  test -e $f && echo present $f || echo absent $f\ndone\n"
+                                    "test -e /etc/passwd && echo passwd-ok")
+        out = result["output"]
+        self.assertNotIn("present", out)
+        self.assertIn("absent /etc/shadow", out)
+        self.assertIn("passwd-ok", out)
+
+    def test_escaping_children_die_at_block_end(self):
+        result = self.run_sandboxed(f"setsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                                    f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\nsleep 0.3\necho ok")
+        self.assertEqual(result["exit_code"], 0, result["output"])
+        self.assertEqual(eventually_none(self.marker, 3.0), [])
+
+    def test_escaping_children_die_with_kernex(self):
+        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                   f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\n"
+                   f"sleep 0.3; echo up > ready; {self.sleep}\n```\n")
+        proc = subprocess.Popen([KERNEX, "exec", "--sandbox", "--work-dir", self.work, "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, text=True)
+        proc.stdin.write(message)
+        proc.stdin.close()
+        self.wait_for_file(os.path.join(self.work, "ready"))
+        self.assertGreaterEqual(len(processes_with(self.marker)), 3)
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+
+    def test_environment_is_clean(self):
+        env = dict(self.env, **SECRETS)
+        result = json.loads(self.exec("```python\nimport os\nprint(sorted(os.environ))\n```\n", "--sandbox",
+                                      "--work-dir", self.work, env=env).stdout)
+        for name in SECRETS:
+            self.assertNotIn(name, result["output"])
+
+    def test_fork_bomb_is_contained_by_the_process_limit(self):
+        # RLIMIT_NPROC binds users, not root: the bomb runs as nobody, whose
+        # processes the test counts before and after.
+        nobody = pwd.getpwnam("nobody")
+        os.chmod(self.tmp.name, 0o755)
+        os.chown(self.work, nobody.pw_uid, nobody.pw_gid)
+        env = {k: v for k, v in self.env.items() if k in ("PATH", "LANG")}
+        env["HOME"] = "/nonexistent"
+        before = set(self.processes_of(nobody.pw_uid))
+        code = "bomb() { bomb | bomb & }; bomb\nsleep 3\necho survived"
+        started = time.monotonic()
+        r = self.exec(f"```bash\n{code}\n```\n", "--sandbox", "--work-dir", self.work, "--rlimit-nproc", "40",
+                      "--timeout", "20", env=env, user=nobody.pw_uid, timeout=120)
+        self.assertLess(time.monotonic() - started, 60)
+        result = json.loads(r.stdout)
+        self.assertIn("survived", result["output"])
+        self.assertIn("Resource temporarily unavailable", result["output"])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and set(self.processes_of(nobody.pw_uid)) - before:
+            time.sleep(0.05)
+        self.assertEqual(set(self.processes_of(nobody.pw_uid)) - before, set())
+
+    @staticmethod
+    def processes_of(uid):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    st = os.stat(f"/proc/{entry}")
+                    with open(f"/proc/{entry}/stat") as f:
+                        zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+                except OSError:
+                    continue
+                if st.st_uid == uid and not zombie:
+                    found.append(int(entry))
+        return found
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
