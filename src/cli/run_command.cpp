@@ -29,6 +29,8 @@ struct run_args {
     std::string output_dir = ".";
     bool keep_going = false;
     bool json_lines = false;
+    bool sandbox = false;       // local kernel in the bubblewrap sandbox
+    bool inherit_env = false;   // local kernel gets our whole environment
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
     std::vector<std::string> files;
 };
@@ -147,6 +149,8 @@ int run(const run_args& args) {
         kernel_options ko;
         ko.kernel_name = args.kernel;
         ko.gateway = gateway;
+        ko.inherit_env = args.inherit_env;
+        if (args.sandbox) ko.sandbox.emplace();
         if (!args.docker_image.empty()) {
             if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
             ko.docker.emplace();
@@ -244,6 +248,8 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved")
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
+    cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
+    cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one");
     cmd->add_flag("--json", args->json_lines, "Print one JSON object per cell instead of the outputs");
     cmd->add_option("--max-output-bytes", args->max_output_bytes,
                     "With --json: bytes of outputs kept per cell; the cell's outputs then end with a\n"

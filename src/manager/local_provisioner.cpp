@@ -88,6 +88,10 @@ public:
                               request.conn.control_port, request.conn.hb_port})
                 so.remove_if_orphaned.push_back(request.conn.ip + "-" + std::to_string(port));
         if (m_sandbox) {
+            // Our pid means nothing in the sandbox's pid namespace, where the
+            // kernel's parent is pid 1: ipykernel would take that for its
+            // parent's death. The reaper and --die-with-parent end it instead.
+            so.env.erase("JPY_PARENT_PID");
             so.env = sandbox_environment(std::move(so.env), {});
             so.rlimits = sandbox_rlimits(*m_sandbox);
             const fs::path work = fs::canonical(request.cwd.value_or(fs::current_path()));

@@ -342,5 +342,62 @@ class SandboxTests(Base):
         return found
 
 
+class SandboxKernelTests(Base):
+    """A local kernel in the sandbox (kernex run --sandbox)."""
+
+    def write_cell(self, text):
+        path = os.path.join(self.work, "cell.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_sandboxed_kernel_has_no_network_no_secrets_and_a_private_transport(self):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        canary = os.path.join(self.tmp.name, "outside.txt")
+        with open(canary, "w") as f:
+            f.write("secret")
+        cell = self.write_cell(
+            "import os, socket\n"
+            "s = socket.socket(); s.settimeout(3)\n"
+            f"print('net', s.connect_ex(('127.0.0.1', {port})) != 0)\n"
+            "print('shadow', os.path.exists('/etc/shadow'))\n"
+            f"print('outside', os.path.exists({canary!r}))\n"
+            "open('written', 'w').write('x')\n"
+            "print('secret', 'API_KEY' in os.environ)\n")
+        env = dict(self.env, **SECRETS)
+        try:
+            r = subprocess.run([KERNEX, "run", "--sandbox", "--kernel", "python3", cell], capture_output=True,
+                               text=True, env=env, cwd=self.work, timeout=120)
+        finally:
+            server.close()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "net True\nshadow False\noutside False\nsecret False\n")
+        self.assertTrue(os.path.exists(os.path.join(self.work, "written")))
+        self.assertEqual(os.listdir(self.runtime) if os.path.isdir(self.runtime) else [], [])
+
+    def test_kill_9_mid_cell_of_a_sandboxed_kernel_leaves_nothing(self):
+        cell = self.write_cell(
+            "import subprocess, time\n"
+            f"subprocess.Popen(['setsid', 'bash', '-c', '{self.sleep}'], stdin=subprocess.DEVNULL,"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "open('ready', 'w').write('up')\n"
+            "time.sleep(1000)\n")
+        proc = subprocess.Popen([KERNEX, "run", "--sandbox", "--kernel", "python3", cell],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, cwd=self.work)
+        self.wait_for_file(os.path.join(self.work, "ready"), within=60)
+        self.assertNotEqual(processes_with(self.marker), [])
+        self.assertNotEqual(os.listdir(self.runtime), [])
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+        deadline = time.monotonic() + 5
+        while os.listdir(self.runtime) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(os.listdir(self.runtime), [])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
