@@ -87,6 +87,21 @@ class Base(unittest.TestCase):
         return subprocess.run(cmd, input=message, capture_output=True, text=True, env=env or self.env,
                               timeout=timeout, user=user)
 
+    def kill_kernex_mid_block(self, *flags):
+        """kill -9 of `kernex exec` while its block and two escaped children run: within 5 s none is left."""
+        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                   f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\n"
+                   f"sleep 0.3; echo up > ready; {self.sleep}\n```\n")
+        proc = subprocess.Popen([KERNEX, "exec", *flags, "--work-dir", self.work, "-"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, text=True)
+        proc.stdin.write(message)
+        proc.stdin.close()
+        self.wait_for_file(os.path.join(self.work, "ready"))
+        self.assertGreaterEqual(len(processes_with(self.marker)), 3)
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+
     def wait_for_file(self, path, within=30.0):
         deadline = time.monotonic() + within
         while not (os.path.exists(path) and os.path.getsize(path) > 0):
@@ -127,18 +142,7 @@ class DeathTests(Base):
     """Item 6: kill -9 of kernex leaves nothing of the run within 5 s."""
 
     def test_kill_9_mid_block_leaves_no_process(self):
-        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
-                   f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\n"
-                   f"sleep 0.3; echo up > {self.work}/ready; {self.sleep}\n```\n")
-        proc = subprocess.Popen([KERNEX, "exec", "--work-dir", self.work, "-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, text=True)
-        proc.stdin.write(message)
-        proc.stdin.close()
-        self.wait_for_file(os.path.join(self.work, "ready"))
-        self.assertGreaterEqual(len(processes_with(self.marker)), 3)
-        proc.kill()
-        proc.wait()
-        self.assertEqual(eventually_none(self.marker, 5.0), [])
+        self.kill_kernex_mid_block()
 
     def test_kill_9_mid_cell_ends_the_kernel_its_children_and_its_files(self):
         cell = self.write_cell(
@@ -284,18 +288,7 @@ class SandboxTests(Base):
         self.assertEqual(eventually_none(self.marker, 3.0), [])
 
     def test_escaping_children_die_with_kernex(self):
-        message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
-                   f"( ( bash -c '{self.sleep}' >/dev/null 2>&1 & ) & )\n"
-                   f"sleep 0.3; echo up > ready; {self.sleep}\n```\n")
-        proc = subprocess.Popen([KERNEX, "exec", "--sandbox", "--work-dir", self.work, "-"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, text=True)
-        proc.stdin.write(message)
-        proc.stdin.close()
-        self.wait_for_file(os.path.join(self.work, "ready"))
-        self.assertGreaterEqual(len(processes_with(self.marker)), 3)
-        proc.kill()
-        proc.wait()
-        self.assertEqual(eventually_none(self.marker, 5.0), [])
+        self.kill_kernex_mid_block("--sandbox")
 
     def test_environment_is_clean(self):
         env = dict(self.env, **SECRETS)
