@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/run_notebook.hpp"
 #include "cli/signal_forwarding.hpp"
 #include "kernex/error.hpp"
 #include "kernex/kernel_manager.hpp"
@@ -245,7 +246,7 @@ command_runner add_run_command(CLI::App& app) {
                     "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
     cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
-    cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved")
+    cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved (a notebook run: the notebook written)")
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
     cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
@@ -256,7 +257,11 @@ command_runner add_run_command(CLI::App& app) {
                     "stderr notice of how many were dropped (text mode prints everything as it arrives)")
         ->capture_default_str();
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
-    return [args] { return run(*args); };
+    auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
+    return [args, notebook_run] {
+        if (auto status = notebook_run()) return *status;
+        return run(*args);
+    };
 }
 
 }  // namespace kernex::cli

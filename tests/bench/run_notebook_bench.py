@@ -1,0 +1,89 @@
+"""Side-by-side benchmark: a notebook run by kernex vs Debian's nbclient, in
+one run, same kernels, same notebooks. Prints a markdown table.
+
+    /usr/bin/python3 tests/bench/run_notebook_bench.py BUILD_DIR [REPEATS]
+
+Notebooks: 200 small cells (on kernex-test, the native test kernel, where
+client overhead dominates, and on python3), and one cell printing a 50 MB
+stream (python3). Time: wall clock from reading the notebook to the
+executed notebook written, kernel start and shutdown included (median of
+REPEATS, default 3). Memory: the client process's peak RSS (getrusage of
+itself; the kernel is another process and counted for neither).
+kernex: tests/bench/bench_notebook (the library, as `kernex run` uses it);
+also `kernex run` itself, wall time only. nbclient: NotebookClient.execute()
+then nbformat.write, in a fresh python3 process.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+NBCLIENT = r"""
+import json, resource, sys, time
+t0 = time.monotonic()
+import nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, kernel_name=sys.argv[3]).execute()
+nbformat.write(nb, sys.argv[2])
+print(json.dumps({"seconds": time.monotonic() - t0,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def notebook(cells, kernel):
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata.kernelspec = {"name": kernel, "display_name": kernel, "language": "python"}
+    return nb
+
+
+def main():
+    build = os.path.abspath(sys.argv[1])
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1",
+               JUPYTER_PATH=os.path.join(build, "tests", "helpers", "share", "jupyter"))
+    bench = os.path.join(build, "tests", "bench", "bench_notebook")
+    kernex = os.path.join(build, "src", "cli", "kernex")
+    tmp = tempfile.mkdtemp(prefix="kernex-nb-bench-")
+    cases = [
+        ("200 small cells", "kernex-test", [f"result {i}" for i in range(200)]),
+        ("200 small cells", "python3", [f"x{i} = {i}\nx{i} * 2" for i in range(200)]),
+        ("50 MB stream", "python3",
+         ["import sys\nline = 'x' * 1023 + '\\n'\nfor i in range(51200):\n    sys.stdout.write(line)"]),
+    ]
+    rows = []
+    for name, kernel, cells in cases:
+        path = os.path.join(tmp, "in.ipynb")
+        with open(path, "w") as f:
+            nbformat.write(notebook(cells, kernel), f)
+        results = {"kernex": [], "nbclient": [], "cli": []}
+        for _ in range(repeats):
+            r = subprocess.run([bench, path, os.path.join(tmp, "k.ipynb"), kernel],
+                               capture_output=True, text=True, env=env, check=True)
+            results["kernex"].append(json.loads(r.stdout))
+            r = subprocess.run(["/usr/bin/python3", "-c", NBCLIENT, path, os.path.join(tmp, "n.ipynb"), kernel],
+                               capture_output=True, text=True, env=env, check=True)
+            results["nbclient"].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            t0 = time.monotonic()
+            subprocess.run([kernex, "run", "-q", "--kernel", kernel, "-o", os.path.join(tmp, "c.ipynb"), path],
+                           env=env, check=True)
+            results["cli"].append({"seconds": time.monotonic() - t0})
+        med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
+        mem = {k: max(x["maxrss_kb"] for x in v) for k, v in results.items() if k != "cli"}
+        rows.append((name, kernel, med, mem))
+    print("| notebook | kernel | kernex (s) | `kernex run` (s) | nbclient (s) | speed-up | kernex peak RSS | nbclient peak RSS |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, kernel, med, mem in rows:
+        print(f"| {name} | {kernel} | {med['kernex']:.3f} | {med['cli']:.3f} | {med['nbclient']:.3f} | "
+              f"{med['nbclient'] / med['kernex']:.1f}x | {mem['kernex'] / 1024:.1f} MB | {mem['nbclient'] / 1024:.1f} MB |")
+    print(f"\n(median of {repeats}; peak RSS: max over the runs; {os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    main()
