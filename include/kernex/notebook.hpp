@@ -71,7 +71,7 @@ private:
 // rule as notebook::write. Use it to fix the destination before running.
 class notebook_destination {
 public:
-    // Throws kernex::error(not_found) when the directory does not exist,
+    // Throws kernex::error(io_error) when the directory does not exist,
     // (invalid_argument) when path names a directory.
     explicit notebook_destination(const std::filesystem::path& path);
     notebook_destination(notebook_destination&&) noexcept;

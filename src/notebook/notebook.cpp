@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "confine/files.hpp"
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
 
@@ -226,9 +227,11 @@ notebook_destination::notebook_destination(const std::filesystem::path& path) : 
     m_name = path.filename().string();
     if (m_name.empty() || m_name == "." || m_name == "..")
         throw error(errc::invalid_argument, "cannot write a notebook to " + path.string() + ": not a file name");
-    m_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (m_dir_fd < 0)
-        throw error(errc::not_found, "cannot write a notebook in " + dir.string() + ": " + std::strerror(errno));
+    {
+        auto fd = confine::open_dir(dir);
+        m_dir_fd = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0);
+        if (m_dir_fd < 0) throw error(errc::io_error, "cannot open " + dir.string() + ": " + std::strerror(errno));
+    }
     struct stat st {};
     if (::fstatat(m_dir_fd, m_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
         ::close(m_dir_fd);
@@ -258,26 +261,23 @@ notebook_destination::~notebook_destination() {
 
 void notebook_destination::write(const notebook& nb) const {
     const std::string text = nb.dump();
-    // A new file (O_EXCL, no symlink followed) renamed over the name: what
-    // is at the name is replaced, never opened.
+    // A new file made by confine (O_CREAT|O_EXCL, nothing followed), then
+    // renamed over the name: what stands at the name is replaced, never
+    // opened, and readers see the old notebook or the new one, whole.
     const std::string tmp = "." + m_name + ".kernex-" + new_id().substr(0, 8) + ".tmp";
-    int fd = ::openat(m_dir_fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd < 0) throw error(errc::io_error, "cannot write " + m_path.string() + ": " + std::strerror(errno));
+    auto file = confine::create_beneath(m_dir_fd, tmp, {.mode = 0666, .make_parents = false});
     std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    int err = 0;
+    while (done < text.size() && !err) {
+        ssize_t n = ::write(file.fd.get(), text.data() + done, text.size() - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int err = errno;
-            ::close(fd);
-            ::unlinkat(m_dir_fd, tmp.c_str(), 0);
-            throw error(errc::io_error, "cannot write " + m_path.string() + ": " + std::strerror(err));
-        }
-        done += static_cast<std::size_t>(n);
+        if (n <= 0) err = n < 0 ? errno : EIO;
+        else done += static_cast<std::size_t>(n);
     }
-    if (::close(fd) != 0 || ::renameat(m_dir_fd, tmp.c_str(), m_dir_fd, m_name.c_str()) != 0) {
-        int err = errno;
-        ::unlinkat(m_dir_fd, tmp.c_str(), 0);
+    file.fd.reset();
+    if (!err && ::renameat(m_dir_fd, file.name.c_str(), m_dir_fd, m_name.c_str()) != 0) err = errno;
+    if (err) {
+        ::unlinkat(m_dir_fd, file.name.c_str(), 0);
         throw error(errc::io_error, "cannot write " + m_path.string() + ": " + std::strerror(err));
     }
 }
