@@ -94,11 +94,13 @@ class run_result:
         return [m for _, m in self.messages if m["msg_type"] == msg_type]
 
 
-def run(kc, code, timeout=TIMEOUT, on_start=None):
-    """Executes code; collects this request's iopub messages until idle and its reply."""
+def run(kc, code, timeout=TIMEOUT, on_start=None, allow_stdin=False, on_input=None):
+    """Executes code; collects this request's iopub messages until idle and its reply.
+    on_input(input_request) returns the answer; None sends none."""
     result = run_result()
+    result.input_requests = []
     start = time.monotonic()
-    msg_id = kc.execute(code)
+    msg_id = kc.execute(code, allow_stdin=allow_stdin or on_input is not None)
     deadline = start + timeout
     idle = False
     started = False
@@ -106,8 +108,17 @@ def run(kc, code, timeout=TIMEOUT, on_start=None):
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"no idle status within {timeout}s for {code!r}")
+        if on_input is not None:
+            try:
+                request = kc.get_stdin_msg(timeout=0.01)
+                result.input_requests.append(request["content"])
+                answer = on_input(request["content"])
+                if answer is not None:
+                    kc.input(answer)
+            except queue.Empty:
+                pass
         try:
-            msg = kc.get_iopub_msg(timeout=left)
+            msg = kc.get_iopub_msg(timeout=min(left, 0.05) if on_input is not None else left)
         except queue.Empty:
             continue
         if msg["parent_header"].get("msg_id") != msg_id:
@@ -210,6 +221,31 @@ class state_and_output(kernel_test_case):
     def test_stdin_is_not_the_command_channel(self):
         self.assertEqual(self.run_ok("cat; read -r line || echo eof; echo after").stream(),
                          "eof\nafter\n")
+
+    def test_read_asks_the_client_when_stdin_is_allowed(self):
+        result = self.run_ok("read -p 'name? ' N; echo \"hello $N\"; read -rs P; echo ${#P}",
+                             on_input=lambda q: "secret" if q["password"] else "kx")
+        self.assertEqual(result.stream(), "hello kx\n6\n")
+        self.assertEqual(result.input_requests, [{"prompt": "name? ", "password": False},
+                                                 {"prompt": "", "password": True}])
+        # Redirected or piped reads are the shell's own.
+        result = self.run_ok("echo piped | { read v; echo $v; }; read w <<<here; echo $w",
+                             on_input=lambda q: "asked")
+        self.assertEqual(result.stream(), "piped\nhere\n")
+        self.assertEqual(result.input_requests, [])
+
+    def test_interrupt_while_read_waits_for_the_client(self):
+        def interrupt(_):
+            time.sleep(0.5)
+            self.km.interrupt_kernel()
+        started = time.monotonic()
+        result = run(self.kc, "read x; echo not-reached", on_input=lambda q: None, on_start=interrupt)
+        self.assertLess(time.monotonic() - started, 15.0)
+        self.assertEqual(result.reply["ename"], "Interrupted")
+        self.assertEqual(len(result.input_requests), 1)
+        # Nothing stale is left for the next read or display.
+        result = self.run_ok("read y; echo got-$y", on_input=lambda q: "z")
+        self.assertEqual(result.stream(), "got-z\n")
 
     def test_background_job_does_not_hold_the_cell(self):
         started = time.monotonic()

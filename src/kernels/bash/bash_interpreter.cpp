@@ -7,8 +7,12 @@
 
 #include <xeus/xhelper.hpp>
 
+#include <signal.h>
+
+#include <chrono>
 #include <exception>
 #include <mutex>
+#include <optional>
 
 #ifndef KERNEX_VERSION
 #define KERNEX_VERSION "0"
@@ -37,7 +41,43 @@ bash_interpreter::~bash_interpreter() {
 
 void bash_interpreter::interrupt_live() noexcept {
     std::lock_guard lock(live_mutex);
-    if (live_interpreter) live_interpreter->m_session.request_interrupt();
+    if (!live_interpreter) return;
+    live_interpreter->m_session.request_interrupt();
+    live_interpreter->cancel_input();
+}
+
+void bash_interpreter::cancel_input() noexcept {
+    m_input_cancelled = true;
+    // Repeated: a signal that lands between the main thread's check and its
+    // recv would be lost. Bounded: the wait ends on the first one taken.
+    for (int i = 0; i < 100 && m_waiting_input; ++i) {
+        pthread_kill(m_main_handle, SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+input_answer bash_interpreter::ask_client(const std::string& prompt, bool password, bool allowed) {
+    if (!allowed) return {};
+    if (m_input_cancelled) return {.what = input_answer::kind::cancelled, .value = {}};
+    std::optional<std::string> value;
+    register_input_handler([&value](const std::string& v) { value = v; });
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    m_waiting_input = true;
+    pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);
+    if (!m_input_cancelled) {
+        try {
+            input_request(sanitize(prompt), password);
+        } catch (const std::exception&) {
+            // EINTR out of xeus's recv: cancelled.
+        }
+    }
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    m_waiting_input = false;
+    register_input_handler(nullptr);
+    if (!value) return {.what = input_answer::kind::cancelled, .value = {}};
+    return {.what = input_answer::kind::given, .value = *value};
 }
 
 void bash_interpreter::terminate_live() noexcept {
@@ -110,7 +150,7 @@ bool has_no_commands(const std::string& code) {
 
 nl::json bash_interpreter::execute_request_impl(int execution_counter, const std::string& code,
                                                 bool silent, bool store_history,
-                                                nl::json user_expressions, bool /*allow_stdin*/) {
+                                                nl::json user_expressions, bool allow_stdin) {
     // An execute_request sent on the control channel would run beside the
     // shell thread's cell; a client that does so gets it aborted.
     if (!on_main_thread()) return {{"status", "aborted"}};
@@ -137,6 +177,10 @@ nl::json bash_interpreter::execute_request_impl(int execution_counter, const std
         return true;
     };
 
+    m_input_cancelled = false;
+    handlers.on_input = [this, silent, allow_stdin](const std::string& prompt, bool password) {
+        return ask_client(prompt, password, allow_stdin && !silent);
+    };
     handlers.on_clear = [this, silent](bool wait) {
         if (!silent) clear_output(wait);
     };
@@ -224,10 +268,12 @@ nl::json bash_interpreter::kernel_info_request_impl() {
 void bash_interpreter::shutdown_request_impl() {
     m_shutting_down = true;
     std::unique_lock lock(m_session_mutex, std::try_to_lock);
-    if (lock.owns_lock())
+    if (lock.owns_lock()) {
         m_session.stop();
-    else
+    } else {
         m_session.terminate_group();
+        cancel_input();
+    }
 }
 
 }  // namespace kernex::bash

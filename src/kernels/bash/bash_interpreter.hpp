@@ -10,6 +10,8 @@
 
 #include <xeus/xinterpreter.hpp>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -47,6 +49,15 @@ private:
     nl::json error_reply(const std::string& ename, const std::string& evalue,
                          const std::string& explanation, bool silent);
     nl::json evaluate_user_expressions(const nl::json& expressions);
+    // Asks the client (input_request) on the main thread; cancelled when an
+    // interrupt or a shutdown arrives meanwhile (see cancel_input).
+    input_answer ask_client(const std::string& prompt, bool password, bool allowed);
+    // From another thread: makes a waiting ask_client return. xeus waits for
+    // the input_reply in a blocking ZeroMQ recv; SIGUSR1 (unblocked on the
+    // main thread only while it waits, handled without SA_RESTART) ends it
+    // with EINTR.
+    void cancel_input() noexcept;
+
     // Starts a new shell after the old one ended; false (and a message) when
     // it cannot or the kernel is shutting down. Requires m_session_mutex.
     bool ensure_shell(bool silent);
@@ -55,6 +66,9 @@ private:
 
     std::string m_bash_path;
     const std::thread::id m_main_thread = std::this_thread::get_id();
+    const pthread_t m_main_handle = pthread_self();
+    std::atomic<bool> m_waiting_input{false};
+    std::atomic<bool> m_input_cancelled{false};
     std::mutex m_session_mutex;  // held by the main thread while it uses m_session
     std::atomic<bool> m_shutting_down{false};
     std::mutex m_version_mutex;

@@ -49,6 +49,27 @@ display() {
     done
     return "$__kx_failed"
 }
+# `read` from the shell's own stdin (not redirected, no -u) during a cell asks
+# the client (input_request), as IPython's input() does; otherwise, and when
+# the client allows no stdin, it is bash's read as before (EOF at once).
+read() {
+    if [[ -z ${__kx_in_cell-} || ! /dev/stdin -ef /dev/fd/58 ]]; then
+        builtin read "$@"
+        return
+    fi
+    local __kx_prompt= __kx_secret=0 __kx_answer OPTIND=1 OPTARG= __kx_opt
+    while builtin getopts ':ersa:d:i:n:N:p:t:u:' __kx_opt; do
+        case $__kx_opt in
+        p) __kx_prompt=$OPTARG ;;
+        s) __kx_secret=1 ;;
+        u) builtin read "$@"; return ;;
+        esac
+    done
+    builtin printf 'input %s %s\0' "$__kx_secret" "$__kx_prompt" >&62
+    IFS= builtin read -r -d '' -u 61 __kx_answer || return 1
+    if [[ ${__kx_answer:0:1} != 0 ]]; then return 1; fi
+    builtin read "$@" <<<"${__kx_answer:1}"
+}
 clear() {
     local __kx_wait=0 __kx_ack
     case ${1-} in

@@ -33,6 +33,19 @@ private:
         xeus::xserver_shell_main::send_control_impl(std::move(message));
     }
 
+    // xeus 2.4 names input_request's password flag "pwd"; the spec (and
+    // jupyter_client, and kernex) read "password".
+    void send_stdin_impl(xeus::xmessage message) override {
+        nl::json content = message.content();
+        if (content.contains("pwd") && !content.contains("password")) {
+            content["password"] = content["pwd"];
+            content.erase("pwd");
+            message = xeus::xmessage(message.identities(), message.header(), message.parent_header(),
+                                     message.metadata(), std::move(content), message.buffers());
+        }
+        xeus::xserver_shell_main::send_stdin_impl(std::move(message));
+    }
+
     const std::thread::id m_main_thread = std::this_thread::get_id();  // built by xkernel there
 };
 

@@ -108,7 +108,15 @@ int main(int argc, char* argv[]) {
 
     // Writes to a dead shell's pipes must fail with EPIPE, not kill the kernel.
     signal(SIGPIPE, SIG_IGN);
-    const sigset_t set = handled_signals();
+    sigset_t set = handled_signals();
+    // SIGUSR1 ends the main thread's wait for an input_reply (see
+    // bash_interpreter::cancel_input): a handler that does nothing, without
+    // SA_RESTART, and the signal blocked everywhere but there and then.
+    struct sigaction wake {};
+    wake.sa_handler = [](int) {};
+    sigemptyset(&wake.sa_mask);
+    sigaction(SIGUSR1, &wake, nullptr);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread exists: all inherit it
 
     const auto bash_path = kernex::bash::find_on_path("bash");

@@ -85,12 +85,15 @@ void shell_session::start() {
     pipe_pair err = make_pipe();
     pipe_pair lifeline = make_pipe();
     unique_fd runner = make_runner_file();
-    unique_fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!null) throw std::system_error(errno, std::generic_category(), "open /dev/null");
+    // An empty pipe whose write end is closed at once: EOF like /dev/null,
+    // but an object of its own, which the driver's `read` recognises.
+    pipe_pair input = make_pipe();
+    input.write.reset();
 
     child_spec spec;
     spec.argv = {m_bash_path, "--noprofile", "--norc", "-c", driver_script, "bash"};
-    spec.fds = {{0, null.get()},         {1, out.write.get()},     {2, err.write.get()},
+    spec.fds = {{0, input.read.get()},     {stdin_fd, input.read.get()},
+                {1, out.write.get()},      {2, err.write.get()},
                 {command_fd, command.read.get()}, {ack_fd, ack.read.get()},
                 {control_fd, control.write.get()}, {runner_fd, runner.get()}};
     spec.env = environment_with({});
@@ -270,15 +273,44 @@ void shell_session::handle_record(const std::string& record, const cell_handlers
             for (int i = 0; i < 2; ++i) read_output(i, handlers, false);
             shown = handlers->on_display && handlers->on_display(arg);
         }
-        const char ack = shown ? '0' : '1';
-        if (m_ack) (void)!::write(m_ack.get(), &ack, 1);
+        write_ack(shown ? "0" : "1");
+    } else if (kind == "input") {
+        if (handlers) {
+            for (int i = 0; i < 2; ++i) read_output(i, handlers, true);
+        }
+        input_answer answer;
+        if (handlers && handlers->on_input)
+            answer = handlers->on_input(arg.size() > 2 ? arg.substr(2) : "", arg.starts_with("1"));
+        if (answer.what == input_answer::kind::cancelled) return;
+        std::string reply = answer.what == input_answer::kind::given ? "0" : "1";
+        for (char c : answer.value)
+            if (c != '\0' && answer.what == input_answer::kind::given) reply += c;
+        reply += '\0';
+        write_ack(reply);
     } else if (kind == "clear") {
         if (handlers) {
             for (int i = 0; i < 2; ++i) read_output(i, handlers, true);
             if (handlers->on_clear) handlers->on_clear(arg == "1");
         }
-        const char ack = '0';
-        if (m_ack) (void)!::write(m_ack.get(), &ack, 1);
+        write_ack("0");
+    }
+}
+
+// The ack pipe is non-blocking; an answer larger than the pipe is written
+// as the driver reads it, until the shell dies.
+void shell_session::write_ack(const std::string& bytes) {
+    std::size_t sent = 0;
+    while (m_ack && sent < bytes.size()) {
+        const ssize_t n = ::write(m_ack.get(), bytes.data() + sent, bytes.size() - sent);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN) return;
+        pollfd fds[2] = {{m_ack.get(), POLLOUT, 0}, {m_pidfd.get(), POLLIN, 0}};
+        if (::poll(fds, m_pidfd ? 2 : 1, 1000) < 0 && errno != EINTR) return;
+        if (fds[1].revents & POLLIN) return;
     }
 }
 

@@ -15,6 +15,15 @@
 
 namespace kernex::bash {
 
+struct input_answer {
+    enum class kind {
+        given,      // value is the client's answer
+        refused,    // no stdin (allow_stdin false, silent): read sees EOF
+        cancelled,  // interrupted or shutting down: the shell is being signalled, nothing is sent
+    } what = kind::refused;
+    std::string value;
+};
+
 struct cell_handlers {
     // Output as it arrives; name is "stdout" or "stderr", text is valid UTF-8.
     std::function<void(const std::string& name, const std::string& text)> on_stream;
@@ -22,6 +31,8 @@ struct cell_handlers {
     std::function<bool(const std::string& path)> on_display;
     // A `clear [-w]` request: clear the cell's output (wait: when new output arrives).
     std::function<void(bool wait)> on_clear;
+    // A `read` on the shell's stdin during the cell: the client's answer.
+    std::function<input_answer(const std::string& prompt, bool password)> on_input;
 };
 
 enum class cell_end { finished, interrupted, shell_exited };
@@ -81,6 +92,7 @@ private:
     void read_control(const cell_handlers* handlers);
     void handle_record(const std::string& record, const cell_handlers* handlers);
     void read_output(int index, const cell_handlers* handlers, bool flush);
+    void write_ack(const std::string& bytes);
     void emit_output(int index, const cell_handlers* handlers, bool flush);
     void on_shell_death(const cell_handlers* handlers);
     void close_channels() noexcept;
