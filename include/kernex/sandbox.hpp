@@ -1,9 +1,9 @@
 // sandbox: the options of the bubblewrap sandbox that the local executor
 // (local_executor_options::sandbox) and local kernels
 // (kernel_options::sandbox) can run code in. Inside it code sees the host's
-// /usr, /bin, /lib*, /etc (without its secrets: shadow, gshadow, ssh host
-// keys, private TLS keys) read-only, its work dir read-write, a private /tmp
-// and /dev, no network, no host processes (own pid namespace), no host home;
+// /usr, /bin, /lib*, /etc (its secrets: shadow, gshadow, ssh host keys,
+// private TLS keys covered by empty ones) read-only, its work dir
+// read-write, a private /tmp and /dev, no network, no host processes (own pid namespace), no host home;
 // it dies with kernex. Needs Debian's `bwrap` (package bubblewrap) and user
 // namespaces (or root); without them kernex refuses with a message that
 // says how to enable them, never falling back to running unconfined.

@@ -28,31 +28,29 @@ bool hidden_name(const std::string& rel) {
     return rel.starts_with("ssh/ssh_host_") && rel.ends_with("_key");
 }
 
-// /etc's entries one by one, so the hidden ones are absent, not empty.
+// /etc read-only as a whole (one mount: binding its ~150 entries one by one
+// cost 100 ms per block), its secrets covered: each secret file by an empty
+// one (/dev/null, read-only), a secret directory by an empty tmpfs.
 void bind_etc(std::vector<std::string>& args) {
-    args.insert(args.end(), {"--tmpfs", "/etc"});
+    args.insert(args.end(), {"--ro-bind", "/etc", "/etc"});
     std::error_code ec;
-    auto bind_dir = [&](const fs::path& dir, const std::string& prefix, auto&& self) -> void {
+    auto cover = [&](const fs::path& dir, const std::string& prefix, auto&& self) -> void {
         for (const auto& entry : fs::directory_iterator(dir, ec)) {
-            const std::string name = entry.path().filename().string();
-            const std::string rel = prefix.empty() ? name : prefix + "/" + name;
-            if (hidden_name(rel)) continue;
-            const std::string path = "/etc/" + rel;
+            const std::string rel = prefix + entry.path().filename().string();
             std::error_code e2;
-            if (entry.is_symlink(e2)) {
-                args.insert(args.end(), {"--symlink", fs::read_symlink(entry.path(), e2).string(), path});
-            } else if (prefix.empty() && (name == "ssh" || name == "ssl" || name == "security") &&
-                       entry.is_directory(e2)) {
-                // Directories holding a secret are rebuilt entry by entry.
-                args.insert(args.end(), {"--dir", path});
-                self(entry.path(), rel, self);
-            } else {
-                args.insert(args.end(), {"--ro-bind", path, path});
+            if (entry.is_symlink(e2)) continue;  // resolves to a covered path or outside /etc
+            const bool dir_entry = entry.is_directory(e2);
+            if (hidden_name(rel)) {
+                if (dir_entry)
+                    args.insert(args.end(), {"--tmpfs", "/etc/" + rel, "--remount-ro", "/etc/" + rel});
+                else
+                    args.insert(args.end(), {"--ro-bind", "/dev/null", "/etc/" + rel});
+            } else if (dir_entry && prefix.empty() && (rel == "ssh" || rel == "ssl" || rel == "security")) {
+                self(entry.path(), rel + "/", self);
             }
         }
     };
-    bind_dir("/etc", "", bind_dir);
-    args.insert(args.end(), {"--remount-ro", "/etc"});  // no new file in it either
+    cover("/etc", "", cover);
 }
 
 }  // namespace

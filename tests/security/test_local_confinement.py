@@ -2,7 +2,7 @@
 `kernex` CLI as a user runs it: processes that try to outlive their block
 (job control, setsid, double fork, nohup), kill -9 of kernex mid-block and
 mid-cell, secrets in kernex's environment, and the bubblewrap sandbox
-(network, host home, /usr, /etc/shadow, escaping children, a fork bomb).
+(network, host home, /usr, /etc/shadow covered, escaping children, a fork bomb).
 Every check is a /proc walk, a file or what the code printed."""
 import json
 import os
@@ -272,13 +272,17 @@ class SandboxTests(Base):
         with open(os.path.join(self.work, "in-work")) as f:
             self.assertEqual(f.read(), "hi\n")
 
-    def test_secrets_of_etc_are_absent(self):
+    def test_secrets_of_etc_are_covered(self):
+        # Each secret reads empty (an empty file is bound over it); the rest of /etc is there.
+        with open("/etc/shadow") as f:
+            self.assertIn("root:", f.read())  # the host's is not empty: the check below can fail
         result = self.run_sandboxed("for f in /etc/shadow /etc/gshadow /etc/ssh/ssh_host_rsa_key /etc/ssh/ssh_host_ed25519_key; do\n"
-                                    "  test -e $f && echo present $f || echo absent $f\ndone\n"
-                                    "test -e /etc/passwd && echo passwd-ok")
+                                    "  test -s $f && echo readable $f || echo empty $f\ndone\ncat /etc/shadow\n"
+                                    "test -s /etc/passwd && echo passwd-ok")
         out = result["output"]
-        self.assertNotIn("present", out)
-        self.assertIn("absent /etc/shadow", out)
+        self.assertNotIn("readable", out)
+        self.assertIn("empty /etc/shadow", out)
+        self.assertNotIn("root:", out)
         self.assertIn("passwd-ok", out)
 
     def test_escaping_children_die_at_block_end(self):
@@ -356,7 +360,8 @@ class SandboxKernelTests(Base):
             "import os, socket\n"
             "s = socket.socket(); s.settimeout(3)\n"
             f"print('net', s.connect_ex(('127.0.0.1', {port})) != 0)\n"
-            "print('shadow', os.path.exists('/etc/shadow'))\n"
+            "try:\n    leaked = open('/etc/shadow').read() != ''\nexcept OSError:\n    leaked = False\n"
+            "print('shadow', leaked)\n"
             f"print('outside', os.path.exists({canary!r}))\n"
             "open('written', 'w').write('x')\n"
             "print('secret', 'API_KEY' in os.environ)\n")
