@@ -1,16 +1,25 @@
 // docker_executor: runs each code block in a Docker container that sees only
-// its work dir (bound at /workspace), with no network unless asked, memory,
-// CPU and process limits, one timeout for the whole execute() call and a cap
-// on the output kept. Speaks the Docker Engine API (docker_client); never
-// runs the docker CLI and never pulls an image. Stateless between blocks but
-// for the files in the work dir (and the container's own filesystem).
+// its work dir (bound at /workspace), confined by default (the caller's
+// uid:gid, every capability dropped, no-new-privileges, a read-only root with
+// a tmpfs /tmp, no network, 1 GiB of memory, 256 processes: each loosened by
+// an option), with one timeout for the whole execute() call and a cap on the
+// output kept. After every block nothing it started runs on in the container
+// (checked from outside through the Engine API; a container whose processes
+// cannot be ended is replaced). Should kernex be killed, a reaper process
+// removes the container and a temporary work dir, and the next kernex that
+// starts a docker executor or kernel removes what is left of dead ones.
+// Speaks the Docker Engine API (docker_client); never runs the docker CLI and
+// never pulls an image. Stateless between blocks but for the files in the
+// work dir (and the container's /tmp).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +28,10 @@
 #include "kernex/executor.hpp"
 
 namespace kernex {
+
+namespace docker {
+class reaper;
+}
 
 struct docker_executor_options {
     // Must be present in the daemon: a missing image is an error saying how to get it.
@@ -38,16 +51,26 @@ struct docker_executor_options {
     // "host", a network's name.
     std::string network_mode = "none";
     // Limits: memory in bytes (swap included: none beyond it), CPUs (1.5 =
-    // one and a half), processes. Unset: the daemon's defaults (none).
-    std::optional<std::uint64_t> memory;
+    // one and a half), processes. Unset (nullopt): none.
+    std::optional<std::uint64_t> memory = std::uint64_t{1} << 30;
     std::optional<double> cpus;
-    std::optional<std::int64_t> pids_limit;
+    std::optional<std::int64_t> pids_limit = 256;
     // Who the blocks run as, "uid:gid" or a name in the image. Unset: the
     // caller's uid:gid, so that files the blocks write in the work dir belong
-    // to the caller (and a temporary work dir can be removed). "": the image's user.
+    // to the caller (and a temporary work dir can be removed). "": the image's
+    // user. The container's first process runs as another uid (65534, or
+    // 65533 when the blocks are 65534), out of the blocks' reach.
     std::optional<std::string> user;
+    // The root filesystem read-only, with a tmpfs at /tmp (HOME is /tmp
+    // unless env sets it). false: writable, as Docker's default.
+    bool read_only = true;
+    // no-new-privileges: a setuid binary or file capability grants nothing.
+    bool no_new_privileges = true;
+    // Every capability is dropped but these ("NET_BIND_SERVICE", ...).
+    std::vector<std::string> cap_add;
     // As in AG2: stop() (and the destructor) stops the container, and removes
-    // it when auto_remove. stop_container = false leaves it running.
+    // it when auto_remove. stop_container = false leaves it running (and then
+    // nothing removes it should kernex die either).
     bool auto_remove = true;
     bool stop_container = true;
     // unix:// or tcp:// address of the daemon; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
@@ -93,8 +116,18 @@ private:
     void ensure_running();
     // DELETE ?force: killed and removed. noexcept: the daemon may be gone.
     void remove_container() noexcept;
-    // Kills every process of the block tagged with token, from inside the container.
-    void kill_block(const std::string& token);
+    // After a block: nothing of the blocks' may run on. Returns a line to say
+    // when the container had to be replaced (its processes could not be
+    // ended from inside), else empty. Throws kernex::error(docker_error)
+    // when even that failed.
+    std::string end_block_processes();
+    // The processes in the container that are not its first process's (not zombies).
+    std::size_t foreign_processes();
+    // How a block's exec ended, into result. Returns true to run the next block.
+    bool block_outcome(docker_stream_end end, const std::string& exec_id, std::string& report,
+                       std::chrono::steady_clock::time_point deadline, code_result& result,
+                       const std::function<void(docker_stream, std::string_view)>& keep,
+                       const std::function<void(const std::string&)>& say);
 
     docker_executor_options m_options;
     docker_client m_client;
@@ -102,6 +135,8 @@ private:
     bool m_owns_work_dir = false;
     std::string m_container_id;
     std::string m_container_name;
+    std::string m_keeper_uid;  // the container's first process runs as this uid
+    std::unique_ptr<docker::reaper> m_reaper;  // removes the container and a temporary work dir should we die
     int m_cancel_read = -1;  // self-pipe: interrupt() writes, the exec stream's reader polls
     int m_cancel_write = -1;
 };

@@ -34,20 +34,30 @@ namespace kernex {
 // "none", the ipc sockets live in a private (0700) host dir bound at the
 // same path inside, so no port is opened anywhere. Other network modes use
 // tcp: "host" on 127.0.0.1, any other with the five ports published on
-// 127.0.0.1. Shutdown stops and removes the container and that dir.
+// 127.0.0.1. Shutdown stops and removes the container and that dir. The
+// container is confined by default (docs/security.md): the caller's uid:gid,
+// every capability dropped, no-new-privileges, a read-only root with a tmpfs
+// /tmp (HOME=/tmp), network none, 1 GiB of memory, 256 processes; each field
+// below loosens one. Should kernex be killed, a reaper process removes the
+// container and the dirs, and the next kernex that starts a docker kernel or
+// executor removes what is left of dead ones.
 struct docker_kernel_options {
     std::string image;                         // must be in the daemon; must run the kernelspec's argv
     std::string network_mode = "none";         // "none" (ipc), "host", "bridge", a network's name (tcp)
     // Bound read-write at /workspace. Unset: kernel_options::cwd, else a fresh
     // temporary dir that shutdown removes.
     std::optional<std::filesystem::path> work_dir{};
-    std::optional<std::uint64_t> memory{};     // bytes, swap included (none beyond it)
+    // Limits; nullopt: none.
+    std::optional<std::uint64_t> memory = std::uint64_t{1} << 30;  // bytes, swap included (none beyond it)
     std::optional<double> cpus{};              // 1.5 = one and a half CPUs
-    std::optional<std::int64_t> pids_limit{};
+    std::optional<std::int64_t> pids_limit = 256;
     // "uid:gid" in the container. Unset: the caller's, so files in the work
     // dir and the sockets are the caller's. Another user must be root: the
     // private dir is the caller's, mode 0700.
     std::optional<std::string> user{};
+    bool read_only = true;                     // the root filesystem, with a tmpfs /tmp; false: writable
+    bool no_new_privileges = true;             // setuid bits and file capabilities grant nothing
+    std::vector<std::string> cap_add{};        // every capability is dropped but these
     std::optional<std::string> container_name{};  // unset: kernex-kernel-<12 hex digits>
     std::string docker_host{};                 // unix:// or tcp://; empty: $DOCKER_HOST, else the system's socket
     std::chrono::milliseconds request_timeout{30'000};  // each Engine API request

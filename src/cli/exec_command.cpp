@@ -91,6 +91,17 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<std::string>(cmd, args, "--docker-image", "docker_image",
                                "jupyter: run the kernel in a Docker container of this image (never pulled;\n"
                                "network none; --work-dir is bound at /workspace)");
+    config_option<std::string>(cmd, args, "--memory", "memory",
+                               "docker, jupyter --docker-image: memory limit (512m, 2g; 0: none; default 1g)");
+    config_option<double>(cmd, args, "--cpus", "cpus", "docker, jupyter --docker-image: CPUs (1.5; default: no limit)");
+    config_option<std::int64_t>(cmd, args, "--pids-limit", "pids_limit",
+                                "docker, jupyter --docker-image: processes (0: none; default 256)");
+    config_option<std::string>(cmd, args, "--network", "network_mode",
+                               "docker, jupyter --docker-image: network mode (default none; host, bridge, a network)");
+    config_option<std::string>(cmd, args, "--user", "user",
+                               "docker, jupyter --docker-image: uid:gid the code runs as (default: yours)");
+    cmd->add_flag_function("--read-only,!--no-read-only", [args](std::int64_t n) { args->config["read_only"] = n > 0; },
+                           "docker, jupyter --docker-image: a read-only root with a tmpfs /tmp (the default), or not");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: the work dir)");
     config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "cli/container_flags.hpp"
 #include "kernex/kernel_manager.hpp"
 
 namespace kernex::cli {
@@ -17,6 +18,7 @@ struct kernel_args {
     std::string connection_file;
     std::string docker_image;
     std::string work_dir;
+    container_flags container;
 };
 
 int start_kernel(const kernel_args& args) {
@@ -35,6 +37,7 @@ int start_kernel(const kernel_args& args) {
         options.docker.emplace();
         options.docker->image = args.docker_image;
         if (!args.work_dir.empty()) options.docker->work_dir = args.work_dir;
+        apply_container_flags(args.container, *options.docker);
     }
     auto km = kernel_manager::start(options);
     km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
@@ -72,6 +75,7 @@ command_runner add_kernel_command(CLI::App& app) {
     start->add_option("--work-dir", args->work_dir,
                       "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
+    add_container_flags(start, args->container, image);
     return [args] { return start_kernel(*args); };
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/container_flags.hpp"
 #include "cli/run_notebook.hpp"
 #include "cli/signal_forwarding.hpp"
 #include "kernex/error.hpp"
@@ -26,6 +27,7 @@ struct run_args {
     std::string gateway_ca;
     std::string docker_image;   // run the kernel in a container of this image
     std::string work_dir;       // with docker_image: bound at /workspace
+    container_flags container;  // with docker_image
     double timeout = 0;
     std::string output_dir = ".";
     bool keep_going = false;
@@ -157,6 +159,7 @@ int run(const run_args& args) {
             ko.docker.emplace();
             ko.docker->image = args.docker_image;
             if (!args.work_dir.empty()) ko.docker->work_dir = args.work_dir;
+            apply_container_flags(args.container, *ko.docker);
         }
         km.emplace(kernel_manager::start(ko));
         kc = &km->client();
@@ -245,6 +248,7 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_option("--work-dir", args->work_dir,
                     "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
+    add_container_flags(cmd, args->container, image);
     cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
     cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved (a notebook run: the notebook written)")
         ->capture_default_str();

@@ -1,7 +1,14 @@
 #include "docker/containers.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "docker/exec_stream.hpp"
 #include "kernex/error.hpp"
@@ -40,6 +47,19 @@ std::string create_container(docker_client& client, const container_config& conf
         {"NetworkMode", config.network_mode},
     };
     if (config.init) host_config["Init"] = true;
+    // Confinement (docs/security.md): no capability (so no device node,
+    // no chown to another user, no raw socket), no privilege from setuid
+    // bits, a read-only root with a private tmpfs /tmp. The work dir bind
+    // cannot be nosuid/nodev through the Engine API; dropping CAP_MKNOD and
+    // the non-root user are what keep device nodes and setuid-root files out
+    // of it (and the executor clears setuid bits a root user sets).
+    host_config["CapDrop"] = {"ALL"};
+    if (!config.confinement.cap_add.empty()) host_config["CapAdd"] = config.confinement.cap_add;
+    if (config.confinement.no_new_privileges) host_config["SecurityOpt"] = {"no-new-privileges"};
+    if (config.confinement.read_only) {
+        host_config["ReadonlyRootfs"] = true;
+        host_config["Tmpfs"] = {{"/tmp", "rw,nosuid,nodev,exec,mode=1777"}};
+    }
     if (config.limits.memory) {
         host_config["Memory"] = *config.limits.memory;
         host_config["MemorySwap"] = *config.limits.memory;  // no swap beyond the limit
@@ -118,6 +138,109 @@ std::string container_logs(docker_client& client, const std::string& id, std::si
     } catch (...) {
         return {};
     }
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* label_pid = "org.kernex.owner.pid";
+constexpr const char* label_start = "org.kernex.owner.start";
+constexpr const char* label_boot = "org.kernex.owner.boot";
+constexpr const char* label_pidns = "org.kernex.owner.pidns";
+constexpr const char* label_dirs = "org.kernex.temp_dirs";
+
+std::string first_line(const fs::path& file) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);
+    return line;
+}
+
+// A process's start time (clock ticks after boot, /proc/PID/stat's 22nd
+// field): with the pid, it names one process of this boot. Empty when there
+// is no such process.
+std::string start_time(const std::string& pid) {
+    const std::string stat = first_line("/proc/" + pid + "/stat");
+    const auto close = stat.rfind(')');  // the name in parentheses may hold spaces
+    if (close == std::string::npos) return {};
+    std::istringstream fields(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 22 && fields >> field; ++i) {}  // fields 3..22
+    return field;
+}
+
+std::string boot_id() { return first_line("/proc/sys/kernel/random/boot_id"); }
+
+std::string pid_namespace() {
+    std::error_code ec;
+    return fs::read_symlink("/proc/self/ns/pid", ec).string();
+}
+
+std::string url_encode(std::string_view text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+// A temporary dir a dead kernex named: removed only when it is one kernex
+// makes (kernex-* or docker-*), a real directory (not a link) and ours.
+void remove_temp_dir(const std::string& path) noexcept {
+    const fs::path dir(path);
+    const std::string name = dir.filename().string();
+    if (!dir.is_absolute() || !(name.starts_with("kernex-") || name.starts_with("docker-"))) return;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+}  // namespace
+
+std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs) {
+    const std::string pid = std::to_string(::getpid());
+    std::map<std::string, std::string> labels = {
+        {label_pid, pid}, {label_start, start_time(pid)}, {label_boot, boot_id()}, {label_pidns, pid_namespace()}};
+    if (!temp_dirs.empty()) labels[label_dirs] = nlohmann::json(temp_dirs).dump();
+    return labels;
+}
+
+int sweep_orphans(docker_client& client) noexcept {
+    int removed = 0;
+    try {
+        const std::string boot = boot_id();
+        const std::string pidns = pid_namespace();
+        if (boot.empty()) return 0;
+        const nlohmann::json filters = {{"label", {std::string(label_boot) + "=" + boot}}};
+        const auto list = client.call("GET", "/containers/json?all=1&filters=" + url_encode(filters.dump()));
+        if (!list.is_array()) return 0;
+        for (const auto& c : list) {
+            const auto labels = c.value("Labels", nlohmann::json::object());
+            if (!labels.is_object() || labels.value(label_pidns, "") != pidns) continue;
+            const std::string pid = labels.value(label_pid, "");
+            const std::string start = labels.value(label_start, "");
+            if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+            if (!start.empty() && start_time(pid) == start) continue;  // its kernex lives
+            remove_container(client, c.value("Id", ""));
+            ++removed;
+            const auto dirs = nlohmann::json::parse(labels.value(label_dirs, "[]"), nullptr, false);
+            if (dirs.is_array())
+                for (const auto& d : dirs)
+                    if (d.is_string()) remove_temp_dir(d.get<std::string>());
+        }
+    } catch (...) {
+        // A sweep is a courtesy: the daemon's trouble shows in what follows.
+    }
+    return removed;
 }
 
 }  // namespace kernex::docker

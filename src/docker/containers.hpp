@@ -1,7 +1,10 @@
 // Containers as kernex makes them, for docker_executor and the kernel
 // manager's docker provisioner alike: created from a local image (never
-// pulled) with the work dir bound, a network mode, limits and labels;
-// started; their logs read; removed. Internal to kernex.
+// pulled) with the work dir bound, a network mode, limits, confinement
+// (caps dropped, no-new-privileges, read-only root) and labels naming the
+// kernex process that owns them; started; their logs read; removed; and the
+// containers of kernex processes that died without removing theirs swept
+// away (see reaper.hpp for the removal at kernex's death). Internal to kernex.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +24,14 @@ struct container_limits {
     std::optional<std::int64_t> pids_limit;
 };
 
+// What the code in the container may do beyond its user's rights (see
+// docs/security.md): by default nothing.
+struct container_confinement {
+    bool read_only = true;             // the root filesystem; /tmp is then a tmpfs
+    bool no_new_privileges = true;     // setuid/setgid bits and file caps grant nothing
+    std::vector<std::string> cap_add;  // every capability is dropped but these
+};
+
 struct container_config {
     std::string image;
     std::string name;
@@ -34,7 +45,20 @@ struct container_config {
     std::map<std::string, std::string> labels;
     bool init = false;                     // docker-init as PID 1: forwards signals, reaps, exits with the command
     std::vector<std::uint16_t> published_ports;  // tcp ports published on 127.0.0.1 under the same number
+    container_confinement confinement;
 };
+
+// Labels naming this process as a container's owner (pid, its start time,
+// the boot id), for sweep_orphans(); temp_dirs: host dirs of this container
+// that kernex made and a sweep removes with it.
+std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs = {});
+
+// Removes the containers of kernex processes of this host that no longer
+// exist (killed before they could remove theirs), with their temporary dirs
+// when they are still there and ours. Containers of another boot or host are
+// left alone. Returns how many were removed; never throws.
+int sweep_orphans(docker_client& client) noexcept;
+
 
 // Throws kernex::error(invalid_argument) for cpus out of (0, 1024].
 void check_limits(const container_limits& limits);

@@ -288,6 +288,35 @@ struct docker_client::impl {
 
     std::string versioned(std::string_view path) { return "/v" + api_version() + std::string(path); }
 
+    // POST path with body, asking for the connection to carry a raw stream
+    // after the response's header (the daemon answers 101, or 200 on old
+    // versions). Returns the socket, with what was read past the header in
+    // buffer. Throws as request() does, and refused() for another status.
+    socket_type upgrade(const std::string& path, std::string_view body, beast::flat_buffer& buffer) {
+        http::request<http::string_body> req{http::verb::post, versioned(path), 11};
+        req.body() = std::string(body);
+        prepare(req, "application/json");
+        req.set(http::field::connection, "Upgrade");
+        req.set(http::field::upgrade, "tcp");
+        const auto started = steady::now();
+        const auto header_deadline = started + options.timeout;
+        socket_type s = connect(header_deadline);
+        error_code ec = step(s, header_deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
+        if (ec) failed("POST", path, ec, started);
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(1u << 20);
+        ec = step(s, header_deadline,
+                  [&](auto handler) { http::async_read_header(s, buffer, parser, std::move(handler)); });
+        if (ec) failed("POST", path, ec, started);
+        const unsigned status = parser.get().result_int();
+        if (status != 101 && status != 200) {
+            if (!parser.is_done())
+                ec = step(s, header_deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
+            refused("POST", path, {status, parser.get().body()});
+        }
+        return s;
+    }
+
     [[noreturn]] void refused(std::string_view method, std::string_view path, const docker_response& r) const {
         throw error(r.status == 404 ? errc::not_found : errc::docker_error,
                     "the Docker daemon at " + options.host + " refused " + std::string(method) + " " +
@@ -371,30 +400,9 @@ std::string docker_client::create_exec(std::string_view container, const docker_
 docker_stream_end docker_client::start_exec(std::string_view exec_id, const docker_stream_options& options) {
     impl& d = *m_impl;
     const std::string path = "/exec/" + std::string(exec_id) + "/start";
-    http::request<http::string_body> req{http::verb::post, d.versioned(path), 11};
-    req.body() = R"({"Detach":false,"Tty":false})";
-    d.prepare(req, "application/json");
-    // After the response's header the connection carries the raw stream.
-    req.set(http::field::connection, "Upgrade");
-    req.set(http::field::upgrade, "tcp");
-
     const auto started = steady::now();
-    const auto header_deadline = started + d.options.timeout;
-    socket_type s = d.connect(header_deadline);
-    error_code ec = d.step(s, header_deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
-    if (ec) d.failed("POST", path, ec, started);
     beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(1u << 20);
-    ec = d.step(s, header_deadline,
-                [&](auto handler) { http::async_read_header(s, buffer, parser, std::move(handler)); });
-    if (ec) d.failed("POST", path, ec, started);
-    const unsigned status = parser.get().result_int();
-    if (status != 101 && status != 200) {
-        if (!parser.is_done())
-            ec = d.step(s, header_deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
-        d.refused("POST", path, {status, parser.get().body()});
-    }
+    socket_type s = d.upgrade(path, R"({"Detach":false,"Tty":false})", buffer);
 
     docker::exec_stream_demuxer demuxer;
     const docker::exec_stream_demuxer::sink& out = options.on_output;

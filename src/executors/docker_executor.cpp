@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "docker/containers.hpp"
+#include "docker/reaper.hpp"
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
@@ -31,44 +32,42 @@ const std::vector<detail::file_language>& language_table() {
 // The container's first process: a shell that sleeps until told to stop. It
 // ends on SIGTERM (a PID 1 without a handler ignores it, and `docker stop`
 // would wait its grace period for nothing), and, being PID 1, it reaps the
-// orphans that blocks leave.
+// orphans that blocks leave. It runs as a uid of its own (m_keeper_uid), so
+// that the blocks can neither signal nor trace it, and it alone may stay.
 constexpr const char* keep_alive_script = "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done";
 
 // Runs a block: "$@" is the interpreter and the file. Its stderr goes into
 // its stdout: the daemon copies an exec's two streams independently, so a
 // traceback could otherwise arrive before the lines printed ahead of it. The
 // exit code is reported on the exec's stderr, which then carries nothing
-// else, so that no exec inspect is needed. Then, as local_executor does, what
-// the block left in the background is killed, so that the exec's stream
-// closes: the exec is its process group's leader (runc makes it one; checked,
-// as a group shared with the container's PID 1 must not be killed), and the
-// group goes, the wrapper with it. Process creation inside a container is
-// the wrapper's whole cost, so it has one fork and one exec more than running
-// the file bare, and nothing else that is not a builtin.
+// else, so that no exec inspect is needed. Then every process the blocks'
+// user can signal is killed but the wrapper itself and PID 1 (kill -1: one
+// pass of the kernel's that no fork escapes, whatever session, group or
+// environment they moved to), so that the exec's stream closes. Whether that
+// worked is then checked from outside (end_block_processes). Process
+// creation inside a container is the wrapper's whole cost, so it has one
+// fork and one exec more than running the file bare, and nothing else that
+// is not a builtin.
 constexpr const char* block_script =
     "exec 3>&2 2>&1\n"
     "\"$@\" 3>&- &\n"
     "wait $!\n"
     "r=$?\n"
-    "read -r s < /proc/$$/stat; set -- $s\n"
     "echo \"$r\" >&3\n"
-    "[ \"$5\" = \"$$\" ] && kill -KILL 0\n"
+    "kill -KILL -1 2>/dev/null\n"
     "exit \"$r\"\n";
 
-// Kills every process whose environment carries KERNEX_BLOCK=$1 (the block's
-// tag, inherited by all it starts, whatever group or session they moved to),
-// again until none is left.
-constexpr const char* kill_script =
-    "t=\"KERNEX_BLOCK=$1\"\n"
-    "for round in 1 2 3 4 5 6 7 8 9 10; do\n"
-    "  found=\n"
-    "  for d in /proc/[0-9]*; do\n"
-    "    if tr '\\0' '\\n' < \"$d/environ\" 2>/dev/null | grep -qxF \"$t\"; then\n"
-    "      kill -KILL \"${d#/proc/}\" 2>/dev/null && found=1\n"
-    "    fi\n"
-    "  done\n"
-    "  [ -n \"$found\" ] || exit 0\n"
-    "done\n";
+// Kills every process the blocks' user can signal (all but PID 1 and this
+// shell), then says "ok". Run after a block that left something running.
+// (Its success says nothing: kill -1 also counts the first process's, which
+// it may not signal. The check from outside does.)
+constexpr const char* kill_script = "kill -KILL -1 2>/dev/null; echo ok\n";
+
+// The uid the container's first process runs as: one the blocks' user is not.
+std::string keeper_uid_for(const std::string& user) {
+    const std::string name = user.substr(0, user.find(':'));
+    return name == "65534" || name == "nobody" ? "65533" : "65534";
+}
 
 // The exit code in what the block's wrapper wrote on stderr: "N\n" alone.
 std::optional<int> reported_exit_code(const std::string& report) {
@@ -79,6 +78,32 @@ std::optional<int> reported_exit_code(const std::string& report) {
         code = code * 10 + (report[i] - '0');
     }
     return code;
+}
+
+// Docker cannot mount the work dir nosuid: a file the blocks made setuid or
+// setgid (root's, when the blocks run as root; the caller's otherwise) would
+// let another user of the host who can reach the work dir run it as that
+// user. Once no process of the blocks' runs any more (nothing can swap a
+// name meanwhile), those bits are cleared. Links are not followed. Returns
+// how many files had them.
+std::size_t clear_setuid_bits(const fs::path& dir) noexcept {
+    std::size_t cleared = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+         !ec && it != end; it.increment(ec)) {
+        const fs::file_status st = it->symlink_status(ec);
+        if (ec) {
+            ec.clear();
+            continue;
+        }
+        if (st.type() != fs::file_type::regular) continue;
+        if ((st.permissions() & (fs::perms::set_uid | fs::perms::set_gid)) == fs::perms::none) continue;
+        fs::permissions(it->path(), fs::perms::set_uid | fs::perms::set_gid,
+                        fs::perm_options::remove | fs::perm_options::nofollow, ec);
+        if (!ec) ++cleared;
+        ec.clear();
+    }
+    return cleared;
 }
 
 // What one block needs to run, worked out before anything runs.
@@ -98,10 +123,15 @@ docker_executor::docker_executor(docker_executor_options options)
     docker::check_limits({m_options.memory, m_options.cpus, m_options.pids_limit});
     if (m_options.network_mode.empty()) m_options.network_mode = "none";
     if (!m_options.user) m_options.user = std::to_string(::getuid()) + ":" + std::to_string(::getgid());
+    m_keeper_uid = keeper_uid_for(*m_options.user);
     if (m_options.work_dir) m_options.work_dir = fs::absolute(*m_options.work_dir);
 
     detail::open_cancel_pipe(m_cancel_read, m_cancel_write);
     try {
+        // The containers (and temporary dirs) of kernex processes that were
+        // killed: their reapers may have died with them.
+        docker::sweep_orphans(m_client);
+        if (m_options.stop_container) m_reaper = std::make_unique<docker::reaper>(m_client.host());
         make_work_dir();
         start_container();
     } catch (...) {
@@ -122,6 +152,7 @@ void docker_executor::make_work_dir() {
     auto made = detail::make_work_dir(m_options.work_dir);
     m_work_dir = std::move(made.path);
     m_owns_work_dir = made.temporary;
+    if (m_owns_work_dir && m_reaper) m_reaper->track_dir(m_work_dir.string());
 }
 
 void docker_executor::start_container() {
@@ -132,13 +163,19 @@ void docker_executor::start_container() {
     config.image = m_options.image;
     config.name = m_options.container_name.value_or("kernex-" + docker::random_hex(12));
     config.cmd = {"sh", "-c", keep_alive_script};
+    // Not /workspace: the first process's uid may not enter it.
+    config.working_dir = "/";
     config.binds = {dir.string() + ":/workspace:rw"};
     config.network_mode = m_options.network_mode;
     config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
+    config.confinement = {m_options.read_only, m_options.no_new_privileges, m_options.cap_add};
     config.labels = {{"org.kernex.executor", "docker"}};
-    config.user = *m_options.user;
+    if (m_reaper) config.labels.merge(docker::owner_labels(m_owns_work_dir ? std::vector{m_work_dir.string()}
+                                                                           : std::vector<std::string>{}));
+    config.user = m_keeper_uid + ":" + m_keeper_uid;
     m_container_id = docker::create_container(m_client, config);
     m_container_name = config.name;
+    if (m_reaper) m_reaper->track_container(m_container_id);
     try {
         docker::start_container(m_client, m_container_id, m_options.image,
                                 "the image needs sh and sleep; a bad memory, cpus or pids_limit?");
@@ -152,8 +189,7 @@ void docker_executor::start_container() {
 void docker_executor::ensure_running() {
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/start");
     if (r.status == 204 || r.status == 304) return;
-    m_container_id.clear();
-    m_container_name.clear();
+    remove_container();
     start_container();
 }
 
@@ -165,7 +201,7 @@ void docker_executor::restart() {
     }
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/restart?t=2");
     if (r.status == 404) {
-        m_container_id.clear();
+        remove_container();
         start_container();
     } else if (r.status != 204) {
         throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " could not restart container " +
@@ -175,6 +211,7 @@ void docker_executor::restart() {
 
 void docker_executor::remove_container() noexcept {
     docker::remove_container(m_client, m_container_id);
+    if (m_reaper) m_reaper->forget_container(m_container_id);
     m_container_id.clear();
     m_container_name.clear();
 }
@@ -191,6 +228,7 @@ void docker_executor::stop() noexcept {
                 m_client.request("POST", "/containers/" + m_container_id + "/stop?t=2");
             } catch (...) {
             }
+            if (m_reaper) m_reaper->forget_container(m_container_id);  // kept, stopped, as asked
         }
         m_container_id.clear();
         m_container_name.clear();
@@ -199,6 +237,7 @@ void docker_executor::stop() noexcept {
     if (m_owns_work_dir && !left_running) {
         std::error_code ec;
         fs::remove_all(m_work_dir, ec);
+        if (m_reaper && !fs::exists(m_work_dir, ec)) m_reaper->forget_dir(m_work_dir.string());
     }
     if (m_owns_work_dir) m_work_dir.clear();
     m_owns_work_dir = false;
@@ -208,14 +247,130 @@ void docker_executor::interrupt() noexcept { detail::send_cancel(m_cancel_write)
 
 std::vector<std::vector<std::string>> docker_executor::languages() { return detail::language_names(language_table()); }
 
-void docker_executor::kill_block(const std::string& token) {
-    const std::string id = m_client.create_exec(
-        m_container_id, {.cmd = {"sh", "-c", kill_script, "kernex-kill", token}, .env = {}, .working_dir = "/",
-                         .user = "0:0"});
-    const auto end = m_client.start_exec(id, {.deadline = steady::now() + m_options.request_timeout, .on_output = {}, .cancel_fd = -1});
-    if (end != docker_stream_end::finished)
-        throw error(errc::docker_error, "killing a block's processes in container " + m_container_name +
-                                            " took longer than " + detail::seconds_text(m_options.request_timeout));
+std::size_t docker_executor::foreign_processes() {
+    // The daemon lists the container's processes from its cgroup, with the
+    // host's ps: nothing the code in the container does can hide one.
+    const docker_response r = m_client.request("GET", "/containers/" + m_container_id + "/top?ps_args=-o%20pid,uid,stat");
+    if (r.status == 409 || r.status == 404) return 0;  // not running: nothing runs in it
+    if (r.status != 200)
+        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " could not list the processes of container " +
+                                            m_container_name + ": " + docker::daemon_message(r));
+    const auto top = nlohmann::json::parse(r.body, nullptr, false);
+    if (!top.is_object() || !top.contains("Titles") || !top.contains("Processes"))
+        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " sent a bad process list");
+    std::size_t uid_at = std::string::npos, stat_at = std::string::npos;
+    for (std::size_t i = 0; i < top["Titles"].size(); ++i) {
+        const std::string title = top["Titles"][i].is_string() ? top["Titles"][i].get<std::string>() : "";
+        if (title == "UID") uid_at = i;
+        if (title == "STAT") stat_at = i;
+    }
+    if (uid_at == std::string::npos || stat_at == std::string::npos)
+        throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " listed processes without UID and STAT");
+    std::size_t foreign = 0;
+    for (const auto& p : top["Processes"]) {
+        if (!p.is_array() || p.size() <= std::max(uid_at, stat_at)) continue;
+        const std::string uid = p[uid_at].is_string() ? p[uid_at].get<std::string>() : "";
+        const std::string stat = p[stat_at].is_string() ? p[stat_at].get<std::string>() : "";
+        if (stat.starts_with("Z")) continue;  // dead, not yet reaped by PID 1
+        if (uid != m_keeper_uid) ++foreign;
+    }
+    return foreign;
+}
+
+std::string docker_executor::end_block_processes() {
+    if (foreign_processes() == 0) return {};
+    // Left running (a timeout, an interrupt, a wrapper killed or stopped by
+    // the code): kill -1 again from a fresh exec, as the blocks' user, and
+    // check from outside until they are gone (zombies reaped by PID 1).
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        bool ran = false;
+        try {
+            const std::string id = m_client.create_exec(
+                m_container_id, {.cmd = {"sh", "-c", kill_script}, .env = {}, .working_dir = "/", .user = *m_options.user});
+            std::string said;
+            const auto end = m_client.start_exec(
+                id, {.deadline = steady::now() + std::min<std::chrono::milliseconds>(m_options.request_timeout,
+                                                                                     std::chrono::seconds(10)),
+                     .on_output =
+                         [&](docker_stream s, std::string_view d) {
+                             if (s == docker_stream::standard_output && said.size() < 64) said.append(d.substr(0, 64));
+                         },
+                     .cancel_fd = -1});
+            ran = end == docker_stream_end::finished && said == "ok\n";
+        } catch (const error&) {
+            // The exec could not even start: the process table is full (a
+            // fork bomb at the pids limit), or the code stopped it.
+        }
+        if (!ran) break;
+        for (int i = 0; i < 20; ++i) {
+            if (foreign_processes() == 0) return {};
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+    }
+    // What runs in the container could not be ended from inside: the
+    // container goes (every process with it) and a new one takes its place.
+    const std::string old_name = m_container_name;
+    remove_container();
+    start_container();
+    return "kernex: processes of the block could not be ended inside container " + old_name +
+           " (its process table full?): it was replaced by " + m_container_name + " (its /tmp is lost)";
+}
+
+bool docker_executor::block_outcome(docker_stream_end end, const std::string& exec_id, std::string& report,
+                                    steady::time_point deadline, code_result& result,
+                                    const std::function<void(docker_stream, std::string_view)>& keep,
+                                    const std::function<void(const std::string&)>& say) {
+    if (end == docker_stream_end::timed_out) {
+        say(detail::timeout_line(m_options.timeout));
+        result.exit_code = 124;
+        result.timed_out = true;
+        return false;
+    }
+    if (end == docker_stream_end::interrupted) {
+        say("Interrupted");
+        result.exit_code = 130;
+        return false;
+    }
+    std::optional<int> code = reported_exit_code(report);
+    const bool reported = code.has_value();
+    if (!reported) {
+        // No report: the wrapper did not get to it (killed with its
+        // container?) or said something else, which is output too.
+        if (!report.empty()) keep(docker_stream::standard_output, report);
+        // The stream closes as the exec ends; the daemon may record
+        // its exit code a moment later.
+        const auto until = std::max(deadline, steady::now() + std::chrono::seconds(5));
+        while (!(code = m_client.exec_exit_code(exec_id)) && steady::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (!code) {
+        say(detail::timeout_line(m_options.timeout));
+        result.exit_code = 124;
+        result.timed_out = true;
+        return false;
+    }
+    if (*code == 0) return true;
+    if (!reported && (*code < 0 || *code >= 126)) {
+        // Killed: by the code itself, the memory limit, or with its
+        // container? The daemon may learn of the container's end
+        // just after the exec's, so it is given a moment to.
+        nlohmann::json state;
+        for (int i = 0; i < 10; ++i) {
+            if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            state = m_client.call("GET", "/containers/" + m_container_id + "/json").value("State", nlohmann::json::object());
+            if (!state.value("Running", false)) break;
+        }
+        if (!state.value("Running", false)) {
+            say("kernex: the container " + m_container_name + " stopped while the block ran (" +
+                (state.value("OOMKilled", false) ? std::string("out of memory")
+                                                 : "exit code " + std::to_string(state.value("ExitCode", -1))) +
+                "); the next execute() starts it again");
+            result.exit_code = 1;
+            return false;
+        }
+    }
+    result.exit_code = *code < 0 ? 1 : *code;
+    return false;
 }
 
 code_result docker_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
@@ -253,8 +408,10 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     }
 
     std::vector<std::string> env = {"PYTHONUNBUFFERED=1"};
+    // The blocks' user has no home it can write in a read-only root (nor,
+    // for the caller's uid, an entry in the image's passwd): /tmp is one.
+    if ((m_options.read_only || *m_options.user != "0:0") && !m_options.env.contains("HOME")) env.push_back("HOME=/tmp");
     for (const auto& [name, value] : m_options.env) env.push_back(name + "=" + value);
-    env.emplace_back();  // the block's tag, set per block
 
     std::uint64_t dropped = 0;
     std::string report;  // the block's exit code, as its wrapper says it on stderr
@@ -288,9 +445,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         // name starting with '-' from being read as an option.
         std::string relative = file->lexically_relative(dir).string();
         if (relative.starts_with("-")) relative = "./" + relative;
-        const std::string token = docker::random_hex(24);
         report.clear();
-        env.back() = "KERNEX_BLOCK=" + token;
         const docker_exec_options exec{.cmd = {"sh", "-c", block_script, "kernex-block", plan[i].program, relative},
                                        .env = env,
                                        .working_dir = "/workspace",
@@ -311,61 +466,13 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             if (e.code() != errc::docker_error) throw;
             throw error(e.code(), std::string("the block's output was cut off: ") + e.what());
         }
-
-        if (end == docker_stream_end::finished) {
-            std::optional<int> code = reported_exit_code(report);
-            const bool reported = code.has_value();
-            if (!reported) {
-                // No report: the wrapper did not get to it (killed with its
-                // container?) or said something else, which is output too.
-                if (!report.empty()) keep(docker_stream::standard_output, report);
-                // The stream closes as the exec ends; the daemon may record
-                // its exit code a moment later.
-                const auto until = std::max(deadline, steady::now() + std::chrono::seconds(5));
-                while (!(code = m_client.exec_exit_code(exec_id)) && steady::now() < until)
-                    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-            }
-            if (!code) {
-                kill_block(token);
-                say(detail::timeout_line(m_options.timeout));
-                result.exit_code = 124;
-                result.timed_out = true;
-                break;
-            }
-            if (*code == 0) continue;
-            if (!reported && (*code < 0 || *code >= 126)) {
-                // Killed: by the code itself, the memory limit, or with its
-                // container? The daemon may learn of the container's end
-                // just after the exec's, so it is given a moment to.
-                nlohmann::json state;
-                for (int i = 0; i < 10; ++i) {
-                    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                    state = m_client.call("GET", "/containers/" + m_container_id + "/json")
-                                .value("State", nlohmann::json::object());
-                    if (!state.value("Running", false)) break;
-                }
-                if (!state.value("Running", false)) {
-                    say("kernex: the container " + m_container_name + " stopped while the block ran (" +
-                        (state.value("OOMKilled", false) ? std::string("out of memory")
-                                                         : "exit code " + std::to_string(state.value("ExitCode", -1))) +
-                        "); the next execute() starts it again");
-                    result.exit_code = 1;
-                    break;
-                }
-            }
-            result.exit_code = *code < 0 ? 1 : *code;
-            break;
-        }
-        kill_block(token);
-        if (end == docker_stream_end::timed_out) {
-            say(detail::timeout_line(m_options.timeout));
-            result.exit_code = 124;
-            result.timed_out = true;
-        } else {
-            say("Interrupted");
-            result.exit_code = 130;
-        }
-        break;
+        const bool go_on = block_outcome(end, exec_id, report, deadline, result, keep, say);
+        // Whatever the outcome: nothing the block started runs on.
+        if (const std::string replaced = end_block_processes(); !replaced.empty()) say(replaced);
+        if (const std::size_t n = clear_setuid_bits(dir); n > 0)
+            say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
+                " files the block made in the work dir (another user of the host could run them as their owner)");
+        if (!go_on) break;
     }
     if (dropped > 0) {
         result.truncated = true;
@@ -375,6 +482,13 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
 }
 
 namespace detail {
+
+namespace {
+bool is_zero(const nlohmann::json& config, const char* key) {
+    const auto it = config.find(key);
+    return it != config.end() && ((it->is_number() && *it == 0) || (it->is_string() && *it == "0"));
+}
+}  // namespace
 
 std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config) {
     const executor_config c(config, "docker");
@@ -386,10 +500,16 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.count("max_output")) options.max_output = *v;
     if (auto v = c.string_map("env")) options.env = std::move(*v);
     if (auto v = c.string("network_mode")) options.network_mode = *v;
-    if (auto v = c.bytes("memory")) options.memory = *v;
+    // 0 (or "0") for memory and pids_limit: no limit.
+    if (is_zero(config, "memory")) options.memory.reset();
+    else if (auto v = c.bytes("memory")) options.memory = *v;
     if (auto v = c.positive("cpus")) options.cpus = *v;
-    if (auto v = c.count("pids_limit")) options.pids_limit = static_cast<std::int64_t>(*v);
+    if (is_zero(config, "pids_limit")) options.pids_limit.reset();
+    else if (auto v = c.count("pids_limit")) options.pids_limit = static_cast<std::int64_t>(*v);
     if (auto v = c.string("user")) options.user = *v;
+    if (auto v = c.boolean("read_only")) options.read_only = *v;
+    if (auto v = c.boolean("no_new_privileges")) options.no_new_privileges = *v;
+    if (auto v = c.string_list("cap_add")) options.cap_add = std::move(*v);
     if (auto v = c.boolean("auto_remove")) options.auto_remove = *v;
     if (auto v = c.boolean("stop_container")) options.stop_container = *v;
     if (auto v = c.string("docker_host")) options.docker_host = *v;

@@ -252,12 +252,28 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
         o.docker.emplace();
         o.docker->image = *v;
     }
-    needs(config, {"docker_network", "docker_memory", "docker_cpus", "docker_pids_limit", "docker_host"}, "docker_image");
+    // The container's options, by the docker executor's names (what `kernex
+    // exec`'s flags set) or with docker_ in front; 0 for a limit: none.
+    needs(config, {"docker_network", "docker_memory", "docker_cpus", "docker_pids_limit", "docker_host", "network_mode",
+                   "memory", "cpus", "pids_limit", "user", "read_only"},
+          "docker_image");
     if (o.docker) {
-        if (auto v = c.string("docker_network")) o.docker->network_mode = *v;
-        if (auto v = c.bytes("docker_memory")) o.docker->memory = *v;
-        if (auto v = c.positive("docker_cpus")) o.docker->cpus = *v;
-        if (auto v = c.count("docker_pids_limit")) o.docker->pids_limit = static_cast<std::int64_t>(*v);
+        auto zero = [&](const char* key) {
+            const auto it = config.find(key);
+            return it != config.end() && ((it->is_number() && *it == 0) || (it->is_string() && *it == "0"));
+        };
+        for (const char* key : {"network_mode", "docker_network"})
+            if (auto v = c.string(key)) o.docker->network_mode = *v;
+        for (const char* key : {"memory", "docker_memory"})
+            if (zero(key)) o.docker->memory.reset();
+            else if (auto v = c.bytes(key)) o.docker->memory = *v;
+        for (const char* key : {"cpus", "docker_cpus"})
+            if (auto v = c.positive(key)) o.docker->cpus = *v;
+        for (const char* key : {"pids_limit", "docker_pids_limit"})
+            if (zero(key)) o.docker->pids_limit.reset();
+            else if (auto v = c.count(key)) o.docker->pids_limit = static_cast<std::int64_t>(*v);
+        if (auto v = c.string("user")) o.docker->user = *v;
+        if (auto v = c.boolean("read_only")) o.docker->read_only = *v;
         if (auto v = c.string("docker_host")) o.docker->docker_host = *v;
         if (o.connection_file || o.gateway)
             throw error(errc::invalid_argument,

@@ -16,8 +16,14 @@
 // any other daemon a thread of the provisioner inspects the container every
 // 200 ms and signals an eventfd when it has stopped.
 //
-// A restart starts the same container again (its filesystem is kept, its
+// A restart starts the same container again (its /tmp is kept, its
 // processes are not); shutdown removes it with the private dir.
+//
+// Confinement and death: the container is made as containers.hpp says
+// (caps dropped, no-new-privileges, read-only root, labels naming this
+// process); a reaper (reaper.hpp) removes it and the dirs should this
+// process be killed, and every start first sweeps away the containers of
+// kernex processes that died.
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -34,6 +40,7 @@
 
 #include "connection/private_dirs.hpp"
 #include "docker/containers.hpp"
+#include "docker/reaper.hpp"
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
 #include "manager/provisioner.hpp"
@@ -119,19 +126,24 @@ public:
             m_options.user = std::to_string(::getuid()) + ":" + std::to_string(::getgid());
             if (::getuid() != 0) m_home = "/tmp";  // no passwd entry in the image: HOME would be "/"
         }
+        if (m_options.read_only) m_home = "/tmp";  // the only place a home can be written
         m_local_daemon = m_client.host().starts_with("unix://");
         m_client.api_version();  // the daemon is reachable (or a clear error now)
+        docker::sweep_orphans(m_client);
+        m_reaper = std::make_unique<docker::reaper>(m_client.host());
 
         try {
             const fs::path runtime = jupyter_runtime_dir();
             create_private_dirs(runtime);
             m_private_dir = fs::canonical(make_temp_dir(runtime, "docker-"));
+            m_reaper->track_dir(m_private_dir.string());
             if (m_options.work_dir) {
                 fs::create_directories(fs::absolute(*m_options.work_dir));
                 m_work_dir = fs::canonical(fs::absolute(*m_options.work_dir));
             } else {
                 m_work_dir = fs::canonical(make_temp_dir(fs::temp_directory_path(), "kernex-kernel-"));
                 m_owns_work_dir = true;
+                m_reaper->track_dir(m_work_dir.string());
             }
         } catch (const fs::filesystem_error& e) {
             release_dirs();
@@ -144,7 +156,7 @@ public:
 
     ~docker_provisioner() override {
         stop(0ms);
-        docker::remove_container(m_client, m_container_id);
+        remove_container();
         release_dirs();
     }
 
@@ -178,8 +190,7 @@ public:
                                                                          : std::vector<std::uint16_t>{};
         if (!m_container_id.empty() && ports != m_published) {
             // Published ports are fixed when a container is made.
-            docker::remove_container(m_client, m_container_id);
-            m_container_id.clear();
+            remove_container();
         }
         if (m_container_id.empty()) {
             docker::container_config config;
@@ -193,10 +204,14 @@ public:
                             m_private_dir.string() + ":" + m_private_dir.string() + ":rw"};
             config.network_mode = m_options.network_mode;
             config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
-            config.labels = {{"org.kernex.kernel", m_kernel_id}};
+            config.labels = docker::owner_labels(m_owns_work_dir ? std::vector{m_private_dir.string(), m_work_dir.string()}
+                                                                 : std::vector{m_private_dir.string()});
+            config.labels["org.kernex.kernel"] = m_kernel_id;
             config.init = true;
             config.published_ports = ports;
+            config.confinement = {m_options.read_only, m_options.no_new_privileges, m_options.cap_add};
             m_container_id = docker::create_container(m_client, config);
+            m_reaper->track_container(m_container_id);
             m_container_name = config.name;
             m_published = ports;
         }
@@ -355,10 +370,20 @@ private:
         }
     }
 
+    void remove_container() noexcept {
+        docker::remove_container(m_client, m_container_id);
+        if (m_reaper) m_reaper->forget_container(m_container_id);
+        m_container_id.clear();
+    }
+
     void release_dirs() noexcept {
         remove_tree(m_private_dir);
+        if (m_reaper) m_reaper->forget_dir(m_private_dir.string());
         m_private_dir.clear();
-        if (m_owns_work_dir) remove_tree(m_work_dir);
+        if (m_owns_work_dir) {
+            remove_tree(m_work_dir);
+            if (m_reaper) m_reaper->forget_dir(m_work_dir.string());
+        }
         m_work_dir.clear();
     }
 
@@ -378,6 +403,7 @@ private:
     int m_pidfd = -1;
     int m_event = -1;
     std::string m_exit_text;
+    std::unique_ptr<docker::reaper> m_reaper;  // removes the container and the dirs should we die
     std::jthread m_watcher;  // last: stopped before what it uses goes
 };
 

@@ -371,6 +371,61 @@ inline void ensure_ipykernel_image(kernex::docker_client& client) {
                         "bookworm", std::chrono::minutes(10));
 }
 
+// What kill -9 of a kernex process left: found is false when its container
+// never showed up (the output says why).
+struct kill9_outcome {
+    bool found = false;
+    std::string container;
+    std::vector<docker_fs::path> dirs;  // the host dirs bound into the container
+    bool container_left = true;
+    std::vector<docker_fs::path> dirs_left;
+    std::string output;
+};
+
+// Runs the kernex CLI (argv) until `ready` appears in its output and its
+// container (labelled with its pid) exists, kills it with SIGKILL, and
+// returns what is left `within` after.
+inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vector<std::string>& argv,
+                                   const std::string& docker_host, const std::string& ready,
+                                   std::chrono::milliseconds within) {
+    kill9_outcome out;
+    kernex::spawn_options spawn;
+    spawn.argv = argv;
+    spawn.env["DOCKER_HOST"] = docker_host;
+    kernex::child_process cli(spawn);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+    nlohmann::json list;
+    const nlohmann::json filters = {{"label", {"org.kernex.owner.pid=" + std::to_string(cli.pid())}}};
+    while (std::chrono::steady_clock::now() < deadline) {
+        char buffer[4096];
+        ssize_t n;
+        while ((n = ::read(cli.stdout_fd(), buffer, sizeof buffer)) > 0) out.output.append(buffer, n);
+        if (out.output.find(ready) != std::string::npos) {
+            list = client.call("GET", "/containers/json?filters=" + filters.dump());
+            if (list.size() == 1) break;
+        }
+        if (!cli.running()) return out;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (list.size() != 1) return out;
+    out.found = true;
+    out.container = list[0]["Id"].get<std::string>();
+    const auto inspect = client.call("GET", "/containers/" + out.container + "/json");
+    for (const auto& bind : inspect["HostConfig"]["Binds"])
+        out.dirs.push_back(bind.get<std::string>().substr(0, bind.get<std::string>().find(':')));
+    ::kill(cli.pid(), SIGKILL);
+    const auto until = std::chrono::steady_clock::now() + within;
+    for (;;) {
+        out.container_left = client.request("GET", "/containers/" + out.container + "/json").status != 404;
+        out.dirs_left.clear();
+        for (const auto& d : out.dirs)
+            if (docker_fs::exists(d)) out.dirs_left.push_back(d);
+        if ((!out.container_left && out.dirs_left.empty()) || std::chrono::steady_clock::now() >= until) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return out;
+}
+
 // The benchmarks' arguments: positive numbers, and --host URL --image IMAGE.
 struct bench_args {
     std::string host;

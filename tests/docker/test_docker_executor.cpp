@@ -12,6 +12,7 @@
 #include <memory>
 #include <thread>
 
+#include "docker/containers.hpp"
 #include "docker_test_support.hpp"
 #include "kernex/docker_executor.hpp"
 #include "kernex/error.hpp"
@@ -73,6 +74,32 @@ std::vector<std::string> container_ids(kernex::docker_client& client) {
 bool has_container(kernex::docker_client& client, const std::string& id) {
     const auto ids = container_ids(client);
     return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// The container's processes as the daemon sees them from the host (its
+// cgroup, the host's ps): "UID STAT ARGS" lines, zombies left out.
+std::vector<std::string> processes_of(kernex::docker_client& client, const std::string& id) {
+    const auto top = client.call("GET", "/containers/" + id + "/top?ps_args=-o%20pid,uid,stat,args");
+    std::vector<std::string> out;
+    for (const auto& p : top["Processes"]) {
+        if (p[2].get<std::string>().starts_with("Z")) continue;
+        out.push_back(p[1].get<std::string>() + " " + p[2].get<std::string>() + " " + p[3].get<std::string>());
+    }
+    return out;
+}
+
+// Those not of the container's first process (uid 65534, or 65533 for blocks running as 65534).
+std::vector<std::string> block_processes(kernex::docker_client& client, const std::string& id) {
+    std::vector<std::string> out;
+    for (auto& p : processes_of(client, id))
+        if (!p.starts_with("65534 ") && !p.starts_with("65533 ")) out.push_back(p);
+    return out;
+}
+
+std::string joined_lines(const std::vector<std::string>& lines) {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
 }
 
 }  // namespace
@@ -233,6 +260,134 @@ TEST_CASE("the memory limit is enforced: a block allocating beyond it is killed,
     CHECK(run(ex, "python", "x = b'x' * (16 << 20); print('small ok')").output == "small ok\n");
 }
 
+TEST_CASE("after every block nothing it started runs on: setsid env -i, nohup, double fork, env -u") {
+    auto& d = suite();
+    docker_executor ex(busybox(20s));
+    const auto started = steady::now();
+    auto r = run(ex, "sh",
+                 "setsid env -i sleep 1000 &\n"
+                 "nohup sleep 1001 > /dev/null 2>&1 &\n"
+                 "(sh -c 'sleep 1002 > /dev/null 2>&1 &' &)\n"                    // double fork, orphaned
+                 "setsid sh -c 'trap \"\" TERM HUP; exec env -u HOME sleep 1003' &\n"  // holds our stdout
+                 "echo started\n");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "started\n");
+    CHECK_FALSE(r.timed_out);
+    CHECK(steady::now() - started < 15s);
+    // Seen from the host, through the daemon: only the container's first process and its sleep.
+    const auto left = block_processes(d.client, ex.container_id());
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    const auto all = processes_of(d.client, ex.container_id());
+    CHECK_MESSAGE(all.size() <= 2, joined_lines(all));
+    // And from inside, by the next block: a /proc walk.
+    r = run(ex, "sh", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'sleep 10[0-9][0-9]' || true");
+    CHECK(r.output == "0\n");
+
+    // A block that ends in error, and one that times out, leave nothing either.
+    r = run(ex, "sh", "setsid sleep 1010 > /dev/null 2>&1 & exit 3");
+    CHECK(r.exit_code == 3);
+    CHECK(block_processes(d.client, ex.container_id()).empty());
+}
+
+TEST_CASE("a block over its timeout leaves nothing, even what kills the cleanup's first try") {
+    auto& d = suite();
+    docker_executor ex(busybox(3s));
+    auto r = run(ex, "sh",
+                 "setsid env -i sh -c 'while :; do sleep 1; done' > /dev/null 2>&1 &\n"
+                 "sleep 1020\n");
+    CHECK(r.timed_out);
+    const auto left = block_processes(d.client, ex.container_id());
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    CHECK(run(ex, "sh", "echo next").output == "next\n");
+}
+
+TEST_CASE("a fork bomb at the pids limit: the block is ended, the container cleaned or replaced, the next block runs") {
+    auto& d = suite();
+    docker_executor_options o = busybox(4s);
+    o.pids_limit = 48;
+    docker_executor ex(o);
+    CHECK(run(ex, "sh", "echo kept > f").exit_code == 0);
+    // In a session of its own, out of the block's process group. Whether the
+    // block's own `sleep` still finds a free pid decides whether it ends with
+    // a fork error or at its timeout; either way nothing may be left.
+    auto r = run(ex, "sh", "setsid sh -c 'b() { b | b & }; b' > /dev/null 2>&1 & sleep 1030");
+    CHECK(r.exit_code != 0);
+    MESSAGE("fork bomb: " << r.output);
+    const auto left = block_processes(d.client, ex.container_id());
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    r = run(ex, "sh", "cat f");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "kept\n");
+}
+
+TEST_CASE("confinement by default: no caps, no-new-privileges, read-only root, no device node, no setuid-root file, limits") {
+    auto& d = suite();
+    kernex::test::temp_dir work;
+    docker_executor_options o = busybox();
+    o.work_dir = work.path();
+    docker_executor ex(o);
+    const auto info = d.client.call("GET", "/containers/" + ex.container_id() + "/json");
+    const auto& host = info["HostConfig"];
+    CHECK(host["CapDrop"] == nlohmann::json{"ALL"});
+    CHECK(host["SecurityOpt"] == nlohmann::json{"no-new-privileges"});
+    CHECK(host["ReadonlyRootfs"] == true);
+    CHECK(host["Memory"].get<std::int64_t>() == std::int64_t{1} << 30);
+    CHECK(host["PidsLimit"].get<std::int64_t>() == 256);
+    CHECK(host["NetworkMode"] == "none");
+
+    auto r = run(ex, "sh", "grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs):' /proc/self/status; id -u");
+    CHECK(r.output == "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t0000000000000000\n"
+                      "NoNewPrivs:\t1\n" + std::to_string(::getuid()) + "\n");
+    // The root is read-only, /tmp a tmpfs (nosuid, nodev), HOME in it.
+    r = run(ex, "sh", "touch /evil 2>/dev/null && echo wrote-root; touch /tmp/ok && echo tmp; echo $HOME; "
+                      "grep ' /tmp ' /proc/mounts | grep -c nosuid,nodev");
+    CHECK(r.output == "tmp\n/tmp\n1\n");
+    // No device node in the work dir (CAP_MKNOD is dropped), not even as root.
+    r = run(ex, "sh", "mknod ./mem c 1 1 2>/dev/null && echo made-char; mknod ./disk b 8 0 2>/dev/null && echo made-block; "
+                      "ls /dev");
+    CHECK(r.output.find("made-") == std::string::npos);
+    CHECK_FALSE(fs::exists(work.path() / "mem"));
+    CHECK_FALSE(fs::exists(work.path() / "disk"));
+    for (const char* dev : {"sda", "vda", "mem", "kmsg"}) CHECK(r.output.find(std::string(dev) + "\n") == std::string::npos);
+    // Nor a file owned by another user (CAP_CHOWN), nor one the host could run setuid-root.
+    r = run(ex, "sh", "cp /bin/busybox ./suid && chmod 4755 ./suid; mkdir -p d && cp /bin/busybox d/sgid && chmod 2755 d/sgid; "
+                      "touch mine; chown 4242 mine 2>/dev/null && echo chowned; echo done");
+    CHECK(r.output.find("chowned") == std::string::npos);
+    struct stat st {};
+    REQUIRE(::stat((work.path() / "mine").c_str(), &st) == 0);
+    CHECK(st.st_uid == ::getuid());
+    for (const char* name : {"suid", "d/sgid"}) {
+        REQUIRE(::stat((work.path() / name).c_str(), &st) == 0);
+        CHECK_MESSAGE((st.st_mode & (S_ISUID | S_ISGID)) == 0, name << " keeps its mode " << std::oct << st.st_mode);
+    }
+    CHECK(r.output.find("kernex: cleared the setuid/setgid bits of 2 files") != std::string::npos);
+    r = run(ex, "sh", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
+    CHECK(r.output == "256\n");
+}
+
+TEST_CASE("each default loosened explicitly: writable root, no limits, privileges, a capability") {
+    auto& d = suite();
+    auto ex = kernex::make_executor({{"executor", "docker"},
+                                     {"image", kernex::test::busybox_image},
+                                     {"docker_host", d.daemon.host()},
+                                     {"memory", 0},
+                                     {"pids_limit", 0},
+                                     {"read_only", false},
+                                     {"no_new_privileges", false},
+                                     {"cap_add", {"CHOWN"}},
+                                     {"timeout", 20}});
+    auto* docker = dynamic_cast<docker_executor*>(ex.get());
+    REQUIRE(docker != nullptr);
+    const auto host = d.client.call("GET", "/containers/" + docker->container_id() + "/json")["HostConfig"];
+    CHECK(host["Memory"].get<std::int64_t>() == 0);
+    CHECK((host["PidsLimit"].is_null() || host["PidsLimit"].get<std::int64_t>() <= 0));
+    CHECK(host["ReadonlyRootfs"] == false);
+    CHECK(host["CapAdd"] == nlohmann::json{"CHOWN"});
+    CHECK((host["SecurityOpt"].is_null() || host["SecurityOpt"].empty()));
+    auto r = ex->execute({{"sh", "grep ' / ' /proc/mounts | grep -c ' ro,' || true; grep -E '^(CapEff|NoNewPrivs):' /proc/self/status"}});
+    CHECK(r.output == "0\nCapEff:\t0000000000000001\nNoNewPrivs:\t0\n");
+}
+
 TEST_CASE("limits, network and mounts as configured through make_executor") {
     auto& d = suite();
     auto ex = kernex::make_executor({{"executor", "docker"},
@@ -253,7 +408,7 @@ TEST_CASE("limits, network and mounts as configured through make_executor") {
     CHECK(host["NanoCpus"].get<std::int64_t>() == 500'000'000);
     CHECK(host["PidsLimit"].get<std::int64_t>() == 64);
     CHECK(host["NetworkMode"].get<std::string>() == "none");
-    CHECK(info["Config"]["WorkingDir"].get<std::string>() == "/workspace");
+    CHECK(info["Config"]["WorkingDir"].get<std::string>() == "/");  // the blocks' own is /workspace
     CHECK(host["Binds"][0].get<std::string>().ends_with(":/workspace:rw"));
     auto r = ex->execute({{"sh", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"}});
     CHECK(r.output == "64\n");
@@ -438,6 +593,70 @@ TEST_CASE("kernex exec --executor docker --image IMAGE") {
     CHECK(result["exit_code"] == 0);
     CHECK(result["output"] == "from the cli\nlo\n");
     CHECK(container_ids(d.client).empty());
+}
+
+TEST_CASE("kill -9 of kernex exec mid-block: within 5 s neither its container nor its temporary work dir is left") {
+    auto& d = suite();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::test::temp_dir in;
+    std::ofstream(in.path() / "message.md") << "```sh\necho started\nsleep 300\n```\n";
+    const auto left = kernex::test::kill9_mid_run(
+        d.client,
+        {(fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+         kernex::test::busybox_image, (in.path() / "message.md").string()},
+        d.daemon.host(), "started\n", 5s);
+    REQUIRE_MESSAGE(left.found, left.output);
+    REQUIRE(left.dirs.size() == 1);
+    CHECK_FALSE(left.container_left);
+    CHECK_MESSAGE(left.dirs_left.empty(), left.dirs_left[0]);
+}
+
+TEST_CASE("the containers of kernex processes that died are swept at the next start, with their temporary dirs") {
+    auto& d = suite();
+    auto make = [&](const std::map<std::string, std::string>& labels) {
+        kernex::docker::container_config config;
+        config.image = kernex::test::busybox_image;
+        config.name = "kernex-sweep-" + kernex::docker::random_hex(8);
+        config.cmd = {"sleep", "600"};
+        config.labels = labels;
+        const std::string id = kernex::docker::create_container(d.client, config);
+        kernex::docker::start_container(d.client, id, config.image, "");
+        return id;
+    };
+    auto temp = [](const char* prefix) {
+        std::string pattern = (fs::temp_directory_path() / (std::string(prefix) + "XXXXXX")).string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        kernex::test::write_file(fs::path(pattern) / "f", "x");
+        return pattern;
+    };
+    const std::string dead_dir = temp("kernex-swept-");
+    const std::string reused_dir = temp("kernex-swept-");
+    const std::string foreign_dir = temp("not-kernex-");
+    auto labels = kernex::docker::owner_labels({dead_dir, foreign_dir});
+    labels["org.kernex.owner.pid"] = "999999999";  // no such process
+    const std::string dead = make(labels);
+    labels = kernex::docker::owner_labels({reused_dir});
+    labels["org.kernex.owner.start"] = "1";  // our pid, but another process's start: a reused pid
+    const std::string reused = make(labels);
+    const std::string alive = make(kernex::docker::owner_labels());
+    labels = kernex::docker::owner_labels();
+    labels["org.kernex.owner.boot"] = "another-boot";  // another host or boot: not ours to judge
+    labels["org.kernex.owner.pid"] = "999999999";
+    const std::string elsewhere = make(labels);
+
+    {
+        docker_executor ex(busybox());
+        CHECK_FALSE(has_container(d.client, dead));
+        CHECK_FALSE(has_container(d.client, reused));
+        CHECK(has_container(d.client, alive));
+        CHECK(has_container(d.client, elsewhere));
+        CHECK_FALSE(fs::exists(dead_dir));
+        CHECK_FALSE(fs::exists(reused_dir));
+        CHECK(fs::exists(foreign_dir));  // not a name kernex makes
+    }
+    for (const auto& id : {alive, elsewhere}) d.client.call("DELETE", "/containers/" + id + "?force=true");
+    fs::remove_all(foreign_dir);
 }
 
 // Last: it has a daemon of its own, stopped under a running block.

@@ -115,6 +115,17 @@ void check_nothing_left(const footprint& f) {
     for (const auto& s : f.sockets) CHECK_FALSE(fs::exists(s));
 }
 
+// The kernex CLI run to its end (2 minutes at most) on the suite's daemon, stdout only.
+run_result run_cli(std::vector<std::string> argv) {
+    spawn_options spawn;
+    spawn.argv = std::move(argv);
+    spawn.env["DOCKER_HOST"] = suite().daemon.host();
+    spawn.merge_stderr = false;
+    run_options limits;
+    limits.timeout = 120s;
+    return run_process(spawn, limits);
+}
+
 // The error kernel_manager::start throws for o (a test failure when it starts).
 error start_error(const kernel_options& o) {
     try {
@@ -233,10 +244,12 @@ TEST_CASE("a kernel in a container: a cell over its timeout is interrupted, the 
 
 TEST_CASE("a kernel in a container: restart gives a fresh state in the same container") {
     own_runtime_dir runtime;
-    auto km = kernel_manager::start(in_docker());
+    auto o = in_docker();
+    o.docker->read_only = false;  // so that a file outside the tmpfs /tmp can outlive the kernel
+    auto km = kernel_manager::start(o);
     auto& kc = km.client();
     const std::string container = container_of(km);
-    CHECK(kc.execute("state = 1\nopen('/tmp/in-container', 'w').write('x')").status == execution_status::ok);
+    CHECK(kc.execute("state = 1\nopen('/var/tmp/in-container', 'w').write('x')").status == execution_status::ok);
     const int before = km.pid();
     km.restart();
     CHECK(km.pid() != before);
@@ -245,10 +258,66 @@ TEST_CASE("a kernel in a container: restart gives a fresh state in the same cont
     CHECK(text_of(r).find("NameError") != std::string::npos);
     // The container was kept: its own filesystem still has the file.
     CHECK(container_of(km) == container);
-    CHECK(kc.execute("import os\nos.path.exists('/tmp/in-container')").result_text() == "True");
+    CHECK(kc.execute("import os\nos.path.exists('/var/tmp/in-container')").result_text() == "True");
     const footprint f = footprint_of(km);
     km.shutdown();
     check_nothing_left(f);
+}
+
+TEST_CASE("a kernel in a container is confined by default: no caps, no-new-privileges, read-only root, no device node") {
+    own_runtime_dir runtime;
+    test::temp_dir work;
+    auto km = kernel_manager::start(in_docker(work.path()));
+    auto& kc = km.client();
+    const auto host = suite().client.call("GET", "/containers/" + container_of(km) + "/json")["HostConfig"];
+    CHECK(host["CapDrop"] == nlohmann::json{"ALL"});
+    CHECK(host["SecurityOpt"] == nlohmann::json{"no-new-privileges"});
+    CHECK(host["ReadonlyRootfs"] == true);
+    CHECK(host["Memory"] == 1ull << 30);
+    CHECK(host["PidsLimit"] == 256);
+    auto r = kc.execute("print(''.join(l for l in open('/proc/self/status') if l.split(':')[0] in ('CapEff', 'CapBnd', 'NoNewPrivs')))");
+    CHECK(text_of(r) == "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n\n");
+    r = kc.execute("import os\ntry:\n    open('/usr/evil', 'w')\nexcept OSError as e:\n    print(e.errno)\nprint(os.environ['HOME'])");
+    CHECK(text_of(r) == "30\n/tmp\n");  // EROFS
+    r = kc.execute("import stat\ntry:\n    os.mknod('/workspace/mem', stat.S_IFCHR | 0o666, os.makedev(1, 1))\nexcept OSError as e:\n    print(e.errno)");
+    CHECK(text_of(r) == "1\n");  // EPERM
+    CHECK_FALSE(fs::exists(work.path() / "mem"));
+    r = kc.execute("try:\n    os.chown('/workspace', 4242, 4242)\nexcept OSError as e:\n    print(e.errno)");
+    CHECK(text_of(r) == "1\n");
+    const footprint f = footprint_of(km);
+    km.shutdown();
+    check_nothing_left(f);
+}
+
+TEST_CASE("kernex run --docker-image with the container flags, and kill -9 of kernex kernel start leaves nothing") {
+    own_runtime_dir runtime;
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    const std::string kernex = (fs::path(build) / "src" / "cli" / "kernex").string();
+    test::temp_dir work;
+    test::write_file(work / "cells.py",
+                     "import os\n"
+                     "def first(*paths):\n"
+                     "    for p in paths:\n"
+                     "        if os.path.exists(p):\n"
+                     "            return open(p).read().strip()\n"
+                     "print(first('/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max'),\n"
+                     "      first('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'))\n"
+                     "print(os.getuid(), os.access('/usr', os.W_OK))\n");
+    auto r = run_cli({kernex, "run", "--docker-image", test::ipykernel_image, "--work-dir", work.path().string(),
+                      "--pids-limit", "100", "--memory", "768m", "--no-read-only", "--user", "0:0",
+                      (work.path() / "cells.py").string()});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "100 " + std::to_string(768ull << 20) + "\n0 True\n");
+
+    const auto left = test::kill9_mid_run(suite().client, {kernex, "kernel", "start", "--docker-image", test::ipykernel_image},
+                                          suite().daemon.host(), "is running", 5s);
+    REQUIRE_MESSAGE(left.found, left.output);
+    CHECK(left.dirs.size() == 2);  // the temporary work dir and the private dir
+    CHECK_FALSE(left.container_left);
+    for (const auto& d : left.dirs_left) CHECK_MESSAGE(false, d << " is left");
+    CHECK(containers().empty());
+    CHECK(runtime.entries() == 0);
 }
 
 TEST_CASE("a kernel killed inside its container: kernel_died, then the restarter brings it back") {
@@ -383,22 +452,15 @@ TEST_CASE("kernex run --docker-image and kernex exec --executor jupyter --docker
     const std::string kernex = (fs::path(build) / "src" / "cli" / "kernex").string();
     test::temp_dir work;
     test::write_file(work / "cells.py", "a = 40\n# %%\nprint(a + 2)\n_ = open('out.txt', 'w').write('cli')\n");
-    spawn_options spawn;
-    spawn.argv = {kernex, "run", "--docker-image", test::ipykernel_image, "--work-dir", work.path().string(),
-                  (work.path() / "cells.py").string()};
-    spawn.env["DOCKER_HOST"] = suite().daemon.host();
-    spawn.merge_stderr = false;
-    run_options limits;
-    limits.timeout = 120s;
-    auto r = run_process(spawn, limits);
+    auto r = run_cli({kernex, "run", "--docker-image", test::ipykernel_image, "--work-dir", work.path().string(),
+                      (work.path() / "cells.py").string()});
     CHECK(r.exit_code == 0);
     CHECK(r.output == "42\n");
     CHECK(test::read_file(work / "out.txt") == "cli");
 
     test::write_file(work / "message.md", "```python\nimport socket\nprint(socket.gethostname() != '', 6 * 7)\n```\n");
-    spawn.argv = {kernex, "exec", "--executor", "jupyter", "--docker-image", test::ipykernel_image,
-                  "--json", (work.path() / "message.md").string()};
-    r = run_process(spawn, limits);
+    r = run_cli({kernex, "exec", "--executor", "jupyter", "--docker-image", test::ipykernel_image, "--json",
+                 (work.path() / "message.md").string()});
     CHECK(r.exit_code == 0);
     const auto result = nlohmann::json::parse(r.output, nullptr, false);
     REQUIRE_MESSAGE(result.is_object(), r.output);

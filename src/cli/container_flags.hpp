@@ -1,0 +1,33 @@
+// The container flags that `kernex run` and `kernex kernel start` share for a
+// kernel in a Docker container (--memory, --cpus, --pids-limit, --network,
+// --user, --read-only/--no-read-only): each loosens or tightens one field of
+// docker_kernel_options; `kernex exec` has the same flags as executor config
+// keys (exec_command.cpp).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "kernex/kernel_manager.hpp"
+
+namespace kernex::cli {
+
+struct container_flags {
+    std::optional<std::uint64_t> memory;  // bytes; 0: no limit
+    std::optional<double> cpus;
+    std::optional<std::int64_t> pids_limit;  // 0: no limit
+    std::optional<std::string> network;
+    std::optional<std::string> user;
+    std::optional<bool> read_only;
+};
+
+// Adds the flags to cmd, each needing `needs` (the --docker-image option).
+void add_container_flags(CLI::App* cmd, container_flags& flags, CLI::Option* needs);
+
+// Sets in options what the flags say.
+void apply_container_flags(const container_flags& flags, docker_kernel_options& options);
+
+}  // namespace kernex::cli
