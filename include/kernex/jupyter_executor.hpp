@@ -19,13 +19,19 @@
 #include "kernex/executor.hpp"
 #include "kernex/kernel_client.hpp"
 #include "kernex/kernel_manager.hpp"
+#include "kernex/remote_kernel.hpp"
 
 namespace kernex {
 
 struct jupyter_executor_options {
     std::string kernel_name = "python3";
-    // Use this running kernel instead of starting one (restart() is then unavailable).
+    // Use this running kernel instead of starting one (restart() is then
+    // unavailable; stop() leaves it running, for the next executor: an
+    // agent's state across turns).
     std::optional<std::filesystem::path> connection_file{};
+    // With gateway: use this kernel already on the server (one of GET
+    // /api/kernels) instead of starting one; stop() leaves it running.
+    std::optional<std::string> kernel_id{};
     // The kernel's working directory (a kernel kernex starts).
     std::optional<std::filesystem::path> work_dir{};
     // Where images and HTML are saved; default: work_dir, else the current directory.
@@ -72,6 +78,7 @@ private:
     jupyter_executor_options m_options;
     std::optional<kernel_manager> m_manager;
     std::optional<kernel_client> m_client;  // for an existing kernel
+    std::optional<remote_kernel> m_attached;  // for an existing kernel on a server
     std::string m_language;
     std::filesystem::path m_output_dir;
     int m_saved = 0;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <variant>
 #include <vector>
@@ -68,10 +69,19 @@ struct execution {
     std::chrono::nanoseconds elapsed{};
     bool restarted = false;            // the kernel stayed busy after a timeout and was restarted
     bool input_unanswered = false;     // the kernel asked for input and no handler was set
+    // The cell ran in another kernel process than the previous cell of this
+    // client (the kernel was restarted in between: automatically after it
+    // died, after a timeout, or by whoever runs a kernel kernex did not
+    // start), or the kernel was replaced while it ran: what earlier cells
+    // defined is gone. note says so.
+    bool state_lost = false;
+    // execute_options::stop was requested while the cell still ran: it was no
+    // longer waited for (status aborted); the kernel may still be running it.
+    bool abandoned = false;
     // Bytes of outputs beyond max_output_bytes, not kept; when non-zero the
     // last output is a stderr stream "[kernex: N bytes of output dropped ...]".
     std::uint64_t dropped_output_bytes = 0;
-    std::string note;                  // why, for timeout / kernel_died / restarted
+    std::string note;                  // why, for timeout / kernel_died / restarted / state_lost / abandoned
 
     // All stream text, in order (stdout and stderr interleaved as they arrived).
     std::string stream_text() const;
@@ -116,6 +126,17 @@ struct execute_options {
     std::size_t max_output_bytes = std::size_t{256} << 20;
     // Answers input_request; without it the kernel gets "" and the result says so.
     std::function<std::string(const input_request&)> on_input{};
+    // When stop is requested (from any thread: a signal's, a broken pipe's)
+    // the cell is no longer waited for: execute returns within ~100 ms with
+    // status aborted and abandoned set. Nothing is sent to the kernel:
+    // interrupt it first if the code should stop too.
+    std::stop_token stop{};
+    // A cell silent this long (no message at all) is probed with a
+    // kernel_info_request on control, again after each such silence: a reply
+    // from another kernel session, or an iopub "starting" status from one,
+    // means the kernel was replaced under us (restarted on the same ports by
+    // whoever runs it) and the cell ends kernel_died, state_lost. 0: no probe.
+    std::chrono::milliseconds probe_after{2000};
 };
 
 // What a kernel_client needs from whoever runs the kernel (kernel_manager):

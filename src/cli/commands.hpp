@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -11,9 +12,24 @@ namespace kernex::cli {
 
 using command_runner = std::function<int()>;
 
-// The text of file, or of stdin when file is "-". Throws
-// kernex::error(not_found) when the file cannot be read.
+// The text of file, or of stdin when file is "-". Throws kernex::error
+// naming the file: not_found (missing), io_error (unreadable),
+// invalid_argument (a directory; not UTF-8, with the line).
 std::string read_input(const std::string& file);
+
+// Throws kernex::error(invalid_argument) naming file and line at the first
+// byte of text that is not UTF-8.
+void check_utf8(std::string_view text, const std::string& file);
+
+// A secret (the server's token) from a file: its one line, without the
+// newline. Throws as read_input, and for an empty file.
+std::string read_token_file(const std::string& file);
+
+// Help text shared by the commands that take --token and --token-file.
+inline constexpr const char* token_help =
+    "The server's token (default $KERNEX_GATEWAY_TOKEN). Visible to other users in `ps`:\n"
+    "prefer $KERNEX_GATEWAY_TOKEN or --token-file";
+inline constexpr const char* token_file_help = "Read the server's token from this file (its first line)";
 
 // Each adds a subcommand to app and returns its runner.
 command_runner add_kernelspec_command(CLI::App& app);

@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <mutex>
 
 #include "cli/commands.hpp"
 #include "cli/signal_forwarding.hpp"
+#include "cli/terminal_text.hpp"
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
 #include "kernex/gateway.hpp"
@@ -23,34 +25,60 @@ struct exec_args {
     std::string language = "python";
     bool json = false;
     std::string file = "-";
+    std::string token_file;
     nlohmann::json config = nlohmann::json::object();  // the executor options given
 };
 
 int run(const exec_args& args) {
+    // Signals first: a kernel (or container) the executor starts must never
+    // outlive a Ctrl-C that came while it started. The blocks run in a
+    // session of their own, so Ctrl-C reaches only us: pass it on rather than
+    // die and orphan them.
+    std::mutex executor_mutex;
+    code_executor* running = nullptr;  // set while the executor exists
+    signal_forwarding forwarding([&](int) {
+        std::lock_guard lock(executor_mutex);
+        if (running) running->interrupt();
+    });
+
     nlohmann::json config = args.config;
     config["executor"] = args.executor;
+    if (!args.token_file.empty()) config["gateway_token"] = read_token_file(args.token_file);
     if (args.executor == "jupyter")  // $KERNEX_GATEWAY_URL / _TOKEN as defaults for the flags
         if (auto g = gateway_options::from_arguments(config.value("gateway_url", ""), config.value("gateway_token", ""))) {
             config["gateway_url"] = g->url;
             if (!g->token.empty()) config["gateway_token"] = g->token;
         }
-    std::unique_ptr<code_executor> executor = make_executor(config);
+    // The message is read and checked before anything starts.
     const std::vector<code_block> blocks = extract_code_blocks(read_input(args.file), args.language);
+    std::unique_ptr<code_executor> executor = make_executor(config);
+    {
+        std::lock_guard lock(executor_mutex);
+        running = executor.get();
+    }
+    struct forget {
+        std::mutex& m;
+        code_executor*& p;
+        ~forget() {
+            std::lock_guard lock(m);
+            p = nullptr;
+        }
+    } forget_executor{executor_mutex, running};
+    if (forwarding.received()) {  // a signal while it started: run nothing
+        executor->stop();
+        return 130;
+    }
     if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
 
     output_handler print;
+    const bool terminal = is_terminal(STDOUT_FILENO);
     if (!args.json)
-        print = [&executor](std::string_view text) {
-            if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+        print = [&executor, terminal](std::string_view text) {
+            const std::string safe = terminal ? terminal_safe(text) : std::string(text);
+            if (std::fwrite(safe.data(), 1, safe.size(), stdout) != safe.size() || std::fflush(stdout) != 0)
                 executor->interrupt();  // nobody is reading any more
         };
-    code_result result;
-    {
-        // The blocks run in a session of their own, so Ctrl-C reaches only
-        // us: pass it on rather than die and orphan them.
-        signal_forwarding forwarding([&executor](int) { executor->interrupt(); });
-        result = executor->execute(blocks, print);
-    }
+    code_result result = executor->execute(blocks, print);
     executor->stop();
     if (args.json) std::cout << result.to_json().dump() << "\n" << std::flush;
     return std::clamp(result.exit_code, 0, 255);
@@ -75,7 +103,10 @@ command_runner add_exec_command(CLI::App& app) {
         "failing block's); 2 for usage and setup errors.");
     cmd->add_option("--executor", args->executor, "Executor: local, jupyter, docker")->capture_default_str();
     config_option<std::string>(cmd, args, "--work-dir", "work_dir",
-                               "Directory blocks are written to and run in (default: a temporary one, removed after)");
+                               "local, docker: the directory blocks are written to and run in (default: a\n"
+                               "temporary one, removed after). jupyter: the kernel's working directory (created\n"
+                               "if missing; with --docker-image, bound at /workspace) and the default --output-dir;\n"
+                               "blocks are sent to the kernel, not written to files");
     config_option<std::string>(cmd, args, "--image", "image",
                                "Image the docker executor runs blocks in (present in the daemon: it is never pulled)");
     config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
@@ -83,8 +114,17 @@ command_runner add_exec_command(CLI::App& app) {
                                  "Bytes of output kept (default 1048576); the rest is counted");
     config_option<std::string>(cmd, args, "--gateway", "gateway_url",
                                "jupyter: run the kernel on this Jupyter Server / gateway (default $KERNEX_GATEWAY_URL)");
-    config_option<std::string>(cmd, args, "--token", "gateway_token",
-                               "jupyter: the server's token (default $KERNEX_GATEWAY_TOKEN)");
+    auto* token = config_option<std::string>(cmd, args, "--token", "gateway_token",
+                                             std::string("jupyter: ") + token_help);
+    cmd->add_option("--token-file", args->token_file, std::string("jupyter: ") + token_file_help)->excludes(token);
+    auto* existing = config_option<std::string>(
+        cmd, args, "--existing", "connection_file",
+        "jupyter: run the blocks in this running kernel (the connection file `kernex kernel start`\n"
+        "prints) and leave it running: state carries over to the next call (an agent's turns)");
+    config_option<std::string>(cmd, args, "--kernel-id", "kernel_id",
+                               "jupyter, with --gateway: run the blocks in this kernel on the server and leave it\n"
+                               "running (one of GET /api/kernels)")
+        ->excludes(existing);
     config_option<std::string>(cmd, args, "--gateway-ca", "gateway_ca", "jupyter: PEM file of the CAs to trust (https)");
     config_option<std::string>(cmd, args, "--kernel", "kernel_name",
                                "jupyter: the kernelspec to start (default python3; see `kernex kernelspec list`)");
@@ -103,7 +143,8 @@ command_runner add_exec_command(CLI::App& app) {
     cmd->add_flag_function("--read-only,!--no-read-only", [args](std::int64_t n) { args->config["read_only"] = n > 0; },
                            "docker, jupyter --docker-image: a read-only root with a tmpfs /tmp (the default), or not");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
-                               "jupyter: where images and HTML outputs are saved (default: the work dir)");
+                               "jupyter: where images and HTML outputs are saved (default: --work-dir, else the\n"
+                               "current directory; an existing name is never overwritten)");
     config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");

@@ -105,6 +105,7 @@ int print_json(const std::vector<listed_spec>& specs) {
 struct gateway_args {
     std::string url;
     std::string token;
+    std::string token_file;
     std::string ca;
 };
 
@@ -153,10 +154,12 @@ command_runner add_kernelspec_command(CLI::App& app) {
     auto gateway = std::make_shared<gateway_args>();
     list->add_option("--gateway", gateway->url,
                      "List the kernelspecs of this Jupyter Server / gateway instead (default $KERNEX_GATEWAY_URL)");
-    list->add_option("--token", gateway->token, "The server's token (default $KERNEX_GATEWAY_TOKEN)");
+    auto* token = list->add_option("--token", gateway->token, token_help);
+    list->add_option("--token-file", gateway->token_file, token_file_help)->excludes(token);
     list->add_option("--gateway-ca", gateway->ca, "PEM file of the CAs to trust for an https gateway")
         ->check(CLI::ExistingFile);
     return [json_output, gateway]() {
+        if (!gateway->token_file.empty()) gateway->token = read_token_file(gateway->token_file);
         if (auto options = gateway_options::from_arguments(gateway->url, gateway->token)) {
             if (!gateway->ca.empty()) options->ca_file = gateway->ca;
             return print_remote(*options, *json_output);

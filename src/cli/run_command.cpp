@@ -1,15 +1,25 @@
 // `kernex run`: the cells of one or more files, in order, in ONE kernel
 // session. Cells are separated by lines starting with "# %%" (the percent
 // format); outputs print as they stream; images and HTML are saved.
+// Everything the user gave is checked before anything starts; signals are
+// handled before anything is spawned; every cell's result says what
+// happened to it (and to the kernel's state).
+#include <termios.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdio>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <sstream>
+#include <stop_token>
 
 #include "cli/commands.hpp"
 #include "cli/container_flags.hpp"
 #include "cli/run_notebook.hpp"
 #include "cli/signal_forwarding.hpp"
+#include "cli/terminal_text.hpp"
 #include "kernex/error.hpp"
 #include "kernex/kernel_manager.hpp"
 #include "kernex/output_files.hpp"
@@ -19,11 +29,15 @@ namespace kernex::cli {
 
 namespace {
 
+// The largest --timeout: a year (larger values overflow the clock's range).
+constexpr double max_timeout_seconds = 365.0 * 24 * 3600;
+
 struct run_args {
     std::string kernel = "python3";
     std::string existing;
     std::string gateway;        // else KERNEX_GATEWAY_URL
     std::string token;          // else KERNEX_GATEWAY_TOKEN; never printed
+    std::string token_file;
     std::string gateway_ca;
     std::string docker_image;   // run the kernel in a container of this image
     std::string work_dir;       // with docker_image: bound at /workspace
@@ -38,23 +52,30 @@ struct run_args {
     std::vector<std::string> files;
 };
 
-}  // namespace
+// A cell of a file: its code and the line it starts on.
+struct cell_text {
+    std::string code;
+    int line = 1;
+};
 
 // Splits text into cells at lines that start with "# %%". Text before the
 // first marker is a cell when it holds more than blank lines.
-std::vector<std::string> split_cells(const std::string& text) {
-    std::vector<std::string> cells;
+std::vector<cell_text> split_cells(const std::string& text) {
+    std::vector<cell_text> cells;
     std::string current;
+    int line_no = 0, first = 1;
     auto flush = [&] {
         bool blank = current.find_first_not_of(" \t\r\n") == std::string::npos;
-        if (!blank) cells.push_back(current);
+        if (!blank) cells.push_back({current, first});
         current.clear();
     };
     std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
+        ++line_no;
         if (line.rfind("# %%", 0) == 0) {
             flush();
+            first = line_no + 1;
             continue;
         }
         current += line;
@@ -64,32 +85,100 @@ std::vector<std::string> split_cells(const std::string& text) {
     return cells;
 }
 
-namespace {
-
-json output_to_json(const output& o) {
-    return std::visit(
-        [](const auto& v) -> json {
-            using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, outputs::stream>)
-                return {{"type", "stream"}, {"name", v.name}, {"text", v.text}};
-            else if constexpr (std::is_same_v<T, outputs::display_data>)
-                return {{"type", "display_data"}, {"data", v.data}, {"metadata", v.metadata}};
-            else if constexpr (std::is_same_v<T, outputs::update_display_data>)
-                return {{"type", "update_display_data"}, {"data", v.data}, {"display_id", v.display_id}};
-            else if constexpr (std::is_same_v<T, outputs::execute_result>)
-                return {{"type", "execute_result"}, {"execution_count", v.execution_count}, {"data", v.data}};
-            else if constexpr (std::is_same_v<T, outputs::error>)
-                return {{"type", "error"}, {"ename", v.ename}, {"evalue", v.evalue}, {"traceback", v.traceback}};
-            else
-                return {{"type", "clear_output"}, {"wait", v.wait}};
-        },
-        o);
+// The text a terminal user is shown for a MIME bundle without text/plain:
+// markdown and LaTeX as they are, JSON pretty-printed, any other text/* as it
+// is; nullopt when the bundle has no text form.
+std::optional<std::string> best_text(const json& data) {
+    for (const char* mime : {"text/plain", "text/markdown", "text/latex"})
+        if (auto it = data.find(mime); it != data.end() && it->is_string()) return it->get<std::string>();
+    for (const auto& [mime, value] : data.items()) {
+        const bool json_type = mime == "application/json" || (mime.size() > 5 && mime.ends_with("+json"));
+        if (json_type) return value.dump(2);
+        if (mime.rfind("text/", 0) == 0 && value.is_string()) return value.get<std::string>();
+    }
+    return std::nullopt;
 }
 
-// Prints outputs as they arrive and saves rich ones.
+std::string mime_types(const json& data) {
+    std::string names;
+    for (const auto& [mime, value] : data.items()) names += (names.empty() ? "" : ", ") + mime;
+    return names;
+}
+
+// A cell's outputs in nbformat 4's shape (what a notebook's code cell holds,
+// valid against its schema): clear_output applied (wait: at the next
+// output), update_display_data applied to this cell's display of the same
+// display_id (one of an earlier cell is not in this list).
+json notebook_outputs(const std::vector<output>& outs) {
+    json list = json::array();
+    std::map<std::string, std::size_t> displays;  // display_id -> index in list
+    bool clear_pending = false;
+    auto add = [&](json o) {
+        if (clear_pending) {
+            list = json::array();
+            displays.clear();
+            clear_pending = false;
+        }
+        list.push_back(std::move(o));
+    };
+    auto bundle = [](const json& j) { return j.is_object() ? j : json::object(); };
+    for (const auto& out : outs) {
+        std::visit(
+            [&](const auto& v) {
+                using T = std::decay_t<decltype(v)>;
+                if constexpr (std::is_same_v<T, outputs::stream>) {
+                    add({{"output_type", "stream"}, {"name", v.name}, {"text", v.text}});
+                } else if constexpr (std::is_same_v<T, outputs::display_data>) {
+                    add({{"output_type", "display_data"}, {"data", bundle(v.data)}, {"metadata", bundle(v.metadata)}});
+                    if (v.transient.is_object())
+                        if (auto id = v.transient.find("display_id"); id != v.transient.end() && id->is_string())
+                            displays[id->template get<std::string>()] = list.size() - 1;
+                } else if constexpr (std::is_same_v<T, outputs::update_display_data>) {
+                    if (auto it = displays.find(v.display_id); it != displays.end()) {
+                        list[it->second]["data"] = bundle(v.data);
+                        list[it->second]["metadata"] = bundle(v.metadata);
+                    }
+                } else if constexpr (std::is_same_v<T, outputs::execute_result>) {
+                    add({{"output_type", "execute_result"},
+                         {"execution_count", v.execution_count > 0 ? json(v.execution_count) : json(nullptr)},
+                         {"data", bundle(v.data)},
+                         {"metadata", bundle(v.metadata)}});
+                } else if constexpr (std::is_same_v<T, outputs::error>) {
+                    add({{"output_type", "error"}, {"ename", v.ename}, {"evalue", v.evalue}, {"traceback", v.traceback}});
+                } else {
+                    if (v.wait) clear_pending = true;
+                    else {
+                        list = json::array();
+                        displays.clear();
+                    }
+                }
+            },
+            out);
+    }
+    return list;
+}
+
+// Where a cell is, for messages: "a.py, cell 3 (line 41)".
+struct cell_place {
+    std::string file;
+    std::size_t cell = 0;
+    int line = 0;
+    std::string text() const {
+        return (file == "-" ? std::string("stdin") : file) + ", cell " + std::to_string(cell) + " (line " +
+               std::to_string(line) + ")";
+    }
+};
+
+// Prints outputs as they arrive and saves rich ones. Text for a terminal
+// keeps only SGR colours of what the code sent (terminal_safe). A write to
+// stdout that fails (the reader went away: `| head -1`) calls on_broken once.
 class printer {
 public:
-    printer(const run_args& args) : m_args(args), m_color(::isatty(STDERR_FILENO)) {}
+    printer(const run_args& args, std::function<void()> on_broken)
+        : m_args(args),
+          m_out_tty(is_terminal(STDOUT_FILENO)),
+          m_err_tty(is_terminal(STDERR_FILENO)),
+          m_on_broken(std::move(on_broken)) {}
 
     void begin_cell(std::string stem) {
         m_stem = std::move(stem);
@@ -101,44 +190,146 @@ public:
         const json* data = nullptr;
         if (auto* d = std::get_if<outputs::display_data>(&o)) data = &d->data;
         if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
+        if (auto* u = std::get_if<outputs::update_display_data>(&o)) data = &u->data;
+        if (data && !data->is_object()) data = nullptr;
         if (data && has_file_output(*data)) {
             auto stem = m_stem + (m_count ? "-" + std::to_string(m_count) : "");
             ++m_count;
+            // The names save_output_files used (never an existing file's).
             for (auto& p : save_output_files(*data, m_args.output_dir, stem)) {
                 m_saved.push_back(p.string());
-                if (!m_args.json_lines) std::cout << "[saved " << p.string() << "]\n" << std::flush;
+                if (!m_args.json_lines) out("[saved " + p.string() + "]\n");
             }
             return;
         }
         if (m_args.json_lines) return;
         if (auto* s = std::get_if<outputs::stream>(&o)) {
-            auto& out = s->name == "stderr" ? std::cerr : std::cout;
-            out << s->text << std::flush;
-        } else if (data && data->contains("text/plain")) {
-            std::cout << (*data)["text/plain"].get<std::string>() << "\n" << std::flush;
+            if (s->name == "stderr") err(s->text);
+            else out(s->text);
+        } else if (data) {
+            if (auto text = best_text(*data)) out(*text + "\n");
+            else if (!data->empty()) err("[kernex: a " + mime_types(*data) + " output has no text form; --json keeps it]\n");
         } else if (auto* e = std::get_if<outputs::error>(&o)) {
-            for (const auto& line : e->traceback) std::cerr << (m_color ? line : strip_ansi(line)) << "\n";
-            if (e->traceback.empty()) std::cerr << e->ename << ": " << e->evalue << "\n";
-            std::cerr << std::flush;
+            std::string text;
+            for (const auto& line : e->traceback) text += (m_err_tty ? line : strip_ansi(line)) + "\n";
+            if (e->traceback.empty()) text = e->ename + ": " + e->evalue + "\n";
+            err(text);
         }
     }
 
+    // What kernex itself prints (prompts, JSON lines) to stdout.
+    void out(const std::string& text) {
+        if (m_broken) return;
+        std::cout << (m_out_tty ? terminal_safe(text) : text) << std::flush;
+        if (!std::cout) {
+            m_broken = true;
+            m_on_broken();
+        }
+    }
+    void err(const std::string& text) { std::cerr << (m_err_tty ? terminal_safe(text) : text) << std::flush; }
+
+    bool broken() const { return m_broken; }
     const std::vector<std::string>& saved() const { return m_saved; }
 
 private:
     const run_args& m_args;
-    bool m_color;
+    bool m_out_tty, m_err_tty;
+    std::function<void()> m_on_broken;
+    bool m_broken = false;
     std::string m_stem;
     std::vector<std::string> m_saved;
     int m_count = 0;
 };
 
+// Reads a line from the terminal, not echoed when the kernel asks for a
+// password (getpass()).
+std::string read_answer(const input_request& r, printer& out) {
+    out.out(r.prompt);
+    termios saved{};
+    const bool hide = r.password && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (hide) {
+        termios quiet = saved;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        quiet.c_lflag |= ECHONL;
+        ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    std::string line;
+    std::getline(std::cin, line);
+    if (hide) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    return line;
+}
+
+// The files' cells, all read and checked before anything starts.
+struct input_file {
+    std::string name;
+    std::string stem;  // for saved outputs' names
+    std::vector<cell_text> cells;
+};
+
+std::vector<input_file> read_inputs(const run_args& args) {
+    std::vector<input_file> inputs;
+    int from_stdin = 0;
+    for (const auto& file : args.files) {
+        if (file == "-" && ++from_stdin > 1) throw error(errc::invalid_argument, "'-' (stdin) can be given only once");
+        auto text = read_input(file);
+        inputs.push_back({file, file == "-" ? "stdin" : std::filesystem::path(file).stem().string(), split_cells(text)});
+    }
+    return inputs;
+}
+
+void check_arguments(const run_args& args) {
+    if (!std::isfinite(args.timeout) || args.timeout < 0 || args.timeout > max_timeout_seconds) {
+        char given[64];
+        std::snprintf(given, sizeof given, "%g", args.timeout);
+        throw error(errc::invalid_argument, std::string("--timeout ") + given +
+                                                ": give a number of seconds from 0 (no limit) to 31536000 (a year)");
+    }
+    std::error_code ec;
+    auto st = std::filesystem::status(args.output_dir, ec);
+    if (!ec && std::filesystem::exists(st) && !std::filesystem::is_directory(st))
+        throw error(errc::invalid_argument, "--output-dir " + args.output_dir + " is not a directory");
+}
+
+// A library's own words (std::filesystem, nlohmann) made into a message
+// that names the cell.
+[[noreturn]] void fail_in(const cell_place& at, const std::exception& e) {
+    if (auto* k = dynamic_cast<const error*>(&e)) throw error(k->code(), at.text() + ": " + k->what());
+    if (auto* f = dynamic_cast<const std::filesystem::filesystem_error*>(&e))
+        throw error(errc::io_error, at.text() + ": " + f->path1().string() + ": " + f->code().message());
+    throw error(errc::io_error, at.text() + ": " + e.what());
+}
+
 int run(const run_args& args) {
+    // Signals first: nothing may be spawned before kernex can clean up after it.
+    std::stop_source abandon;  // stops waiting for the running cell
+    std::mutex interrupter_mutex;
+    std::function<void()> interrupter;  // set once there is a kernel
+    auto interrupt = [&] {
+        std::function<void()> f;
+        {
+            std::lock_guard lock(interrupter_mutex);
+            f = interrupter;
+        }
+        if (f) f();
+    };
+    // Ctrl-C interrupts the running cell and the run stops after it; a
+    // second Ctrl-C, or the cell still running 3 s later, abandons it, as
+    // SIGTERM and SIGHUP do at once (the kernel is interrupted all the
+    // same). kernex then shuts down the kernel it started instead of dying
+    // and leaving it (and its connection file) behind.
+    signal_forwarding forwarding([&](int) { interrupt(); },
+                                 escalation{.grace = std::chrono::seconds(3), .give_up = [&] { abandon.request_stop(); }});
+
+    check_arguments(args);
+    const auto inputs = read_inputs(args);
+    std::string token = args.token;
+    if (!args.token_file.empty()) token = read_token_file(args.token_file);
+
     std::optional<kernel_manager> km;
     std::optional<kernel_client> own_client;
     std::optional<remote_kernel> attached;
     kernel_client* kc = nullptr;
-    auto gateway = gateway_options::from_arguments(args.gateway, args.token);
+    auto gateway = gateway_options::from_arguments(args.gateway, token);
     if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
     if (gateway && !args.existing.empty() && !std::filesystem::exists(args.existing)) {
         // A kernel id on the server: used, not deleted at the end.
@@ -164,52 +355,66 @@ int run(const run_args& args) {
         km.emplace(kernel_manager::start(ko));
         kc = &km->client();
     }
+    {
+        std::lock_guard lock(interrupter_mutex);
+        if (km) interrupter = [&] { km->interrupt(); };
+        else if (attached) interrupter = [&] { attached->interrupt(); };
+        else interrupter = [&] { kernel_client::from_connection_file(args.existing).interrupt_request(std::chrono::seconds(2)); };
+    }
+    if (forwarding.received()) return 130;  // a signal while the kernel started: run nothing
 
-    // Ctrl-C (or SIGTERM, SIGHUP) interrupts the running cell, and the run
-    // stops after it: kernex then shuts down the kernel it started instead
-    // of dying and leaving it (and its connection file) behind.
-    signal_forwarding forwarding([&](int) {
-        if (km) km->interrupt();
-        else if (attached) attached->interrupt();
-        else kernel_client::from_connection_file(args.existing).interrupt_request(std::chrono::seconds(2));
+    printer out(args, [&] {
+        // Nobody reads any more: stop the cell and the run.
+        try {
+            interrupt();
+        } catch (...) {
+        }
+        abandon.request_stop();
     });
-
-    printer out(args);
     int status = 0;
-    for (const auto& file : args.files) {
-        auto cells = split_cells(read_input(file));
-        std::string base = file == "-" ? "stdin" : std::filesystem::path(file).stem().string();
-        for (std::size_t i = 0; i < cells.size(); ++i) {
+    for (const auto& input : inputs) {
+        for (std::size_t i = 0; i < input.cells.size(); ++i) {
             if (forwarding.received()) return 130;  // between cells: run no more
-            out.begin_cell(base + "-cell" + std::to_string(i + 1));
+            const cell_place at{input.name, i + 1, input.cells[i].line};
+            out.begin_cell(input.stem + "-cell" + std::to_string(i + 1));
             execute_options eo;
-            if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
+            if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(std::llround(args.timeout * 1000));
             eo.on_output = [&](const output& o) { out.on_output(o); };
+            eo.stop = abandon.get_token();
             // Printed as they arrive: only --json needs them kept (and sees
             // a notice among them when some were not).
             eo.max_output_bytes = args.json_lines ? args.max_output_bytes : 0;
-            if (::isatty(STDIN_FILENO) && file != "-")
-                eo.on_input = [](const input_request& r) {
-                    std::cout << r.prompt << std::flush;
-                    std::string line;
-                    std::getline(std::cin, line);
-                    return line;
-                };
-            auto r = kc->execute(cells[i], eo);
+            if (is_terminal(STDIN_FILENO) && input.name != "-")
+                eo.on_input = [&](const input_request& r) { return read_answer(r, out); };
+            execution r;
+            try {
+                r = kc->execute(input.cells[i].code, eo);
+            } catch (const std::exception& e) {
+                fail_in(at, e);
+            }
+            if (out.broken()) return 141;  // as if killed by SIGPIPE, and the kernel shut down
             if (args.json_lines) {
-                json j{{"file", file},
+                json j{{"file", input.name},
                        {"cell", i + 1},
+                       {"line", at.line},
                        {"status", to_string(r.status)},
                        {"execution_count", r.execution_count},
                        {"elapsed_ms", std::chrono::duration<double, std::milli>(r.elapsed).count()},
                        {"saved", out.saved()},
-                       {"outputs", json::array()}};
-                for (const auto& o : r.outputs) j["outputs"].push_back(output_to_json(o));
+                       {"outputs", notebook_outputs(r.outputs)}};
                 if (!r.note.empty()) j["note"] = r.note;
                 if (r.restarted) j["restarted"] = true;
-                std::cout << j.dump() << "\n" << std::flush;
-            } else if (!r.note.empty()) {
-                std::cerr << "kernex: " << file << " cell " << i + 1 << ": " << r.note << "\n";
+                if (r.state_lost) j["state_lost"] = true;
+                if (r.input_unanswered) j["input_unanswered"] = true;
+                if (r.abandoned) j["abandoned"] = true;
+                out.out(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+                if (out.broken()) return 141;
+            } else {
+                if (!r.note.empty()) out.err("kernex: " + at.text() + ": " + r.note + "\n");
+                if (r.input_unanswered)
+                    out.err("kernex: " + at.text() +
+                            ": the cell asked for input and got an empty answer: stdin is not a terminal (or is "
+                            "the code), so nobody could answer it\n");
             }
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
@@ -227,9 +432,12 @@ command_runner add_run_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("run",
                                    "Run the cells of FILEs in order in one kernel session (state carries over).\n"
                                    "Cells are separated by lines starting with '# %%'; '-' reads stdin.\n"
-                                   "Ctrl-C (SIGINT, SIGTERM, SIGHUP) interrupts the running cell and ends the run; the kernel is shut down.\n"
+                                   "Every file is read and checked before anything starts.\n"
+                                   "Ctrl-C interrupts the running cell and ends the run; a second Ctrl-C (or the cell\n"
+                                   "still running 3 s later) abandons it; SIGTERM and SIGHUP end the run at once.\n"
+                                   "A kernel kernex started is then shut down; see docs/cli.md.\n"
                                    "Exit status: 0 all ok, 1 a cell failed, 124 a cell timed out, 130 interrupted,\n"
-                                   "2 usage/setup error.");
+                                   "141 stdout closed, 2 usage/setup error.");
     auto* kernel = cmd->add_option("-k,--kernel", args->kernel, "Kernelspec name (see `kernex kernelspec list`)")
                        ->capture_default_str();
     cmd->add_option("--existing", args->existing,
@@ -238,7 +446,8 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_option("--gateway", args->gateway,
                     "Run the kernel on this Jupyter Server / gateway (http[s]://host:port[/base]; "
                     "default $KERNEX_GATEWAY_URL)");
-    cmd->add_option("--token", args->token, "The server's token (default $KERNEX_GATEWAY_TOKEN)");
+    auto* token = cmd->add_option("--token", args->token, token_help);
+    cmd->add_option("--token-file", args->token_file, token_file_help)->excludes(token);
     cmd->add_option("--gateway-ca", args->gateway_ca, "PEM file of the CAs to trust for an https gateway")
         ->check(CLI::ExistingFile);
     auto* image = cmd->add_option("--docker-image", args->docker_image,
@@ -249,13 +458,17 @@ command_runner add_run_command(CLI::App& app) {
                     "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
     add_container_flags(cmd, args->container, image);
-    cmd->add_option("-t,--timeout", args->timeout, "Seconds per cell; a cell over it is interrupted (0: none)");
-    cmd->add_option("-o,--output-dir", args->output_dir, "Where images and HTML outputs are saved (a notebook run: the notebook written)")
+    cmd->add_option("-t,--timeout", args->timeout,
+                    "Seconds per cell, 0 to 31536000; a cell over it is interrupted (0: none)");
+    cmd->add_option("-o,--output-dir", args->output_dir,
+                    "Where images and HTML outputs are saved (an existing name is never overwritten:\n"
+                    "a new one is used and printed); a notebook run: the notebook written")
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
     cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
     cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one");
-    cmd->add_flag("--json", args->json_lines, "Print one JSON object per cell instead of the outputs");
+    cmd->add_flag("--json", args->json_lines,
+                  "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape)");
     cmd->add_option("--max-output-bytes", args->max_output_bytes,
                     "With --json: bytes of outputs kept per cell; the cell's outputs then end with a\n"
                     "stderr notice of how many were dropped (text mode prints everything as it arrives)")

@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 #include <unordered_set>
 
@@ -137,6 +138,12 @@ struct kernel_client::impl {
     std::uint64_t ready_generation = 0;
     std::size_t kept_bytes = 0;  // of the current execute's outputs
     bool iopub_reconnected = false;  // since the last proof of the subscription
+    // The kernel process we talk to, by the session ids in the headers of its
+    // replies and of its iopub messages (a kernel makes a new one each time
+    // it starts): another session means the kernel was replaced under us.
+    std::string reply_session, iopub_session;
+    std::uint64_t last_cell_generation = 0;
+    bool ran_a_cell = false;
 
     message send(channel ch, const std::string& type, json content) {
         auto msg = make_request(type, std::move(content), session, username);
@@ -149,10 +156,32 @@ struct kernel_client::impl {
     void ensure_ready(steady::time_point deadline) {
         if (control) control->before_request();
         const bool replaced = control && control->generation() != ready_generation;
+        if (replaced) reply_session.clear(), iopub_session.clear();  // the new process has its own
         if (!replaced && !iopub_reconnected) return;
         iopub_reconnected = false;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         wait_ready(std::min(left, std::chrono::milliseconds(60'000)));
+    }
+
+    // Why a kernel was not ready in time, with what the rejection counters
+    // know: a wrong key shows as replies that fail their signature check
+    // (kernels drop our requests for the same reason, so often nothing at
+    // all arrives, which the message says too).
+    error not_ready(std::chrono::milliseconds timeout, bool replied, std::uint64_t rejected_before) const {
+        std::string what = "the kernel was not ready within " + seconds_text(timeout);
+        const auto bad = t->rejected()[reject_reason::bad_signature] - rejected_before;
+        if (bad > 0)
+            return error(errc::timeout, what + ": " + std::to_string(bad) +
+                                            " messages arrived but failed the signature check, so the key (or "
+                                            "signature_scheme) in the connection file is not the kernel's; use "
+                                            "the connection file the kernel was started with");
+        if (replied) return error(errc::timeout, what + " (no message arrived on iopub)");
+        if (!control)
+            return error(errc::timeout,
+                         what + ": no reply arrived (a kernel also drops requests signed with another key "
+                                "without a word: check that the connection file is the running kernel's, "
+                                "and that the kernel is not busy)");
+        return error(errc::timeout, what);
     }
 
     json wait_ready(std::chrono::milliseconds timeout) {
@@ -165,6 +194,7 @@ struct kernel_client::impl {
         auto last_ask = steady::now();
         std::optional<json> reply;
         bool iopub_seen = false;
+        const auto rejected_before = t->rejected()[reject_reason::bad_signature];
         incoming in;
         for (;;) {
             // Without a reply, ask again now and then (a request sent while a
@@ -175,19 +205,26 @@ struct kernel_client::impl {
             auto wake = std::min(deadline, last_ask + resend_after);
             auto st = t->receive(wake, in);
             if (st == receive_status::peer_dead)
-                throw error(errc::kernel_died, "the kernel died before it was ready");
+                throw error(errc::kernel_died,
+                            control ? "the kernel died before it was ready"
+                                    : "no kernel answers at the connection's ports (its heartbeat got no echo): the "
+                                      "kernel is gone and the connection file is stale; start one with `kernex "
+                                      "kernel start` and use the connection file it prints");
             if (st == receive_status::timeout) {
-                if (steady::now() >= deadline)
-                    throw error(errc::timeout, "the kernel was not ready within " + seconds_text(timeout) +
-                                                   (reply ? " (no message arrived on iopub)" : ""));
+                if (steady::now() >= deadline) throw not_ready(timeout, reply.has_value(), rejected_before);
                 ask();
                 last_ask = steady::now();
                 continue;
             }
-            if (in.channel == channel::iopub) iopub_seen = true;
+            if (in.channel == channel::iopub) {
+                iopub_seen = true;
+                if (asked.count(in.message.parent_header.msg_id)) iopub_session = in.message.header.session;
+            }
             if (in.channel == channel::shell && in.message.msg_type() == "kernel_info_reply" &&
-                asked.count(in.message.parent_header.msg_id))
+                asked.count(in.message.parent_header.msg_id)) {
                 reply = in.message.content;
+                reply_session = in.message.header.session;
+            }
             if (reply && iopub_seen) return *reply;
         }
     }
@@ -204,27 +241,88 @@ struct kernel_client::impl {
         }
     }
 
+    // How waiting for a cell ended.
+    enum class waited { done, timeout, peer_dead, replaced, stopped };
+
     // Receives until both the execute reply and iopub idle for it arrived, the
-    // deadline passes, or the kernel dies. Returns the last receive status.
+    // deadline passes, the kernel dies or is replaced, or o.stop is requested.
     // Once the reply is in, iopub silent for o.idle_wait means the idle was
     // lost (ZeroMQ drops a connection that brings a frame above
     // max_message_bytes, and what was queued behind it): the cell ends,
-    // idle_lost says so, instead of waiting for its deadline.
-    receive_status collect(const message& request, execution& result, const execute_options& o,
-                           steady::time_point deadline, bool& got_reply, bool& got_idle, bool& idle_lost) {
+    // idle_lost says so, instead of waiting for its deadline. A cell silent
+    // for o.probe_after gets a kernel_info_request on control (answered even
+    // while the kernel is busy): a reply from another kernel session is a
+    // kernel restarted under us, which no heartbeat may notice (restarted on
+    // the same ports within a heartbeat period) and whose new process will
+    // never answer this cell.
+    waited collect(const message& request, execution& result, const execute_options& o, steady::time_point deadline,
+                   bool& got_reply, bool& got_idle, bool& idle_lost) {
         incoming in;
         auto quiet_until = steady::time_point::max();
-        while (!(got_reply && got_idle)) {
-            if (got_reply && quiet_until == steady::time_point::max()) quiet_until = steady::now() + o.idle_wait;
-            auto st = t->receive(std::min(deadline, quiet_until), in);
-            if (st == receive_status::timeout && got_reply && steady::now() < deadline) {
-                idle_lost = true;
-                return receive_status::message;
+        const bool probing = o.probe_after.count() > 0;
+        auto next_probe = probing ? steady::now() + o.probe_after : steady::time_point::max();
+        std::unordered_set<std::string> probes;
+        // A message that belongs to this cell comes from the kernel that runs
+        // it. Replies and iopub are compared separately: a kernel may sign
+        // them with different sessions.
+        bool learned_reply = false, learned_iopub = false;
+        auto learn = [&](channel ch, const message& m) {
+            const auto& s = m.header.session;
+            if (s.empty() || (ch != channel::shell && ch != channel::iopub)) return;
+            bool& learned = ch == channel::shell ? learned_reply : learned_iopub;
+            std::string& known = ch == channel::shell ? reply_session : iopub_session;
+            if (learned) return;
+            learned = true;
+            // Not the kernel the last cell ran in: replaced between cells.
+            if (!known.empty() && s != known) result.state_lost = true;
+            known = s;
+        };
+        // A kernel announcing its start, or answering a probe, as another session.
+        auto replaced_by = [&](const incoming& i) {
+            const auto& m = i.message;
+            const auto& s = m.header.session;
+            if (i.channel == channel::iopub && m.msg_type() == "status") {
+                auto state = str(m.content, "execution_state");
+                return (state == "starting" || state == "restarting") && !s.empty() && !iopub_session.empty() &&
+                       s != iopub_session;
             }
-            if (st != receive_status::message) return st;
+            return i.channel == channel::control && probes.count(m.parent_header.msg_id) > 0 && !s.empty() &&
+                   !reply_session.empty() && s != reply_session;
+        };
+        while (!(got_reply && got_idle)) {
+            if (o.stop.stop_requested()) return waited::stopped;
+            if (got_reply && quiet_until == steady::time_point::max()) quiet_until = steady::now() + o.idle_wait;
+            auto wake = std::min({deadline, quiet_until, next_probe});
+            // A stop is seen within 100 ms (the transport waits on its own fds).
+            if (o.stop.stop_possible()) wake = std::min(wake, steady::now() + std::chrono::milliseconds(100));
+            auto st = t->receive(wake, in);
+            const auto now = steady::now();
+            if (st == receive_status::peer_dead) return waited::peer_dead;
+            if (st == receive_status::timeout) {
+                if (now >= deadline) return waited::timeout;
+                if (got_reply && now >= quiet_until) {
+                    idle_lost = true;
+                    return waited::done;
+                }
+                if (now >= next_probe) {
+                    try {
+                        probes.insert(send(channel::control, "kernel_info_request", json::object()).header.msg_id);
+                    } catch (const error&) {
+                        // A transport that cannot send now reports the death on receive.
+                    }
+                    next_probe = now + o.probe_after;
+                }
+                continue;
+            }
+            if (probing) next_probe = now + o.probe_after;
+            if (replaced_by(in)) {
+                (in.channel == channel::iopub ? iopub_session : reply_session) = in.message.header.session;
+                return waited::replaced;
+            }
             auto& m = in.message;
-            if (in.channel == channel::iopub && got_reply) quiet_until = steady::now() + o.idle_wait;
+            if (in.channel == channel::iopub && got_reply) quiet_until = now + o.idle_wait;
             if (m.parent_header.msg_id != request.header.msg_id) continue;
+            learn(in.channel, m);
             switch (in.channel) {
             case channel::iopub:
                 if (m.msg_type() == "status") {
@@ -248,7 +346,7 @@ struct kernel_client::impl {
             case channel::control: break;
             }
         }
-        return receive_status::message;
+        return waited::done;
     }
 
     // Keeps an output unless the cell's outputs already hold max bytes.
@@ -329,7 +427,12 @@ struct kernel_client::impl {
                               {"stop_on_error", o.stop_on_error}};
         message request;
         bool got_reply = false, got_idle = false, idle_lost = false;
-        receive_status st;
+        // A restart we know of (a kernel kernex runs): the generation says it.
+        // (Compared with the generation the last cell started in: a restart
+        // right after it died may come before or after it returned.)
+        const auto generation = control ? control->generation() : 0;
+        if (control && ran_a_cell && generation != last_cell_generation) result.state_lost = true;
+        waited st;
         // "aborted" means the code did not run. This client sends a cell only
         // after the last one ended, so none of its requests was queued behind
         // a failure: the request reached the kernel inside ipykernel's
@@ -339,8 +442,8 @@ struct kernel_client::impl {
         for (int attempt = 0;; ++attempt) {
             request = send(channel::shell, "execute_request", content);
             st = collect(request, result, o, deadline, got_reply, got_idle, idle_lost);
-            if (st != receive_status::message || str(result.reply, "status") != "aborted" ||
-                attempt == o.aborted_retries || !result.outputs.empty())
+            if (st != waited::done || str(result.reply, "status") != "aborted" || attempt == o.aborted_retries ||
+                !result.outputs.empty())
                 break;
             const auto pause = std::chrono::milliseconds(20 << attempt);
             if (steady::now() + pause >= deadline) break;
@@ -348,7 +451,7 @@ struct kernel_client::impl {
             got_reply = got_idle = idle_lost = false;
             result.reply = json();
         }
-        if (st == receive_status::timeout) {
+        if (st == waited::timeout) {
             result.status = execution_status::timeout;
             result.note = "the cell did not finish within " + seconds_text(*o.timeout) + "; it was interrupted";
             try {
@@ -357,11 +460,25 @@ struct kernel_client::impl {
                 result.note += std::string(" (interrupt failed: ") + e.what() + ")";
             }
             st = collect(request, result, o, steady::now() + o.interrupt_grace, got_reply, got_idle, idle_lost);
-            if (st == receive_status::timeout) restart_stuck(result);
+            if (st == waited::timeout) restart_stuck(result);
         }
-        if (st == receive_status::peer_dead) {
+        // Replaced between cells (not while this one ran): said first.
+        const bool lost_before = result.state_lost;
+        if (st == waited::peer_dead) {
             result.status = execution_status::kernel_died;
-            result.note = "the kernel died while running the cell";
+            result.state_lost = true;
+            result.note = "the kernel died while running the cell: its state (variables, imports) was lost";
+        } else if (st == waited::replaced) {
+            result.status = execution_status::kernel_died;
+            result.state_lost = true;
+            result.note = "the kernel was restarted while running the cell (a new kernel process answered on its "
+                          "ports): the cell's outcome is unknown and the kernel's state was lost";
+        } else if (st == waited::stopped) {
+            result.status = execution_status::aborted;
+            result.abandoned = true;
+            if (!result.note.empty()) result.note += "; ";
+            result.note += "the cell was abandoned (stop requested) before it ended; the kernel may still be "
+                           "running it";
         } else if (result.status != execution_status::timeout) {
             auto status = str(result.reply, "status");
             result.status = status == "ok"      ? execution_status::ok
@@ -371,6 +488,12 @@ struct kernel_client::impl {
                 result.note = "the kernel aborted the cell without running it (it aborts requests that arrive "
                               "while it is recovering from a failed cell)";
         }
+        if (lost_before)
+            result.note = "the kernel was restarted since the previous cell: its state (variables, imports) was "
+                          "lost" +
+                          (result.note.empty() ? std::string() : "; " + result.note);
+        ran_a_cell = true;
+        last_cell_generation = generation;
         if (idle_lost) {
             if (result.note.empty())
                 result.note = "the kernel replied but its idle status did not arrive within " +

@@ -202,12 +202,13 @@ public:
             }};
             int count = m_death_fd >= 0 ? 6 : 5;
             auto now = std::chrono::steady_clock::now();
+            // Never an infinite poll, even for a caller without a deadline:
+            // slices of at most a second, with the heartbeat's verdict
+            // checked between them.
             long timeout_ms = 0;
             if (deadline > now) {
-                auto left = deadline - now;
-                timeout_ms = deadline == std::chrono::steady_clock::time_point::max()
-                                 ? -1
-                                 : std::chrono::ceil<std::chrono::milliseconds>(left).count();
+                auto left = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::seconds(1));
+                timeout_ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
             }
             int n = poll_items(items.data(), static_cast<std::size_t>(count), std::chrono::milliseconds(timeout_ms));
             // Messages already queued are delivered before a death is

@@ -89,6 +89,10 @@ jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options
     if (m_options.connection_file) {
         m_client.emplace(kernel_client::from_connection_file(*m_options.connection_file));
         info = m_client->wait_for_ready(m_options.startup_timeout);
+    } else if (m_options.kernel_id) {
+        if (!m_options.gateway) throw error(errc::invalid_argument, "executor jupyter's kernel_id needs gateway_url");
+        m_attached.emplace(remote_kernel::attach(*m_options.gateway, *m_options.kernel_id));
+        info = m_attached->client().kernel_info(m_options.startup_timeout);
     } else {
         kernel_options ko;
         ko.kernel_name = m_options.kernel_name;
@@ -108,6 +112,7 @@ jupyter_executor::~jupyter_executor() { stop(); }
 kernel_client& jupyter_executor::client() {
     if (m_manager) return m_manager->client();
     if (m_client) return *m_client;
+    if (m_attached) return m_attached->client();
     throw error(errc::invalid_argument, "the jupyter executor was stopped; make a new one");
 }
 
@@ -122,12 +127,19 @@ void jupyter_executor::stop() noexcept {
     if (m_manager) m_manager->shutdown();
     m_manager.reset();
     m_client.reset();
+    m_attached.reset();  // attached, not owned: the kernel stays on the server
 }
 
 void jupyter_executor::interrupt() noexcept {
     m_interrupted = true;
     try {
         if (m_manager) m_manager->interrupt();
+        else if (m_attached) m_attached->interrupt();
+        // A kernel from a connection file: its client is busy on another
+        // thread, so the request goes through a client of its own.
+        else if (m_options.connection_file)
+            kernel_client::from_connection_file(*m_options.connection_file, {.heartbeat_period = {}})
+                .interrupt_request(std::chrono::seconds(2));
     } catch (...) {
         // Nothing to interrupt (the kernel is gone): the result says so.
     }
@@ -231,6 +243,8 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     jupyter_executor_options o;
     if (auto v = c.string("kernel_name")) o.kernel_name = *v;
     if (auto v = c.string("connection_file")) o.connection_file = *v;
+    if (auto v = c.string("kernel_id")) o.kernel_id = *v;
+    needs(config, {"kernel_id"}, "gateway_url");
     if (auto v = c.string("work_dir")) o.work_dir = *v;
     if (auto v = c.string("output_dir")) o.output_dir = *v;
     if (auto v = c.seconds("timeout")) o.timeout = *v;

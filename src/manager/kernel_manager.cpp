@@ -391,9 +391,16 @@ kernel_manager kernel_manager::start(kernel_options options) {
     } else {
         p->conn = allocate_ports(layout.base);
     }
-    p->write_connection();
-    p->make_client();
-    p->launch();
+    try {
+        p->write_connection();
+        p->make_client();
+        p->launch();
+    } catch (...) {
+        // A start that fails (a program that cannot be executed, a port
+        // taken for good) leaves nothing: not the connection file with its key.
+        p->cleanup_files();
+        throw;
+    }
     p->start_restarter();
     return kernel_manager(std::move(p));
 }

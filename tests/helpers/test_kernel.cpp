@@ -77,7 +77,9 @@
 // 0), interrupt (control), is_complete (incomplete when the code ends with
 // '\'), complete (command names), inspect (a command's help), history (empty),
 // comm_info (empty). Every request is wrapped in status busy/idle on iopub,
-// which is how clients prove their iopub subscription.
+// which is how clients prove their iopub subscription. Replies and iopub
+// messages carry the kernel's own session id (new at each start), as
+// ipykernel's do: that is how a client tells a restarted kernel.
 
 #include <kernex/connection.hpp>
 #include <kernex/error.hpp>
@@ -693,12 +695,15 @@ void test_kernel::send(zmq::socket_t& socket, const std::vector<std::string>& fr
 
 void test_kernel::reply(zmq::socket_t& socket, const kernex::message& request, std::string type, json content)
 {
-    send(socket, m_codec.encode(kernex::make_reply(request, std::move(type), std::move(content), "kernel")));
+    kernex::message msg = kernex::make_reply(request, std::move(type), std::move(content), "kernel");
+    msg.header.session = m_session;  // its own, as ipykernel: a restarted kernel has another
+    send(socket, m_codec.encode(std::move(msg)));
 }
 
 std::vector<std::string> test_kernel::encode_iopub(const kernex::message& parent, std::string type, json content)
 {
     kernex::message msg = kernex::make_reply(parent, std::move(type), std::move(content), "kernel");
+    msg.header.session = m_session;
     msg.identities.assign(1, m_topic_prefix + msg.header.msg_type);
     return m_codec.encode(std::move(msg));
 }
