@@ -329,6 +329,29 @@ class MisuseTests(unittest.TestCase):
         r = self.kernex("run", "--kernel", "kernex-test", "--json", f)
         self.assertTrue(json.loads(r.stdout)["input_unanswered"])
 
+    # --- 12. saved outputs never overwrite --------------------------------------------------------
+
+    def test_saved_outputs_never_overwrite_and_the_name_used_is_printed(self):
+        out = os.path.join(self.tmp.name, "out")
+        os.mkdir(out)
+        canary = os.path.join(out, "img-cell1.png")
+        with open(canary, "w") as f:
+            f.write("canary")
+        f = self.write("img.txt", "display_png\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--output-dir", out, f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(canary) as c:
+            self.assertEqual(c.read(), "canary")
+        self.assertTrue(r.stdout.startswith("[saved ") and r.stdout.endswith("]\n"), r.stdout)
+        saved = r.stdout[len("[saved "):-2]
+        self.assertNotEqual(os.path.abspath(saved), canary)
+        with open(saved, "rb") as png:
+            self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--output-dir", out, "--json", f)
+        again = json.loads(r.stdout)["saved"]
+        self.assertEqual(len(again), 1)
+        self.assertNotIn(os.path.abspath(again[0]), (canary, os.path.abspath(saved)))
+
     # --- 13, 14. rich outputs, nbformat's shape ------------------------------------------------------
 
     def test_bundles_without_text_plain_are_shown_as_text(self):
