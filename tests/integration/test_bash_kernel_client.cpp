@@ -310,3 +310,34 @@ TEST_CASE("kernex-bash: ends, its shell too, when the client named by JPY_PARENT
     CHECK(kernel.wait_until(clock_type::now() + 10s).has_value());
     CHECK(test::process_gone(shell, 5000ms));
 }
+
+TEST_CASE("kernex-bash: read on the shell's stdin asks on_input; redirected reads do not") {
+    temp_dirs dirs;
+    auto km = kernel_manager::start(bash_kernel());
+    auto& kc = km.client();
+    std::vector<input_request> asked;
+    auto answer = [&](const input_request& q) {
+        asked.push_back(q);
+        return std::string(q.password ? "secret" : "kx");
+    };
+    auto r = kc.execute("read -p 'name? ' N; echo \"hello $N\"; read -rs -p 'pw: ' P; echo ${#P}",
+                        {.timeout = 60s, .on_input = answer});
+    INFO(r.stream_text());
+    REQUIRE(r.status == execution_status::ok);
+    CHECK(r.stream_text() == "hello kx\n6\n");
+    REQUIRE(asked.size() == 2);
+    CHECK(asked[0].prompt == "name? ");
+    CHECK_FALSE(asked[0].password);
+    CHECK(asked[1].prompt == "pw: ");
+    CHECK(asked[1].password);
+
+    r = kc.execute("echo piped | { read v; echo $v; }; read w < <(echo file); echo $w",
+                   {.timeout = 60s, .on_input = answer});
+    CHECK(r.stream_text() == "piped\nfile\n");
+    CHECK(asked.size() == 2);
+
+    // A client that allows no stdin: EOF, as before.
+    r = kc.execute("read x || echo eof", {.allow_stdin = false, .timeout = 60s, .on_input = answer});
+    CHECK(r.stream_text() == "eof\n");
+    CHECK(asked.size() == 2);
+}
