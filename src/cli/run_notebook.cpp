@@ -181,6 +181,9 @@ int run_notebook(CLI::App& run, const notebook_args& a) {
     }
     // Relative paths in the notebook are the notebook's, as with nbconvert.
     ko.cwd = std::filesystem::absolute(input).parent_path();
+    // As for scripts: the environment policy and the sandbox apply.
+    ko.inherit_env = given(run, "--inherit-env");
+    if (given(run, "--sandbox")) ko.sandbox.emplace();
     if (gateway) {
         if (given(run, "--gateway-ca")) gateway->ca_file = value(run, "--gateway-ca");
         ko.gateway = gateway;

@@ -15,7 +15,7 @@ namespace kernex::cli {
 // the notebook and returns the exit status when the run is a notebook run
 // (FILE ends in .ipynb, or -o does), else nullopt (a script run). It reads
 // the options it shares with script runs (--kernel, --timeout, --continue,
-// -o, --gateway, --docker-image) from `run` by name.
+// -o, --gateway, --docker-image, --sandbox, --inherit-env) from `run` by name.
 std::function<std::optional<int>()> add_notebook_run_options(CLI::App& run);
 
 }  // namespace kernex::cli

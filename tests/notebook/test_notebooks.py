@@ -377,6 +377,22 @@ class NotebookTests(unittest.TestCase):
         r = self.kernex("-o", os.path.join(self.dir, "q.ipynb"), path)  # stderr is a pipe here
         self.assertNotIn("cell 1/", r.stderr)
 
+    def test_sandbox_applies_to_notebooks(self):
+        # --sandbox is not silently dropped for a notebook: the kernel runs in
+        # bubblewrap's pid namespace (small pids), writes the notebook's dir.
+        nb = nbformat.v4.new_notebook()
+        nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "import os\nopen('written-inside', 'w').close()\nprint(os.getpid() < 100)"))
+        path = os.path.join(self.dir, "boxed.ipynb")
+        nbformat.write(nb, path)
+        r = self.kernex("--sandbox", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.read_valid(os.path.join(self.dir, "boxed.out.ipynb")).cells[0].outputs[0].text, "True\n")
+        self.assertTrue(os.path.exists(os.path.join(self.dir, "written-inside")))
+        r = self.kernex(path)
+        self.assertEqual(self.read_valid(os.path.join(self.dir, "boxed.out.ipynb")).cells[0].outputs[0].text, "False\n")
+
     def test_symlink_planted_at_the_output_is_replaced_not_followed(self):
         # The notebook's own code plants a symlink where kernex will write the
         # result, pointing at a file it wants overwritten.
