@@ -354,6 +354,9 @@ kernel_manager kernel_manager::start(kernel_options options) {
         return kernel_manager(std::move(p));
     }
     p->spec = options.spec ? *options.spec : find_kernelspec(options.kernel_name);
+    // A signal to a sandboxed kernel's group reaches bwrap, not the kernel
+    // (its own session inside): ask the kernel itself.
+    if (options.sandbox) p->spec.interrupt_mode = interrupt_mode::message;
     if (options.docker && options.connection_file)
         throw error(errc::invalid_argument,
                     "a kernel in a container has its connection file in a private dir of its own: "

@@ -376,6 +376,16 @@ class SandboxKernelTests(Base):
         self.assertTrue(os.path.exists(os.path.join(self.work, "written")))
         self.assertEqual(os.listdir(self.runtime) if os.path.isdir(self.runtime) else [], [])
 
+    def test_a_sandboxed_kernel_is_interrupted_not_killed(self):
+        # A signal to the group would reach bwrap and end the sandbox: the
+        # interrupt goes to the kernel as a message, and the next cell runs.
+        cell = self.write_cell("import time\nprint('a', flush=True)\ntime.sleep(60)\n# %%\nprint('after')\n")
+        r = subprocess.run([KERNEX, "run", "--sandbox", "--continue", "--timeout", "3", "--kernel", "python3", cell],
+                           capture_output=True, text=True, env=self.env, cwd=self.work, timeout=120)
+        self.assertEqual(r.stdout, "a\nafter\n", r.stderr)
+        self.assertIn("KeyboardInterrupt", r.stderr)
+        self.assertNotIn("died", r.stderr)
+
     def test_kill_9_mid_cell_of_a_sandboxed_kernel_leaves_nothing(self):
         cell = self.write_cell(
             "import subprocess, time\n"
