@@ -38,7 +38,8 @@ struct kernelspec {
 
     // argv with every {connection_file} (made absolute) and {resource_dir}
     // substituted, in one pass as jupyter_client does: substituted text is not
-    // scanned again, other {words} are left as they are.
+    // scanned again, other {words} are left as they are; argv[0] passes
+    // through resolve_kernelspec_python.
     std::vector<std::string> render_argv(const std::filesystem::path& connection_file) const;
 };
 
@@ -62,6 +63,19 @@ std::vector<std::filesystem::path> kernelspec_dirs();
 // Every kernelspec found (first found per name wins), sorted by name.
 // Directories without a kernel.json are skipped; kernel.json is not parsed.
 std::vector<kernelspec_location> list_kernelspecs();
+
+// jupyter_client runs a kernelspec whose argv[0] is `python`, `python3` or
+// `python3.N` with its own interpreter (sys.executable), not whatever PATH
+// finds (Debian's octave_kernel spec says "python"). kernex resolves such an
+// argv[0] to the interpreter owning the kernelspec's tree: for
+// <prefix>/share/jupyter/kernels/<name>, <prefix>/bin/<argv[0]> or else
+// <prefix>/bin/python3 (so /usr/share/jupyter gives /usr/bin/python3, a
+// virtualenv's spec its own Python); for a spec elsewhere, or when neither
+// exists, /usr/bin/python3 (Debian's jupyter_client's); failing that argv[0]
+// is left as it is. $KERNEX_KERNELSPEC_PYTHON=off turns this off (PATH
+// decides, as before); set to a path, that interpreter is used. Any other
+// argv[0] is returned unchanged.
+std::string resolve_kernelspec_python(const std::filesystem::path& resource_dir, const std::string& argv0);
 
 // Parses <resource_dir>/kernel.json; name defaults to the directory's name,
 // lower-cased. argv is required (a non-empty list of strings); display_name,

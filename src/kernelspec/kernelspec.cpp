@@ -1,7 +1,10 @@
 // kernel.json parsing and argv templating.
 #include "kernex/kernelspec.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -68,7 +71,45 @@ std::map<std::string, std::string> parse_env(const json& spec, const fs::path& f
     return env;
 }
 
+// "python", "python3", "python3.11": the names jupyter_client replaces.
+bool is_bare_python(std::string_view name) {
+    if (!name.starts_with("python")) return false;
+    name.remove_prefix(6);
+    if (name.empty()) return true;
+    if (name.front() != '3') return false;
+    name.remove_prefix(1);
+    if (name.empty()) return true;
+    if (name.front() != '.' || name.size() < 2) return false;
+    return name.substr(1).find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+bool is_executable_file(const fs::path& path) {
+    std::error_code ec;
+    return fs::is_regular_file(path, ec) && ::access(path.c_str(), X_OK) == 0;
+}
+
 }  // namespace
+
+std::string resolve_kernelspec_python(const fs::path& resource_dir, const std::string& argv0) {
+    if (!is_bare_python(argv0)) return argv0;
+    const char* setting = std::getenv("KERNEX_KERNELSPEC_PYTHON");
+    const std::string_view chosen = setting ? setting : "";
+    if (chosen == "off") return argv0;
+    if (!chosen.empty()) return std::string(chosen);
+    // <prefix>/share/jupyter/kernels/<name>: the interpreter of <prefix>.
+    const fs::path kernels = resource_dir.lexically_normal().parent_path();
+    const fs::path jupyter = kernels.parent_path();
+    const fs::path share = jupyter.parent_path();
+    if (kernels.filename() == "kernels" && jupyter.filename() == "jupyter" && share.filename() == "share") {
+        const fs::path bin = share.parent_path() / "bin";
+        for (const fs::path& candidate : {bin / argv0, bin / "python3"})
+            if (is_executable_file(candidate)) return candidate.string();
+    }
+    // Elsewhere (the user's data dir, JUPYTER_PATH, the IPython dir): the
+    // system's Python, whose jupyter_client Debian ships.
+    if (is_executable_file("/usr/bin/python3")) return "/usr/bin/python3";
+    return argv0;
+}
 
 kernelspec load_kernelspec(const fs::path& resource_dir, std::string name) {
     const fs::path file = resource_dir / "kernel.json";
@@ -125,6 +166,9 @@ std::vector<std::string> kernelspec::render_argv(const fs::path& connection_file
         }
         rendered.push_back(std::move(out));
     }
+    // At launch, as jupyter_client's format_kernel_cmd: argv itself stays as
+    // kernel.json says (`kernelspec list --json` shows what jupyter_client shows).
+    if (!rendered.empty()) rendered.front() = resolve_kernelspec_python(resource_dir, rendered.front());
     return rendered;
 }
 

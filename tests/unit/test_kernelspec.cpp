@@ -275,3 +275,36 @@ TEST_CASE("render_argv makes the connection file absolute and never expands subs
     CHECK(out == std::vector<std::string>{"/tmp/{resource_dir}.json", "/res/{connection_file}"});
     CHECK(k.render_argv("rel.json")[0] == (fs::current_path() / "rel.json").string());
 }
+
+TEST_CASE("argv[0] python/python3 runs the interpreter owning the kernelspec's tree, as jupyter_client does") {
+    jupyter_sandbox box;
+    box.set("KERNEX_KERNELSPEC_PYTHON", std::nullopt);
+    const fs::path prefix = box.root / "venv";
+    const fs::path share = prefix / "share" / "jupyter";
+    fs::create_directories(prefix / "bin");
+    for (const char* name : {"python3", "python3.11"}) {
+        std::ofstream(prefix / "bin" / name) << "#!/bin/sh\n";
+        fs::permissions(prefix / "bin" / name, fs::perms::owner_all);
+    }
+    auto argv0 = [&](const fs::path& base, const std::string& first) {
+        const fs::path dir = box.add_kernel(base, "k", R"({"argv": [")" + first + R"(", "-m", "k"]})");
+        const kernex::kernelspec spec = kernex::load_kernelspec(dir);
+        CHECK(spec.argv.front() == first);  // as kernel.json says: resolved at launch
+        return spec.render_argv("c.json").front();
+    };
+    CHECK(argv0(share, "python3") == (prefix / "bin" / "python3").string());
+    CHECK(argv0(share, "python") == (prefix / "bin" / "python3").string());
+    CHECK(argv0(share, "python3.11") == (prefix / "bin" / "python3.11").string());
+    CHECK(argv0(share, "python3.12") == (prefix / "bin" / "python3").string());
+    // Not bare Python names: left alone.
+    CHECK(argv0(share, "python3-config") == "python3-config");
+    CHECK(argv0(share, "/opt/py/python3") == "/opt/py/python3");
+    CHECK(argv0(share, "ipython") == "ipython");
+    // Outside a <prefix>/share/jupyter tree: Debian's jupyter_client's interpreter.
+    if (fs::exists("/usr/bin/python3")) CHECK(argv0(box.root / "a", "python") == "/usr/bin/python3");
+    // The way to turn it off, and to choose the interpreter.
+    box.set("KERNEX_KERNELSPEC_PYTHON", "off");
+    CHECK(argv0(share, "python3") == "python3");
+    box.set("KERNEX_KERNELSPEC_PYTHON", "/opt/other/python3");
+    CHECK(argv0(share, "python") == "/opt/other/python3");
+}
