@@ -19,6 +19,8 @@ packages=(
   python3-jupyter-kernel-test python3-numpy python3-matplotlib
   # notebook suite: the reference executor and validator
   python3-nbclient python3-nbformat
+  # a JupyterHub for the gateway suite (its proxy runs on node)
+  jupyterhub node-configurable-http-proxy
   # docker suite: a real dockerd and local images without a registry
   docker.io busybox-static debootstrap bubblewrap
   # process inspection in tests

@@ -77,11 +77,35 @@ kernelspec to_kernelspec(const std::string& fallback_name, const json& entry) {
 
 namespace gateway_detail {
 
-void throw_http_error(const endpoint& ep, int status, const std::string& reason, const std::string& body,
-                      std::string_view what, std::string_view kernel_id) {
+std::string hub_explanation(const endpoint& ep, const http_response& res) {
+    // A hub answers for a user server that is not running: 302 to
+    // /hub/user/NAME/..., 424 there, 503 from its proxy while it goes.
+    const bool redirect = res.status >= 300 && res.status <= 399;
+    const bool via_hub = res.from_hub || res.location.find("/hub/") != std::string::npos ||
+                         res.redirected.find("/hub/") != std::string::npos;
+    if (!(via_hub && (redirect || res.status == 424 || res.status == 503 || !res.redirected.empty())) &&
+        !(redirect && !res.location.empty()))
+        return {};
+    // The user's name, from a base URL ending in /user/NAME (a hub's own
+    // prefix may come before it).
+    const std::string& base = url_of(ep).base_path;
+    std::string user = "NAME";
+    if (const auto at = base.rfind("/user/"); at != std::string::npos && base.find('/', at + 6) == std::string::npos)
+        user = base.substr(at + 6);
+    const std::string server = (user == "NAME" ? std::string("/user/NAME/") : base + "/");
+    return "on a JupyterHub this means the server at " + server +
+           " is not running, or the URL is not a user's server URL (it must end in /user/NAME/); start it with "
+           "POST /hub/api/users/" + user + "/server or from the hub's home page";
+}
+
+void throw_http_error(const endpoint& ep, const http_response& res, std::string_view what, std::string_view kernel_id) {
     const std::string& url = url_of(ep).display;
-    std::string answer = "HTTP " + std::to_string(status) + (reason.empty() ? "" : " " + reason);
-    std::string said = server_message(body);
+    const int status = res.status;
+    std::string answer = "HTTP " + std::to_string(status) + (res.reason.empty() ? "" : " " + res.reason);
+    if (!res.redirected.empty()) answer += ", after a redirect to " + res.redirected;
+    else if (status >= 300 && status <= 399 && !res.location.empty())
+        answer += ", sending it to " + res.location;
+    std::string said = server_message(res.body);
     if (status == 401 || status == 403) {
         std::string why = options_of(ep).token.empty() ? "no token was given" : "the token was not accepted";
         throw error(errc::permission_denied,
@@ -91,11 +115,12 @@ void throw_http_error(const endpoint& ep, int status, const std::string& reason,
     if (status == 404 && !kernel_id.empty())
         throw error(errc::not_found, "the Jupyter server at " + url + " has no kernel " + std::string(kernel_id) +
                                          " (it was shut down, culled, or the server restarted); start a new one");
-    if (status == 404)
+    if (status == 404 && res.redirected.empty())
         throw error(errc::gateway_error, url + " has nothing at " + std::string(what) + " (" + answer +
                                              "): is it a Jupyter Server or gateway, and is the base URL right?");
+    const std::string hub = hub_explanation(ep, res);
     throw error(errc::gateway_error, "the Jupyter server at " + url + " answered " + std::string(what) + " with " +
-                                         answer + (said.empty() ? "" : ": " + said));
+                                         answer + (said.empty() ? "" : ": " + said) + (hub.empty() ? "" : "; " + hub));
 }
 
 }  // namespace gateway_detail
@@ -136,7 +161,7 @@ struct gateway_client::impl {
         auto res = http_request(*ep, method, path, body.is_null() ? std::string() : body.dump(), deadline(timeout));
         const std::string what = std::string(method) + " " + path;
         if (res.status == 404 && missing_ok) return std::nullopt;
-        if (res.status < 200 || res.status > 299) throw_http_error(*ep, res.status, res.reason, res.body, what, kernel_id);
+        if (res.status < 200 || res.status > 299) throw_http_error(*ep, res, what, kernel_id);
         if (res.body.empty()) return json(nullptr);
         json j;
         // Answers are objects, except lists of kernels: parse those as {"_": [...]}.

@@ -29,12 +29,19 @@ struct http_response {
     int status = 0;
     std::string reason;
     std::string body;
+    std::string location;     // a redirect's Location header, as sent
+    std::string redirected;   // the path a followed redirect went to; empty when none was followed
+    bool from_hub = false;    // a JupyterHub answered (its X-JupyterHub-Version header)
 };
 
 // One request on a fresh connection: method, path below the base URL
-// (e.g. "/api/kernels"), a JSON body (empty: none). Returns any HTTP
-// answer; throws gateway_error (cannot resolve, connect, TLS, a broken
-// answer) or timeout (the whole request past deadline).
+// (e.g. "/api/kernels"), a JSON body (empty: none). A redirect to the same
+// origin (scheme, host and port: the token is never sent elsewhere) is
+// followed once, so that what the server there says (JupyterHub's "424 ...
+// Restart the server at ...") reaches the user; a second one, or one to
+// another origin, is returned as it is. Returns any HTTP answer; throws
+// gateway_error (cannot resolve, connect, TLS, a broken answer) or timeout
+// (the whole request past deadline).
 http_response http_request(const endpoint& ep, std::string_view method, const std::string& path,
                            const std::string& body, steady::time_point deadline);
 
@@ -42,8 +49,12 @@ http_response http_request(const endpoint& ep, std::string_view method, const st
 // "GET /api/kernels"): permission_denied for 401/403, not_found for 404
 // (naming the kernel when kernel_id is set), gateway_error otherwise, with
 // the server's message. Implemented in gateway_client.cpp.
-[[noreturn]] void throw_http_error(const endpoint& ep, int status, const std::string& reason, const std::string& body,
-                                   std::string_view what, std::string_view kernel_id = {});
+[[noreturn]] void throw_http_error(const endpoint& ep, const http_response& res, std::string_view what,
+                                   std::string_view kernel_id = {});
+
+// What a redirect (or the answer found behind it) means when it comes from a
+// JupyterHub, in words a user can act on; empty when res is neither.
+std::string hub_explanation(const endpoint& ep, const http_response& res);
 
 // "12.5 s"
 std::string seconds_text(std::chrono::milliseconds ms);

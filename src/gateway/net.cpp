@@ -178,17 +178,30 @@ http_response exchange(asio::io_context& ioc, Stream& stream, const endpoint& ep
     if (!run_until(ioc, deadline, [&] { return done; })) throw_timeout(ep, what);
     if (ec) throw_network_error(ep, "read the answer of", what, ec);
     auto& res = parser.get();
-    return {static_cast<int>(res.result_int()), std::string(res.reason()), std::move(res.body())};
+    return {static_cast<int>(res.result_int()), std::string(res.reason()), std::move(res.body()),
+            std::string(res[http::field::location]), {}, res.find("X-JupyterHub-Version") != res.end()};
 }
 
 }  // namespace
 
-http_response http_request(const endpoint& ep, std::string_view method, const std::string& path,
-                           const std::string& body, steady::time_point deadline) {
-    const std::string what = std::string(method) + " " + path;
+namespace {
+
+// The path of location when it names the endpoint's own origin ("/hub/x",
+// or "http://host:port/hub/x" with the endpoint's scheme, host and port);
+// empty otherwise.
+std::string same_origin_path(const endpoint& ep, const std::string& location) {
+    if (location.starts_with("/") && !location.starts_with("//")) return location;
+    const std::string origin = (ep.url.tls ? "https://" : "http://") + ep.url.host_header();
+    if (location.size() > origin.size() && location.starts_with(origin) && location[origin.size()] == '/')
+        return location.substr(origin.size());
+    return {};
+}
+
+http_response request_target(const endpoint& ep, std::string_view method, const std::string& target,
+                             const std::string& body, steady::time_point deadline, const std::string& what) {
     http::request<http::string_body> req;
     req.method(http::string_to_verb(boost::beast::string_view(method.data(), method.size())));
-    req.target(ep.url.base_path + path);
+    req.target(target);
     req.version(11);
     req.set(http::field::host, ep.url.host_header());
     req.set(http::field::user_agent, "kernex/0.1");
@@ -215,6 +228,24 @@ http_response http_request(const endpoint& ep, std::string_view method, const st
     error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     return res;
+}
+
+}  // namespace
+
+http_response http_request(const endpoint& ep, std::string_view method, const std::string& path,
+                           const std::string& body, steady::time_point deadline) {
+    const std::string what = std::string(method) + " " + path;
+    http_response res = request_target(ep, method, ep.url.base_path + path, body, deadline, what);
+    if (res.status < 300 || res.status > 399 || res.location.empty()) return res;
+    const std::string next = same_origin_path(ep, res.location);
+    if (next.empty()) return res;
+    const bool as_get = res.status == 303 || ((res.status == 301 || res.status == 302) && method == "POST");
+    http_response followed = request_target(ep, as_get ? "GET" : method, next, as_get ? std::string() : body,
+                                            deadline, what);
+    followed.redirected = next;
+    if (followed.location.empty()) followed.location = res.location;
+    followed.from_hub = followed.from_hub || res.from_hub;
+    return followed;
 }
 
 }  // namespace kernex::gateway_detail

@@ -103,8 +103,10 @@ public:
         });
         if (!run_until(ioc, deadline, [&] { return done; })) throw_timeout(ep, what);
         if (ec == websocket::error::upgrade_declined)
-            throw_http_error(ep, static_cast<int>(res.result_int()), std::string(res.reason()), res.body(), what,
-                             kernel_id);
+            throw_http_error(ep,
+                             {static_cast<int>(res.result_int()), std::string(res.reason()), res.body(),
+                              std::string(res[beast::http::field::location]), {}},
+                             what, kernel_id);
         if (ec) throw_network_error(ep, "open the websocket of", what, ec);
         quick_ack();
     }
@@ -327,13 +329,28 @@ private:
         try {
             connect(steady::now() + m_ep->options.request_timeout);
         } catch (const std::exception& e) {
-            go_dead("the websocket to kernel " + m_kernel_id + " dropped (" + reason + ") and reconnecting failed: " +
-                    e.what());
+            go_dead(server_gone_reason().value_or("the websocket to kernel " + m_kernel_id + " dropped (" + reason +
+                                                  ") and reconnecting failed: " + e.what()));
             return;
         }
         m_reconnect_unproven = true;
         m_last_reconnect = steady::now();
         notice("the websocket to kernel " + m_kernel_id + " dropped (" + reason + "); reconnected");
+    }
+
+    // Why the server behind a dropped websocket is gone, when it says so: a
+    // hub that stopped the user's server answers for it.
+    std::optional<std::string> server_gone_reason() {
+        try {
+            auto res = http_request(*m_ep, "GET", "/api/kernels/" + percent_encode(m_kernel_id), {},
+                                    steady::now() + std::min<std::chrono::milliseconds>(m_ep->options.request_timeout, 5s));
+            if (const std::string hub = hub_explanation(*m_ep, res); !hub.empty())
+                return "the Jupyter server running kernel " + m_kernel_id + " stopped (its URL now answers HTTP " +
+                       std::to_string(res.status) + "): " + hub;
+        } catch (const error&) {
+            // Unreachable: the reconnection's own error says more.
+        }
+        return std::nullopt;
     }
 
     // The socket is quiet: does the server still have the kernel?
@@ -342,8 +359,12 @@ private:
         auto deadline = m_last_check + std::min<std::chrono::milliseconds>(m_ep->options.request_timeout, 10s);
         try {
             auto res = http_request(*m_ep, "GET", "/api/kernels/" + percent_encode(m_kernel_id), {}, deadline);
-            if (res.status == 404) {
+            if (res.status == 404 && res.redirected.empty()) {
                 go_dead("kernel " + m_kernel_id + " no longer exists on the server (it was shut down or deleted)");
+            } else if (const std::string hub = hub_explanation(*m_ep, res); !hub.empty()) {
+                // A hub sends requests for a stopped user server elsewhere.
+                go_dead("the Jupyter server running kernel " + m_kernel_id + " stopped (its URL now answers HTTP " +
+                        std::to_string(res.status) + "): " + hub);
             } else if (res.status == 200) {
                 json model;
                 if (wire::parse_object(res.body, m_codec.max_json_depth, model) &&
