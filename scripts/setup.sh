@@ -26,6 +26,12 @@ packages=(
   # process inspection in tests
   procps
 )
+# mcp suite: node and npm (they install the MCP SDK client into the build
+# dir). A node already on the machine (e.g. NodeSource's, which bundles npm)
+# is used as it is; Debian's otherwise.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

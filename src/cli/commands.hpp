@@ -36,5 +36,6 @@ command_runner add_kernelspec_command(CLI::App& app);
 command_runner add_run_command(CLI::App& app);
 command_runner add_kernel_command(CLI::App& app);
 command_runner add_exec_command(CLI::App& app);
+command_runner add_mcp_command(CLI::App& app);
 
 }  // namespace kernex::cli

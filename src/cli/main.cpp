@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     // Subcommands, in the order --help lists them.
     add(kernex::cli::add_run_command(app));
     add(kernex::cli::add_exec_command(app));
+    add(kernex::cli::add_mcp_command(app));
     add(kernex::cli::add_kernel_command(app));
     add(kernex::cli::add_kernelspec_command(app));
 

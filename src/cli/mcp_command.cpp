@@ -1,0 +1,153 @@
+// `kernex mcp`: serves the Model Context Protocol, over stdio or Streamable
+// HTTP, so that an agent calls run_code / run_cell as tools. The executor
+// options are flags that each set one key of make_executor's config, as in
+// `kernex exec`; the session flags choose where kernels run. The server
+// itself is src/mcp.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "cli/signal_forwarding.hpp"
+#include "kernex/error.hpp"
+#include "kernex/gateway.hpp"
+#include "mcp/server.hpp"
+
+namespace kernex::cli {
+
+namespace {
+
+struct mcp_args {
+    std::string executor = "local";
+    std::string config_file;
+    nlohmann::json config = nlohmann::json::object();  // the executor options given
+    mcp::server_options server;
+    std::string gateway_url;
+    std::string gateway_token;
+    std::string http;  // [HOST:]PORT; empty: stdio
+    std::string host;
+    mcp::http_options http_options;
+    double timeout = 60;
+    double session_idle = 1800;
+};
+
+nlohmann::json read_config(const std::string& file) {
+    std::ifstream in(file);
+    if (!in) throw error(errc::not_found, "cannot read --config " + file);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        throw error(errc::invalid_argument, "--config " + file + " is not a JSON object (make_executor's config)");
+    return j;
+}
+
+bool loopback(const std::string& host) { return host == "127.0.0.1" || host == "::1" || host == "localhost"; }
+
+int run(mcp_args& args) {
+    nlohmann::json config = args.config_file.empty() ? nlohmann::json::object() : read_config(args.config_file);
+    for (const auto& [key, value] : args.config.items()) config[key] = value;  // flags win over the file
+    if (!config.contains("executor") || args.executor != "local") config["executor"] = args.executor;
+    const std::string executor = config.value("executor", "");
+    if (executor != "local" && executor != "docker")
+        throw error(errc::invalid_argument, "run_code's executor is local or docker, not '" + executor +
+                                                "' (stateful kernels are run_cell's: --kernel, --docker-image, --gateway)");
+    config["timeout"] = args.timeout;
+    mcp::server_options& options = args.server;
+    options.executor_config = config;
+    options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.timeout * 1000));
+    options.session_idle = std::chrono::milliseconds(static_cast<std::int64_t>(args.session_idle * 1000));
+    if (config.contains("max_output") && config["max_output"].is_number_unsigned())
+        options.max_output = config["max_output"].get<std::size_t>();
+    if (config.contains("work_dir") && config["work_dir"].is_string()) options.work_dir = config["work_dir"];
+    if (auto g = gateway_options::from_arguments(args.gateway_url, args.gateway_token)) options.gateway = *g;
+
+    int stop[2];
+    if (::pipe2(stop, O_CLOEXEC) != 0) throw error(errc::io_error, "cannot make a pipe");
+    struct closer {
+        int* fds;
+        ~closer() {
+            ::close(fds[0]);
+            ::close(fds[1]);
+        }
+    } closing{stop};
+    // SIGTERM, SIGINT, SIGHUP: stop serving, then shut every kernel down.
+    signal_forwarding forwarding([&stop](int) { [[maybe_unused]] auto n = ::write(stop[1], "x", 1); });
+
+    if (args.http.empty()) return mcp::serve_stdio(options, STDIN_FILENO, STDOUT_FILENO, stop[0]);
+
+    std::string host = args.host.empty() ? "127.0.0.1" : args.host;
+    std::string port = args.http;
+    if (const auto colon = args.http.rfind(':'); colon != std::string::npos) {
+        std::string given = args.http.substr(0, colon);
+        if (given.size() > 2 && given.front() == '[' && given.back() == ']') given = given.substr(1, given.size() - 2);
+        port = args.http.substr(colon + 1);
+        if (!loopback(given) && given != args.host)
+            throw error(errc::invalid_argument, "--http " + args.http + " is not a loopback address: serving on " + given +
+                                                    " needs --host " + given + " as well");
+        host = given == "localhost" ? "127.0.0.1" : given;
+    }
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
+        std::stoul(port) > 65535)
+        throw error(errc::invalid_argument, "--http takes [HOST:]PORT, not '" + args.http + "'");
+    args.http_options.host = host;
+    args.http_options.port = static_cast<std::uint16_t>(std::stoul(port));
+    const bool generated = args.http_options.token.empty();
+    return mcp::serve_http(options, args.http_options, stop[0], [generated](const std::string& url, const std::string& token) {
+        std::cerr << "kernex mcp: listening on " << url << "\n";
+        if (generated) std::cerr << "kernex mcp: bearer token: " << token << "\n";
+        std::cerr << std::flush;
+    });
+}
+
+// A flag that sets config[key] to its value.
+template <typename T>
+CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<mcp_args>& args, const std::string& flag,
+                           const std::string& key, const std::string& help) {
+    return cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
+}
+
+}  // namespace
+
+command_runner add_mcp_command(CLI::App& app) {
+    auto args = std::make_shared<mcp_args>();
+    auto* cmd = app.add_subcommand(
+        "mcp",
+        "Serve the Model Context Protocol (stdio, or Streamable HTTP with --http): tools run_code (stateless,\n"
+        "in the executor), run_cell (stateful, in a Jupyter kernel session), start_session, list_sessions,\n"
+        "restart_session, close_session, list_kernels. Ends on stdin EOF (stdio) or SIGTERM, shutting every\n"
+        "kernel down. See docs/mcp.md.");
+    cmd->add_option("--executor", args->executor, "run_code's executor: local, docker")->capture_default_str();
+    cmd->add_option("--config", args->config_file, "JSON file of make_executor's config for run_code (flags override it)");
+    config_option<std::string>(cmd, args, "--work-dir", "work_dir",
+                               "Where run_code's blocks and the kernels run (default: a temporary dir per run_code call)");
+    config_option<std::string>(cmd, args, "--image", "image", "docker: the image run_code's blocks run in (never pulled)");
+    cmd->add_option("--timeout", args->timeout, "Seconds a call may run, and the most a call may ask for")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
+                                 "Bytes of a call's output kept (default 1048576); the rest is counted");
+    cmd->add_option("--kernel", args->server.kernel_name, "Sessions: the default kernelspec")->capture_default_str();
+    cmd->add_option_function<std::string>(
+        "--docker-image", [args](const std::string& image) { args->server.docker_image = image; },
+        "Sessions: run each kernel in a Docker container of this image (network none)");
+    cmd->add_option("--gateway", args->gateway_url,
+                    "Sessions: start kernels on this Jupyter Server / gateway (default $KERNEX_GATEWAY_URL)");
+    cmd->add_option("--gateway-token", args->gateway_token, "The gateway's token (default $KERNEX_GATEWAY_TOKEN)");
+    cmd->add_option("--max-sessions", args->server.max_sessions, "Kernel sessions open at once")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--session-idle", args->session_idle, "Seconds after which an idle session is shut down")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--http", args->http, "Serve Streamable HTTP on [HOST:]PORT (loopback; 0: any free port) at /mcp");
+    cmd->add_option("--host", args->host, "Serve HTTP on this non-loopback address (anyone who can reach it and has the token runs code)");
+    cmd->add_option("--http-token", args->http_options.token,
+                    "Bearer token HTTP clients must send (default: one generated and printed on stderr)");
+    cmd->add_option("--allow-origin", args->http_options.allowed_origins,
+                    "An Origin allowed besides localhost's (browser clients; repeatable)");
+    return [args] { return run(*args); };
+}
+
+}  // namespace kernex::cli
