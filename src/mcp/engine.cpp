@@ -532,6 +532,24 @@ void engine::end_sessions(const std::vector<std::shared_ptr<session>>& sessions)
     }
 }
 
+// A call's hold on a session: counted as a user (not idle) from before it
+// waits for the session until it ends, and the session's only runner meanwhile.
+struct engine::session_use {
+    session_use(engine& e, session& s) : m_engine(e), m_session(s) {
+        ++s.users;
+        m_run = std::unique_lock(s.run);
+    }
+    ~session_use() {
+        m_run.unlock();
+        std::lock_guard lock(m_engine.m_mutex);
+        m_session.last_used = steady::now();
+        --m_session.users;
+    }
+    engine& m_engine;
+    session& m_session;
+    std::unique_lock<std::mutex> m_run;
+};
+
 json engine::run_cell(const std::string& owner, const json& args, call_context& ctx) {
     check_keys(args, {"code", "session", "timeout"});
     const std::string code = *string_arg(args, "code", true);
@@ -539,17 +557,7 @@ json engine::run_cell(const std::string& owner, const json& args, call_context& 
     const auto timeout = timeout_arg(args, m_options.timeout).value_or(m_options.timeout);
     auto s = id && *id != "default" ? find_session(owner, *id) : default_session(owner);
 
-    ++s->users;
-    std::unique_lock run(s->run);
-    struct leave {
-        engine& e;
-        session& s;
-        ~leave() {
-            std::lock_guard lock(e.m_mutex);
-            s.last_used = steady::now();
-            --s.users;
-        }
-    } leaving{*this, *s};
+    session_use use(*this, *s);
     if (s->closed) throw argument_error("session '" + s->id + "' was closed");
     if (ctx.cancelled()) return tool_error("cancelled before it ran");
 
@@ -655,17 +663,7 @@ json engine::list_sessions(const std::string& owner) {
 json engine::restart_session(const std::string& owner, const json& args, call_context&) {
     check_keys(args, {"session"});
     auto s = find_session(owner, *string_arg(args, "session", true));
-    ++s->users;
-    std::unique_lock run(s->run);
-    struct leave {
-        engine& e;
-        session& s;
-        ~leave() {
-            std::lock_guard lock(e.m_mutex);
-            s.last_used = steady::now();
-            --s.users;
-        }
-    } leaving{*this, *s};
+    session_use use(*this, *s);
     if (s->closed) throw argument_error("session '" + s->id + "' was closed");
     s->km->restart();
     s->restarts_seen = s->km->restart_count();

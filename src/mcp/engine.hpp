@@ -73,6 +73,7 @@ public:
     void shutdown() noexcept;
 
     struct session;
+    struct session_use;
 
 private:
     nlohmann::json run_code(const nlohmann::json& args, call_context& ctx);
