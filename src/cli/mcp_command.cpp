@@ -122,6 +122,10 @@ command_runner add_mcp_command(CLI::App& app) {
     cmd->add_option("--config", args->config_file, "JSON file of make_executor's config for run_code (flags override it)");
     config_option<std::string>(cmd, args, "--work-dir", "work_dir",
                                "Where run_code's blocks and the kernels run (default: a temporary dir per run_code call)");
+    cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; },
+                           "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
+    cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; },
+                           "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
     config_option<std::string>(cmd, args, "--image", "image", "docker: the image run_code's blocks run in (never pulled)");
     cmd->add_option("--timeout", args->timeout, "Seconds a call may run, and the most a call may ask for")
         ->capture_default_str()
