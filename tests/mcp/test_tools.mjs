@@ -161,6 +161,10 @@ test('tools, stateless runs and a session over stdio', async (t) => {
         for (const pid of descendants(s.pid)) seen.add(pid);
         const restarted = await client.callTool({ name: 'restart_session', arguments: { session: id } });
         assert.equal(restarted.isError, undefined);
+        // The first cell after a restart may carry kernel_client's note that
+        // state was lost instead of running; either way y is gone.
+        const first = await client.callTool({ name: 'run_cell', arguments: { code: 'print(y)', session: id } });
+        assert.match(text(first), /NameError|state .*lost/);
         const gone = await client.callTool({ name: 'run_cell', arguments: { code: 'print(y)', session: id } });
         assert.match(text(gone), /NameError/);
         for (const pid of descendants(s.pid)) seen.add(pid);
