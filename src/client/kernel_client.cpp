@@ -495,11 +495,10 @@ struct kernel_client::impl {
         ran_a_cell = true;
         last_cell_generation = generation;
         if (idle_lost) {
-            if (result.note.empty())
-                result.note = "the kernel replied but its idle status did not arrive within " +
-                              seconds_text(o.idle_wait) +
-                              " on iopub: a message was lost (one above max_message_bytes, or the kernel's iopub "
-                              "queue was full), so outputs may be missing";
+            result.note += std::string(result.note.empty() ? "" : "; ") +
+                           "the kernel replied but its idle status did not arrive within " + seconds_text(o.idle_wait) +
+                           " on iopub: a message was lost (one above max_message_bytes, or the kernel's iopub "
+                           "queue was full), so outputs may be missing";
             // The connection may be the casualty: remake it, prove it next time.
             t->reconnect_iopub();
             iopub_reconnected = true;
