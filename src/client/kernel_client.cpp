@@ -186,6 +186,11 @@ struct kernel_client::impl {
 
     json wait_ready(std::chrono::milliseconds timeout) {
         auto deadline = steady::now() + timeout;
+        // A new kernel process (kernel_manager::restart waits here for it):
+        // the sessions it signs with are learned anew. Kept, the old ones
+        // would make the new process's own late "starting" status look like
+        // a kernel replaced under the next cell.
+        if (control && control->generation() != ready_generation) reply_session.clear(), iopub_session.clear();
         if (control) ready_generation = control->generation();
         watched_fd watch(*t, control);
         std::unordered_set<std::string> asked;

@@ -282,6 +282,20 @@ TEST_CASE("test kernel: restart keeps the manager and gives a fresh state") {
     CHECK(km.client().execute("print fresh", {.timeout = 5s}).stream_text() == "fresh\n");
 }
 
+TEST_CASE("ipykernel: the first cell after a deliberate restart runs (never taken for a kernel replaced under it)") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto& kc = km.client();
+    for (int i = 0; i < 6; ++i) {
+        CAPTURE(i);
+        CHECK(kc.execute("x = " + std::to_string(i), {.timeout = 30s}).status == execution_status::ok);
+        km.restart();
+        auto r = kc.execute("print('x' in dir())", {.timeout = 30s});
+        CHECK_MESSAGE(r.status == execution_status::ok, r.note);
+        CHECK(r.stream_text() == "False\n");
+    }
+}
+
 TEST_CASE("test kernel: a cell aborted without running (ipykernel's post-error window) is sent again") {
     runtime_dir rt;
     auto km = kernel_manager::start(test_kernel());
