@@ -8,6 +8,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -384,27 +385,62 @@ struct kill9_outcome {
 
 // Runs the kernex CLI (argv) until `ready` appears in its output and its
 // container (labelled with its pid) exists, kills it with SIGKILL, and
-// returns what is left `within` after.
+// returns what is left `within` after. The CLI is started with a plain
+// posix_spawn, as a shell would: kernex::child_process's reaper would kill
+// whatever the CLI leaves when it dies, kernex's own reaper included.
 inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vector<std::string>& argv,
                                    const std::string& docker_host, const std::string& ready,
                                    std::chrono::milliseconds within) {
     kill9_outcome out;
-    kernex::spawn_options spawn;
-    spawn.argv = argv;
-    spawn.env["DOCKER_HOST"] = docker_host;
-    kernex::child_process cli(spawn);
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+    std::vector<std::string> env_strings = {"DOCKER_HOST=" + docker_host};
+    for (char** e = environ; *e; ++e)
+        if (!std::string_view(*e).starts_with("DOCKER_HOST=")) env_strings.emplace_back(*e);
+    std::vector<char*> envp, args;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> argv_copy = argv;
+    for (auto& a : argv_copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t pid = -1;
+    const int spawned = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(pipe_fds[1]);
+    struct reap {
+        pid_t pid;
+        int fd;
+        ~reap() {
+            if (pid > 0) {
+                ::kill(pid, SIGKILL);
+                int status = 0;
+                ::waitpid(pid, &status, 0);
+            }
+            ::close(fd);
+        }
+    } cleanup{spawned == 0 ? pid : -1, pipe_fds[0]};
+    if (spawned != 0) throw std::runtime_error("cannot spawn " + argv[0]);
+    ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
     nlohmann::json list;
-    const nlohmann::json filters = {{"label", {"org.kernex.owner.pid=" + std::to_string(cli.pid())}}};
+    const nlohmann::json filters = {{"label", {"org.kernex.owner.pid=" + std::to_string(pid)}}};
     while (std::chrono::steady_clock::now() < deadline) {
         char buffer[4096];
         ssize_t n;
-        while ((n = ::read(cli.stdout_fd(), buffer, sizeof buffer)) > 0) out.output.append(buffer, n);
+        while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) out.output.append(buffer, n);
         if (out.output.find(ready) != std::string::npos) {
             list = client.call("GET", "/containers/json?filters=" + filters.dump());
             if (list.size() == 1) break;
         }
-        if (!cli.running()) return out;
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            cleanup.pid = -1;
+            return out;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (list.size() != 1) return out;
@@ -413,7 +449,7 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
     const auto inspect = client.call("GET", "/containers/" + out.container + "/json");
     for (const auto& bind : inspect["HostConfig"]["Binds"])
         out.dirs.push_back(bind.get<std::string>().substr(0, bind.get<std::string>().find(':')));
-    ::kill(cli.pid(), SIGKILL);
+    ::kill(pid, SIGKILL);
     const auto until = std::chrono::steady_clock::now() + within;
     for (;;) {
         out.container_left = client.request("GET", "/containers/" + out.container + "/json").status != 404;
