@@ -214,8 +214,11 @@ def test_docker_executor_in_a_code_executor_agent(tmp_path, dockerd):
             assert reply == "hello from busybox\n"
             token = StandInCancellationToken()
             run = asyncio.create_task(executor.execute_code_blocks(
-                [StandInCodeBlock("echo $$ > pid; echo partial; sleep 120; echo never", "sh")], token))
+                [StandInCodeBlock("echo partial; echo $$ > pid; sleep 120; echo never", "sh")], token))
             await _wait_for_file(tmp_path / "pid")
+            # "partial" was printed before the pid file was made, but it
+            # travels through the daemon's exec stream: let it arrive.
+            await asyncio.sleep(1)
             token.cancel()
             result = await run
             assert result.exit_code == 125
