@@ -610,6 +610,10 @@ json kernel_client::interrupt_request(std::chrono::milliseconds timeout) {
 void kernel_client::set_control(kernel_control* control) noexcept {
     m_impl->control = control;
     if (control) m_impl->ready_generation = control->generation();
+    // A new baseline: the next cell's state_lost compares with this kernel
+    // (kernel_manager calls this after a restart the caller asked for, which
+    // is no news to report to the next cell).
+    m_impl->ran_a_cell = false;
 }
 
 const std::string& kernel_client::session() const noexcept { return m_impl->session; }

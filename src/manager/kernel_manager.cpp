@@ -309,6 +309,7 @@ struct kernel_manager::impl final : kernel_control {
         }
         launch();
         restarts = 0;
+        client->set_control(this);  // asked for: not a loss of state the next cell must report
     }
 
     void shutdown(bool now) noexcept {
