@@ -52,6 +52,13 @@ public:
     // closes a connection that brings a frame above max_message_bytes, for
     // good). The subscription must then be proven again. Default: nothing.
     virtual void reconnect_iopub() {}
+
+    // Whether the stdin channel's connection is up (its handshake done), so
+    // that an input_request the kernel sends now reaches us: a kernel's stdin
+    // ROUTER drops a message for a peer it does not know yet, and the cell
+    // that asked would wait for an answer forever. Default: true (transports
+    // that carry stdin on the same connection as shell).
+    virtual bool stdin_connected() { return true; }
 };
 
 struct zmq_transport_options {

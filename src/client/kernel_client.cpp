@@ -201,13 +201,25 @@ struct kernel_client::impl {
         bool iopub_seen = false;
         const auto rejected_before = t->rejected()[reject_reason::bad_signature];
         incoming in;
+        // Ready once shell answered, iopub is proven and stdin is connected:
+        // an input_request sent before that would be dropped by the kernel.
+        // A kernel whose stdin never connects still runs cells: after a grace
+        // period it is ready without (only input would be lost).
+        std::optional<steady::time_point> stdin_grace_end;
         for (;;) {
+            const bool answered = reply && iopub_seen;
+            if (answered) {
+                if (t->stdin_connected()) return *reply;
+                if (!stdin_grace_end) stdin_grace_end = std::min(deadline, steady::now() + std::chrono::seconds(2));
+                if (steady::now() >= *stdin_grace_end) return *reply;
+            }
             // Without a reply, ask again now and then (a request sent while a
             // restarted kernel was binding may be lost); with a reply but no
             // iopub message yet, ask again soon: its busy/idle status proves
-            // the subscription.
+            // the subscription; answered, look at stdin again in a moment.
             auto resend_after = reply ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000);
-            auto wake = std::min(deadline, last_ask + resend_after);
+            auto wake = answered ? std::min(*stdin_grace_end, steady::now() + std::chrono::milliseconds(1))
+                                 : std::min(deadline, last_ask + resend_after);
             auto st = t->receive(wake, in);
             if (st == receive_status::peer_dead)
                 throw error(errc::kernel_died,
@@ -216,6 +228,7 @@ struct kernel_client::impl {
                                       "kernel is gone and the connection file is stale; start one with `kernex "
                                       "kernel start` and use the connection file it prints");
             if (st == receive_status::timeout) {
+                if (answered) continue;
                 if (steady::now() >= deadline) throw not_ready(timeout, reply.has_value(), rejected_before);
                 ask();
                 last_ask = steady::now();
@@ -230,7 +243,6 @@ struct kernel_client::impl {
                 reply = in.message.content;
                 reply_session = in.message.header.session;
             }
-            if (reply && iopub_seen) return *reply;
         }
     }
 

@@ -164,6 +164,7 @@ public:
         m_shell.set(zmq::sockopt::routing_id, session);
         m_stdin.set(zmq::sockopt::routing_id, session);
         m_iopub.set(zmq::sockopt::subscribe, "");
+        watch_stdin_connection();
         m_iopub.set(zmq::sockopt::rcvhwm, options.iopub_queue_messages);
         m_shell.connect(info.shell_endpoint());
         m_iopub.connect(m_iopub_endpoint);
@@ -235,6 +236,22 @@ public:
 
     reject_counters rejected() const override { return m_codec.rejected(); }
 
+    bool stdin_connected() override {
+        // The monitor's events, oldest first: [event (2 bytes), value (4)], endpoint.
+        for (;;) {
+            m_parts.clear();
+            auto got = zmq::recv_multipart(m_stdin_monitor, std::back_inserter(m_parts), zmq::recv_flags::dontwait);
+            if (!got) break;
+            if (m_parts.empty() || m_parts[0].size() < 2) continue;
+            std::uint16_t event = 0;
+            std::memcpy(&event, m_parts[0].data(), sizeof event);
+            if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) m_stdin_up = true;
+            if (event == ZMQ_EVENT_DISCONNECTED) m_stdin_up = false;
+        }
+        m_parts.clear();
+        return m_stdin_up;
+    }
+
     void reconnect_iopub() override {
         try {
             m_iopub.disconnect(m_iopub_endpoint);
@@ -245,6 +262,17 @@ public:
     }
 
 private:
+    // Set up before the stdin socket connects, so no event is missed.
+    void watch_stdin_connection() {
+        static std::atomic<unsigned long> next{0};
+        const std::string endpoint = "inproc://kernex-stdin-monitor-" + std::to_string(next++);
+        if (zmq_socket_monitor(m_stdin.handle(), endpoint.c_str(),
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+            throw error(errc::io_error, std::string("could not watch the stdin connection: ") + zmq_strerror(zmq_errno()));
+        m_stdin_monitor.set(zmq::sockopt::linger, 0);
+        m_stdin_monitor.connect(endpoint);
+    }
+
     zmq::socket_t& socket(channel ch) {
         switch (ch) {
         case channel::shell: return m_shell;
@@ -278,6 +306,8 @@ private:
     zmq::socket_t m_iopub;
     zmq::socket_t m_stdin;
     zmq::socket_t m_control;
+    zmq::socket_t m_stdin_monitor{shared_zmq_context(), zmq::socket_type::pair};
+    bool m_stdin_up = false;
     std::string m_iopub_endpoint;
     std::vector<zmq::message_t> m_parts;
     int m_death_fd = -1;

@@ -163,6 +163,8 @@ void connection::call_tool(const message& msg, const std::shared_ptr<outbox>& ou
         throw rpc_failure(rpc_code::invalid_request,
                           "too many tool calls in flight (" + std::to_string(m_engine.options().max_calls) +
                               "): wait for one to end");
+    // Its place on its session, taken here where calls arrive one by one.
+    ctx->turn = m_engine.take_turn(m_owner, name->get<std::string>(), arguments);
     auto done = std::make_shared<std::atomic<bool>>(false);
     call c{ctx, done, {}};
     c.thread = std::jthread([this, ctx, done, out, id = msg.id, tool = name->get<std::string>(),

@@ -370,6 +370,11 @@ json engine::call_tool(const std::string& owner, const std::string& name, const 
         for (const auto& n : names) valid.append(valid.empty() ? "" : ", ").append(n);
         throw rpc_failure(rpc_code::invalid_params, "unknown tool '" + name + "'; the tools are: " + valid);
     }
+    // However the call ends, the calls queued behind it on its session go on.
+    struct give_up_turn {
+        call_context& ctx;
+        ~give_up_turn() { ctx.turn.reset(); }
+    } give_up{ctx};
     if (!arguments.is_object()) return tool_error("arguments must be an object");
     try {
         {
@@ -532,21 +537,70 @@ void engine::end_sessions(const std::vector<std::shared_ptr<session>>& sessions)
     }
 }
 
+struct session_turn {
+    session_turn(engine& e, std::string key) : m_engine(e), m_key(std::move(key)) {
+        std::lock_guard lock(e.m_mutex);
+        m_number = e.m_next_turn++;
+        e.m_turns[m_key].push_back(m_number);
+    }
+    ~session_turn() {
+        {
+            std::lock_guard lock(m_engine.m_mutex);
+            auto it = m_engine.m_turns.find(m_key);
+            if (it != m_engine.m_turns.end()) {
+                std::erase(it->second, m_number);
+                if (it->second.empty()) m_engine.m_turns.erase(it);
+            }
+        }
+        m_engine.m_turn_changed.notify_all();
+    }
+    session_turn(const session_turn&) = delete;
+    session_turn& operator=(const session_turn&) = delete;
+
+    // Until every call on the session that arrived before this one has ended.
+    void wait() {
+        std::unique_lock lock(m_engine.m_mutex);
+        m_engine.m_turn_changed.wait(lock, [this] {
+            const auto it = m_engine.m_turns.find(m_key);
+            return it == m_engine.m_turns.end() || it->second.front() == m_number;
+        });
+    }
+
+    engine& m_engine;
+    std::string m_key;
+    std::uint64_t m_number = 0;
+};
+
+std::shared_ptr<session_turn> engine::take_turn(const std::string& owner, const std::string& name,
+                                                const json& arguments) {
+    if (name != "run_cell" && name != "restart_session") return nullptr;
+    std::string id = "default";
+    if (arguments.is_object()) {
+        const auto it = arguments.find("session");
+        if (it != arguments.end() && it->is_string()) id = it->get<std::string>();
+    }
+    return std::make_shared<session_turn>(*this, owner + '\n' + id);
+}
+
 // A call's hold on a session: counted as a user (not idle) from before it
-// waits for the session until it ends, and the session's only runner meanwhile.
+// waits for the session until it ends, and the session's only runner
+// meanwhile. The calls that arrived first run first.
 struct engine::session_use {
-    session_use(engine& e, session& s) : m_engine(e), m_session(s) {
+    session_use(engine& e, session& s, call_context& ctx) : m_engine(e), m_session(s), m_ctx(ctx) {
         ++s.users;
+        if (ctx.turn) ctx.turn->wait();
         m_run = std::unique_lock(s.run);
     }
     ~session_use() {
         m_run.unlock();
+        m_ctx.turn.reset();  // the next call on the session may start
         std::lock_guard lock(m_engine.m_mutex);
         m_session.last_used = steady::now();
         --m_session.users;
     }
     engine& m_engine;
     session& m_session;
+    call_context& m_ctx;
     std::unique_lock<std::mutex> m_run;
 };
 
@@ -557,7 +611,7 @@ json engine::run_cell(const std::string& owner, const json& args, call_context& 
     const auto timeout = timeout_arg(args, m_options.timeout).value_or(m_options.timeout);
     auto s = id && *id != "default" ? find_session(owner, *id) : default_session(owner);
 
-    session_use use(*this, *s);
+    session_use use(*this, *s, ctx);
     if (s->closed) throw argument_error("session '" + s->id + "' was closed");
     if (ctx.cancelled()) return tool_error("cancelled before it ran");
 
@@ -660,10 +714,10 @@ json engine::list_sessions(const std::string& owner) {
             {"structuredContent", {{"sessions", std::move(sessions)}}}};
 }
 
-json engine::restart_session(const std::string& owner, const json& args, call_context&) {
+json engine::restart_session(const std::string& owner, const json& args, call_context& ctx) {
     check_keys(args, {"session"});
     auto s = find_session(owner, *string_arg(args, "session", true));
-    session_use use(*this, *s);
+    session_use use(*this, *s, ctx);
     if (s->closed) throw argument_error("session '" + s->id + "' was closed");
     s->km->restart();
     s->restarts_seen = s->km->restart_count();

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,9 +31,16 @@ struct rpc_failure : std::runtime_error {
     int code;
 };
 
+// A call's place among the calls on one session, taken when the call
+// arrives (engine::take_turn): calls on a session run in arrival order.
+struct session_turn;
+
 // One tool call in flight: how it reports progress and how it is cancelled.
 class call_context {
 public:
+    // Its place in its session's queue (null: a call that needs none).
+    std::shared_ptr<session_turn> turn;
+
     // Streamed output (set when the request carried a progressToken).
     std::function<void(std::string_view)> progress;
 
@@ -67,6 +75,12 @@ public:
     nlohmann::json call_tool(const std::string& owner, const std::string& name, const nlohmann::json& arguments,
                              call_context& ctx);
 
+    // Called as a tools/call arrives, before its thread starts: queues a call
+    // on a session (run_cell, restart_session) behind the calls on it that
+    // arrived before. The turn is given up when the call ends.
+    std::shared_ptr<session_turn> take_turn(const std::string& owner, const std::string& name,
+                                            const nlohmann::json& arguments);
+
     // Shuts down the sessions owner made. noexcept.
     void close_owned(const std::string& owner) noexcept;
     // Shuts every session down; later calls fail. noexcept, idempotent.
@@ -74,6 +88,7 @@ public:
 
     struct session;
     struct session_use;
+    friend struct session_turn;
 
 private:
     nlohmann::json run_code(const nlohmann::json& args, call_context& ctx);
@@ -101,6 +116,11 @@ private:
     int m_starting = 0;                                            // sessions being started
     bool m_stopped = false;
     std::mutex m_default_mutex;  // one default session started at a time
+    // Calls queued on each session (owner + '\n' + id), by turn number, in
+    // arrival order; guarded by m_mutex.
+    std::map<std::string, std::deque<std::uint64_t>> m_turns;
+    std::uint64_t m_next_turn = 0;
+    std::condition_variable m_turn_changed;
     std::jthread m_reaper;
 };
 

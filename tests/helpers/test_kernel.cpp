@@ -6,16 +6,20 @@
 //
 // Usage:
 //   kernex-test-kernel -f CONNECTION_FILE [--exit-at-start CODE]
-//                      [--slow-start MS] [--no-heartbeat] [--iopub-welcome]
+//                      [--slow-start MS] [--late-stdin MS] [--no-heartbeat] [--iopub-welcome]
 //     --exit-at-start CODE  write "test kernel: failing at start on purpose"
 //                           to stderr and exit with CODE before binding
 //     --slow-start MS       sleep MS milliseconds before binding
+//     --late-stdin MS       bind stdin MS milliseconds after the other sockets
+//                           (shell answers meanwhile): a client that runs a
+//                           cell before its stdin connection is up loses input
 //     --no-heartbeat        bind the heartbeat socket but never answer it
 //     --iopub-welcome       iopub is an XPUB socket that sends each new
 //                           subscriber an iopub_welcome message (JEP 65)
 //   The environment may ask for the same (so a kernelspec's env can):
 //   KERNEX_TEST_KERNEL_EXIT_AT_START=CODE, KERNEX_TEST_KERNEL_SLOW_START=MS,
-//   KERNEX_TEST_KERNEL_NO_HEARTBEAT=1, KERNEX_TEST_KERNEL_IOPUB_WELCOME=1.
+//   KERNEX_TEST_KERNEL_LATE_STDIN=MS, KERNEX_TEST_KERNEL_NO_HEARTBEAT=1,
+//   KERNEX_TEST_KERNEL_IOPUB_WELCOME=1.
 //   Exit status: 0 after a shutdown_request, SIGTERM or the death of the
 //   parent named by JPY_PARENT_PID; 1 when a socket cannot be bound (e.g.
 //   EADDRINUSE, so a manager's port retry can be tested); 2 for a bad command
@@ -433,6 +437,7 @@ struct options {
     std::filesystem::path connection_file;
     std::optional<int> exit_at_start;
     long slow_start_ms = 0;
+    long late_stdin_ms = 0;  // stdin bound this long after the other sockets
     bool heartbeat = true;
     bool iopub_welcome = false;
 };
@@ -536,6 +541,10 @@ private:
     std::string m_session;
     std::string m_topic_prefix;
     bool m_iopub_welcome;
+    // --late-stdin: when and where stdin is bound (a client that is ready
+    // before then loses the cell's input_request, as with a slow stdin connection).
+    std::optional<steady::time_point> m_stdin_bind_at;
+    std::string m_stdin_endpoint;
     pid_t m_parent_pid = 0;  // 0: no parent to watch
     int m_execution_count = 0;
     std::map<std::string, std::string, std::less<>> m_state;
@@ -615,7 +624,12 @@ test_kernel::test_kernel(const options& opts, const kernex::connection_info& inf
 
     bind(m_shell, info.shell_endpoint(), "shell");
     bind(m_control, info.control_endpoint(), "control");
-    bind(m_stdin, info.stdin_endpoint(), "stdin");
+    if (opts.late_stdin_ms > 0) {
+        m_stdin_endpoint = info.stdin_endpoint();
+        m_stdin_bind_at = steady::now() + std::chrono::milliseconds(opts.late_stdin_ms);
+    } else {
+        bind(m_stdin, info.stdin_endpoint(), "stdin");
+    }
     bind(m_iopub, info.iopub_endpoint(), "iopub");
     m_heartbeat_stop.bind(heartbeat_stop_endpoint);
 
@@ -832,7 +846,11 @@ exit_request test_kernel::run()
                 {m_stdin.handle(), 0, ZMQ_POLLIN, 0},
                 {m_iopub.handle(), 0, ZMQ_POLLIN, 0},
             };
-            poll_items(items, m_iopub_welcome ? 5 : 4, poll_timeout(std::nullopt));
+            poll_items(items, m_iopub_welcome ? 5 : 4, poll_timeout(m_stdin_bind_at));
+            if (m_stdin_bind_at && steady::now() >= *m_stdin_bind_at) {
+                m_stdin_bind_at.reset();
+                bind(m_stdin, m_stdin_endpoint, "stdin");
+            }
             if (items[0].revents)
                 drain_signals();  // a SIGINT between cells interrupts nothing
             // Control first: an interrupt or shutdown must not queue behind shell.
@@ -1348,7 +1366,7 @@ void test_kernel::cmd_abort(cell&, std::string_view arg)
 {
     std::cerr << "test kernel: " << why << "\n"
               << "usage: kernex-test-kernel -f CONNECTION_FILE [--exit-at-start CODE] [--slow-start MS]"
-                 " [--no-heartbeat] [--iopub-welcome]\n";
+                 " [--late-stdin MS] [--no-heartbeat] [--iopub-welcome]\n";
     std::exit(2);
 }
 
@@ -1375,6 +1393,8 @@ options parse_options(int argc, char** argv)
         opts.exit_at_start = static_cast<int>(parse_number("KERNEX_TEST_KERNEL_EXIT_AT_START", code));
     if (const char* ms = std::getenv("KERNEX_TEST_KERNEL_SLOW_START"); ms && *ms)
         opts.slow_start_ms = parse_number("KERNEX_TEST_KERNEL_SLOW_START", ms);
+    if (const char* ms = std::getenv("KERNEX_TEST_KERNEL_LATE_STDIN"); ms && *ms)
+        opts.late_stdin_ms = parse_number("KERNEX_TEST_KERNEL_LATE_STDIN", ms);
     opts.heartbeat = !env_flag("KERNEX_TEST_KERNEL_NO_HEARTBEAT");
     opts.iopub_welcome = env_flag("KERNEX_TEST_KERNEL_IOPUB_WELCOME");
 
@@ -1393,6 +1413,8 @@ options parse_options(int argc, char** argv)
             opts.exit_at_start = static_cast<int>(parse_number(arg, value()));
         else if (arg == "--slow-start")
             opts.slow_start_ms = parse_number(arg, value());
+        else if (arg == "--late-stdin")
+            opts.late_stdin_ms = parse_number(arg, value());
         else if (arg == "--no-heartbeat")
             opts.heartbeat = false;
         else if (arg == "--iopub-welcome")

@@ -30,6 +30,12 @@ test('8 sessions in parallel', async () => {
     ]);
     assert.equal(a.isError, false);
     assert.equal(text(b).trim(), 'True');
+    // Calls on one session run in the order they arrived, however many wait.
+    await client.callTool({ name: 'run_cell', arguments: { session: ids[1], code: 'order = []' } });
+    await Promise.all(Array.from({ length: 8 }, (_, i) => client.callTool({ name: 'run_cell', arguments: {
+        session: ids[1], code: `import time\ntime.sleep(0.05)\norder.append(${i})` } })));
+    const order = await client.callTool({ name: 'run_cell', arguments: { session: ids[1], code: 'print(order)' } });
+    assert.equal(text(order).trim(), '[0, 1, 2, 3, 4, 5, 6, 7]');
 
     await client.close();
     assert.ok(await eventually(() => !alive(s.pid)));
