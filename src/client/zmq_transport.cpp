@@ -177,6 +177,10 @@ public:
 
     ~zmq_transport() override {
         m_heartbeat.reset();  // joins before the eventfd it writes goes away
+        // libzmq's IO thread sends monitor events with a blocking send: one
+        // sent after our end closed would block it, and with it every socket
+        // of the shared context. Monitoring stops before our end closes.
+        zmq_socket_monitor(m_stdin.handle(), nullptr, 0);
     }
 
     void send(channel ch, const message& msg) override {
@@ -269,7 +273,11 @@ private:
         if (zmq_socket_monitor(m_stdin.handle(), endpoint.c_str(),
                                ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
             throw error(errc::io_error, std::string("could not watch the stdin connection: ") + zmq_strerror(zmq_errno()));
+        // Unbounded (an inproc pipe is when either end's limit is 0): a full
+        // pipe would block the IO thread that sends the events. There are two
+        // per reconnection, drained at every wait_ready.
         m_stdin_monitor.set(zmq::sockopt::linger, 0);
+        m_stdin_monitor.set(zmq::sockopt::rcvhwm, 0);
         m_stdin_monitor.connect(endpoint);
     }
 
