@@ -28,11 +28,7 @@ using kernex::bench::mean;
 using kernex::bench::percentile;
 using bench_clock = std::chrono::steady_clock;
 
-struct method {
-    std::string name;
-    std::function<void()> run_once;
-    std::vector<double> micros;
-};
+using kernex::bench::method;
 
 }  // namespace
 

@@ -4,9 +4,18 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
+#include <string>
 #include <vector>
 
 namespace kernex::bench {
+
+// One way of doing the thing measured, and its timings (microseconds).
+struct method {
+    std::string name;
+    std::function<void()> run_once;
+    std::vector<double> micros;
+};
 
 // The p-th quantile (0..1) of v, nearest rank below; v must not be empty.
 inline double percentile(std::vector<double> v, double p) {
