@@ -87,8 +87,17 @@ private:
     int m_dir_fd = -1;
 };
 
-// Turns a percent-format script into a notebook: a cell starts at each line
-// beginning with "# %%"; "# %% [markdown]" (or [md]) starts a markdown cell
+// The kind of cell ("code" or "markdown") a line of a percent-format script
+// opens, or nullopt when the line is not a cell marker. A marker starts the
+// line: "#", optional spaces, "%%", then the end of the line or a space and
+// an optional title, as Jupytext, VS Code and Spyder write them ("# %%",
+// "#%%", "# %% Load data"). "[markdown]" or "[md]" after the "%%" opens a
+// markdown cell ("# %% [markdown]", "#%% Intro [md]"). "# %%timeit" is not a
+// marker.
+std::optional<std::string_view> percent_cell_marker(std::string_view line);
+
+// Turns a percent-format script into a notebook: a cell starts at each
+// percent_cell_marker line; a markdown marker starts a markdown cell
 // whose lines lose their leading "# " (or "#"). Text before the first marker
 // is a code cell unless blank. metadata.kernelspec comes from spec.
 notebook notebook_from_percent_script(std::string_view text, const kernelspec& spec);

@@ -1,6 +1,6 @@
 // `kernex run`: the cells of one or more files, in order, in ONE kernel
-// session. Cells are separated by lines starting with "# %%" (the percent
-// format); outputs print as they stream; images and HTML are saved.
+// session. Cells are separated by percent-format markers ("# %%", "#%%";
+// "# %% [markdown]" cells are skipped); outputs print as they stream; images and HTML are saved.
 // Everything the user gave is checked before anything starts; signals are
 // handled before anything is spawned; every cell's result says what
 // happened to it (and to the kernel's state).
@@ -22,6 +22,7 @@
 #include "cli/terminal_text.hpp"
 #include "kernex/error.hpp"
 #include "kernex/kernel_manager.hpp"
+#include "kernex/notebook.hpp"
 #include "kernex/output_files.hpp"
 #include "kernex/remote_kernel.hpp"
 
@@ -58,23 +59,27 @@ struct cell_text {
     int line = 1;
 };
 
-// Splits text into cells at lines that start with "# %%". Text before the
-// first marker is a cell when it holds more than blank lines.
+// Splits text into code cells at percent-format markers ("# %%", "#%%",
+// "# %% title": percent_cell_marker). Markdown cells ("# %% [markdown]")
+// are skipped, not counted. Text before the first marker is a cell when it
+// holds more than blank lines.
 std::vector<cell_text> split_cells(const std::string& text) {
     std::vector<cell_text> cells;
     std::string current;
     int line_no = 0, first = 1;
+    bool markdown = false;
     auto flush = [&] {
         bool blank = current.find_first_not_of(" \t\r\n") == std::string::npos;
-        if (!blank) cells.push_back({current, first});
+        if (!blank && !markdown) cells.push_back({current, first});
         current.clear();
     };
     std::istringstream in(text);
     std::string line;
     while (std::getline(in, line)) {
         ++line_no;
-        if (line.rfind("# %%", 0) == 0) {
+        if (auto marker = percent_cell_marker(line)) {
             flush();
+            markdown = *marker == "markdown";
             first = line_no + 1;
             continue;
         }
@@ -431,7 +436,8 @@ command_runner add_run_command(CLI::App& app) {
     auto args = std::make_shared<run_args>();
     auto* cmd = app.add_subcommand("run",
                                    "Run the cells of FILEs in order in one kernel session (state carries over).\n"
-                                   "Cells are separated by lines starting with '# %%'; '-' reads stdin.\n"
+                                   "Cells are separated by lines starting with '# %%' or '#%%' ('# %% [markdown]' cells\n"
+                                   "are skipped); '-' reads stdin.\n"
                                    "Every file is read and checked before anything starts.\n"
                                    "Ctrl-C interrupts the running cell and ends the run; a second Ctrl-C (or the cell\n"
                                    "still running 3 s later) abandons it; SIGTERM and SIGHUP end the run at once.\n"

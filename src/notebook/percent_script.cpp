@@ -1,4 +1,4 @@
-// A percent-format script ("# %%" cell markers, as Jupytext, VS Code and
+// A percent-format script ("# %%" / "#%%" cell markers, as Jupytext, VS Code and
 // Spyder write them) as a notebook.
 #include <sstream>
 
@@ -8,15 +8,6 @@
 namespace kernex {
 
 namespace {
-
-bool markdown_marker(const std::string& line) {
-    auto open = line.find('[', 4);
-    if (open == std::string::npos) return false;
-    auto close = line.find(']', open);
-    if (close == std::string::npos) return false;
-    auto kind = line.substr(open + 1, close - open - 1);
-    return kind == "markdown" || kind == "md";
-}
 
 // Markdown lines are comments in the script: "# text" -> "text".
 std::string uncomment(const std::string& line) {
@@ -38,6 +29,21 @@ std::string trimmed(const std::string& s) {
 
 }  // namespace
 
+std::optional<std::string_view> percent_cell_marker(std::string_view line) {
+    if (line.empty() || line[0] != '#') return std::nullopt;
+    auto at = line.find_first_not_of(' ', 1);
+    if (at == std::string_view::npos || line.substr(at, 2) != "%%") return std::nullopt;
+    auto rest = line.substr(at + 2);
+    if (!rest.empty() && rest[0] != ' ' && rest[0] != '\t' && rest[0] != '\r') return std::nullopt;
+    auto open = rest.find('[');
+    auto close = open == std::string_view::npos ? open : rest.find(']', open);
+    if (close != std::string_view::npos) {
+        auto kind = rest.substr(open + 1, close - open - 1);
+        if (kind == "markdown" || kind == "md") return "markdown";
+    }
+    return "code";
+}
+
 notebook notebook_from_percent_script(std::string_view text, const kernelspec& spec) {
     notebook nb;
     nb.doc()["metadata"]["kernelspec"] = {
@@ -52,10 +58,10 @@ notebook notebook_from_percent_script(std::string_view text, const kernelspec& s
     std::istringstream in{std::string(text)};
     std::string line;
     while (std::getline(in, line)) {
-        if (line.rfind("# %%", 0) == 0) {
+        if (auto marker = percent_cell_marker(line)) {
             flush();
             started = true;
-            kind = markdown_marker(line) ? "markdown" : "code";
+            kind = *marker;
             continue;
         }
         current += (kind == "markdown" ? uncomment(line) : line) + "\n";
