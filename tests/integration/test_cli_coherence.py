@@ -4,34 +4,12 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
-import subprocess
-import tempfile
 import unittest
 
-KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
+from cli_test_support import cli_test_case
 
 
-class CoherenceTests(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.env = dict(os.environ, JUPYTER_RUNTIME_DIR=os.path.join(self.tmp.name, "runtime"),
-                        PYDEVD_DISABLE_FILE_VALIDATION="1")
-
-    def tearDown(self):
-        runtime = os.path.join(self.tmp.name, "runtime")
-        self.assertEqual(os.listdir(runtime) if os.path.isdir(runtime) else [], [])
-        self.tmp.cleanup()
-
-    def write(self, name, text):
-        path = os.path.join(self.tmp.name, name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    def kernex(self, *args, stdin=None, env=None):
-        return subprocess.run([KERNEX, *args], capture_output=True, text=True, input=stdin,
-                              env=env or self.env, timeout=120, cwd=self.tmp.name)
-
+class CoherenceTests(cli_test_case):
     def test_percent_markers_as_editors_write_them(self):
         # '#%%' (Spyder, VS Code), a titled '# %% title', and markdown cells
         # ('# %% [markdown]', '#%% [md]') whose text must never reach the kernel.

@@ -5,33 +5,15 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
-KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
+from cli_test_support import KERNEX, cli_test_case
 
 
-class RunTests(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.env = dict(os.environ, JUPYTER_RUNTIME_DIR=os.path.join(self.tmp.name, "runtime"))
-
-    def tearDown(self):
-        # No connection file may be left behind by any run.
-        runtime = os.path.join(self.tmp.name, "runtime")
-        self.assertEqual(os.listdir(runtime) if os.path.isdir(runtime) else [], [])
-        self.tmp.cleanup()
-
-    def write(self, name, text):
-        path = os.path.join(self.tmp.name, name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
+class RunTests(cli_test_case):
     def run_kernex(self, *args, stdin=None):
-        return subprocess.run([KERNEX, "run", *args], capture_output=True, text=True, input=stdin,
-                              env=self.env, timeout=120, cwd=self.tmp.name)
+        return self.kernex("run", *args, stdin=stdin)
 
     def test_cells_share_one_session_and_outputs_stream_in_order(self):
         a = self.write("a.txt", "set k v1\n# %% second cell\nget k\nprint done-a\n")
