@@ -111,7 +111,7 @@ std::string mime_types(const json& data) {
 }
 
 // A cell's outputs in nbformat 4's shape (what a notebook's code cell holds,
-// valid against its schema): clear_output applied (wait: at the next
+// valid against its schema), tracebacks without ANSI colours: clear_output applied (wait: at the next
 // output), update_display_data applied to this cell's display of the same
 // display_id (one of an earlier cell is not in this list).
 json notebook_outputs(const std::vector<output>& outs) {
@@ -149,7 +149,10 @@ json notebook_outputs(const std::vector<output>& outs) {
                          {"data", bundle(v.data)},
                          {"metadata", bundle(v.metadata)}});
                 } else if constexpr (std::is_same_v<T, outputs::error>) {
-                    add({{"output_type", "error"}, {"ename", v.ename}, {"evalue", v.evalue}, {"traceback", v.traceback}});
+                    // Without colours: a program reads these, not a terminal.
+                    json traceback = json::array();
+                    for (const auto& line : v.traceback) traceback.push_back(strip_ansi(line));
+                    add({{"output_type", "error"}, {"ename", v.ename}, {"evalue", v.evalue}, {"traceback", traceback}});
                 } else {
                     if (v.wait) clear_pending = true;
                     else {
@@ -162,6 +165,9 @@ json notebook_outputs(const std::vector<output>& outs) {
     }
     return list;
 }
+
+// One --json record: a line, bytes that are not UTF-8 replaced.
+std::string json_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
 
 // Where a cell is, for messages: "a.py, cell 3 (line 41)".
 struct cell_place {
@@ -377,9 +383,22 @@ int run(const run_args& args) {
         abandon.request_stop();
     });
     int status = 0;
-    for (const auto& input : inputs) {
+    // With --json every cell has a record: those after the one the run
+    // stopped at (a failure, a signal) say "not_run".
+    auto stop_at = [&](std::size_t input_index, std::size_t cell_index, int code) {
+        if (!args.json_lines || out.broken()) return code;
+        for (std::size_t f = input_index; f < inputs.size(); ++f)
+            for (std::size_t c = f == input_index ? cell_index : 0; c < inputs[f].cells.size(); ++c)
+                out.out(json_line({{"file", inputs[f].name},
+                                   {"cell", c + 1},
+                                   {"line", inputs[f].cells[c].line},
+                                   {"status", "not_run"}}));
+        return out.broken() ? 141 : code;
+    };
+    for (std::size_t f = 0; f < inputs.size(); ++f) {
+        const auto& input = inputs[f];
         for (std::size_t i = 0; i < input.cells.size(); ++i) {
-            if (forwarding.received()) return 130;  // between cells: run no more
+            if (forwarding.received()) return stop_at(f, i, 130);  // between cells: run no more
             const cell_place at{input.name, i + 1, input.cells[i].line};
             out.begin_cell(input.stem + "-cell" + std::to_string(i + 1));
             execute_options eo;
@@ -412,7 +431,7 @@ int run(const run_args& args) {
                 if (r.state_lost) j["state_lost"] = true;
                 if (r.input_unanswered) j["input_unanswered"] = true;
                 if (r.abandoned) j["abandoned"] = true;
-                out.out(j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+                out.out(json_line(j));
                 if (out.broken()) return 141;
             } else {
                 if (!r.note.empty()) out.err("kernex: " + at.text() + ": " + r.note + "\n");
@@ -423,8 +442,8 @@ int run(const run_args& args) {
             }
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
-            if (forwarding.received()) return 130;
-            if (r.status != execution_status::ok && !args.keep_going) return status;
+            if (forwarding.received()) return stop_at(f, i + 1, 130);
+            if (r.status != execution_status::ok && !args.keep_going) return stop_at(f, i + 1, status);
         }
     }
     return status;
@@ -474,7 +493,8 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
     cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one");
     cmd->add_flag("--json", args->json_lines,
-                  "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape)");
+                  "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape,\n"
+                  "tracebacks without colours); cells not run after a failure: \"status\": \"not_run\"");
     cmd->add_option("--max-output-bytes", args->max_output_bytes,
                     "With --json: bytes of outputs kept per cell; the cell's outputs then end with a\n"
                     "stderr notice of how many were dropped (text mode prints everything as it arrives)")

@@ -153,13 +153,19 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
     auto deadline = steady::now() + m_options.timeout;
     m_interrupted = false;
     auto& kc = client();
-    for (const auto& block : blocks) {
+    // Every block is checked before any runs, as the file executors do: a
+    // message whose last block cannot run here runs none (half a message
+    // run leaves the kernel's state half changed).
+    for (const auto& block : blocks)
         if (!accepts(m_language, block.language)) {
             result.exit_code = 1;
             out.notice("kernex: a " + block.language + " block cannot run on this " + m_language +
-                       " kernel; label it " + m_language + " or use an executor for " + block.language + "\n");
-            break;
+                       " kernel; label it " + m_language + " or use an executor for " + block.language +
+                       "; no block was run\n");
+            out.finish();
+            return result;
         }
+    for (const auto& block : blocks) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         execute_options eo;
         eo.timeout = std::max(left, std::chrono::milliseconds(1));

@@ -42,6 +42,59 @@ class CoherenceTests(cli_test_case):
             kinds = [c["cell_type"] for c in json.load(nb)["cells"]]
         self.assertEqual(kinds, ["code", "code", "markdown", "markdown", "code"])
 
+    def test_json_has_a_record_for_every_cell(self):
+        # The run stops at the failing cell; the cells after it, in this file
+        # and the next, are still reported: "not_run".
+        a = self.write("a.txt", "print a\n# %%\nerror Boom v\n# %%\nprint c\n")
+        b = self.write("b.txt", "print d\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--json", a, b)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        cells = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([(os.path.basename(c["file"]), c["cell"], c["line"], c["status"]) for c in cells],
+                         [("a.txt", 1, 1, "ok"), ("a.txt", 2, 3, "error"), ("a.txt", 3, 5, "not_run"),
+                          ("b.txt", 1, 1, "not_run")])
+        self.assertNotIn("outputs", cells[2])
+        # With --continue every cell runs: no not_run.
+        r = self.kernex("run", "--kernel", "kernex-test", "--json", "--continue", a, b)
+        self.assertEqual([json.loads(line)["status"] for line in r.stdout.splitlines()], ["ok", "error", "ok", "ok"])
+
+    def test_json_tracebacks_have_no_colours(self):
+        # ipykernel colours its tracebacks; --json is read by programs.
+        f = self.write("z.py", "x = 1\n# %%\n1 / 0\n")
+        r = self.kernex("run", "--json", f)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        error = json.loads(r.stdout.splitlines()[1])["outputs"][-1]
+        self.assertEqual(error["ename"], "ZeroDivisionError")
+        self.assertTrue(any("1 / 0" in line for line in error["traceback"]), error)
+        self.assertFalse(any("\x1b" in line for line in error["traceback"]), error)
+        r = self.kernex("exec", "--executor", "jupyter", "--json", "-", stdin="```python\n1 / 0\n```\n")
+        result = json.loads(r.stdout)
+        self.assertIn("ZeroDivisionError", result["output"])
+        self.assertNotIn("\x1b", result["output"])
+
+    def test_every_block_is_checked_before_any_runs(self):
+        # jupyter: the first block would run on this kernel, the second cannot:
+        # none runs (the kernel's state is not left half changed).
+        message = "```test\nprint ran-first\n```\n```python\nx = 1\n```\n"
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--json", "-", stdin=message)
+        result = json.loads(r.stdout)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertNotIn("ran-first", result["output"])
+        self.assertIn("python block cannot run on this test kernel", result["output"])
+        self.assertIn("no block was run", result["output"])
+        # local: an unknown language, or a file name outside the work dir, in
+        # the last block: nothing is written or run.
+        work = os.path.join(self.tmp.name, "work")
+        for last in ("```cobol\nDISPLAY 'x'\n```\n", "```python\n# filename: ../escape.py\nprint(1)\n```\n"):
+            with self.subTest(last=last.split("\n")[0]):
+                r = self.kernex("exec", "--executor", "local", "--work-dir", work, "--json", "-",
+                                stdin="```python\nprint('ran-first')\n```\n" + last)
+                result = json.loads(r.stdout)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertNotIn("ran-first", result["output"])
+                self.assertEqual(os.listdir(work), [])
+                self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "escape.py")))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -113,18 +113,18 @@ class RunTests(cli_test_case):
         self.assertEqual(r.returncode, 2)
 
     def test_exec_with_the_jupyter_executor(self):
-        message = "Run this:\n```test\nset k 7\ndisplay_png\n```\nthen\n```test\nget k\n```\n```python\nx\n```\n"
+        message = "Run this:\n```test\nset k 7\ndisplay_png\n```\nthen\n```test\nget k\nerror Stop here\n```\n"
         out = os.path.join(self.tmp.name, "images")
         r = subprocess.run([KERNEX, "exec", "--executor", "jupyter", "--kernel", "kernex-test", "--output-dir", out,
                             "--json", "-"], input=message, capture_output=True, text=True, env=self.env, timeout=120)
         result = json.loads(r.stdout)
-        # The python block cannot run on this kernel: refused, exit status 1.
+        # State carries from block to block; the error is exit status 1.
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(result["exit_code"], 1)
         self.assertEqual(len(result["output_files"]), 1)
         self.assertTrue(result["output_files"][0].startswith(out))
         self.assertIn("7\n", result["output"])
-        self.assertIn("cannot run on this test kernel", result["output"])
+        self.assertIn("Stop", result["output"])
 
     def test_python_kernel(self):
         f = self.write("p.py", "x = 20\n# %%\nprint(x + 22)\n")
