@@ -43,6 +43,8 @@ struct run_args {
     std::string docker_image;   // run the kernel in a container of this image
     std::string work_dir;       // with docker_image: bound at /workspace
     container_flags container;  // with docker_image
+    std::string cwd;            // a local kernel's working directory
+    std::optional<double> ready_timeout;  // unset: 60 s to start, 30 s for --existing
     double timeout = 0;
     std::string output_dir = ".";
     bool keep_going = false;
@@ -288,13 +290,29 @@ std::vector<input_file> read_inputs(const run_args& args) {
     return inputs;
 }
 
+// A number of seconds a flag gave, from 0 (when zero is allowed) to a year.
+void check_seconds(const char* flag, double value, bool zero_allowed, const char* zero_means) {
+    if (std::isfinite(value) && value <= max_timeout_seconds && (value > 0 || (zero_allowed && value == 0))) return;
+    char given[64];
+    std::snprintf(given, sizeof given, "%g", value);
+    throw error(errc::invalid_argument, std::string(flag) + " " + given + ": give a number of seconds from " +
+                                            (zero_allowed ? std::string("0 (") + zero_means + ")" : "above 0") +
+                                            " to 31536000 (a year)");
+}
+
+std::chrono::milliseconds milliseconds_of(double seconds) {
+    return std::chrono::milliseconds(std::llround(seconds * 1000));
+}
+
+// What scripts and notebooks (run_notebook.cpp) share, checked before either starts.
+void check_kernel_arguments(const run_args& args) {
+    check_seconds("--timeout", args.timeout, true, "no limit");
+    if (args.ready_timeout) check_seconds("--ready-timeout", *args.ready_timeout, false, "");
+    if (!args.cwd.empty() && !std::filesystem::is_directory(args.cwd))
+        throw error(errc::invalid_argument, "--cwd " + args.cwd + " is not a directory: make it first");
+}
+
 void check_arguments(const run_args& args) {
-    if (!std::isfinite(args.timeout) || args.timeout < 0 || args.timeout > max_timeout_seconds) {
-        char given[64];
-        std::snprintf(given, sizeof given, "%g", args.timeout);
-        throw error(errc::invalid_argument, std::string("--timeout ") + given +
-                                                ": give a number of seconds from 0 (no limit) to 31536000 (a year)");
-    }
     std::error_code ec;
     auto st = std::filesystem::status(args.output_dir, ec);
     if (!ec && std::filesystem::exists(st) && !std::filesystem::is_directory(st))
@@ -344,17 +362,25 @@ int run(const run_args& args) {
     if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
     if (gateway && !args.existing.empty() && !std::filesystem::exists(args.existing)) {
         // A kernel id on the server: used, not deleted at the end.
-        attached.emplace(remote_kernel::attach(*gateway, args.existing));
+        attached.emplace(args.ready_timeout
+                             ? remote_kernel::attach(*gateway, args.existing, false, milliseconds_of(*args.ready_timeout))
+                             : remote_kernel::attach(*gateway, args.existing));
         kc = &attached->client();
     } else if (!args.existing.empty()) {
         own_client.emplace(kernel_client::from_connection_file(args.existing));
-        own_client->wait_for_ready(std::chrono::seconds(30));
+        own_client->wait_for_ready(args.ready_timeout ? milliseconds_of(*args.ready_timeout) : std::chrono::seconds(30));
         kc = &*own_client;
     } else {
         kernel_options ko;
         ko.kernel_name = args.kernel;
         ko.gateway = gateway;
         ko.inherit_env = args.inherit_env;
+        if (args.ready_timeout) ko.ready_timeout = milliseconds_of(*args.ready_timeout);
+        if (!args.cwd.empty()) {
+            if (gateway) throw error(errc::invalid_argument, "--cwd is for a local kernel; a --gateway kernel runs "
+                                                             "where the server puts it");
+            ko.cwd = std::filesystem::absolute(args.cwd);
+        }
         if (args.sandbox) ko.sandbox.emplace();
         if (!args.docker_image.empty()) {
             if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
@@ -402,7 +428,7 @@ int run(const run_args& args) {
             const cell_place at{input.name, i + 1, input.cells[i].line};
             out.begin_cell(input.stem + "-cell" + std::to_string(i + 1));
             execute_options eo;
-            if (args.timeout > 0) eo.timeout = std::chrono::milliseconds(std::llround(args.timeout * 1000));
+            if (args.timeout > 0) eo.timeout = milliseconds_of(args.timeout);
             eo.on_output = [&](const output& o) { out.on_output(o); };
             eo.stop = abandon.get_token();
             // Printed as they arrive: only --json needs them kept (and sees
@@ -483,6 +509,14 @@ command_runner add_run_command(CLI::App& app) {
                     "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
     add_container_flags(cmd, args->container, image);
+    cmd->add_option("--cwd", args->cwd,
+                    "The local kernel's working directory (an existing one; default: the current one).\n"
+                    "Files given and --output-dir stay relative to where kernex runs")
+        ->excludes("--existing")
+        ->excludes(image);
+    cmd->add_option_function<double>(
+        "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
+        "Seconds to wait for the kernel to be ready (default 60; 30 for --existing)");
     cmd->add_option("-t,--timeout", args->timeout,
                     "Seconds per cell, 0 to 31536000; a cell over it is interrupted (0: none)");
     cmd->add_option("-o,--output-dir", args->output_dir,
@@ -502,6 +536,7 @@ command_runner add_run_command(CLI::App& app) {
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
     return [args, notebook_run] {
+        check_kernel_arguments(*args);
         if (auto status = notebook_run()) return *status;
         return run(*args);
     };

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -179,8 +180,12 @@ int run_notebook(CLI::App& run, const notebook_args& a) {
                                              e.what());
         }
     }
-    // Relative paths in the notebook are the notebook's, as with nbconvert.
-    ko.cwd = std::filesystem::absolute(input).parent_path();
+    // Relative paths in the notebook are the notebook's, as with nbconvert,
+    // unless --cwd says otherwise.
+    ko.cwd = given(run, "--cwd") ? std::filesystem::absolute(value(run, "--cwd"))
+                                 : std::filesystem::absolute(input).parent_path();
+    if (given(run, "--ready-timeout"))
+        ko.ready_timeout = std::chrono::milliseconds(std::llround(run.get_option("--ready-timeout")->as<double>() * 1000));
     // As for scripts: the environment policy and the sandbox apply.
     ko.inherit_env = given(run, "--inherit-env");
     if (given(run, "--sandbox")) ko.sandbox.emplace();

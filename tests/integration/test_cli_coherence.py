@@ -95,6 +95,45 @@ class CoherenceTests(cli_test_case):
                 self.assertEqual(os.listdir(work), [])
                 self.assertFalse(os.path.exists(os.path.join(self.tmp.name, "escape.py")))
 
+    def test_cwd_is_the_local_kernels_working_directory(self):
+        there = os.path.join(self.tmp.name, "there")
+        os.mkdir(there)
+        f = self.write("cwd.py", "import os\nprint(os.getcwd())\nopen('made-here', 'w').close()\n")
+        r = self.kernex("run", "--cwd", there, f)  # the file's path stays relative to kernex's cwd
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, os.path.realpath(there) + "\n")
+        self.assertTrue(os.path.exists(os.path.join(there, "made-here")))
+        # A notebook made from the script honours it too.
+        r = self.kernex("run", "--cwd", there, f, "-o", os.path.join(self.tmp.name, "cwd.ipynb"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.tmp.name, "cwd.ipynb")) as nb:
+            self.assertEqual("".join(json.load(nb)["cells"][0]["outputs"][0]["text"]), os.path.realpath(there) + "\n")
+        # Checked before anything starts; meaningless with --existing.
+        r = self.kernex("run", "--cwd", os.path.join(self.tmp.name, "missing"), f)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("kernex: --cwd", r.stderr)
+        self.assertIn("is not a directory", r.stderr)
+        r = self.kernex("run", "--cwd", there, "--existing", "conn.json", f)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("excludes", r.stderr)
+
+    def test_ready_timeout(self):
+        # The test kernel sleeps 5 s before it binds: 1 s is not enough, 60 s is.
+        env = dict(self.env, KERNEX_TEST_KERNEL_SLOW_START="5000")
+        f = self.write("r.txt", "print ready\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--inherit-env", "--ready-timeout", "1", f, env=env)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn("kernex:", r.stderr)
+        r = self.kernex("run", "--kernel", "kernex-test", "--inherit-env", "--ready-timeout", "60", f, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "ready\n")
+        for bad in ("0", "-1", "nan", "1e99"):
+            with self.subTest(bad=bad):
+                r = self.kernex("run", "--kernel", "kernex-test", "--ready-timeout", bad, f)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn("--ready-timeout", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
