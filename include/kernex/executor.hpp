@@ -73,6 +73,16 @@ protected:
 std::vector<code_block> extract_code_blocks(std::string_view markdown,
                                             std::string_view default_language = "python");
 
+// Saves a block's code in dir without running it, as the executors write the
+// blocks they run (for a language an executor keeps rather than runs, such as
+// HTML): at its filename directive ("# filename: d/page.html" on the first
+// line) or else at "tmp_code_<sha256 of code>.<extension>"; beneath dir's fd,
+// following no symlink on the way, whatever stood at the name replaced by a
+// new 0600 file (dirs made 0700). Returns the file. Throws kernex::error:
+// invalid_argument for a name outside dir, io_error when it cannot be written.
+std::filesystem::path save_code_block(const std::filesystem::path& dir, std::string_view code,
+                                      std::string_view extension);
+
 // Makes an executor from a JSON config: {"executor": "local" | "docker" |
 // "jupyter", ...options}. Throws kernex::error(invalid_argument) for an
 // unknown executor or option, listing the valid ones.

@@ -678,6 +678,12 @@ PYBIND11_MODULE(_kernex, m) {
         .def("__enter__", [](py::object self) { return self; })
         .def("__exit__", [](py_executor& e, const py::args&) { e.close(); });
 
+    m.def("_save_code_block",
+          [](const std::string& dir, const std::string& code, const std::string& extension) {
+              return kernex::save_code_block(dir, code, extension).string();
+          },
+          py::arg("dir"), py::arg("code"), py::arg("extension"));
+
     m.def("_extract_code_blocks",
           [](const std::string& markdown, const std::string& default_language) {
               std::vector<std::pair<std::string, std::string>> out;

@@ -6,20 +6,19 @@ are importable, look-alikes otherwise)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import kernex
+from kernex import Error, _kernex
 
 # A language set to "save, don't run" is written to a file in the work dir;
 # the output says where, as the reference executors say it.
 SAVED_LINE = "Code saved to {path}\n"
 
 _PYTHON_NAMES = ("python", "python3", "py")
-_DIRECTIVES = (("# filename:", ""), ("// filename:", ""), ("/* filename:", "*/"), ("<!-- filename:", "-->"))
 
 
 def content_str(message: Any) -> str:
@@ -35,66 +34,13 @@ def content_str(message: Any) -> str:
     return "\n".join(texts)
 
 
-def filename_directive(code: str) -> Optional[str]:
-    """NAME of a first line "# filename: NAME" (or //, /* */, <!-- -->), else None."""
-    first = code.split("\n", 1)[0].strip()
-    for opener, closer in _DIRECTIVES:
-        if first.startswith(opener):
-            name = first[len(opener):]
-            if closer and name.rstrip().endswith(closer):
-                name = name.rstrip()[: -len(closer)]
-            name = name.strip()
-            return name or None
-    return None
-
-
-def hashed_name(code: str, language: str) -> str:
-    ext = "py" if language in _PYTHON_NAMES else language
-    return f"tmp_code_{hashlib.sha256(code.encode()).hexdigest()[:32]}.{ext}"
-
-
-def save_file(work_dir: Path, name: str, code: str) -> Path:
-    """Writes code to name inside work_dir as kernex writes block files (see
-    docs/security.md): beneath a dir fd, following no symlink on the way
-    (code that ran before may have planted some), replacing whatever stands
-    at the name with a new 0600 file (O_EXCL: never through a link, FIFO or
-    device); dirs it makes are 0700. Returns the file. Raises ValueError for
-    a name outside work_dir or a dir at the name, OSError when it cannot be
-    written."""
-    root = work_dir.resolve()
-    path = PurePosixPath(name)
-    if path.is_absolute():
-        path = PurePosixPath(os.path.relpath(os.path.normpath(name), root))
-    parts = [p for p in path.parts if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise ValueError("Filename is not in the workspace")
-    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts[:-1]:
-            try:
-                os.mkdir(part, 0o700, dir_fd=dir_fd)
-            except FileExistsError:
-                pass
-            next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-            os.close(dir_fd)
-            dir_fd = next_fd
-        try:
-            os.unlink(parts[-1], dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError as e:
-            raise ValueError(f"{name} is a directory in the work dir; not written") from e
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dir_fd)
-        try:
-            data = code.encode()
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
-    finally:
-        os.close(dir_fd)
-    return root.joinpath(*parts)
+def save_block(work_dir: Path, code: str, language: str) -> Path:
+    """Saves a block that is kept rather than run (HTML, ...) in work_dir
+    through the library's own block writer (kernex::save_code_block, see
+    docs/security.md): at its filename directive or a content-hashed name,
+    beneath the dir's fd, no symlink followed, a new 0600 file."""
+    extension = "py" if language in _PYTHON_NAMES else language
+    return Path(_kernex._save_code_block(str(work_dir.resolve()), code, extension))
 
 
 # Look-alikes of the frameworks' result classes, for when they are not
@@ -148,8 +94,8 @@ def run_blocks(
         if not runs(language):
             assert work_dir is not None
             try:
-                saved = save_file(work_dir, filename_directive(code) or hashed_name(code, language), code)
-            except (ValueError, OSError) as e:
+                saved = save_block(work_dir, code, language)
+            except Error as e:
                 pieces.append(f"{e}\n")
                 out.exit_code = 1
                 break

@@ -115,8 +115,9 @@ std::optional<std::string> block_file_name(const fs::path& dir, std::string_view
     return name_inside(dir, directive);
 }
 
-std::optional<fs::path> write_block_file(const fs::path& dir, const std::string& name, const std::string& code,
-                                         block_output& out) {
+namespace {
+
+fs::path write_block_file_or_throw(const fs::path& dir, const std::string& name, std::string_view code) {
     // Beneath the work dir's fd, no symlink followed, a new file each time:
     // code left running by an earlier block may have swapped a dir on the
     // way for a symlink, or planted a link, FIFO or device at the name.
@@ -126,7 +127,20 @@ std::optional<fs::path> write_block_file(const fs::path& dir, const std::string&
             confine::write_beneath(dir_fd.get(), name, code, {.mode = 0600, .existing = confine::if_exists::replace});
         return dir / used;
     } catch (const error& e) {
-        out.say(e.code() == errc::invalid_argument ? "filename is not inside the work dir: " + name : e.what());
+        if (e.code() == errc::invalid_argument)
+            throw error(errc::invalid_argument, "filename is not inside the work dir: " + name);
+        throw;
+    }
+}
+
+}  // namespace
+
+std::optional<fs::path> write_block_file(const fs::path& dir, const std::string& name, const std::string& code,
+                                         block_output& out) {
+    try {
+        return write_block_file_or_throw(dir, name, code);
+    } catch (const error& e) {
+        out.say(e.what());
         return std::nullopt;
     }
 }
@@ -188,3 +202,15 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 }
 
 }  // namespace kernex::detail
+
+namespace kernex {
+
+std::filesystem::path save_code_block(const std::filesystem::path& dir, std::string_view code,
+                                      std::string_view extension) {
+    const auto name = detail::block_file_name(dir, code, extension);
+    if (!name)
+        throw error(errc::invalid_argument, "filename is not inside the work dir: " + detail::filename_directive(code));
+    return detail::write_block_file_or_throw(dir, *name, code);
+}
+
+}  // namespace kernex

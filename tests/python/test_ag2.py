@@ -138,16 +138,26 @@ def test_saving_follows_no_symlink_out_of_the_work_dir(tmp_path):
                 [StandInCodeBlock(code=f"<!-- filename: {name} -->\nowned", language="html")])
             assert result.exit_code == 1, name
     assert outside.read_text() == "precious"
-    # A name the code planted as a link is replaced by a file of our own, not written through.
+    # A name the code planted as a link is refused, as the C++ executors
+    # refuse it (the drop-ins save through the library's own block writer):
+    # nothing is written through it.
     (work / "index.html").symlink_to(outside)
     with ag2.LocalCommandLineCodeExecutor(work_dir=work, timeout=30) as executor:
         result = executor.execute_code_blocks(
             [StandInCodeBlock(code="<!-- filename: index.html -->\nours", language="html")])
-        assert result.exit_code == 0
+        assert result.exit_code == 1
+        assert "index.html" in result.output
     assert outside.read_text() == "precious"
-    assert not (work / "index.html").is_symlink()
-    assert (work / "index.html").read_text() == "<!-- filename: index.html -->\nours"
-    assert (work / "index.html").stat().st_mode & 0o777 == 0o600
+    # A file at the name (left by a block) is replaced by a new one of ours, 0600.
+    (work / "index.html").unlink()
+    (work / "page.html").write_text("old")
+    os.chmod(work / "page.html", 0o666)
+    with ag2.LocalCommandLineCodeExecutor(work_dir=work, timeout=30) as executor:
+        result = executor.execute_code_blocks(
+            [StandInCodeBlock(code="<!-- filename: page.html -->\nours", language="html")])
+        assert result.exit_code == 0
+    assert (work / "page.html").read_text() == "<!-- filename: page.html -->\nours"
+    assert (work / "page.html").stat().st_mode & 0o777 == 0o600
 
 
 def test_local_restart_warns_as_ag2(tmp_path):

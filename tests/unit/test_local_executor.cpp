@@ -440,3 +440,24 @@ TEST_CASE("kernex exec: output, exit status, --json, and Ctrl-C passed on to the
     CHECK(kernex::exit_code_of(*status) == 130);
     CHECK(process_gone(std::stoi(read_file(dir / "block.pid"))));
 }
+
+TEST_CASE("save_code_block: a kept block is written as executors write theirs, never outside the dir") {
+    temp_dir dir;
+    temp_dir outside;
+    fs::create_directory_symlink(outside.path(), dir / "out");
+    const auto hashed = kernex::save_code_block(dir.path(), "<p>x</p>", "html");
+    CHECK(hashed.parent_path() == dir.path());
+    CHECK(hashed.filename().string().starts_with("tmp_code_"));
+    CHECK(hashed.extension() == ".html");
+    CHECK(read_file(hashed) == "<p>x</p>");
+    const auto named = kernex::save_code_block(dir.path(), "<!-- filename: site/index.html -->\nhi", "html");
+    CHECK(named == dir / "site" / "index.html");
+    const auto mode = fs::status(named).permissions() & fs::perms::all;
+    CHECK(mode == (fs::perms::owner_read | fs::perms::owner_write));
+    for (const std::string& name : std::vector<std::string>{"../x.html", "out/x.html", (outside / "x.html").string()}) {
+        CAPTURE(name);
+        CHECK_THROWS_WITH_AS(kernex::save_code_block(dir.path(), "<!-- filename: " + name + " -->\n", "html"),
+                             ("filename is not inside the work dir: " + name).c_str(), kernex::error);
+    }
+    CHECK(entries(outside.path()) == 0);
+}
