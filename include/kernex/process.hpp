@@ -51,6 +51,10 @@ struct spawn_options {
     // connection file and log, say; an empty directory is removed too, so
     // list it after its files); left alone on a normal end.
     std::vector<std::filesystem::path> remove_if_orphaned;
+    // A directory removed with everything in it if kernex dies while the
+    // program runs (a temporary work dir), after the program's tree is
+    // killed: no symlink followed, no other file system entered.
+    std::filesystem::path remove_tree_if_orphaned;
     // Resource limits set on the program before exec (soft = hard): {RLIMIT_NPROC, 64}, ...
     std::vector<std::pair<int, std::uint64_t>> rlimits;
 };

@@ -108,6 +108,9 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
 
     spawn_options spawn;
     spawn.cwd = dir;
+    // A temporary work dir goes with kernex: removed by the block's reaper
+    // if kernex dies mid-block (between blocks, stop() removes it).
+    if (m_owns_work_dir) spawn.remove_tree_if_orphaned = dir;
     spawn.inherit_environment = false;
     spawn.env = detail::code_environment(m_options.env, m_options.inherit_env);
     // Python's stdout is block-buffered into a pipe: its prints would come

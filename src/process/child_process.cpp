@@ -259,6 +259,8 @@ child_process::child_process(const spawn_options& options) {
     ::getrlimit(RLIMIT_NOFILE, &nofile);
     const std::string file_name = file->string();
     const std::string cwd_name = cwd.empty() ? std::string() : fs::absolute(cwd).string();
+    const std::string tree_name =
+        options.remove_tree_if_orphaned.empty() ? std::string() : fs::absolute(options.remove_tree_if_orphaned).string();
 
     detail::reaper_plan plan;
     plan.file = file_name.c_str();
@@ -271,6 +273,7 @@ child_process::child_process(const spawn_options& options) {
     plan.lifeline_fd = life_reaper.fd;
     plan.report_fd = report_write.fd;
     plan.remove_if_orphaned = remove_pointers.data();
+    plan.remove_tree_if_orphaned = tree_name.empty() ? nullptr : tree_name.c_str();
     plan.limits = limits.data();
     plan.limit_count = limits.size();
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));

@@ -5,8 +5,8 @@
 // program. When the program ends, when kernex asks (a byte on the lifeline)
 // or when kernex dies (end of file on the lifeline, whose write end only
 // kernex holds), it SIGKILLs all its descendants until none is left, removes
-// the files it was told about if kernex died, and exits with the program's
-// status. Internal to the process module.
+// the files (and the directory tree) it was told about if kernex died, and
+// exits with the program's status. Internal to the process module.
 //
 // The forked child of a multithreaded program may only make async-signal-
 // safe calls: everything the reaper needs is prepared in a reaper_plan
@@ -35,6 +35,7 @@ struct reaper_plan {
     int lifeline_fd = -1;                  // read end; kernex holds the write end
     int report_fd = -1;                    // write end: the program's pid, then errno if exec fails
     const char* const* remove_if_orphaned = nullptr;  // null-terminated
+    const char* remove_tree_if_orphaned = nullptr;    // a directory and all in it
     const reaper_limit* limits = nullptr;  // applied to the program before exec
     std::size_t limit_count = 0;
     int max_fd = 1024;                     // for closing fds where close_range is missing

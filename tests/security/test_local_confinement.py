@@ -144,6 +144,40 @@ class DeathTests(Base):
     def test_kill_9_mid_block_leaves_no_process(self):
         self.kill_kernex_mid_block()
 
+    def test_kill_9_mid_block_removes_the_temporary_work_dir_and_follows_no_link(self):
+        # No --work-dir: kernex makes one under TMPDIR. The block plants a
+        # link to a dir outside and a deep tree, then waits to be killed.
+        tmpdir = os.path.join(self.tmp.name, "tmpdir")
+        outside = os.path.join(self.tmp.name, "outside")
+        os.makedirs(tmpdir)
+        os.makedirs(outside)
+        with open(os.path.join(outside, "canary"), "w") as f:
+            f.write("precious")
+        ready = os.path.join(self.tmp.name, "ready")
+        message = (f"```bash\nln -s {outside} link\nln -s {outside}/canary canary-link\n"
+                   f"mkdir -p deep/a/b/c/d && echo x > deep/a/b/c/d/f && mkfifo fifo\n"
+                   f"setsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                   f"pwd > {ready}; {self.sleep}\n```\n")
+        proc = subprocess.Popen([KERNEX, "exec", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=dict(self.env, TMPDIR=tmpdir), text=True)
+        proc.stdin.write(message)
+        proc.stdin.close()
+        self.wait_for_file(ready)
+        with open(ready) as f:
+            work = f.read().strip()
+        self.assertTrue(work.startswith(tmpdir), work)
+        self.assertTrue(os.path.isdir(os.path.join(work, "deep")))
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+        deadline = time.monotonic() + 5
+        while os.path.exists(work) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(work), os.listdir(work) if os.path.exists(work) else None)
+        self.assertEqual(os.listdir(tmpdir), [])
+        with open(os.path.join(outside, "canary")) as f:
+            self.assertEqual(f.read(), "precious")
+
     def test_kill_9_mid_cell_ends_the_kernel_its_children_and_its_files(self):
         cell = self.write_cell(
             "import os, subprocess, sys, time\n"
