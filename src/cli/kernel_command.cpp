@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/container_flags.hpp"
+#include "cli/kernel_records.hpp"
 #include "kernex/kernel_manager.hpp"
 
 namespace kernex::cli {
@@ -42,6 +43,8 @@ int start_kernel(const kernel_args& args) {
     auto km = kernel_manager::start(options);
     km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
     km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
+    // For `kernex kernel list` and `kernex kernel stop`; removed when this returns.
+    const kernel_record record(km.connection_file(), km.spec().name, km.pid());
 
     std::cout << km.connection_file().string() << "\n" << std::flush;
     std::cerr << "kernex: kernel '" << km.spec().name << "' (pid " << km.pid()
@@ -59,7 +62,7 @@ int start_kernel(const kernel_args& args) {
 
 command_runner add_kernel_command(CLI::App& app) {
     auto args = std::make_shared<kernel_args>();
-    auto* cmd = app.add_subcommand("kernel", "Manage kernels for other clients");
+    auto* cmd = app.add_subcommand("kernel", "Start, list and stop kernels for other clients");
     cmd->require_subcommand(1);
     auto* start = cmd->add_subcommand("start",
                                       "Start a kernel, print its connection file path, and keep it running until\n"
@@ -76,7 +79,11 @@ command_runner add_kernel_command(CLI::App& app) {
                       "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
     add_container_flags(start, args->container, image);
-    return [args] { return start_kernel(*args); };
+    auto list_stop = add_kernel_list_stop(*cmd);  // kernel list, kernel stop: kernel_records.cpp
+    return [args, list_stop] {
+        if (auto status = list_stop()) return *status;
+        return start_kernel(*args);
+    };
 }
 
 }  // namespace kernex::cli

@@ -4,9 +4,35 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
+import signal
+import subprocess
+import time
 import unittest
 
-from cli_test_support import cli_test_case
+from cli_test_support import KERNEX, cli_test_case
+
+
+def wait_gone(pid, seconds=30):
+    """True once pid no longer exists (reaped or not ours to reap)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_time(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 
 class CoherenceTests(cli_test_case):
@@ -133,6 +159,85 @@ class CoherenceTests(cli_test_case):
                 r = self.kernex("run", "--kernel", "kernex-test", "--ready-timeout", bad, f)
                 self.assertEqual(r.returncode, 2)
                 self.assertIn("--ready-timeout", r.stderr)
+
+    def start_kernel(self):
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "kernex-test"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=self.env, cwd=self.tmp.name)
+        self.addCleanup(lambda: proc.poll() is not None or (proc.kill(), proc.wait()))
+        return proc, proc.stdout.readline().strip()
+
+    def kernels(self, *flags):
+        r = self.kernex("kernel", "list", "--json", *flags)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)["kernels"]
+
+    def test_kernel_list_and_stop(self):
+        self.assertEqual(self.kernels(), [])
+        first, first_file = self.start_kernel()
+        second, second_file = self.start_kernel()
+        listed = {k["connection_file"]: k for k in self.kernels()}
+        self.assertEqual(set(listed), {first_file, second_file})
+        for proc, path in ((first, first_file), (second, second_file)):
+            k = listed[path]
+            self.assertEqual((k["kernel_name"], k["kernex_pid"], k["alive"]), ("kernex-test", proc.pid, True))
+            os.kill(k["pid"], 0)  # the kernel's own pid
+        table = self.kernex("kernel", "list").stdout.splitlines()
+        self.assertEqual(table[0].split(), ["ID", "KERNEL", "PID", "ALIVE", "CONNECTION", "FILE"])
+        self.assertIn(f"{listed[first_file]['pid']}", table[1] + table[2])
+        # The file a listed kernel has works for a client.
+        r = self.kernex("run", "--existing", first_file, "-", stdin="print attached\n")
+        self.assertEqual(r.stdout, "attached\n", r.stderr)
+        # Stopped by id (a unique start of it is enough) and by connection file:
+        # each `kernel start` shuts its kernel down cleanly, and stop waits for it.
+        r = self.kernex("kernel", "stop", listed[first_file]["id"][:6])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(first.poll(), 0)  # already exited when stop returned
+        self.assertTrue(wait_gone(listed[first_file]["pid"]))
+        self.assertEqual([k["connection_file"] for k in self.kernels()], [second_file])
+        r = self.kernex("kernel", "stop", os.path.relpath(second_file, self.tmp.name))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(second.poll(), 0)
+        self.assertEqual(self.kernels(), [])
+        r = self.kernex("kernel", "stop", "nosuchkernel")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("kernex kernel list", r.stderr)
+
+    def test_kernel_list_prune_removes_what_a_killed_start_left(self):
+        proc, path = self.start_kernel()
+        [k] = self.kernels()
+        proc.kill()  # no shutdown: its record and connection file stay behind
+        proc.wait()
+        self.assertTrue(wait_gone(k["pid"]))  # kernex's reaper ends the kernel itself
+        [stale] = self.kernels()
+        self.assertFalse(stale["alive"])
+        r = self.kernex("kernel", "stop", k["id"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--prune", r.stderr)
+        self.assertEqual(self.kernels("--prune"), [])
+        self.assertFalse(os.path.exists(path))  # tearDown: nothing left in the runtime dir
+
+    def test_a_record_never_signals_a_process_that_is_not_its_kernel_start(self):
+        # A record written by hand (or left while its pid was reused) names
+        # another process of ours, with the right start time: never signalled.
+        victim = subprocess.Popen(["sleep", "300"])
+        self.addCleanup(lambda: (victim.kill(), victim.wait()))
+        runtime = os.path.join(self.tmp.name, "runtime")
+        os.makedirs(runtime, exist_ok=True)
+        other = self.write("other-kernel.json", "{}")
+        with open(os.path.join(runtime, "kernex-kernel-forged.json"), "w") as f:
+            json.dump({"connection_file": other, "kernel_name": "python3", "kernel_pid": victim.pid,
+                       "kernex_pid": victim.pid, "kernex_started": start_time(victim.pid)}, f)
+        [k] = self.kernels()
+        self.assertEqual((k["id"], k["alive"]), ("forged", False))
+        r = self.kernex("kernel", "stop", "forged")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("is not running", r.stderr)
+        time.sleep(0.2)
+        self.assertIsNone(victim.poll())
+        # Pruned; the connection file stays while its kernel pid runs.
+        self.assertEqual(self.kernels("--prune"), [])
+        self.assertTrue(os.path.exists(other))
+        self.assertIsNone(victim.poll())
 
 
 if __name__ == "__main__":
