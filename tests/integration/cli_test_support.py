@@ -9,6 +9,19 @@ import unittest
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
 
 
+def alive(pid):
+    """True while pid exists and is not a zombie (its parent reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 class cli_test_case(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()

@@ -9,25 +9,17 @@ import subprocess
 import time
 import unittest
 
-from cli_test_support import KERNEX, cli_test_case
+from cli_test_support import KERNEX, alive, cli_test_case
 
 
 def wait_gone(pid, seconds=30):
-    """True once pid no longer exists (reaped or not ours to reap)."""
+    """True once pid is gone (or a zombie), within seconds."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return False
+    return True
 
 
 def start_time(pid):
