@@ -283,15 +283,13 @@ std::function<std::optional<int>()> add_kernel_list_stop(CLI::App& kernel) {
     auto* list = kernel.add_subcommand(
         "list",
         "List the kernels `kernex kernel start` runs on this machine: id, kernel name, the kernel's pid\n"
-        "(at start), whether it is alive, connection file.\n"
-        "Example: kernex kernel list --prune");
+        "(at start), whether it is alive, connection file.");
     list->add_flag("--json", o->json, "Print {\"kernels\": [{id, connection_file, kernel_name, pid, kernex_pid, alive}]}");
     list->add_flag("--prune", o->prune,
                    "First remove stale records (their `kernel start` is gone) and their connection files\n"
                    "(kept while the kernel's pid still runs)");
     auto* stop = kernel.add_subcommand("stop",
-                                       "Shut down kernels `kernex kernel start` runs (as Ctrl-C would), and wait for it.\n"
-                                       "Example: kernex kernel stop 5f3c2a (an id from `kernex kernel list`)");
+                                       "Shut down kernels `kernex kernel start` runs (as Ctrl-C would), and wait for it.");
     stop->add_option("kernel", o->targets, "Kernel ids (or a unique start of one) or connection files")->required();
     return [o, list, stop]() -> std::optional<int> {
         if (list->parsed()) return list_kernels(o->json, o->prune);

@@ -1,7 +1,10 @@
 // kernex: run code in Jupyter kernels, local processes and containers.
 // Exit status: what the subcommand returns; 2 for usage and setup errors.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -9,6 +12,85 @@
 
 #include "cli/commands.hpp"
 #include "kernex/error.hpp"
+
+namespace {
+
+// One example line per command, at the end of its --help.
+void add_examples(CLI::App& app) {
+    static const std::pair<const char*, const char*> examples[] = {
+        {"", "kernex run analysis.py   (kernex COMMAND --help for each command)"},
+        {"run", "kernex run --kernel python3 --timeout 30 analysis.py more.py"},
+        {"exec", "kernex exec --executor local --timeout 10 reply.md"},
+        {"mcp", "kernex mcp --executor local   (an MCP client starts it, speaking on stdin and stdout)"},
+        {"kernel", "kernex kernel start --kernel python3 &   kernex kernel list"},
+        {"kernel start", "kernex kernel start --kernel python3   (prints the connection file)"},
+        {"kernel list", "kernex kernel list --prune"},
+        {"kernel stop", "kernex kernel stop 5f3c2a   (an id from `kernex kernel list`)"},
+        {"kernelspec", "kernex kernelspec list"},
+        {"kernelspec list", "kernex kernelspec list --json"},
+    };
+    for (const auto& [path, example] : examples) {
+        CLI::App* cmd = &app;
+        std::istringstream words(path);
+        for (std::string word; words >> word;) cmd = cmd->get_subcommand(word);
+        const std::string footer = cmd->get_footer();
+        cmd->footer((footer.empty() ? "" : footer + "\n") + "Example: " + example);
+    }
+}
+
+// Optimal string alignment distance (a swap of two letters counts once).
+std::size_t distance(const std::string& a, const std::string& b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i)
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    return d[a.size()][b.size()];
+}
+
+// A parse error, said as every kernex message is ("kernex: ..."), with the
+// command the user probably meant when a word is close to one (git's way):
+// `kernex kernelspec lst` -> did you mean 'list'?
+int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+    // The deepest command the parser entered, and the words after its name.
+    CLI::App* cmd = &app;
+    std::string path = "kernex";
+    int next = 1;
+    for (auto subs = cmd->get_subcommands(); !subs.empty(); subs = cmd->get_subcommands()) {
+        cmd = subs.front();
+        path += " " + cmd->get_name();
+        for (int i = next; i < argc; ++i)
+            if (cmd->get_name() == argv[i]) {
+                next = i + 1;
+                break;
+            }
+    }
+    std::cerr << "kernex: " << e.what() << "\n";
+    const auto commands = cmd->get_subcommands([](CLI::App*) { return true; });
+    for (int i = next; i < argc && !commands.empty(); ++i) {
+        const std::string word = argv[i];
+        if (word.starts_with("-")) continue;
+        std::string best;
+        std::size_t best_distance = 3;  // at most 2 edits away
+        for (const auto* c : commands)
+            if (auto d = distance(word, c->get_name()); d < best_distance) {
+                best_distance = d;
+                best = c->get_name();
+            }
+        if (best_distance == 0) break;
+        if (!best.empty()) std::cerr << "kernex: '" << word << "' is not a " << path << " command; did you mean '" << best << "'?\n";
+        else std::cerr << "kernex: '" << word << "' is not a " << path << " command\n";
+        break;
+    }
+    std::cerr << "kernex: see '" << path << " --help'\n";
+    return 2;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -31,11 +113,13 @@ int main(int argc, char** argv) {
     add(kernex::cli::add_kernel_command(app));
     add(kernex::cli::add_kernelspec_command(app));
 
+    add_examples(app);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        int rc = app.exit(e);
-        return rc == 0 ? 0 : 2;
+        if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version: on stdout
+        return usage_error(app, e, argc, argv);
     }
 
     try {

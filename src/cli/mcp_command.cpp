@@ -95,8 +95,8 @@ int run(mcp_args& args) {
     args.http_options.port = static_cast<std::uint16_t>(std::stoul(port));
     const bool generated = args.http_options.token.empty();
     return mcp::serve_http(options, args.http_options, stop[0], [generated](const std::string& url, const std::string& token) {
-        std::cerr << "kernex mcp: listening on " << url << "\n";
-        if (generated) std::cerr << "kernex mcp: bearer token: " << token << "\n";
+        std::cerr << "kernex: mcp listening on " << url << "\n";
+        if (generated) std::cerr << "kernex: mcp bearer token: " << token << "\n";
         std::cerr << std::flush;
     });
 }

@@ -221,7 +221,7 @@ public:
             else out(s->text);
         } else if (data) {
             if (auto text = best_text(*data)) out(*text + "\n");
-            else if (!data->empty()) err("[kernex: a " + mime_types(*data) + " output has no text form; --json keeps it]\n");
+            else if (!data->empty()) err("kernex: a " + mime_types(*data) + " output has no text form; --json keeps it\n");
         } else if (auto* e = std::get_if<outputs::error>(&o)) {
             std::string text;
             for (const auto& line : e->traceback) text += (m_err_tty ? line : strip_ansi(line)) + "\n";

@@ -231,6 +231,50 @@ class CoherenceTests(cli_test_case):
         self.assertTrue(os.path.exists(other))
         self.assertIsNone(victim.poll())
 
+    def assert_all_kernex_lines(self, stderr):
+        lines = stderr.splitlines()
+        self.assertTrue(lines)
+        for line in lines:
+            self.assertTrue(line.startswith("kernex: "), f"{line!r} in {stderr!r}")
+
+    def test_a_mistyped_command_gets_a_suggestion(self):
+        for argv, meant in ((["kernelspec", "lst"], "list"), (["rn", "x.py"], "run"), (["kernel", "strat"], "start"),
+                            (["kernel", "lsit"], "list")):
+            with self.subTest(argv=argv):
+                r = self.kernex(*argv)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(f"'{argv[-1] if argv[-1] != 'x.py' else argv[0]}' is not a", r.stderr)
+                self.assertIn(f"did you mean '{meant}'?", r.stderr)
+                self.assert_all_kernex_lines(r.stderr)
+
+    def test_every_stderr_line_of_a_usage_error_starts_with_kernex(self):
+        x = self.write("x.txt", "print x\n")
+        for argv in (["run", "--timeout", "-1", x], ["exec", "--timeout", "abc"], ["run", "missing.py"],
+                     ["run", "--no-such-flag", x], ["kernel", "stop", "nosuch"], ["run"], []):
+            with self.subTest(argv=argv):
+                r = self.kernex(*argv)
+                self.assertEqual(r.returncode, 2)
+                self.assert_all_kernex_lines(r.stderr)
+
+    def test_every_command_has_an_example_in_its_help(self):
+        seen = []
+
+        def walk(path):
+            r = self.kernex(*path, "--help")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            examples = [line for line in r.stdout.splitlines() if line.startswith("Example: kernex ")]
+            self.assertEqual(len(examples), 1, f"kernex {' '.join(path)} --help:\n{r.stdout}")
+            seen.append(" ".join(path))
+            if "Subcommands:" in r.stdout:
+                for line in r.stdout.split("Subcommands:", 1)[1].splitlines():
+                    if line.startswith("  ") and not line.startswith("   "):
+                        walk(path + [line.split()[0]])
+
+        walk([])
+        for command in ("run", "exec", "mcp", "kernel", "kernel start", "kernel list", "kernel stop",
+                        "kernelspec", "kernelspec list"):
+            self.assertIn(command, seen)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
