@@ -26,6 +26,7 @@ struct exec_args {
     bool json = false;
     std::string file = "-";
     std::string token_file;
+    colour_mode colour = colour_mode::automatic;
     nlohmann::json config = nlohmann::json::object();  // the executor options given
 };
 
@@ -71,10 +72,10 @@ int run(const exec_args& args) {
     if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
 
     output_handler print;
-    const bool terminal = is_terminal(STDOUT_FILENO);
+    const stream_style style(args.colour, STDOUT_FILENO);
     if (!args.json)
-        print = [&executor, terminal](std::string_view text) {
-            const std::string safe = terminal ? terminal_safe(text) : std::string(text);
+        print = [&executor, &style](std::string_view text) {
+            const std::string safe = style.text(text);
             if (std::fwrite(safe.data(), 1, safe.size(), stdout) != safe.size() || std::fflush(stdout) != 0)
                 executor->interrupt();  // nobody is reading any more
         };
@@ -156,6 +157,7 @@ command_runner add_exec_command(CLI::App& app) {
     cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")
         ->capture_default_str();
     cmd->add_flag("--json", args->json, "Print the result as one JSON object instead of the output");
+    add_colour_option(cmd, args->colour);
     cmd->add_option("file", args->file, "Markdown message to read; '-' or none: stdin");
     return [args] { return run(*args); };
 }

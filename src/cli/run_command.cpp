@@ -49,6 +49,7 @@ struct run_args {
     std::string output_dir = ".";
     bool keep_going = false;
     bool json_lines = false;
+    colour_mode colour = colour_mode::automatic;
     bool sandbox = false;       // local kernel in the bubblewrap sandbox
     bool inherit_env = false;   // local kernel gets our whole environment
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
@@ -189,8 +190,8 @@ class printer {
 public:
     printer(const run_args& args, std::function<void()> on_broken)
         : m_args(args),
-          m_out_tty(is_terminal(STDOUT_FILENO)),
-          m_err_tty(is_terminal(STDERR_FILENO)),
+          m_out_style(args.colour, STDOUT_FILENO),
+          m_err_style(args.colour, STDERR_FILENO),
           m_on_broken(std::move(on_broken)) {}
 
     void begin_cell(std::string stem) {
@@ -224,7 +225,7 @@ public:
             else if (!data->empty()) err("kernex: a " + mime_types(*data) + " output has no text form; --json keeps it\n");
         } else if (auto* e = std::get_if<outputs::error>(&o)) {
             std::string text;
-            for (const auto& line : e->traceback) text += (m_err_tty ? line : strip_ansi(line)) + "\n";
+            for (const auto& line : e->traceback) text += (m_err_style.colours ? line : strip_ansi(line)) + "\n";
             if (e->traceback.empty()) text = e->ename + ": " + e->evalue + "\n";
             err(text);
         }
@@ -233,20 +234,20 @@ public:
     // What kernex itself prints (prompts, JSON lines) to stdout.
     void out(const std::string& text) {
         if (m_broken) return;
-        std::cout << (m_out_tty ? terminal_safe(text) : text) << std::flush;
+        std::cout << m_out_style.text(text) << std::flush;
         if (!std::cout) {
             m_broken = true;
             m_on_broken();
         }
     }
-    void err(const std::string& text) { std::cerr << (m_err_tty ? terminal_safe(text) : text) << std::flush; }
+    void err(const std::string& text) { std::cerr << m_err_style.text(text) << std::flush; }
 
     bool broken() const { return m_broken; }
     const std::vector<std::string>& saved() const { return m_saved; }
 
 private:
     const run_args& m_args;
-    bool m_out_tty, m_err_tty;
+    stream_style m_out_style, m_err_style;
     std::function<void()> m_on_broken;
     bool m_broken = false;
     std::string m_stem;
@@ -524,6 +525,7 @@ command_runner add_run_command(CLI::App& app) {
                     "a new one is used and printed); a notebook run: the notebook written")
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
+    add_colour_option(cmd, args->colour);
     cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
     cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one");
     cmd->add_flag("--json", args->json_lines,

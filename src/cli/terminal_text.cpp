@@ -2,6 +2,11 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <map>
+
+#include "kernex/output_files.hpp"
+
 namespace kernex::cli {
 
 namespace {
@@ -57,5 +62,27 @@ std::string terminal_safe(std::string_view t) {
 }
 
 bool is_terminal(int fd) noexcept { return ::isatty(fd) == 1; }
+
+stream_style::stream_style(colour_mode mode, int fd) : terminal(is_terminal(fd)) {
+    const char* no_color = std::getenv("NO_COLOR");
+    colours = mode == colour_mode::always ||
+              (mode == colour_mode::automatic && terminal && !(no_color && *no_color));
+    strip = mode == colour_mode::never || (terminal && !colours);
+}
+
+std::string stream_style::text(std::string_view t) const {
+    std::string out = terminal ? terminal_safe(t) : std::string(t);
+    return strip ? strip_ansi(out) : out;
+}
+
+void add_colour_option(CLI::App* cmd, colour_mode& mode) {
+    cmd->add_option("--color", mode,
+                    "Colours: auto (on a terminal, unless $NO_COLOR is set), always, never")
+        ->transform(CLI::CheckedTransformer(
+            std::map<std::string, colour_mode>{
+                {"auto", colour_mode::automatic}, {"always", colour_mode::always}, {"never", colour_mode::never}},
+            CLI::ignore_case))
+        ->option_text("auto|always|never");
+}
 
 }  // namespace kernex::cli

@@ -4,6 +4,8 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import time
@@ -274,6 +276,63 @@ class CoherenceTests(cli_test_case):
         for command in ("run", "exec", "mcp", "kernel", "kernel start", "kernel list", "kernel stop",
                         "kernelspec", "kernelspec list"):
             self.assertIn(command, seen)
+
+    def in_pty(self, *args, env=None):
+        """kernex ARGS with a terminal as stdout and stderr; returns (status, all it printed)."""
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([KERNEX, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                                env=env or self.env, cwd=self.tmp.name, start_new_session=True)
+        os.close(slave)
+        seen = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        os.close(master)
+        return proc.wait(timeout=60), seen.decode()
+
+    def test_colours_follow_the_terminal_no_color_and_color_flag(self):
+        red = "\x1b[31mred\x1b[0m"
+        f = self.write("c.txt", f"print {red}\n")
+        message = f"```test\nprint {red}\n```\n"
+        msg = self.write("c.md", message)
+        no_color = dict(self.env, NO_COLOR="1")
+        for command in (["run", "--kernel", "kernex-test", f], ["exec", "--executor", "jupyter", "--kernel", "kernex-test", msg]):
+            with self.subTest(command=command[0]):
+                # A terminal: colours on, unless NO_COLOR or --color never.
+                self.assertEqual(self.in_pty(*command), (0, red + "\r\n"))
+                self.assertEqual(self.in_pty(*command, env=no_color), (0, "red\r\n"))
+                self.assertEqual(self.in_pty(*command[:1], "--color", "never", *command[1:]), (0, "red\r\n"))
+                self.assertEqual(self.in_pty(*command[:1], "--color", "always", *command[1:], env=no_color),
+                                 (0, red + "\r\n"))
+                # A pipe: the code's bytes as they are, unless --color never.
+                self.assertEqual(self.kernex(*command).stdout, red + "\n")
+                self.assertEqual(self.kernex(*command[:1], "--color", "never", *command[1:]).stdout, "red\n")
+        # The kernel's traceback colours: on a terminal, or with --color always.
+        z = self.write("z.py", "1 / 0\n")
+        status, printed = self.in_pty("run", z)
+        self.assertEqual(status, 1)
+        self.assertIn("ZeroDivisionError", printed)
+        self.assertIn("\x1b[", printed)
+        status, printed = self.in_pty("run", z, env=no_color)
+        self.assertIn("ZeroDivisionError", printed)
+        self.assertNotIn("\x1b", printed)
+        r = self.kernex("run", z)
+        self.assertNotIn("\x1b", r.stderr)
+        r = self.kernex("run", "--color", "always", z)
+        self.assertIn("\x1b[", r.stderr)
+        r = self.kernex("run", "--color", "sometimes", z)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("kernex: --color", r.stderr)
 
 
 if __name__ == "__main__":
