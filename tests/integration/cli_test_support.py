@@ -2,8 +2,12 @@
 Jupyter runtime dir inside it that must be empty at the end (no run may leave
 a connection file behind), and the kernex binary of the build tree."""
 import os
+import pty
+import select
 import subprocess
 import tempfile
+import termios
+import time
 import unittest
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
@@ -20,6 +24,44 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def run_in_pty(args, env, cwd, answer=None):
+    """Runs kernex ARGS with a terminal as stdin, stdout and stderr; returns
+    (exit status, all it printed as bytes). answer is typed once the code asks
+    for a password ("Password:" printed and echo turned off)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KERNEX, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            cwd=cwd, start_new_session=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    answered = answer is None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        # kernex turns echo off after the prompt: answer once it did
+        # (a terminal's settings read through the master are the slave's).
+        if not answered and b"Password:" in seen and not termios.tcgetattr(master)[3] & termios.ECHO:
+            os.write(master, answer)
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:  # a hang: fail, but leave nothing running
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return proc.returncode, seen
 
 
 class cli_test_case(unittest.TestCase):

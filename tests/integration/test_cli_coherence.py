@@ -4,14 +4,11 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
-import pty
-import select
-import signal
 import subprocess
 import time
 import unittest
 
-from cli_test_support import KERNEX, alive, cli_test_case
+from cli_test_support import KERNEX, alive, cli_test_case, run_in_pty
 
 
 def wait_gone(pid, seconds=30):
@@ -278,27 +275,9 @@ class CoherenceTests(cli_test_case):
             self.assertIn(command, seen)
 
     def in_pty(self, *args, env=None):
-        """kernex ARGS with a terminal as stdout and stderr; returns (status, all it printed)."""
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([KERNEX, *args], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-                                env=env or self.env, cwd=self.tmp.name, start_new_session=True)
-        os.close(slave)
-        seen = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        os.close(master)
-        return proc.wait(timeout=60), seen.decode()
+        """kernex ARGS in a pseudo-terminal: (status, all it printed)."""
+        status, seen = run_in_pty(args, env or self.env, self.tmp.name)
+        return status, seen.decode()
 
     def test_colours_follow_the_terminal_no_color_and_color_flag(self):
         red = "\x1b[31mred\x1b[0m"

@@ -5,18 +5,15 @@ Uses the native test kernel (kernex-test) for speed, python3 where the test need
 import http.server
 import json
 import os
-import pty
-import select
 import shutil
 import signal
 import subprocess
 import tempfile
-import termios
 import threading
 import time
 import unittest
 
-from cli_test_support import alive
+from cli_test_support import alive, run_in_pty
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
 NO_HANG = 60  # seconds: generous bounds for "it ended", never timings
@@ -420,39 +417,7 @@ class MisuseTests(unittest.TestCase):
     # --- issue 12, item 9: passwords, terminals, tokens -----------------------------------------------
 
     def run_in_pty(self, args, answer=None):
-        """Runs kernex with a terminal as stdin/stdout/stderr; returns all it printed."""
-        master, slave = pty.openpty()
-        proc = subprocess.Popen([KERNEX, *args], stdin=slave, stdout=slave, stderr=slave, env=self.env,
-                                cwd=self.tmp.name, start_new_session=True)
-        os.close(slave)
-        seen = b""
-        deadline = time.monotonic() + NO_HANG
-        answered = answer is None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            # kernex turns echo off after the prompt: answer once it did
-            # (a terminal's settings read through the master are the slave's).
-            if not answered and b"Password:" in seen and not termios.tcgetattr(master)[3] & termios.ECHO:
-                os.write(master, answer)
-                answered = True
-            if proc.poll() is not None and not ready:
-                break
-        try:
-            proc.wait(timeout=NO_HANG)
-        finally:
-            if proc.poll() is None:  # a hang: fail, but leave nothing running
-                proc.kill()
-                proc.wait()
-            os.close(master)
-        return proc.returncode, seen
+        return run_in_pty(args, self.env, self.tmp.name, answer)
 
     def test_password_input_is_not_echoed(self):
         f = self.write("p.txt", "password Password:\n")
