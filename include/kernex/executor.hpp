@@ -4,6 +4,8 @@
 // line: make_executor({{"executor", "local"}, {"timeout", 10}}).
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -20,6 +22,35 @@ struct code_block {
     std::string code;
 };
 
+// What an approve hook is shown of a block just before it runs: the exact
+// bytes that will run, as they will run.
+struct block_review {
+    std::size_t index = 0;      // its place among execute()'s blocks, from 0
+    std::size_t count = 0;      // how many blocks execute() was given
+    std::string_view language;  // the block's language, as given
+    std::string_view code;      // the code, byte for byte
+    std::string sha256;         // the code's SHA-256, 64 hex digits
+};
+
+// An approve hook's answer: run the block, skip it (the next one is asked
+// about), or stop (neither it nor any block after it runs).
+enum class approval { run, skip, stop };
+
+// Asked before each block runs, on the thread calling execute(); the time it
+// takes does not count against the executor's timeout. An exception it
+// throws leaves execute() (nothing more runs).
+using approve_hook = std::function<approval(const block_review&)>;
+
+// What became of a block an approve hook was asked about (refused: stopped,
+// or after a block that was).
+enum class block_verdict { approved, skipped, refused };
+
+struct block_approval {
+    std::size_t index = 0;
+    std::string sha256;
+    block_verdict verdict = block_verdict::approved;
+};
+
 struct code_result {
     int exit_code = 0;                              // 0 ok, 1 error, 124 timeout, 130 interrupted
     std::string output;                             // what the blocks printed, in order
@@ -27,9 +58,14 @@ struct code_result {
     std::vector<std::filesystem::path> output_files;// images/html saved (jupyter)
     bool timed_out = false;
     bool truncated = false;
+    // With an approve hook: one entry per block it was asked about, and the
+    // blocks a stop refused, in order. Empty without a hook. A refused block
+    // makes exit_code 1 (unless a block failed before).
+    std::vector<block_approval> approvals;
 
     // {"exit_code", "output", "code_files", "output_files", "timed_out",
-    // "truncated"}; output's invalid UTF-8 (a cap can split a character) is
+    // "truncated", "approvals": [{"index", "sha256", "verdict":
+    // "approved"|"skipped"|"refused"}]}; output's invalid UTF-8 (a cap can split a character) is
     // replaced by U+FFFD so the object can always be dumped.
     nlohmann::json to_json() const;
 };
@@ -59,10 +95,32 @@ public:
     // self-pipe or set an atomic. The default does nothing.
     virtual void interrupt() noexcept {}
 
+    // Every later execute() asks hook before each block runs (empty: no one
+    // is asked, every block runs). Not to be called during an execute().
+    void set_approve(approve_hook hook) { m_approve = std::move(hook); }
+    bool has_approve() const noexcept { return static_cast<bool>(m_approve); }
+
 protected:
     // What execute() runs: the one function an executor implements for it.
     virtual code_result execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) = 0;
+
+    // For execute_blocks, just before blocks[i] runs (after every check that
+    // could refuse it): asks the approve hook, records its answer in
+    // result.approvals, says a skipped or refused block on say (a line), and
+    // moves deadline on by the time the hook took. On stop, the blocks after
+    // i are recorded refused too and result.exit_code becomes 1. Returns
+    // approval::run when there is no hook.
+    approval approve_block(const std::vector<code_block>& blocks, std::size_t i, code_result& result,
+                           std::chrono::steady_clock::time_point& deadline,
+                           const std::function<void(const std::string&)>& say);
+
+private:
+    approve_hook m_approve;
 };
+
+// The review an approve hook gets for block (index of count). Throws
+// kernex::error(io_error) if hashing fails.
+block_review review_block(const code_block& block, std::size_t index = 0, std::size_t count = 1);
 
 // Finds the fenced code blocks (``` or ~~~, three or more, indented up to
 // three spaces, CRLF or LF) of a markdown message, in order. A block without

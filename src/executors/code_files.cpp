@@ -17,8 +17,6 @@ namespace kernex::detail {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 std::string sha256_hex(std::string_view data) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int size = 0;
@@ -32,8 +30,6 @@ std::string sha256_hex(std::string_view data) {
     }
     return hex;
 }
-
-}  // namespace
 
 const file_language* find_language(const std::vector<file_language>& table, std::string_view name) {
     for (const auto& lang : table)

@@ -85,6 +85,9 @@ std::optional<std::filesystem::path> write_block_file(const std::filesystem::pat
 // "/* filename: NAME */" or "<!-- filename: NAME -->"; empty when there is none.
 std::string filename_directive(std::string_view code);
 
+// The SHA-256 of data, 64 lower-case hex digits. Throws kernex::error(io_error) if hashing fails.
+std::string sha256_hex(std::string_view data);
+
 // "tmp_code_" + the first 32 hex digits of the code's SHA-256 + "." + extension.
 // Throws kernex::error(io_error) if hashing fails.
 std::string hashed_code_name(std::string_view code, std::string_view extension);

@@ -53,9 +53,21 @@ nlohmann::json path_list(const std::vector<std::filesystem::path>& paths) {
     return list;
 }
 
+const char* verdict_name(block_verdict v) {
+    switch (v) {
+    case block_verdict::approved: return "approved";
+    case block_verdict::skipped: return "skipped";
+    case block_verdict::refused: return "refused";
+    }
+    return "refused";
+}
+
 }  // namespace
 
 nlohmann::json code_result::to_json() const {
+    nlohmann::json verdicts = nlohmann::json::array();
+    for (const auto& a : approvals)
+        verdicts.push_back({{"index", a.index}, {"sha256", a.sha256}, {"verdict", verdict_name(a.verdict)}});
     return {
         {"exit_code", exit_code},
         {"output", valid_utf8(output)},
@@ -63,6 +75,7 @@ nlohmann::json code_result::to_json() const {
         {"output_files", path_list(output_files)},
         {"timed_out", timed_out},
         {"truncated", truncated},
+        {"approvals", std::move(verdicts)},
     };
 }
 

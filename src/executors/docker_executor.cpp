@@ -426,8 +426,12 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         dropped += data.size() - take;
     };
 
-    const auto deadline = steady::now() + m_options.timeout;
+    auto deadline = steady::now() + m_options.timeout;
     for (std::size_t i = 0; i < plan.size(); ++i) {
+        if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
+            if (a == approval::skip) continue;
+            break;
+        }
         const auto file = detail::write_block_file(dir, plan[i].name, blocks[i].code, out);
         if (!file) {
             result.exit_code = 1;

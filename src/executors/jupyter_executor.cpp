@@ -165,7 +165,13 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             out.finish();
             return result;
         }
-    for (const auto& block : blocks) {
+    const auto say = [&](const std::string& line) { out.notice(line + "\n"); };
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+        const code_block& block = blocks[i];
+        if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
+            if (a == approval::skip) continue;
+            break;
+        }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
         execute_options eo;
         eo.timeout = std::max(left, std::chrono::milliseconds(1));

@@ -163,9 +163,13 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         plan.push_back(std::move(step));
     }
 
-    const auto deadline = clock::now() + m_options.timeout;
+    auto deadline = clock::now() + m_options.timeout;
     std::uint64_t dropped = 0;
     for (std::size_t i = 0; i < plan.size(); ++i) {
+        if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
+            if (a == approval::skip) continue;
+            break;
+        }
         const auto file = detail::write_block_file(dir, plan[i].name, blocks[i].code, out);
         if (!file) {
             result.exit_code = 1;

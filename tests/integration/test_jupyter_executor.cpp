@@ -125,3 +125,37 @@ TEST_CASE("jupyter executor: an output message above the size limit is said, nev
     CHECK(next.output.find("next\n") != std::string::npos);
     ex->stop();
 }
+
+TEST_CASE("jupyter executor: the approve hook sees each cell before it runs; skip and stop leave the kernel untouched") {
+    temp_dir tmp;
+    auto ex = make_executor({{"executor", "jupyter"}, {"kernel_name", "python3"}, {"timeout", 30}});
+    std::vector<std::string> seen;
+    ex->set_approve([&](const block_review& r) {
+        seen.push_back(std::string(r.language) + ":" + r.sha256);
+        if (r.code.find("skip me") != std::string_view::npos) return approval::skip;
+        if (r.code.find("stop here") != std::string_view::npos) return approval::stop;
+        return approval::run;
+    });
+    // 'print(6 * 7)\n' hashed by Python's hashlib.
+    auto r = ex->execute({{"python", "x = 1\n"}, {"python", "x = 2  # skip me\n"}, {"py", "print(6 * 7)\n"}});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("42\n") != std::string::npos);
+    CHECK(r.output.find("block 2 of 3 (python) skipped") != std::string::npos);
+    REQUIRE(seen.size() == 3);
+    CHECK(seen[2] == "py:e10d13ee6beb328301b03cd6651a69e7c0b475c9559e6bf9f3dde151dc373eeb");
+    REQUIRE(r.approvals.size() == 3);
+    CHECK(r.approvals[1].verdict == block_verdict::skipped);
+
+    r = ex->execute({{"python", "x = 3  # stop here\n"}, {"python", "x = 4\n"}});
+    CHECK(r.exit_code == 1);
+    REQUIRE(r.approvals.size() == 2);
+    CHECK(r.approvals[0].verdict == block_verdict::refused);
+    CHECK(r.approvals[1].verdict == block_verdict::refused);
+    CHECK(r.output.find("refused") != std::string::npos);
+
+    // The skipped and refused cells never reached the kernel: x is still 1.
+    ex->set_approve({});
+    r = ex->execute({{"python", "print(x)\n"}});
+    CHECK(r.output == "1\n");
+    CHECK(r.approvals.empty());
+}
