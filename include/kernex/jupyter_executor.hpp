@@ -83,7 +83,6 @@ private:
     std::filesystem::path m_output_dir;
     int m_saved = 0;
     std::atomic<bool> m_interrupted{false};
-    bool m_restart_asked = false;  // restart() was called: the next block's lost state is expected
 };
 
 }  // namespace kernex

@@ -75,6 +75,10 @@ struct execution {
     // start), or the kernel was replaced while it ran: what earlier cells
     // defined is gone. note says so.
     bool state_lost = false;
+    // The execute_reply came but the iopub idle status did not within
+    // idle_wait: a message was lost on iopub (one above max_message_bytes,
+    // or the kernel's queue was full), so outputs may be missing. note says so.
+    bool outputs_lost = false;
     // execute_options::stop was requested while the cell still ran: it was no
     // longer waited for (status aborted); the kernel may still be running it.
     bool abandoned = false;

@@ -456,6 +456,7 @@ int run(const run_args& args) {
                 if (!r.note.empty()) j["note"] = r.note;
                 if (r.restarted) j["restarted"] = true;
                 if (r.state_lost) j["state_lost"] = true;
+                if (r.outputs_lost) j["outputs_lost"] = true;
                 if (r.input_unanswered) j["input_unanswered"] = true;
                 if (r.abandoned) j["abandoned"] = true;
                 out.out(json_line(j));

@@ -512,6 +512,7 @@ struct kernel_client::impl {
         ran_a_cell = true;
         last_cell_generation = generation;
         if (idle_lost) {
+            result.outputs_lost = true;
             result.note += std::string(result.note.empty() ? "" : "; ") +
                            "the kernel replied but its idle status did not arrive within " + seconds_text(o.idle_wait) +
                            " on iopub: a message was lost (one above max_message_bytes, or the kernel's iopub "

@@ -122,7 +122,6 @@ void jupyter_executor::restart() {
         throw error(errc::unsupported,
                     "cannot restart a kernel kernex did not start (connected from a connection file)");
     m_manager->restart();
-    m_restart_asked = true;
 }
 
 void jupyter_executor::stop() noexcept {
@@ -210,14 +209,12 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             out.notice("kernex: " + std::to_string(lost) +
                        " output message(s) above the message size limit were dropped\n");
         }
-        // kernel_client's note when iopub lost a message (its idle status
-        // never came): outputs may be missing.
-        const bool outputs_lost = r.note.find("outputs may be missing") != std::string::npos;
-        if (outputs_lost) result.truncated = true;
-        // State lost is news unless restart() asked for it.
-        const bool asked = std::exchange(m_restart_asked, false) && r.state_lost && !outputs_lost;
+        // iopub lost a message (its idle status never came): outputs may be missing.
+        if (r.outputs_lost) result.truncated = true;
+        // A restart() the caller asked for is not reported as lost state:
+        // kernel_manager takes the new kernel as the baseline.
         if (r.status == execution_status::ok) {
-            if (!r.note.empty() && !asked) out.notice("kernex: " + r.note + "\n");
+            if (!r.note.empty()) out.notice("kernex: " + r.note + "\n");
             continue;
         }
         if (r.status == execution_status::timeout) {

@@ -441,6 +441,7 @@ TEST_CASE("test kernel: a frame above max_message_bytes ends the cell after idle
     auto r = kc.execute("print before\nbig 4m\nprint after", {.timeout = 30s, .idle_wait = 500ms});
     CHECK(r.status == execution_status::ok);
     CHECK(r.stream_text() == "before\n");
+    CHECK(r.outputs_lost);
     CHECK(r.note.find("idle status did not arrive") != std::string::npos);
     CHECK(r.elapsed < 5s);
     for (int i = 0; i < 3; ++i) {
