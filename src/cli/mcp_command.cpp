@@ -139,6 +139,9 @@ command_runner add_mcp_command(CLI::App& app) {
     cmd->add_option("--gateway", args->gateway_url,
                     "Sessions: start kernels on this Jupyter Server / gateway (default $KERNEX_GATEWAY_URL)");
     cmd->add_option("--gateway-token", args->gateway_token, "The gateway's token (default $KERNEX_GATEWAY_TOKEN)");
+    cmd->add_flag("--confirm", args->server.confirm,
+                  "Ask the user (MCP elicitation, showing the exact code) before each run_code and run_cell; "
+                  "a client without elicitation is refused at initialize");
     cmd->add_option("--max-sessions", args->server.max_sessions, "Kernel sessions open at once")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

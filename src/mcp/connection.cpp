@@ -47,10 +47,25 @@ json connection::initialize(const message& msg) {
     // then decides whether it can go on.
     const std::string requested = version->get<std::string>();
     const std::string chosen = supported_protocol_version(requested) ? requested : latest_protocol_version;
+    // Form-mode elicitation: {} (2025-06-18, and 2025-11-25's backwards-
+    // compatible form) or {"form": {...}}; {"url": {}} alone cannot show code.
+    bool form = false;
+    if (const auto caps = params.find("capabilities"); caps != params.end()) {
+        const auto e = caps->find("elicitation");
+        form = e != caps->end() && e->is_object() && (e->empty() || (e->contains("form") && !(*e)["form"].is_null()));
+    }
+    // --confirm asks the user before every run: a client that cannot be
+    // asked must not get a server that runs code unasked.
+    if (m_engine.options().confirm && !form)
+        throw rpc_failure(rpc_code::invalid_params,
+                          "this server runs with --confirm: it asks the user, through MCP elicitation, before it runs "
+                          "any code, and this client did not declare the elicitation capability (form mode) in "
+                          "initialize. Use a client that supports elicitation, or start kernex mcp without --confirm");
     {
         std::lock_guard lock(m_mutex);
         m_version = chosen;
         m_state = state::awaiting_initialized;
+        m_elicitation_form = form;
     }
     return {{"protocolVersion", chosen},
             {"capabilities", {{"tools", {{"listChanged", false}}}}},
@@ -63,7 +78,14 @@ json connection::initialize(const message& msg) {
 
 void connection::handle(const message& msg, const std::shared_ptr<outbox>& out) {
     if (msg.kind == message_kind::response) {
-        // No request of ours is outstanding: nothing to route it to.
+        // To a request of ours (elicitation/create) if one waits for it;
+        // else there is nothing to route it to.
+        {
+            std::lock_guard lock(m_mutex);
+            const auto it = m_pending.find(msg.id.dump());
+            if (it != m_pending.end() && !it->second->reply) it->second->reply = msg;
+        }
+        m_answered.notify_all();
         out->finish();
         return;
     }
@@ -153,6 +175,17 @@ void connection::call_tool(const message& msg, const std::shared_ptr<outbox>& ou
         }
     }
 
+    bool form;
+    {
+        std::lock_guard lock(m_mutex);
+        form = m_elicitation_form;
+    }
+    if (form)
+        ctx->ask = [this, out, raw = ctx.get()](const std::string& method, json params, std::chrono::milliseconds wait,
+                                               std::string* why) {
+            return ask(*raw, out, method, std::move(params), wait, why);
+        };
+
     reap_finished();
     const std::string key = msg.id.dump();
     std::lock_guard lock(m_mutex);
@@ -196,6 +229,53 @@ void connection::cancel(const json& params) {
         ctx = it->second.ctx;
     }
     ctx->cancel();
+}
+
+std::optional<json> connection::ask(call_context& ctx, const std::shared_ptr<outbox>& out, const std::string& method,
+                                    json params, std::chrono::milliseconds wait, std::string* why) {
+    auto p = std::make_shared<pending>();
+    json id;
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_state == state::closed) {
+            *why = "the client is gone";
+            return std::nullopt;
+        }
+        id = "kernex-" + std::to_string(++m_next_request);
+        m_pending[id.dump()] = p;
+    }
+    // notifications/cancelled for the tool call (or the connection closing) ends the wait.
+    ctx.on_cancel([this, p] {
+        {
+            std::lock_guard lock(m_mutex);
+            p->gone = true;
+        }
+        m_answered.notify_all();
+    });
+    out->send({{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}});
+    bool gone = false, answered = false;
+    std::optional<message> reply;
+    {
+        std::unique_lock lock(m_mutex);
+        m_answered.wait_for(lock, wait, [&] { return p->reply.has_value() || p->gone; });
+        m_pending.erase(id.dump());
+        reply = std::move(p->reply);
+        gone = p->gone;
+        answered = reply.has_value();
+    }
+    ctx.on_cancel(nullptr);
+    if (!answered) {
+        *why = gone ? "the call was cancelled" : "no answer within " + std::to_string(wait.count() / 1000) + " s";
+        // The client may still show the question: tell it we stopped waiting.
+        out->send(make_notification("notifications/cancelled", {{"requestId", id}, {"reason", *why}}));
+        return std::nullopt;
+    }
+    if (!reply->error.is_null()) {
+        *why = "the client answered " + method + " with an error: " +
+               (reply->error.is_object() ? reply->error.value("message", reply->error.dump()) : reply->error.dump());
+        return std::nullopt;
+    }
+    return reply->result;
 }
 
 void connection::close() noexcept {

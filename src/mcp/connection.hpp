@@ -7,6 +7,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <optional>
 #include <list>
 #include <map>
 #include <memory>
@@ -65,6 +69,16 @@ private:
     void call_tool(const message& msg, const std::shared_ptr<outbox>& out);
     void cancel(const nlohmann::json& params);
     void reap_finished();
+    // A request of ours to the client, sent on out; waits for its response
+    // (see call_context::ask).
+    std::optional<nlohmann::json> ask(call_context& ctx, const std::shared_ptr<outbox>& out, const std::string& method,
+                                      nlohmann::json params, std::chrono::milliseconds wait, std::string* why);
+
+    // A request of ours awaiting the client's response.
+    struct pending {
+        std::optional<message> reply;
+        bool gone = false;  // the call was cancelled or the connection closed
+    };
 
     struct call {
         std::shared_ptr<call_context> ctx;
@@ -78,6 +92,10 @@ private:
     state m_state = state::awaiting_initialize;
     std::string m_version;
     std::map<std::string, call> m_calls;  // by the request id's dump()
+    std::map<std::string, std::shared_ptr<pending>> m_pending;  // our requests, by id's dump()
+    std::uint64_t m_next_request = 0;
+    std::condition_variable m_answered;  // with m_mutex: a reply came, or a wait was given up
+    bool m_elicitation_form = false;     // the client declared elicitation (form mode)
 };
 
 }  // namespace kernex::mcp

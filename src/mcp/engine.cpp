@@ -217,6 +217,71 @@ const json& timeout_schema() {
 const json session_schema = {{"type", "string"}, {"description", "A session id from start_session"}};
 
 
+
+// Characters a reader cannot see for what they are: C0 controls but tab and
+// newline, DEL, and the Unicode bidirectional controls (U+202A-U+202E,
+// U+2066-U+2069) that reorder what a screen shows ("Trojan Source").
+std::size_t hidden_characters(std::string_view code) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < code.size(); ++i) {
+        const auto c = static_cast<unsigned char>(code[i]);
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) ++n;
+        if (c == 0xe2 && i + 2 < code.size()) {
+            const auto b = static_cast<unsigned char>(code[i + 1]), d = static_cast<unsigned char>(code[i + 2]);
+            if ((b == 0x80 && d >= 0xaa && d <= 0xae) || (b == 0x81 && d >= 0xa6 && d <= 0xa9)) ++n;
+        }
+    }
+    return n;
+}
+
+// --confirm: asks the user, through the client (elicitation/create, form
+// mode), whether the block may run. Returns run only for an accepted form
+// with "run": true; otherwise stop, with the reason in why.
+approval ask_user(call_context& ctx, const block_review& r, const std::string& where, std::chrono::milliseconds wait,
+                  std::string& why) {
+    if (!ctx.ask) {
+        why = "this client cannot be asked (no elicitation), so nothing runs";
+        return approval::stop;
+    }
+    std::string message = "kernex asks: run this " + std::string(r.language) + " code " + where + "?\n";
+    message += "SHA-256 " + r.sha256 + ", " + std::to_string(r.code.size()) + " bytes.\n";
+    if (const auto n = hidden_characters(r.code); n > 0)
+        message += "WARNING: the code holds " + std::to_string(n) +
+                   " control or bidirectional character(s) that a screen may not show as they are: what you see "
+                   "may not be what runs.\n";
+    message += "\n";
+    message.append(r.code);
+    const json params = {
+        {"message", message},
+        {"requestedSchema",
+         {{"type", "object"},
+          {"properties",
+           {{"run",
+             {{"type", "boolean"},
+              {"title", "Run this code"},
+              {"description", "true runs the code shown, exactly; false or declining runs nothing"}}}}},
+          {"required", {"run"}}}}};
+    std::string failed;
+    const auto answer = ctx.ask("elicitation/create", params, wait, &failed);
+    if (!answer) {
+        why = "not run: the user was asked and " + failed;
+        return approval::stop;
+    }
+    const std::string action = answer->is_object() ? answer->value("action", std::string()) : std::string();
+    if (action == "accept") {
+        const auto content = answer->find("content");
+        if (content != answer->end() && content->is_object() && content->value("run", json()) == json(true))
+            return approval::run;
+        why = "not run: the user did not approve it (accepted the form with run: false)";
+    } else if (action == "decline" || action == "cancel") {
+        why = "not run: the user " + std::string(action == "decline" ? "declined" : "cancelled") +
+              " the request to run this code";
+    } else {
+        why = "not run: the client's answer to the approval request was not understood";
+    }
+    return approval::stop;
+}
+
 }  // namespace
 
 engine::engine(server_options options) : m_options(std::move(options)) {
@@ -299,7 +364,7 @@ json engine::list_tools() const {
          {"outputSchema",
           object_schema({{"status",
                           {{"type", "string"},
-                           {"enum", {"ok", "error", "aborted", "timeout", "kernel_died"}}}},
+                           {"enum", {"ok", "error", "aborted", "timeout", "kernel_died", "refused"}}}},
                          {"session", {{"type", "string"}}},
                          {"execution_count", {{"type", "integer"}}},
                          {"state_lost", {{"type", "boolean"}, {"description", "The kernel restarted: earlier state is gone"}}},
@@ -416,6 +481,11 @@ json engine::run_code(const json& args, call_context& ctx) {
         if (!known) throw argument_error("unknown language '" + language + "'; this server runs: " + all);
     }
     std::unique_ptr<code_executor> executor = make_executor(config);
+    std::string refused;
+    if (m_options.confirm)
+        executor->set_approve([&](const block_review& r) {
+            return ask_user(ctx, r, "(run_code: " + m_executor_name + " executor)", m_options.confirm_wait, refused);
+        });
     output_handler stream;
     if (ctx.progress) stream = [&ctx](std::string_view text) { ctx.progress(text); };
     code_result r;
@@ -432,6 +502,10 @@ json engine::run_code(const json& args, call_context& ctx) {
     json files = json::array();
     for (const auto& f : r.output_files) files.push_back(f.string());
     std::string text = r.output;
+    if (!refused.empty()) {
+        if (!text.empty() && text.back() != '\n') text += '\n';
+        text += "kernex: " + refused + "\n";
+    }
     if (r.exit_code != 0 && !r.timed_out) {
         if (!text.empty() && text.back() != '\n') text += '\n';
         text += "[exit code " + std::to_string(r.exit_code) + "]";
@@ -614,6 +688,22 @@ json engine::run_cell(const std::string& owner, const json& args, call_context& 
     session_use use(*this, *s, ctx);
     if (s->closed) throw argument_error("session '" + s->id + "' was closed");
     if (ctx.cancelled()) return tool_error("cancelled before it ran");
+    if (m_options.confirm) {
+        // Asked with the session's turn held: what the user approves runs
+        // next on the state they expect.
+        std::string refused;
+        const code_block block{s->kernel, code};
+        if (ask_user(ctx, review_block(block), "in session " + s->id + " (a " + s->kernel + " kernel; state persists)",
+                     m_options.confirm_wait, refused) != approval::run)
+            return {{"content", json::array({{{"type", "text"}, {"text", "kernex: " + refused + "\n"}}})},
+                    {"structuredContent",
+                     {{"status", "refused"},
+                      {"session", s->id},
+                      {"execution_count", 0},
+                      {"state_lost", false},
+                      {"truncated", false}}},
+                    {"isError", true}};
+    }
 
     execute_options o;
     o.timeout = timeout;

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -43,6 +45,15 @@ public:
 
     // Streamed output (set when the request carried a progressToken).
     std::function<void(std::string_view)> progress;
+
+    // Sends a request (method, params) to the client and waits for its
+    // response: the response's "result" object, or nullopt after saying why
+    // in *why (an error response, no answer by the deadline, the call
+    // cancelled, the client gone). Set by the connection; empty when it
+    // cannot ask.
+    std::function<std::optional<nlohmann::json>(const std::string& method, nlohmann::json params,
+                                                std::chrono::milliseconds wait, std::string* why)>
+        ask;
 
     // What cancel() runs while the call runs code; runs it at once when
     // cancel() came first. Cleared with nullptr.

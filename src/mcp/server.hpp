@@ -38,6 +38,11 @@ struct server_options {
     std::chrono::milliseconds startup_timeout{60'000};
     std::size_t max_message_bytes = default_max_message_bytes;
     int max_calls = 64;  // tools/call in flight per client connection
+    // Ask the user (MCP elicitation, through the client) before each
+    // run_code and run_cell; a client without elicitation cannot initialize.
+    bool confirm = false;
+    // How long a question may wait for its answer (then: not run).
+    std::chrono::milliseconds confirm_wait{std::chrono::minutes(10)};
 };
 
 struct http_options {
