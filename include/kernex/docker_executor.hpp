@@ -43,6 +43,8 @@ struct docker_executor_options {
     std::optional<std::filesystem::path> work_dir;
     // For one execute() call, all its blocks together.
     std::chrono::milliseconds timeout{60'000};
+    // For each block on its own (within timeout); unset: only timeout.
+    std::optional<std::chrono::milliseconds> block_timeout{};
     // Bytes of output kept per execute() call; the rest is read and counted.
     std::size_t max_output = 1u << 20;
     // Added to the blocks' environment.
@@ -124,8 +126,10 @@ private:
     // The processes in the container that are not its first process's (not zombies).
     std::size_t foreign_processes();
     // How a block's exec ended, into result. Returns true to run the next block.
+    // deadline: the block's; limit: the timeout a timed-out block's message names.
     bool block_outcome(docker_stream_end end, const std::string& exec_id, std::string& report,
-                       std::chrono::steady_clock::time_point deadline, code_result& result,
+                       std::chrono::steady_clock::time_point deadline, std::chrono::milliseconds limit,
+                       code_result& result,
                        const std::function<void(docker_stream, std::string_view)>& keep,
                        const std::function<void(const std::string&)>& say);
 

@@ -38,6 +38,8 @@ struct jupyter_executor_options {
     std::optional<std::filesystem::path> output_dir{};
     // For one execute() call, all its blocks together.
     std::chrono::milliseconds timeout{60'000};
+    // For each block on its own (within timeout); unset: only timeout.
+    std::optional<std::chrono::milliseconds> block_timeout{};
     std::size_t max_output = 1u << 20;
     std::chrono::milliseconds startup_timeout{60'000};
     // Start the kernel on this Jupyter Server / gateway instead of locally

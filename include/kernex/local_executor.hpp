@@ -30,6 +30,8 @@ struct local_executor_options {
     std::optional<std::filesystem::path> work_dir;
     // For one execute() call, all its blocks together.
     std::chrono::milliseconds timeout{60'000};
+    // For each block on its own (within timeout); unset: only timeout.
+    std::optional<std::chrono::milliseconds> block_timeout{};
     // Bytes of output kept per execute() call; the rest is read and counted.
     std::size_t max_output = 1u << 20;
     // Added to (or overriding) the environment blocks get: by default only

@@ -25,6 +25,15 @@ void check_utf8(std::string_view text, const std::string& file);
 // newline. Throws as read_input, and for an empty file.
 std::string read_token_file(const std::string& file);
 
+// The largest number of seconds a flag takes: a year (larger values
+// overflow the clock's range).
+inline constexpr double max_seconds = 365.0 * 24 * 3600;
+
+// Throws kernex::error(invalid_argument) naming flag unless value is a
+// number of seconds above 0 (or 0, when zero_means says what 0 means: "no
+// limit") up to max_seconds.
+void check_seconds(const char* flag, double value, const char* zero_means = nullptr);
+
 // Help text shared by the commands that take --token and --token-file.
 inline constexpr const char* token_help =
     "The server's token (default $KERNEX_GATEWAY_TOKEN). Visible to other users in `ps`:\n"

@@ -27,6 +27,9 @@ struct exec_args {
     std::string file = "-";
     std::string token_file;
     colour_mode colour = colour_mode::automatic;
+    double timeout = 60;                  // per block; 0: none
+    double total_timeout = 0;             // the whole message; 0: none
+    std::optional<double> ready_timeout;  // jupyter: the kernel's start
     nlohmann::json config = nlohmann::json::object();  // the executor options given
 };
 
@@ -42,8 +45,19 @@ int run(const exec_args& args) {
         if (running) running->interrupt();
     });
 
+    // The same timeouts as `kernex run`'s: checked alike, 0 meaning none
+    // (for the executors, which take only a limit: a year).
+    check_seconds("--timeout", args.timeout, "no limit");
+    check_seconds("--total-timeout", args.total_timeout, "no limit");
+    if (args.ready_timeout) check_seconds("--ready-timeout", *args.ready_timeout);
     nlohmann::json config = args.config;
     config["executor"] = args.executor;
+    if (args.timeout > 0) config["block_timeout"] = args.timeout;
+    config["timeout"] = args.total_timeout > 0 ? args.total_timeout : max_seconds;
+    if (args.ready_timeout) {
+        if (args.executor != "jupyter") throw error(errc::invalid_argument, "--ready-timeout is for --executor jupyter");
+        config["startup_timeout"] = *args.ready_timeout;
+    }
     if (!args.token_file.empty()) config["gateway_token"] = read_token_file(args.token_file);
     if (args.executor == "jupyter")  // $KERNEX_GATEWAY_URL / _TOKEN as defaults for the flags
         if (auto g = gateway_options::from_arguments(config.value("gateway_url", ""), config.value("gateway_token", ""))) {
@@ -110,7 +124,13 @@ command_runner add_exec_command(CLI::App& app) {
                                "blocks are sent to the kernel, not written to files");
     config_option<std::string>(cmd, args, "--image", "image",
                                "Image the docker executor runs blocks in (present in the daemon: it is never pulled)");
-    config_option<double>(cmd, args, "--timeout", "timeout", "Seconds for all the blocks together (default 60)");
+    cmd->add_option("-t,--timeout", args->timeout,
+                    "Seconds per block, 0 to 31536000; a block over it is stopped (0: none; default 60)");
+    cmd->add_option("--total-timeout", args->total_timeout,
+                    "Seconds for all the blocks of the message together (0: none, the default)");
+    cmd->add_option_function<double>(
+        "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
+        "jupyter: seconds to wait for the kernel to be ready (default 60)");
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
                                  "Bytes of output kept (default 1048576); the rest is counted");
     config_option<std::string>(cmd, args, "--gateway", "gateway_url",

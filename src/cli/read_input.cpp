@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -103,6 +104,15 @@ std::string read_token_file(const std::string& file) {
     if (text.find('\n') != std::string::npos)
         throw error(errc::invalid_argument, "the token file " + file + " holds more than one line");
     return text;
+}
+
+void check_seconds(const char* flag, double value, const char* zero_means) {
+    if (std::isfinite(value) && value <= max_seconds && (value > 0 || (zero_means && value == 0))) return;
+    char given[64];
+    std::snprintf(given, sizeof given, "%g", value);
+    throw error(errc::invalid_argument, std::string(flag) + " " + given + ": give a number of seconds from " +
+                                            (zero_means ? std::string("0 (") + zero_means + ")" : "above 0") +
+                                            " to 31536000 (a year)");
 }
 
 }  // namespace kernex::cli

@@ -96,6 +96,13 @@ std::size_t block_output::room(std::size_t max_output) const noexcept {
     return max_output - std::min(max_output, m_result.output.size());
 }
 
+block_limit limit_for_block(std::chrono::steady_clock::time_point call_deadline, std::chrono::milliseconds call_timeout,
+                            const std::optional<std::chrono::milliseconds>& block_timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    if (block_timeout && now + *block_timeout < call_deadline) return {now + *block_timeout, *block_timeout};
+    return {call_deadline, call_timeout};
+}
+
 std::string timeout_line(std::chrono::milliseconds timeout) {
     return "Timeout: the code ran longer than " + seconds_text(timeout) + " and was stopped";
 }

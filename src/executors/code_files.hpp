@@ -64,6 +64,15 @@ private:
     const output_handler& m_on_output;
 };
 
+// When the next block must end, from now: the call's deadline, or sooner
+// its own block_timeout. limit is the one its timeout message names.
+struct block_limit {
+    std::chrono::steady_clock::time_point deadline;
+    std::chrono::milliseconds limit;
+};
+block_limit limit_for_block(std::chrono::steady_clock::time_point call_deadline, std::chrono::milliseconds call_timeout,
+                            const std::optional<std::chrono::milliseconds>& block_timeout);
+
 // "Timeout: the code ran longer than 2 s and was stopped".
 std::string timeout_line(std::chrono::milliseconds timeout);
 // "[output truncated: N bytes dropped, max_output is M]".

@@ -317,11 +317,12 @@ std::string docker_executor::end_block_processes() {
 }
 
 bool docker_executor::block_outcome(docker_stream_end end, const std::string& exec_id, std::string& report,
-                                    steady::time_point deadline, code_result& result,
+                                    steady::time_point deadline, std::chrono::milliseconds limit,
+                                    code_result& result,
                                     const std::function<void(docker_stream, std::string_view)>& keep,
                                     const std::function<void(const std::string&)>& say) {
     if (end == docker_stream_end::timed_out) {
-        say(detail::timeout_line(m_options.timeout));
+        say(detail::timeout_line(limit));
         result.exit_code = 124;
         result.timed_out = true;
         return false;
@@ -344,7 +345,7 @@ bool docker_executor::block_outcome(docker_stream_end end, const std::string& ex
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     if (!code) {
-        say(detail::timeout_line(m_options.timeout));
+        say(detail::timeout_line(limit));
         result.exit_code = 124;
         result.timed_out = true;
         return false;
@@ -438,8 +439,9 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             break;
         }
         result.code_files.push_back(*file);
-        if (steady::now() >= deadline) {
-            say(detail::timeout_line(m_options.timeout));
+        const auto block = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
+        if (steady::now() >= block.deadline) {
+            say(detail::timeout_line(block.limit));
             result.exit_code = 124;
             result.timed_out = true;
             break;
@@ -465,12 +467,12 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         }
         docker_stream_end end;
         try {
-            end = m_client.start_exec(exec_id, {.deadline = deadline, .on_output = keep, .cancel_fd = m_cancel_read});
+            end = m_client.start_exec(exec_id, {.deadline = block.deadline, .on_output = keep, .cancel_fd = m_cancel_read});
         } catch (const error& e) {
             if (e.code() != errc::docker_error) throw;
             throw error(e.code(), std::string("the block's output was cut off: ") + e.what());
         }
-        const bool go_on = block_outcome(end, exec_id, report, deadline, result, keep, say);
+        const bool go_on = block_outcome(end, exec_id, report, block.deadline, block.limit, result, keep, say);
         // Whatever the outcome: nothing the block started runs on.
         if (const std::string replaced = end_block_processes(); !replaced.empty()) say(replaced);
         if (const std::size_t n = clear_setuid_bits(dir); n > 0)
@@ -501,6 +503,7 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.string("container_name")) options.container_name = *v;
     if (auto v = c.string("work_dir")) options.work_dir = *v;
     if (auto v = c.seconds("timeout")) options.timeout = *v;
+    if (auto v = c.seconds("block_timeout")) options.block_timeout = *v;
     if (auto v = c.count("max_output")) options.max_output = *v;
     if (auto v = c.string_map("env")) options.env = std::move(*v);
     if (auto v = c.string("network_mode")) options.network_mode = *v;

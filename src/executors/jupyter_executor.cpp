@@ -172,6 +172,7 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             break;
         }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+        if (m_options.block_timeout) left = std::min(left, *m_options.block_timeout);
         execute_options eo;
         eo.timeout = std::max(left, std::chrono::milliseconds(1));
         eo.allow_stdin = false;  // an agent's code cannot be answered interactively
@@ -262,6 +263,7 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     if (auto v = c.string("work_dir")) o.work_dir = *v;
     if (auto v = c.string("output_dir")) o.output_dir = *v;
     if (auto v = c.seconds("timeout")) o.timeout = *v;
+    if (auto v = c.seconds("block_timeout")) o.block_timeout = *v;
     if (auto v = c.count("max_output")) o.max_output = static_cast<std::size_t>(*v);
     if (auto v = c.seconds("startup_timeout")) o.startup_timeout = *v;
     if (auto v = c.string("gateway_url")) {

@@ -184,7 +184,8 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         spawn.argv.push_back(relative.starts_with("-") ? "./" + relative : relative);
         if (m_options.sandbox) spawn.argv = detail::sandbox_argv(sandbox_view(dir), spawn.argv);
 
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+        const auto block = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(block.deadline - clock::now());
         run_result run;
         if (left.count() > 0) {
             run_options limits;
@@ -198,7 +199,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         }
         dropped += run.dropped_bytes;
         if (run.timed_out) {
-            say(detail::timeout_line(m_options.timeout));
+            say(detail::timeout_line(block.limit));
             result.exit_code = 124;
             result.timed_out = true;
             break;
@@ -227,6 +228,7 @@ std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config)
     local_executor_options options;
     if (auto v = c.string("work_dir")) options.work_dir = *v;
     if (auto v = c.seconds("timeout")) options.timeout = *v;
+    if (auto v = c.seconds("block_timeout")) options.block_timeout = *v;
     if (auto v = c.count("max_output")) options.max_output = *v;
     if (config.contains("env") && config["env"].is_array()) {
         // ["NAME=VALUE", "NAME"] as --env gives them: NAME alone passes the host's value.

@@ -313,6 +313,38 @@ class CoherenceTests(cli_test_case):
         self.assertEqual(r.returncode, 2)
         self.assertIn("kernex: --color", r.stderr)
 
+    def test_timeout_means_per_cell_and_per_block_in_both_commands(self):
+        # Two steps of 3 s each: --timeout 5 lets each finish (6 s in all),
+        # --timeout 1 stops the first; exec's --total-timeout 5 bounds both.
+        # (Margins of 2 s: a busy machine starts python3 slowly.)
+        cells = self.write("two.txt", "sleep 3000\nprint one\n# %%\nsleep 3000\nprint two\n")
+        blocks = "```test\nsleep 3000\nprint one\n```\n```test\nsleep 3000\nprint two\n```\n"
+        local = "```python\nimport time\ntime.sleep(3)\nprint('one')\n```\n" \
+                "```python\nimport time\ntime.sleep(3)\nprint('two')\n```\n"
+        runs = {
+            "run": lambda *t: self.kernex("run", "--kernel", "kernex-test", *t, cells),
+            "exec jupyter": lambda *t: self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", *t, "-",
+                                                   stdin=blocks),
+            "exec local": lambda *t: self.kernex("exec", "--executor", "local", *t, "-", stdin=local),
+        }
+        for name, run in runs.items():
+            with self.subTest(command=name):
+                r = run("--timeout", "5")
+                self.assertEqual((r.returncode, r.stdout), (0, "one\ntwo\n"), r.stderr)
+                r = run("--timeout", "1")
+                self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
+                self.assertNotIn("one", r.stdout)
+                for bad in ("-1", "inf", "nan", "1e17"):
+                    r = run("--timeout", bad)
+                    self.assertEqual(r.returncode, 2)
+                    self.assertIn(f"--timeout {bad if bad != '1e17' else '1e+17'}: give a number of seconds from 0 "
+                                  "(no limit) to 31536000", r.stderr)
+                if name.startswith("exec"):
+                    r = run("--timeout", "0", "--total-timeout", "5")
+                    self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
+                    self.assertIn("one\n", r.stdout)
+                    self.assertNotIn("two", r.stdout)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

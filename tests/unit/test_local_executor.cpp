@@ -373,7 +373,7 @@ TEST_CASE("make_executor builds a local executor and validates its options") {
     CHECK(message_of({{"executor", "nope"}}).starts_with("unknown executor 'nope'; valid executors: local"));
     CHECK(message_of({{"timeout", 3}}).find("\"executor\": one of local") != std::string::npos);
     CHECK(message_of({{"executor", "local"}, {"image", "x"}}) ==
-          "unknown option 'image' for executor local; valid options: work_dir, timeout, max_output, env, "
+          "unknown option 'image' for executor local; valid options: work_dir, timeout, block_timeout, max_output, env, "
           "path_prefix, interpreters, inherit_env, sandbox, rlimit_cpu, rlimit_as, rlimit_fsize, rlimit_nofile, "
           "rlimit_nproc");
     CHECK(message_of({{"executor", "local"}, {"rlimit_nproc", 10}}) ==
