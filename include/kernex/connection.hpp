@@ -78,4 +78,13 @@ connection_info allocate_ports(connection_info info);
 // ~/.local/share/jupyter). Empty variables count as unset, as in jupyter_core.
 std::filesystem::path jupyter_runtime_dir();
 
+// A connection file as `jupyter console --existing NAME` finds it
+// (jupyter_client's find_connection_file): NAME itself when it exists, else
+// <jupyter_runtime_dir()>/NAME, else the one *.json file there whose name
+// contains NAME (so `kernel-ID.json`, `kernel-ID` or `ID`; `kernex kernel
+// start`'s records, kernex-kernel-*.json, are not connection files). Throws
+// kernex::error(not_found) when nothing matches, (invalid_argument) when
+// several do (listing them) or NAME is empty.
+std::filesystem::path find_connection_file(const std::string& name);
+
 }  // namespace kernex

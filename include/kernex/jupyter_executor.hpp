@@ -27,7 +27,8 @@ struct jupyter_executor_options {
     std::string kernel_name = "python3";
     // Use this running kernel instead of starting one (restart() is then
     // unavailable; stop() leaves it running, for the next executor: an
-    // agent's state across turns).
+    // agent's state across turns). A bare name is looked up as
+    // find_connection_file does (kernel-ID.json in the runtime dir).
     std::optional<std::filesystem::path> connection_file{};
     // With gateway: use this kernel already on the server (one of GET
     // /api/kernels) instead of starting one; stop() leaves it running.

@@ -346,6 +346,7 @@ int run(const run_args& args) {
     std::optional<kernel_client> own_client;
     std::optional<remote_kernel> attached;
     kernel_client* kc = nullptr;
+    std::filesystem::path existing_file;
     auto gateway = gateway_options::from_arguments(args.gateway, token);
     if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
     if (gateway && !args.existing.empty() && !std::filesystem::exists(args.existing)) {
@@ -355,7 +356,8 @@ int run(const run_args& args) {
                              : remote_kernel::attach(*gateway, args.existing));
         kc = &attached->client();
     } else if (!args.existing.empty()) {
-        own_client.emplace(kernel_client::from_connection_file(args.existing));
+        existing_file = find_connection_file(args.existing);  // a bare kernel-ID.json: the runtime dir's
+        own_client.emplace(kernel_client::from_connection_file(existing_file));
         own_client->wait_for_ready(args.ready_timeout ? milliseconds_of(*args.ready_timeout) : std::chrono::seconds(30));
         kc = &*own_client;
     } else {
@@ -384,7 +386,7 @@ int run(const run_args& args) {
         std::lock_guard lock(interrupter_mutex);
         if (km) interrupter = [&] { km->interrupt(); };
         else if (attached) interrupter = [&] { attached->interrupt(); };
-        else interrupter = [&] { kernel_client::from_connection_file(args.existing).interrupt_request(std::chrono::seconds(2)); };
+        else interrupter = [&] { kernel_client::from_connection_file(existing_file).interrupt_request(std::chrono::seconds(2)); };
     }
     if (forwarding.received()) return 130;  // a signal while the kernel started: run nothing
 
@@ -481,7 +483,8 @@ command_runner add_run_command(CLI::App& app) {
     auto* kernel = cmd->add_option("-k,--kernel", args->kernel, "Kernelspec name (see `kernex kernelspec list`)")
                        ->capture_default_str();
     cmd->add_option("--existing", args->existing,
-                    "Connection file of a running kernel to use instead (with a gateway: a kernel id on the server)")
+                    "Connection file of a running kernel to use instead: a path, or a name in the Jupyter runtime dir "
+                    "(kernel-ID.json, as jupyter console --existing); with a gateway: a kernel id on the server")
         ->excludes(kernel);
     cmd->add_option("--gateway", args->gateway,
                     "Run the kernel on this Jupyter Server / gateway (http[s]://host:port[/base]; "

@@ -191,4 +191,31 @@ fs::path jupyter_runtime_dir() {
     return jupyter_data_dir() / "runtime";
 }
 
+fs::path find_connection_file(const std::string& name) {
+    std::error_code ec;
+    if (name.empty()) throw error(errc::invalid_argument, "no connection file given");
+    if (fs::exists(name, ec)) return name;
+    const fs::path runtime = jupyter_runtime_dir();
+    const bool bare = name.find('/') == std::string::npos;
+    if (bare && fs::exists(runtime / name, ec)) return runtime / name;
+    // jupyter_client's glob *NAME*: "abc" or "kernel-abc" for kernel-abc....json.
+    std::vector<fs::path> matches;
+    if (bare)
+        for (fs::directory_iterator it(runtime, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string file = it->path().filename().string();
+            // `kernex kernel start`'s records (kernex-kernel-ID.json) hold
+            // the same ID but are not connection files.
+            if (file.starts_with("kernex-kernel-")) continue;
+            if (file.ends_with(".json") && file.find(name) != std::string::npos) matches.push_back(it->path());
+        }
+    if (matches.size() == 1) return matches.front();
+    if (matches.empty())
+        throw error(errc::not_found, "no connection file '" + name + "' here or in the Jupyter runtime dir " +
+                                         runtime.string() + " (give the path `kernex kernel start` or `jupyter kernel` printed)");
+    std::string names;
+    for (const fs::path& m : matches) names += "\n  " + m.string();
+    throw error(errc::invalid_argument, "'" + name + "' matches several connection files in " + runtime.string() +
+                                            "; give one of them:" + names);
+}
+
 }  // namespace kernex

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "executors/executor_config.hpp"
+#include "kernex/connection.hpp"
 #include "kernex/error.hpp"
 #include "kernex/output_files.hpp"
 
@@ -88,6 +89,9 @@ jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options
                                         : std::filesystem::current_path();
     json info;
     if (m_options.connection_file) {
+        // What `jupyter kernel` prints (kernel-ID.json) names a file in the
+        // runtime dir, as for `jupyter console --existing`.
+        m_options.connection_file = find_connection_file(m_options.connection_file->string());
         m_client.emplace(kernel_client::from_connection_file(*m_options.connection_file));
         info = m_client->wait_for_ready(m_options.startup_timeout);
     } else if (m_options.kernel_id) {

@@ -2,7 +2,9 @@
 
 1. A kernel started by `kernex kernel start` is driven by jupyter_client from
    the connection file, and SIGTERM to kernex shuts it down cleanly.
-2. kernex (`kernex run --existing`) drives a kernel started by jupyter_client.
+2. kernex (`kernex run --existing`) drives a kernel started by jupyter_client,
+   named by its path or, as `jupyter console --existing` takes it, by the
+   bare kernel-ID.json (or ID) found in the Jupyter runtime dir.
 """
 import json
 import os
@@ -12,6 +14,7 @@ import sys
 import tempfile
 import time
 import unittest
+import uuid
 
 from jupyter_client import BlockingKernelClient, KernelManager
 
@@ -67,7 +70,9 @@ class InteropTests(unittest.TestCase):
         self.assertFalse(process_exists(kernel_pid))
 
     def test_kernex_drives_a_kernel_started_by_jupyter_client(self):
-        km = KernelManager(kernel_name="python3")
+        # Where and how `jupyter kernel` (jupyter_client's KernelApp) puts it.
+        km = KernelManager(kernel_name="python3",
+                           connection_file=os.path.join(self.tmp.name, f"kernel-{uuid.uuid4()}.json"))
         km.start_kernel()
         try:
             kc = km.client()
@@ -83,6 +88,34 @@ class InteropTests(unittest.TestCase):
             self.assertEqual([c["status"] for c in lines], ["ok", "ok"])
             self.assertEqual(lines[0]["outputs"][0]["text"], "from jupyter_client\n")
             self.assertEqual(lines[1]["outputs"][0]["data"]["text/plain"], "'FROM JUPYTER_CLIENT'")
+            # What `jupyter kernel` prints, resolved in the runtime dir as
+            # `jupyter console --existing` does: the bare file name, or the id.
+            self.assertEqual(os.path.dirname(km.connection_file), self.tmp.name)
+            name = os.path.basename(km.connection_file)
+            for given in (name, name[len("kernel-"):-len(".json")]):
+                result = subprocess.run([KERNEX, "run", "--existing", given, "-"], input="print(shared)\n",
+                                        capture_output=True, text=True, timeout=60, cwd="/")
+                self.assertEqual((result.returncode, result.stdout), (0, "from jupyter_client\n"),
+                                 (given, result.stderr))
+            # kernex exec (the executors' connection_file) takes it too.
+            result = subprocess.run([KERNEX, "exec", "--executor", "jupyter", "--existing", name, "-"],
+                                    input="```python\nprint(shared.lower())\n```\n", capture_output=True,
+                                    text=True, timeout=60, cwd="/")
+            self.assertEqual((result.returncode, result.stdout), (0, "from jupyter_client\n"), result.stderr)
+            # Two files match an ambiguous part: both are named, none is used.
+            twin = os.path.join(self.tmp.name, name.replace("kernel-", "kernel-x"))
+            with open(km.connection_file) as f, open(twin, "w") as g:
+                g.write(f.read())
+            result = subprocess.run([KERNEX, "run", "--existing", "kernel-", "-"], input="print(1)\n",
+                                    capture_output=True, text=True, timeout=60, cwd="/")
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn("several", result.stderr)
+            self.assertIn(twin, result.stderr)
+            self.assertEqual(result.stdout, "")
+            result = subprocess.run([KERNEX, "run", "--existing", "kernel-no-such-id.json", "-"],
+                                    input="print(1)\n", capture_output=True, text=True, timeout=60, cwd="/")
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn("runtime dir", result.stderr)
         finally:
             km.shutdown_kernel(now=True)
 
