@@ -17,6 +17,8 @@ packages=(
   # real kernels and reference clients for the tests, benchmarks and demo
   python3-ipykernel python3-jupyter-client python3-jupyter-server
   python3-jupyter-kernel-test python3-numpy python3-matplotlib
+  # a kernel nobody here wrote that answers heartbeats only between requests
+  r-cran-irkernel
   # notebook suite: the reference executor and validator
   python3-nbclient python3-nbformat
   # a JupyterHub for the gateway suite (its proxy runs on node)

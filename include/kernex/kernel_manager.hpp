@@ -145,6 +145,15 @@ public:
     // the kernel died and will not be restarted (limit reached or autorestart off).
     void on_restarted(std::function<void()> callback);
     void on_dead(std::function<void()> callback);
+    // Called from the restarter's thread, instead of the two above, when the
+    // kernel exited after a client's shutdown_request (another client, e.g.
+    // `exit` in jupyter console; seen as the shutdown_reply the kernel
+    // broadcasts on iopub, as ipykernel does): restarted is true when the
+    // client asked for a restart and the new kernel runs (done whatever
+    // autorestart says, not counted against restart_limit); false when the
+    // kernel is gone as asked (not restarted; requests end kernel_died). A
+    // kernel that exits without that broadcast counts as dead.
+    void on_client_shutdown(std::function<void(bool restarted)> callback);
     int restart_count() const noexcept;
 
     // The last bytes of the kernel's stdout/stderr log.

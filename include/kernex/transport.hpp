@@ -64,7 +64,9 @@ public:
 struct zmq_transport_options {
     // Heartbeat period; zero disables the heartbeat (kernels kernex launched
     // are watched through their process instead). A kernel is declared dead
-    // when a ping gets no echo within one period.
+    // when pings get no echo for three periods in a row and its heartbeat
+    // endpoint no longer accepts connections (its process is gone): a kernel
+    // that echoes only between requests (IRkernel) is busy, not dead.
     std::chrono::milliseconds heartbeat_period{0};
     codec_options codec{};
     // iopub messages ZeroMQ may hold for us while we do not read (ZMQ_RCVHWM;

@@ -1,8 +1,10 @@
 // `kernex kernel start`: launch a kernel for other clients (jupyter console
 // --existing, jupyter_client, another kernex) and keep it until SIGINT or
-// SIGTERM, then shut it down cleanly.
+// SIGTERM, then shut it down cleanly; or until a client shuts it down
+// (`exit` in jupyter console), which ends kernex as cleanly.
 #include <signal.h>
 
+#include <atomic>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -43,6 +45,18 @@ int start_kernel(const kernel_args& args) {
     auto km = kernel_manager::start(options);
     km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
     km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
+    // A client's shutdown_request ends us as Ctrl-C would (the main thread
+    // is woken with SIGTERM, blocked and waited for below).
+    std::atomic<bool> client_shut{false};
+    const pthread_t main_thread = pthread_self();
+    km.on_client_shutdown([&client_shut, main_thread](bool restarted) {
+        if (restarted) {
+            std::cerr << "kernex: a client restarted the kernel\n";
+            return;
+        }
+        client_shut = true;
+        pthread_kill(main_thread, SIGTERM);
+    });
     // For `kernex kernel list` and `kernex kernel stop`; removed when this returns.
     const kernel_record record(km.connection_file(), km.spec().name, km.pid());
 
@@ -53,7 +67,7 @@ int start_kernel(const kernel_args& args) {
               << "kernex: Ctrl-C or SIGTERM shuts it down.\n";
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cerr << "kernex: shutting the kernel down\n";
+    std::cerr << (client_shut ? "kernex: a client shut the kernel down\n" : "kernex: shutting the kernel down\n");
     km.shutdown();
     return 0;
 }
@@ -66,7 +80,8 @@ command_runner add_kernel_command(CLI::App& app) {
     cmd->require_subcommand(1);
     auto* start = cmd->add_subcommand("start",
                                       "Start a kernel, print its connection file path, and keep it running until\n"
-                                      "SIGINT/SIGTERM (then shut it down cleanly)");
+                                      "SIGINT/SIGTERM, then shut it down cleanly; a client's shutdown_request (`exit` in\n"
+                                      "jupyter console) ends it as cleanly, exit status 0; a client's restart restarts it");
     start->add_option("-k,--kernel", args->kernel, "Kernelspec name")->capture_default_str();
     start->add_option("-f,--connection-file", args->connection_file,
                       "Where to write the connection file (default: the Jupyter runtime dir)");

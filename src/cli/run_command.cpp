@@ -104,6 +104,15 @@ std::optional<std::string> best_text(const json& data) {
     return std::nullopt;
 }
 
+// The bundle without the types kernex saves to files (HTML is no text form
+// for a terminal).
+json without_file_types(const json& data) {
+    json rest = json::object();
+    for (const auto& [mime, value] : data.items())
+        if (!has_file_output(json{{mime, nullptr}})) rest[mime] = value;
+    return rest;
+}
+
 std::string mime_types(const json& data) {
     std::string names;
     for (const auto& [mime, value] : data.items()) names += (names.empty() ? "" : ", ") + mime;
@@ -203,9 +212,18 @@ public:
         if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
         if (auto* u = std::get_if<outputs::update_display_data>(&o)) data = &u->data;
         if (data && !data->is_object()) data = nullptr;
+        auto* update = std::get_if<outputs::update_display_data>(&o);
+        // An update replaces what a terminal showed long ago: a new line, said to be one.
+        if (update && !m_args.json_lines)
+            out("[display " + (update->display_id.empty() ? std::string("?") : update->display_id) + " updated]\n");
         if (data && has_file_output(*data)) {
             auto stem = m_stem + (m_count ? "-" + std::to_string(m_count) : "");
             ++m_count;
+            // Its text form first (what a notebook shows a reader without
+            // the rich one; an R value's, a DataFrame's), then where the rich
+            // form went.
+            if (!m_args.json_lines)
+                if (auto text = best_text(without_file_types(*data))) out(*text + "\n");
             // The names save_output_files used (never an existing file's).
             for (auto& p : save_output_files(*data, m_args.output_dir, stem)) {
                 m_saved.push_back(p.string());

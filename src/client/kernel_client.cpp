@@ -485,6 +485,13 @@ struct kernel_client::impl {
             result.status = execution_status::kernel_died;
             result.state_lost = true;
             result.note = "the kernel died while running the cell: its state (variables, imports) was lost";
+            // Never left running unattended, should it still be alive.
+            try {
+                interrupt();
+                result.note += " (an interrupt was sent, in case it still runs the cell)";
+            } catch (const std::exception&) {
+                // Its process is gone: nothing to interrupt.
+            }
         } else if (st == waited::replaced) {
             result.status = execution_status::kernel_died;
             result.state_lost = true;

@@ -2,8 +2,12 @@
 // sockets, plus a heartbeat thread with its own REQ socket. All message
 // sockets belong to the thread that uses the transport; the heartbeat thread
 // creates, uses and closes its own socket and is stopped through an eventfd.
+#include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
@@ -76,7 +80,58 @@ void configure(zmq::socket_t& s) {
     s.set(zmq::sockopt::reconnect_ivl_max, 20);
 }
 
+// Whether something still accepts connections at a ZeroMQ tcp:// or ipc://
+// endpoint, tried with a plain connect within timeout. A kernel process
+// that is gone leaves none (refused at once, or the ipc path unbound); one
+// that is alive but busy still has its sockets, whose connections the
+// operating system accepts whatever the process is doing.
+bool endpoint_accepts(const std::string& endpoint, std::chrono::milliseconds timeout) {
+    auto fd_connect = [&](int family, const sockaddr* addr, socklen_t len) {
+        int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return true;  // cannot tell: not a death
+        bool ok = ::connect(fd, addr, len) == 0;
+        if (!ok && errno == EINPROGRESS) {
+            pollfd p{fd, POLLOUT, 0};
+            if (::poll(&p, 1, static_cast<int>(timeout.count())) > 0) {
+                int err = 0;
+                socklen_t n = sizeof err;
+                ok = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n) == 0 && err == 0;
+            }
+        }
+        ::close(fd);
+        return ok;
+    };
+    if (endpoint.starts_with("ipc://")) {
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        const std::string path = endpoint.substr(6);
+        if (path.size() >= sizeof addr.sun_path) return true;
+        std::memcpy(addr.sun_path, path.data(), path.size());
+        return fd_connect(AF_UNIX, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    }
+    if (!endpoint.starts_with("tcp://")) return true;
+    std::string rest = endpoint.substr(6);
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) return true;
+    std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || !found) return true;
+    bool ok = false;
+    for (auto* a = found; a && !ok; a = a->ai_next) ok = fd_connect(a->ai_family, a->ai_addr, a->ai_addrlen);
+    ::freeaddrinfo(found);
+    return ok;
+}
+
 // Pings the kernel's heartbeat socket once per period from its own thread.
+// Some kernels echo only between requests (IRkernel answers in its main
+// loop, so never while a cell runs): a missed echo means busy as often as
+// dead. Dead is declared after misses_before_dead periods in a row without
+// an echo, and only when the kernel's heartbeat endpoint no longer accepts
+// connections (its process is gone); a busy kernel is waited for.
 class heartbeat {
 public:
     heartbeat(std::string endpoint, std::chrono::milliseconds period, event_fd& dead_event,
@@ -95,7 +150,6 @@ private:
              event_fd& dead_event, std::atomic<bool>& dead) {
         using clock = std::chrono::steady_clock;
         int misses = 0;
-        bool ever_answered = false;
         while (!st.stop_requested()) {
             // A REQ socket that missed its reply is stuck; a fresh one per
             // miss keeps the state machine simple.
@@ -108,7 +162,6 @@ private:
                 sock.send(zmq::buffer(std::string_view("ping")), zmq::send_flags::none);
                 answered = wait(sock, sent_at + period, st);
                 if (!answered) break;
-                ever_answered = true;
                 misses = 0;
                 if (dead.exchange(false)) dead_event.clear();
                 // Sleep out the rest of the period (wakes early on stop).
@@ -117,10 +170,9 @@ private:
                 if (rest.count() > 0) poll_items(&item, 1, rest);
             }
             if (st.stop_requested()) break;
-            // Before the first echo the kernel may still be starting: allow
-            // three periods then; afterwards one missed period means dead.
-            ++misses;
-            if ((ever_answered || misses >= 3) && !dead.exchange(true)) dead_event.notify();
+            if (++misses < misses_before_dead || dead.load()) continue;
+            if (endpoint_accepts(endpoint, period)) continue;  // busy, not dead
+            if (!dead.exchange(true)) dead_event.notify();
         }
     }
 
@@ -140,6 +192,7 @@ private:
         return false;
     }
 
+    static constexpr int misses_before_dead = 3;
     event_fd m_stop;
     std::jthread m_thread;
 };

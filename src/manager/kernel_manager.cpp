@@ -9,7 +9,10 @@
 // restarter thread only watches the process (the provisioner's exit fd,
 // dup'ed for itself) and respawns it; it never touches the client. The client notices a new kernel
 // process through generation() and proves its iopub subscription again
-// before its next request.
+// before its next request. The restarter also listens on iopub with a
+// socket of its own: a kernel that exits after a client's shutdown_request
+// broadcasts its shutdown_reply there first (ipykernel does), and that exit
+// is what the client asked for, not a death to restart from.
 #include "kernex/kernel_manager.hpp"
 
 #include <fcntl.h>
@@ -23,6 +26,10 @@
 #include <mutex>
 #include <thread>
 
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "client/zmq_context.hpp"
 #include "kernex/error.hpp"
 #include "kernex/remote_kernel.hpp"
 #include "manager/provisioner.hpp"
@@ -67,6 +74,7 @@ struct kernel_manager::impl final : kernel_control {
     steady::time_point launched_at{};
     std::vector<std::function<void()>> restarted_callbacks;
     std::vector<std::function<void()>> dead_callbacks;
+    std::vector<std::function<void(bool)>> client_shutdown_callbacks;
 
     int wake_fd = -1;  // eventfd: wakes the restarter (new process, or stop)
     std::jthread restarter;
@@ -180,7 +188,7 @@ struct kernel_manager::impl final : kernel_control {
                     log = proc->log_tail(2000);
                 }
                 if (e.code() == errc::kernel_died && looks_like_port_taken(log) && attempt < options.port_retries) {
-                    conn = allocate_ports(conn);
+                    new_ports();
                     write_connection();
                     make_client();
                     continue;
@@ -194,6 +202,13 @@ struct kernel_manager::impl final : kernel_control {
                 throw error(e.code() == errc::kernel_died ? errc::launch_failed : errc::timeout, what);
             }
         }
+    }
+
+    // Fresh ports; under the mutex, as the restarter reads conn.
+    void new_ports() {
+        auto fresh = allocate_ports(conn);
+        std::lock_guard lock(mutex);
+        conn = std::move(fresh);
     }
 
     void cleanup_files() noexcept {
@@ -223,28 +238,99 @@ struct kernel_manager::impl final : kernel_control {
         restarter.join();
     }
 
+    // What the restarter hears on iopub: whether the current kernel said it
+    // is shutting down at a client's request (and whether to restart).
+    struct shutdown_listener {
+        std::string endpoint;
+        std::optional<frame_codec> codec;
+        std::optional<zmq::socket_t> sub;
+        std::optional<bool> asked;  // a shutdown_reply's restart flag, since the last launch
+
+        void follow(const connection_info& c, const codec_options& limits) {
+            if (sub && endpoint == c.iopub_endpoint()) return;
+            endpoint = c.iopub_endpoint();
+            codec.emplace(c.key, c.signature_scheme, limits);
+            sub.emplace(shared_zmq_context(), zmq::socket_type::sub);
+            sub->set(zmq::sockopt::linger, 0);
+            sub->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits.max_message_bytes));
+            sub->set(zmq::sockopt::subscribe, "");
+            sub->connect(endpoint);
+        }
+
+        // Reads all iopub holds; only a header naming shutdown_reply is
+        // verified and parsed (outputs pass by unread).
+        void drain() {
+            std::vector<zmq::message_t> parts;
+            for (;;) {
+                parts.clear();
+                if (!zmq::recv_multipart(*sub, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+                std::size_t delim = 0;
+                while (delim < parts.size() && parts[delim].to_string_view() != "<IDS|MSG>") ++delim;
+                if (delim + 2 >= parts.size() ||
+                    parts[delim + 2].to_string_view().find("shutdown_reply") == std::string_view::npos)
+                    continue;
+                std::vector<std::string> frames;
+                for (auto& part : parts) frames.emplace_back(part.to_string());
+                auto msg = codec->decode(std::move(frames));
+                if (!msg || msg->msg_type() != "shutdown_reply") continue;
+                auto restart = msg->content.find("restart");
+                asked = restart != msg->content.end() && restart->is_boolean() && restart->get<bool>();
+            }
+        }
+    };
+
     void watch(std::stop_token st) {
         int watched = -1;
         std::uint64_t watched_gen = 0;
+        shutdown_listener iopub;
         while (!st.stop_requested()) {
             {
                 std::lock_guard lock(mutex);
                 if (watched_gen != gen.load() || watched < 0) {
                     if (watched >= 0) ::close(watched);
                     watched = proc->exit_fd() >= 0 ? ::fcntl(proc->exit_fd(), F_DUPFD_CLOEXEC, 0) : -1;
+                    if (watched_gen != gen.load()) iopub.asked.reset();
                     watched_gen = gen.load();
                 }
+                try {
+                    iopub.follow(conn, options.codec);
+                } catch (const std::exception&) {
+                    // No listener: every exit counts as a death, as before.
+                }
             }
-            pollfd fds[2] = {{wake_fd, POLLIN, 0}, {watched, POLLIN, 0}};
-            int n = ::poll(fds, watched >= 0 ? 2 : 1, -1);
-            if (n < 0 && errno != EINTR) break;
-            if (fds[0].revents & POLLIN) {
+            zmq::pollitem_t items[3] = {{nullptr, wake_fd, ZMQ_POLLIN, 0},
+                                        {nullptr, watched, ZMQ_POLLIN, 0},
+                                        {iopub.sub ? iopub.sub->handle() : nullptr, -1, ZMQ_POLLIN, 0}};
+            int count = (watched >= 0 ? 2 : 1);
+            if (iopub.sub) {
+                if (watched < 0) items[1] = items[2];
+                count += 1;
+            }
+            if (zmq_poll(items, count, -1) < 0) {
+                if (zmq_errno() == EINTR) continue;
+                break;
+            }
+            if (items[0].revents & ZMQ_POLLIN) {
                 std::uint64_t v;
                 [[maybe_unused]] auto r = ::read(wake_fd, &v, sizeof v);
                 continue;
             }
-            if (watched >= 0 && (fds[1].revents & POLLIN)) {
-                on_exit(watched_gen);
+            if (iopub.sub) iopub.drain();
+            if (watched >= 0 && (items[1].revents & ZMQ_POLLIN)) {
+                // Its last words may still be on their way: the shutdown_reply
+                // is published just before the kernel exits.
+                bool ours;
+                {
+                    std::lock_guard lock(mutex);
+                    ours = expected_exit || closing;
+                }
+                for (auto until = steady::now() + 500ms; iopub.sub && !ours && !iopub.asked && steady::now() < until;) {
+                    zmq::pollitem_t item{iopub.sub->handle(), 0, ZMQ_POLLIN, 0};
+                    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
+                    if (zmq_poll(&item, 1, std::max<long>(left.count(), 1)) < 0 && zmq_errno() != EINTR) break;
+                    iopub.drain();
+                }
+                on_exit(watched_gen, iopub.asked);
                 ::close(watched);
                 watched = -1;
             }
@@ -252,30 +338,41 @@ struct kernel_manager::impl final : kernel_control {
         if (watched >= 0) ::close(watched);
     }
 
-    // The process of generation g exited: restart it or declare it dead.
-    void on_exit(std::uint64_t g) {
+    // The process of generation g exited: end it as a client asked (asked:
+    // a shutdown_reply's restart flag), or restart it, or declare it dead.
+    void on_exit(std::uint64_t g, std::optional<bool> asked) {
         bool restarted = false;
         std::vector<std::function<void()>> to_call;
+        std::vector<std::function<void(bool)>> to_tell;
         {
             std::lock_guard lock(mutex);
             if (g != gen.load() || expected_exit || closing) return;
             proc->stop(0ms);  // reap it and anything left in its group
-            // A kernel that ran a while was stable: its restart budget is renewed.
-            if (steady::now() - launched_at > 10s) restarts = 0;
-            if (options.autorestart && restarts < options.restart_limit) {
-                ++restarts;
-                try {
-                    spawn_locked();
-                    restarted = true;
-                } catch (const std::exception&) {
-                    // Could not even spawn: the kernel is dead for good.
+            if (asked && !*asked) {
+                // Shut down as a client asked: gone, not dead, not restarted.
+                gave_up = true;
+                to_tell = client_shutdown_callbacks;
+            } else {
+                // A kernel that ran a while was stable: its restart budget is renewed.
+                if (steady::now() - launched_at > 10s) restarts = 0;
+                // A restart a client asked for is not a death: always done, never counted.
+                if (asked || (options.autorestart && restarts < options.restart_limit)) {
+                    if (!asked) ++restarts;
+                    try {
+                        spawn_locked();
+                        restarted = true;
+                    } catch (const std::exception&) {
+                        // Could not even spawn: the kernel is dead for good.
+                    }
                 }
+                gave_up = !restarted;
+                if (asked && restarted) to_tell = client_shutdown_callbacks;
+                else to_call = restarted ? restarted_callbacks : dead_callbacks;
             }
-            gave_up = !restarted;
-            to_call = restarted ? restarted_callbacks : dead_callbacks;
         }
         restart_cv.notify_all();
         for (auto& cb : to_call) cb();
+        for (auto& cb : to_tell) cb(restarted);
     }
 
     // --- stopping and restarting -----------------------------------------
@@ -303,7 +400,7 @@ struct kernel_manager::impl final : kernel_control {
     void restart(restart_options ro) {
         stop_process(ro.now, true);
         if (ro.new_ports) {
-            conn = allocate_ports(conn);
+            new_ports();
             write_connection();
             make_client();
         }
@@ -449,6 +546,12 @@ void kernel_manager::on_restarted(std::function<void()> callback) {
     if (m_impl->remote) return m_impl->remote->on_restarted(std::move(callback));
     std::lock_guard lock(m_impl->mutex);
     m_impl->restarted_callbacks.push_back(std::move(callback));
+}
+
+void kernel_manager::on_client_shutdown(std::function<void(bool)> callback) {
+    if (m_impl->remote) return;  // the server's business
+    std::lock_guard lock(m_impl->mutex);
+    m_impl->client_shutdown_callbacks.push_back(std::move(callback));
 }
 
 void kernel_manager::on_dead(std::function<void()> callback) {

@@ -348,8 +348,10 @@ class MisuseTests(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(canary) as c:
             self.assertEqual(c.read(), "canary")
-        self.assertTrue(r.stdout.startswith("[saved ") and r.stdout.endswith("]\n"), r.stdout)
-        saved = r.stdout[len("[saved "):-2]
+        text, said = r.stdout.splitlines()  # the bundle's text/plain, then where the PNG went
+        self.assertEqual(text, "<4x4 test image>")
+        self.assertTrue(said.startswith("[saved ") and said.endswith("]"), r.stdout)
+        saved = said[len("[saved "):-1]
         self.assertNotEqual(os.path.abspath(saved), canary)
         with open(saved, "rb") as png:
             self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")

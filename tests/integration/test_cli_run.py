@@ -71,7 +71,14 @@ class RunTests(cli_test_case):
         self.assertTrue(saved[0].endswith(".png"))
         with open(os.path.join(out, saved[0]), "rb") as png:
             self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")
-        self.assertIn(os.path.join(out, saved[0]), r.stdout)
+        # Text mode: the bundle's text/plain, then where its rich form went.
+        self.assertEqual(r.stdout, f"<4x4 test image>\n[saved {os.path.join(out, saved[0])}]\n")
+
+    def test_display_updates_are_shown_in_text_mode(self):
+        f = self.write("upd.txt", "display d1 first\nupdate_display d1 second\n")
+        r = self.run_kernex("--kernel", "kernex-test", f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "first\n[display d1 updated]\nsecond\n")
 
     def test_json_lines_and_stdin(self):
         r = self.run_kernex("--kernel", "kernex-test", "--json", "-", stdin="print a\n# %%\nerror E v\n")

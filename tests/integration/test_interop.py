@@ -5,6 +5,12 @@
 2. kernex (`kernex run --existing`) drives a kernel started by jupyter_client,
    named by its path or, as `jupyter console --existing` takes it, by the
    bare kernel-ID.json (or ID) found in the Jupyter runtime dir.
+3. A client's shutdown_request to a kernel from `kernex kernel start` (what
+   `exit` in jupyter console sends) ends kernex cleanly; a client's restart
+   restarts the kernel; only a death nobody asked for is called one.
+4. IRkernel (it answers heartbeats only between requests): a cell longer than
+   several heartbeat periods is not a death; a killed R kernel still is.
+5. Text mode shows a rich bundle's text/plain, then where the rich form went.
 """
 import json
 import os
@@ -29,6 +35,29 @@ def process_exists(pid):
     # A zombie still "exists": look at its state.
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kernel_pid(kc, deadline):
+    """The pid of the kernel answering kc's shell requests, asked until deadline
+    (through the execute_reply: iopub may not be subscribed yet after a restart)."""
+    while True:
+        try:
+            reply = kc.execute("", user_expressions={"pid": "__import__('os').getpid()"}, reply=True, timeout=5)
+            return int(reply["content"]["user_expressions"]["pid"]["data"]["text/plain"])
+        except (TimeoutError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+
+
+def new_kernel_pid(kc, old_pid, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = kernel_pid(kc, deadline)
+        if pid != old_pid:
+            return pid
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still kernel {old_pid} after {timeout} s")
+        time.sleep(0.2)
 
 
 class InteropTests(unittest.TestCase):
@@ -62,6 +91,23 @@ class InteropTests(unittest.TestCase):
                                            output_hook=lambda m: seen.append(m))
             kernel_pid = int([m["content"]["text"] for m in seen if m["msg_type"] == "stream"][-1])
             kc.stop_channels()
+            # What `kernex kernel start` prints without -f (a kernel-ID.json
+            # in the runtime dir, next to its kernex-kernel-ID.json record),
+            # given to --existing as a bare name or id.
+            default = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                printed = default.stdout.readline().strip()
+                self.assertEqual(os.path.dirname(printed), self.tmp.name)
+                name = os.path.basename(printed)
+                self.assertTrue(name.startswith("kernel-") and name.endswith(".json"), name)
+                for given in (name, name[len("kernel-"):-len(".json")]):
+                    result = subprocess.run([KERNEX, "run", "--existing", given, "-"], input="print(6 * 7)\n",
+                                            capture_output=True, text=True, timeout=60, cwd="/")
+                    self.assertEqual((result.returncode, result.stdout), (0, "42\n"), (given, result.stderr))
+            finally:
+                default.send_signal(signal.SIGTERM)
+                self.assertEqual(default.wait(timeout=30), 0)
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=30)
@@ -118,6 +164,113 @@ class InteropTests(unittest.TestCase):
             self.assertIn("runtime dir", result.stderr)
         finally:
             km.shutdown_kernel(now=True)
+
+    def test_a_clients_shutdown_request_ends_kernel_start(self):
+        conn_file = os.path.join(self.tmp.name, "kernex-started.json")
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kc = BlockingKernelClient()
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            kc.load_connection_file(conn_file)
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            first = kernel_pid(kc, time.monotonic() + 60)
+            # A restart the client asks for: a new kernel, and kernex runs on.
+            kc.shutdown(restart=True)
+            second = new_kernel_pid(kc, first)
+            self.assertFalse(process_exists(first))
+            self.assertIsNone(proc.poll())
+            # A death nobody asked for: restarted, and said to be a death.
+            os.kill(second, signal.SIGKILL)
+            third = new_kernel_pid(kc, second)
+            self.assertIsNone(proc.poll())
+            # `exit` in jupyter console: shutdown_request, restart false.
+            kc.shutdown()
+            rc = proc.wait(timeout=60)
+        finally:
+            kc.stop_channels()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+        stderr = proc.stderr.read()
+        self.assertEqual(rc, 0, stderr)
+        self.assertFalse(os.path.exists(conn_file))
+        self.assertFalse(process_exists(third))
+        self.assertIn("a client restarted the kernel", stderr)
+        self.assertEqual(stderr.count("died"), 1, stderr)  # the SIGKILL's
+        self.assertIn("the kernel died and was restarted", stderr)
+        self.assertIn("a client shut the kernel down", stderr)
+        # Nothing left in the runtime dir (the record `kernel list` reads included).
+        self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def start_ir_kernel(self):
+        self.assertTrue(os.path.exists("/usr/share/jupyter/kernels/ir"),
+                        "IRkernel is missing: scripts/setup.sh installs r-cran-irkernel")
+        conn_file = os.path.join(self.tmp.name, "ir.json")
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "ir", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(proc.stdout.readline().strip(), conn_file)
+        return proc, conn_file
+
+    def stop(self, proc):
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def test_an_irkernel_cell_longer_than_the_heartbeat_is_not_a_death(self):
+        proc, conn_file = self.start_ir_kernel()
+        try:
+            # IRkernel echoes no heartbeat while Sys.sleep runs: 6 s is six
+            # missed periods in a row, and the kernel is alive all along.
+            cells = "Sys.sleep(6)\ncat('slept\\n')\n# %%\ncat(6 * 7)\n"
+            result = subprocess.run([KERNEX, "run", "--existing", conn_file, "--json", "-"], input=cells,
+                                    capture_output=True, text=True, timeout=120)
+            lines = [json.loads(line) for line in result.stdout.splitlines()]
+            self.assertEqual([c["status"] for c in lines], ["ok", "ok"], result.stdout + result.stderr)
+            self.assertEqual(lines[0]["outputs"][0]["text"], "slept\n")
+            self.assertEqual(lines[1]["outputs"][0]["text"], "42")
+            self.assertEqual(result.returncode, 0, result.stderr)
+        finally:
+            self.stop(proc)
+        self.assertNotIn("died", proc.stderr.read())
+
+    def test_a_killed_irkernel_is_still_a_death(self):
+        km = KernelManager(kernel_name="ir", connection_file=os.path.join(self.tmp.name, "kernel-ir.json"))
+        km.start_kernel()
+        try:
+            run = subprocess.Popen([KERNEX, "run", "--existing", km.connection_file, "--json", "-"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            run.stdin.write("cat('started\\n'); Sys.sleep(60)\n")
+            run.stdin.close()
+            run.stdin = None  # communicate() below only reads
+            time.sleep(3)
+            os.kill(km.provisioner.process.pid, signal.SIGKILL)
+            started = time.monotonic()
+            out, err = run.communicate(timeout=60)
+            line = json.loads(out.splitlines()[0])
+            self.assertEqual(line["status"], "kernel_died", out + err)
+            self.assertLess(time.monotonic() - started, 30)  # no hang; not a timing claim
+        finally:
+            km.shutdown_kernel(now=True)
+
+    def test_text_mode_prints_a_rich_bundles_text_then_where_it_was_saved(self):
+        out = os.path.join(self.tmp.name, "out")
+        # ipykernel: an object with an HTML form and a repr.
+        cell = "class T:\n    def _repr_html_(self): return '<b>t</b>'\n    def __repr__(self): return 'T(1)'\nT()\n"
+        result = subprocess.run([KERNEX, "run", "--kernel", "python3", "--output-dir", out, "-"], input=cell,
+                                capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout, f"T(1)\n[saved {os.path.join(out, 'stdin-cell1.html')}]\n")
+        # IRkernel: every R value is a bundle with HTML.
+        proc, conn_file = self.start_ir_kernel()
+        try:
+            result = subprocess.run([KERNEX, "run", "--existing", conn_file, "--output-dir", out + "-r", "-"],
+                                    input="data.frame(a = 1:2)\n", capture_output=True, text=True, timeout=120)
+        finally:
+            self.stop(proc)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        html = os.path.join(out + "-r", "stdin-cell1.html")
+        self.assertEqual(result.stdout, f"  a\n1 1\n2 2\n[saved {html}]\n")
 
 
 if __name__ == "__main__":
