@@ -30,6 +30,11 @@ struct block_review {
     std::string_view language;  // the block's language, as given
     std::string_view code;      // the code, byte for byte
     std::string sha256;         // the code's SHA-256, 64 hex digits
+    // Characters a screen does not show for what they are: C0 controls but
+    // tab and newline, DEL, C1 controls, and the Unicode bidirectional
+    // controls that reorder what is shown ("Trojan Source"). Not 0: what a
+    // human reads may not be what runs (printable_code shows them).
+    std::size_t hidden_characters = 0;
 };
 
 // An approve hook's answer: run the block, skip it (the next one is asked
@@ -118,6 +123,10 @@ private:
     approve_hook m_approve;
 };
 
+// code with each of block_review's hidden characters written as a visible
+// escape (\x1b, \u202e), for showing code to a human; the rest unchanged.
+std::string printable_code(std::string_view code);
+
 // The review an approve hook gets for block (index of count). Throws
 // kernex::error(io_error) if hashing fails.
 block_review review_block(const code_block& block, std::size_t index = 0, std::size_t count = 1);
@@ -140,6 +149,13 @@ std::vector<code_block> extract_code_blocks(std::string_view markdown,
 // invalid_argument for a name outside dir, io_error when it cannot be written.
 std::filesystem::path save_code_block(const std::filesystem::path& dir, std::string_view code,
                                       std::string_view extension);
+
+// What a model needs to know to use the executor config describes (as for
+// make_executor): how to write blocks, the languages, where blocks run, the
+// work dir, whether state persists, the limits. A few lines of plain text
+// for a system message. Starts nothing. Throws kernex::error(invalid_argument)
+// for an unknown executor or a value of the wrong type.
+std::string describe_executor(const nlohmann::json& config);
 
 // Makes an executor from a JSON config: {"executor": "local" | "docker" |
 // "jupyter", ...options}. Throws kernex::error(invalid_argument) for an

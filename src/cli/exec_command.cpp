@@ -8,8 +8,10 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "cli/commands.hpp"
+#include "cli/confirm_prompt.hpp"
 #include "cli/signal_forwarding.hpp"
 #include "cli/terminal_text.hpp"
 #include "kernex/error.hpp"
@@ -24,6 +26,8 @@ struct exec_args {
     std::string executor = "local";
     std::string language = "python";
     bool json = false;
+    bool confirm = false;
+    bool describe = false;
     std::string file = "-";
     std::string token_file;
     colour_mode colour = colour_mode::automatic;
@@ -64,9 +68,17 @@ int run(const exec_args& args) {
             config["gateway_url"] = g->url;
             if (!g->token.empty()) config["gateway_token"] = g->token;
         }
+    if (args.describe) {
+        std::cout << describe_executor(config) << std::flush;
+        return 0;
+    }
+    // No terminal to ask on: refused before anything is read or started.
+    std::optional<terminal_prompt> prompt;
+    if (args.confirm) prompt.emplace();
     // The message is read and checked before anything starts.
     const std::vector<code_block> blocks = extract_code_blocks(read_input(args.file), args.language);
     std::unique_ptr<code_executor> executor = make_executor(config);
+    if (prompt) executor->set_approve(prompt->hook([&forwarding] { return forwarding.received() != 0; }));
     {
         std::lock_guard lock(executor_mutex);
         running = executor.get();
@@ -177,6 +189,12 @@ command_runner add_exec_command(CLI::App& app) {
     cmd->add_option("--lang", args->language, "Language of blocks without one (and without a shebang)")
         ->capture_default_str();
     cmd->add_flag("--json", args->json, "Print the result as one JSON object instead of the output");
+    cmd->add_flag("--confirm", args->confirm,
+                  "Ask on the terminal before each block runs, showing its code: y(es), n(o: skip it),\n"
+                  "a(ll: this and the rest), q(uit: nothing more runs). Refused without a terminal");
+    cmd->add_flag("--describe", args->describe,
+                  "Print what a model needs to know to use this executor (languages, where blocks run,\n"
+                  "the work dir, whether state persists, limits): text for a system message. Runs nothing");
     add_colour_option(cmd, args->colour);
     cmd->add_option("file", args->file, "Markdown message to read; '-' or none: stdin");
     return [args] { return run(*args); };

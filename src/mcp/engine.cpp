@@ -218,22 +218,6 @@ const json session_schema = {{"type", "string"}, {"description", "A session id f
 
 
 
-// Characters a reader cannot see for what they are: C0 controls but tab and
-// newline, DEL, and the Unicode bidirectional controls (U+202A-U+202E,
-// U+2066-U+2069) that reorder what a screen shows ("Trojan Source").
-std::size_t hidden_characters(std::string_view code) {
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < code.size(); ++i) {
-        const auto c = static_cast<unsigned char>(code[i]);
-        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) ++n;
-        if (c == 0xe2 && i + 2 < code.size()) {
-            const auto b = static_cast<unsigned char>(code[i + 1]), d = static_cast<unsigned char>(code[i + 2]);
-            if ((b == 0x80 && d >= 0xaa && d <= 0xae) || (b == 0x81 && d >= 0xa6 && d <= 0xa9)) ++n;
-        }
-    }
-    return n;
-}
-
 // --confirm: asks the user, through the client (elicitation/create, form
 // mode), whether the block may run. Returns run only for an accepted form
 // with "run": true; otherwise stop, with the reason in why.
@@ -245,7 +229,7 @@ approval ask_user(call_context& ctx, const block_review& r, const std::string& w
     }
     std::string message = "kernex asks: run this " + std::string(r.language) + " code " + where + "?\n";
     message += "SHA-256 " + r.sha256 + ", " + std::to_string(r.code.size()) + " bytes.\n";
-    if (const auto n = hidden_characters(r.code); n > 0)
+    if (const auto n = r.hidden_characters; n > 0)
         message += "WARNING: the code holds " + std::to_string(n) +
                    " control or bidirectional character(s) that a screen may not show as they are: what you see "
                    "may not be what runs.\n";

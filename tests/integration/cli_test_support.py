@@ -1,6 +1,7 @@
 """What the CLI's end-to-end tests share: a temporary directory per test, a
 Jupyter runtime dir inside it that must be empty at the end (no run may leave
 a connection file behind), and the kernex binary of the build tree."""
+import fcntl
 import os
 import pty
 import select
@@ -26,14 +27,25 @@ def alive(pid):
         return False
 
 
-def run_in_pty(args, env, cwd, answer=None):
+def run_in_pty(args, env, cwd, answer=None, respond=None, stdin_text=None):
     """Runs kernex ARGS with a terminal as stdin, stdout and stderr; returns
     (exit status, all it printed as bytes). answer is typed once the code asks
-    for a password ("Password:" printed and echo turned off)."""
+    for a password ("Password:" printed and echo turned off). respond(seen),
+    called as output arrives, returns bytes to type or None. With stdin_text,
+    stdin is a pipe carrying it and the terminal is kernex's controlling
+    terminal (what /dev/tty opens)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([KERNEX, *args], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            cwd=cwd, start_new_session=True)
+
+    def take_terminal():
+        fcntl.ioctl(1, termios.TIOCSCTTY, 0)  # stdout is the pty's slave
+
+    proc = subprocess.Popen([KERNEX, *args], stdin=slave if stdin_text is None else subprocess.PIPE, stdout=slave,
+                            stderr=slave, env=env, cwd=cwd, start_new_session=True,
+                            preexec_fn=None if stdin_text is None else take_terminal)
     os.close(slave)
+    if stdin_text is not None:
+        proc.stdin.write(stdin_text.encode())
+        proc.stdin.close()
     seen = b""
     deadline = time.monotonic() + 60
     answered = answer is None
@@ -47,6 +59,9 @@ def run_in_pty(args, env, cwd, answer=None):
             if not chunk:
                 break
             seen += chunk
+            typed = respond(seen) if respond else None
+            if typed:
+                os.write(master, typed)
         # kernex turns echo off after the prompt: answer once it did
         # (a terminal's settings read through the master are the slave's).
         if not answered and b"Password:" in seen and not termios.tcgetattr(master)[3] & termios.ECHO:

@@ -1,0 +1,116 @@
+"""`kernex exec --confirm` on a real terminal (a pty that is kernex's
+controlling terminal, the message on stdin through a pipe): the code is shown
+with its hidden characters made visible, y / n / a / q do what they say, and
+without a terminal nothing starts. `kernex exec --describe` prints the
+library's text and runs nothing."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cli_test_support import KERNEX, cli_test_case, run_in_pty  # noqa: E402
+
+PROMPT = b"Run it? [y]es, [n]o (skip it), [a]ll (this and the rest), [q]uit: "
+
+
+def confirm_in_pty(args, message, answers, env, cwd):
+    """Runs kernex ARGS with message on stdin (a pipe) and a pty as its
+    controlling terminal; types the next of answers at each prompt. Returns
+    (exit status, everything the terminal showed, how many prompts came)."""
+    prompts = [0]
+
+    def respond(seen):
+        if seen.count(PROMPT) <= prompts[0]:
+            return None
+        prompts[0] += 1
+        return answers.pop(0).encode() + b"\n" if answers else None
+
+    rc, seen = run_in_pty(args, env, cwd, respond=respond, stdin_text=message)
+    return rc, seen, prompts[0]
+
+
+def blocks(*codes):
+    return "".join(f"```bash\n{c}\n```\n" for c in codes)
+
+
+class confirm_test(cli_test_case):
+    def exec_confirm(self, message, answers, *extra):
+        work = os.path.join(self.tmp.name, "work")
+        os.makedirs(work, exist_ok=True)
+        rc, seen, prompts = confirm_in_pty(["exec", "--confirm", "--work-dir", work, *extra], message,
+                                           list(answers), self.env, self.tmp.name)
+        return rc, seen.decode(errors="replace").replace("\r\n", "\n"), prompts, work
+
+    def test_yes_runs_no_skips_quit_stops(self):
+        rc, out, prompts, work = self.exec_confirm(
+            blocks("touch one", "touch two", "touch three", "touch four"), ["y", "n", "y", "q"])
+        self.assertEqual(prompts, 4)
+        self.assertEqual(rc, 1, out)  # the quit refused block 4: not everything ran
+        self.assertTrue(os.path.exists(os.path.join(work, "one")))
+        self.assertFalse(os.path.exists(os.path.join(work, "two")))
+        self.assertTrue(os.path.exists(os.path.join(work, "three")))
+        self.assertFalse(os.path.exists(os.path.join(work, "four")))
+        self.assertIn("block 2 of 4 (bash) skipped", out)
+        self.assertIn("block 4 of 4 (bash) refused", out)
+        # Each block shown with its SHA-256 and numbered code before it was asked about.
+        self.assertIn("sha256 " + hashlib.sha256(b"touch one\n").hexdigest(), out)
+        self.assertIn("   1 | touch three", out)
+
+    def test_all_runs_the_rest_unasked_and_json_records_the_answers(self):
+        rc, out, prompts, work = self.exec_confirm(blocks("echo a", "echo b", "echo c"), ["n", "a"], "--json")
+        self.assertEqual(prompts, 2, out)  # nobody is asked after 'a'
+        self.assertEqual(rc, 0, out)
+        result = json.loads(out[out.index('{"approvals"'):].splitlines()[0])
+        self.assertEqual([a["verdict"] for a in result["approvals"]], ["skipped", "approved", "approved"])
+        self.assertEqual(result["approvals"][2]["sha256"], hashlib.sha256(b"echo c\n").hexdigest())
+        self.assertEqual(result["output"].count("\n"), 3)  # the skip notice, b, c
+        self.assertIn("b\nc\n", result["output"])
+
+    def test_unclear_answers_ask_again_and_end_of_input_refuses(self):
+        rc, out, prompts, work = self.exec_confirm(blocks("touch x"), ["maybe", "", "n"])
+        self.assertEqual(prompts, 3)
+        self.assertEqual(rc, 0)
+        self.assertFalse(os.path.exists(os.path.join(work, "x")))
+
+    def test_hidden_characters_are_shown_not_obeyed(self):
+        # An escape sequence that would erase the line and a bidi override
+        # that would reorder it: shown as text, and warned about.
+        code = "echo safe # \x1b[2K\x1b[1A\u202e dangerous"
+        rc, out, prompts, work = self.exec_confirm(blocks(code), ["q"])
+        self.assertEqual(rc, 1)
+        self.assertIn("echo safe # \\x1b[2K\\x1b[1A\\u202e dangerous", out)
+        self.assertNotIn("\x1b[2K", out)
+        self.assertNotIn("\u202e", out)
+        self.assertIn("WARNING: 3 control or bidirectional character(s)", out)
+
+    def test_refused_without_a_terminal(self):
+        marker = os.path.join(self.tmp.name, "ran")
+        r = subprocess.run([KERNEX, "exec", "--confirm"], input=blocks(f"touch {marker}"), capture_output=True,
+                           text=True, env=self.env, cwd=self.tmp.name, start_new_session=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--confirm asks before each block runs, on a terminal", r.stderr)
+        self.assertFalse(os.path.exists(marker))
+
+    def describe(self, *flags):
+        r = subprocess.run([KERNEX, "exec", "--describe", *flags], capture_output=True, text=True, env=self.env,
+                           cwd=self.tmp.name, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def test_describe(self):
+        r = self.describe("--timeout", "7", "--work-dir", "/srv/w")
+        self.assertIn("Languages: bash, sh (shell), python (py, python3)", r.stdout)
+        self.assertIn("Work dir: /srv/w", r.stdout)
+        self.assertIn("State does not persist", r.stdout)
+        self.assertIn("7 s for all the blocks", r.stdout)
+        self.assertFalse(os.path.exists("/srv/w"))  # nothing made, nothing run
+        r = self.describe("--executor", "jupyter", "--kernel", "python3")
+        self.assertIn("State persists", r.stdout)
+        self.assertIn("Language: python", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
