@@ -25,6 +25,8 @@ packages=(
   jupyterhub node-configurable-http-proxy
   # docker suite: a real dockerd and local images without a registry
   docker.io busybox-static debootstrap bubblewrap
+  # docker suite: the TLS test makes its CA and certificates with the openssl CLI
+  openssl
   # process inspection in tests
   procps
 )

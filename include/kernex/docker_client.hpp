@@ -1,5 +1,7 @@
-// docker_client: the Docker Engine API over HTTP/1.1, on a unix socket or
-// plain tcp (DOCKER_HOST's unix:// and tcp://), with a deadline on every
+// docker_client: the Docker Engine API over HTTP/1.1, on a unix socket,
+// plain tcp or tcp with TLS and client certificates (DOCKER_HOST's unix://
+// and tcp://, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as the docker CLI reads
+// them), with a deadline on every
 // request: JSON calls, `docker import` of a tar file, and exec with its
 // multiplexed stdout/stderr stream read as it arrives. It never runs the
 // docker CLI. Single-threaded: one client per thread.
@@ -19,10 +21,29 @@
 
 namespace kernex {
 
+// TLS to a tcp:// daemon, as the docker CLI's --tlsverify: the daemon's
+// certificate must be signed by ca and name the host (an IP address or a
+// DNS name), and kernex shows its client certificate. There is no TLS
+// without verification (the CLI's --tls alone).
+struct docker_tls_options {
+    // true: TLS; false: plain tcp even when DOCKER_TLS_VERIFY is set; unset:
+    // TLS when DOCKER_TLS_VERIFY is set (not empty) or a file below is given.
+    std::optional<bool> verify{};
+    // PEM files: the CA that signed the daemon's certificate, the client
+    // certificate and its key. Empty: ca.pem, cert.pem, key.pem in
+    // $DOCKER_CERT_PATH, else in ~/.docker (cert.pem and key.pem are then
+    // left out when neither exists, for a daemon that asks for no client
+    // certificate). A file given here must exist.
+    std::filesystem::path ca{};
+    std::filesystem::path cert{};
+    std::filesystem::path key{};
+};
+
 struct docker_client_options {
     // unix:///path/to/docker.sock or tcp://host:port. Empty: $DOCKER_HOST,
     // else unix:///var/run/docker.sock.
-    std::string host;
+    std::string host{};
+    docker_tls_options tls{};
     // Each request's deadline: connecting, sending and the whole response.
     std::chrono::milliseconds timeout{30'000};
 };
@@ -64,8 +85,13 @@ enum class docker_stream_end {
 
 class docker_client {
 public:
-    // Does not connect yet. Throws kernex::error(invalid_argument) for a host
-    // that is not unix:// or tcp://.
+    // Does not connect yet. Throws kernex::error: invalid_argument for a host
+    // that is not unix:// or tcp://, or TLS asked for a unix socket;
+    // not_found for a TLS file that does not exist; docker_error for one that
+    // cannot be loaded, a key that does not match its certificate, or a
+    // client certificate that has expired.
+    // A plain tcp:// host that is not loopback gets a warning (warning()),
+    // also written once to stderr.
     explicit docker_client(docker_client_options options = {});
     ~docker_client();
     docker_client(docker_client&& other) noexcept;
@@ -73,6 +99,14 @@ public:
 
     // The daemon's address, as given or from DOCKER_HOST: "unix:///var/run/docker.sock".
     const std::string& host() const noexcept;
+
+    // True when requests go over TLS.
+    bool uses_tls() const noexcept;
+
+    // What is unsafe about this daemon's address ("anyone on the network can
+    // take over the daemon" for plain tcp to a host that is not loopback);
+    // empty when nothing is.
+    const std::string& warning() const noexcept;
 
     // The API version put in front of request paths ("1.41"): the lower of
     // kernex's and the daemon's, asked of the daemon once (GET /version).

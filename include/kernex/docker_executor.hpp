@@ -77,6 +77,9 @@ struct docker_executor_options {
     bool stop_container = true;
     // unix:// or tcp:// address of the daemon; empty: $DOCKER_HOST, else unix:///var/run/docker.sock.
     std::string docker_host;
+    // TLS to a tcp:// daemon (config keys tls_verify, tls_ca, tls_cert,
+    // tls_key); unset: DOCKER_TLS_VERIFY and DOCKER_CERT_PATH decide, as for the docker CLI.
+    docker_tls_options tls;
     // Each Engine API request's deadline (creating, starting, inspecting), apart from the code's own timeout.
     std::chrono::milliseconds request_timeout{30'000};
 };

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernex/connection.hpp"
+#include "kernex/docker_client.hpp"
 #include "kernex/gateway.hpp"
 #include "kernex/kernel_client.hpp"
 #include "kernex/sandbox.hpp"
@@ -60,6 +61,7 @@ struct docker_kernel_options {
     std::vector<std::string> cap_add{};        // every capability is dropped but these
     std::optional<std::string> container_name{};  // unset: kernex-kernel-<12 hex digits>
     std::string docker_host{};                 // unix:// or tcp://; empty: $DOCKER_HOST, else the system's socket
+    docker_tls_options tls{};                  // TLS to a tcp:// daemon; unset: DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
     std::chrono::milliseconds request_timeout{30'000};  // each Engine API request
 };
 

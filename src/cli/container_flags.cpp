@@ -15,6 +15,20 @@ void add_container_flags(CLI::App* cmd, container_flags& flags, CLI::Option* nee
            "--read-only,!--no-read-only", [&flags](std::int64_t n) { flags.read_only = n > 0; },
            "Container: a read-only root with a tmpfs /tmp (the default), or a writable one")
         ->needs(needs);
+    cmd->add_option("--docker-host", flags.docker_host,
+                    "Container: the daemon, unix:///path.sock or tcp://HOST:PORT (default $DOCKER_HOST)")
+        ->needs(needs);
+    cmd->add_flag_function(
+           "--tls-verify,!--no-tls-verify", [&flags](std::int64_t n) { flags.tls_verify = n > 0; },
+           "Container: TLS to a tcp:// daemon, verified, with a client certificate (default: on when\n"
+           "$DOCKER_TLS_VERIFY is set or a --tls-* file is given)")
+        ->needs(needs);
+    cmd->add_option("--tls-ca", flags.tls_ca, "Container: the daemon's CA (default $DOCKER_CERT_PATH/ca.pem, ~/.docker)")
+        ->needs(needs);
+    cmd->add_option("--tls-cert", flags.tls_cert, "Container: the client certificate (default cert.pem there)")
+        ->needs(needs);
+    cmd->add_option("--tls-key", flags.tls_key, "Container: the client certificate's key (default key.pem there)")
+        ->needs(needs);
 }
 
 void apply_container_flags(const container_flags& flags, docker_kernel_options& options) {
@@ -24,6 +38,11 @@ void apply_container_flags(const container_flags& flags, docker_kernel_options& 
     if (flags.network) options.network_mode = *flags.network;
     if (flags.user) options.user = flags.user;
     if (flags.read_only) options.read_only = *flags.read_only;
+    if (flags.docker_host) options.docker_host = *flags.docker_host;
+    if (flags.tls_verify) options.tls.verify = flags.tls_verify;
+    if (flags.tls_ca) options.tls.ca = *flags.tls_ca;
+    if (flags.tls_cert) options.tls.cert = *flags.tls_cert;
+    if (flags.tls_key) options.tls.key = *flags.tls_key;
 }
 
 }  // namespace kernex::cli

@@ -1,6 +1,7 @@
 // The container flags that `kernex run` and `kernex kernel start` share for a
 // kernel in a Docker container (--memory, --cpus, --pids-limit, --network,
-// --user, --read-only/--no-read-only): each loosens or tightens one field of
+// --user, --read-only/--no-read-only; the daemon: --docker-host, --tls-verify,
+// --tls-ca, --tls-cert, --tls-key): each loosens or tightens one field of
 // docker_kernel_options; `kernex exec` has the same flags as executor config
 // keys (exec_command.cpp).
 #pragma once
@@ -22,6 +23,9 @@ struct container_flags {
     std::optional<std::string> network;
     std::optional<std::string> user;
     std::optional<bool> read_only;
+    std::optional<std::string> docker_host;
+    std::optional<bool> tls_verify;
+    std::optional<std::string> tls_ca, tls_cert, tls_key;
 };
 
 // Adds the flags to cmd, each needing `needs` (the --docker-image option).

@@ -175,6 +175,19 @@ command_runner add_exec_command(CLI::App& app) {
                                "docker, jupyter --docker-image: uid:gid the code runs as (default: yours)");
     cmd->add_flag_function("--read-only,!--no-read-only", [args](std::int64_t n) { args->config["read_only"] = n > 0; },
                            "docker, jupyter --docker-image: a read-only root with a tmpfs /tmp (the default), or not");
+    config_option<std::string>(cmd, args, "--docker-host", "docker_host",
+                               "docker, jupyter --docker-image: the daemon, unix:///path.sock or tcp://HOST:PORT\n"
+                               "(default $DOCKER_HOST, else unix:///var/run/docker.sock)");
+    cmd->add_flag_function("--tls-verify,!--no-tls-verify", [args](std::int64_t n) { args->config["tls_verify"] = n > 0; },
+                           "docker, jupyter --docker-image: TLS to a tcp:// daemon, its certificate verified, with\n"
+                           "a client certificate (default: on when $DOCKER_TLS_VERIFY is set or a --tls-* file given)");
+    config_option<std::string>(cmd, args, "--tls-ca", "tls_ca",
+                               "docker, jupyter --docker-image: the CA of the daemon's certificate (default\n"
+                               "$DOCKER_CERT_PATH/ca.pem, else ~/.docker/ca.pem)");
+    config_option<std::string>(cmd, args, "--tls-cert", "tls_cert",
+                               "docker, jupyter --docker-image: the client certificate (default cert.pem there)");
+    config_option<std::string>(cmd, args, "--tls-key", "tls_key",
+                               "docker, jupyter --docker-image: the client certificate's key (default key.pem there)");
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: --work-dir, else the\n"
                                "current directory; an existing name is never overwritten)");

@@ -7,6 +7,10 @@
 #include <array>
 #include <charconv>
 #include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <set>
+#include <variant>
 
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
@@ -16,10 +20,12 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/http/file_body.hpp>
+#include <boost/asio/ssl/error.hpp>
 
 #include "docker/containers.hpp"
 #include "docker/exec_stream.hpp"
 #include "kernex/error.hpp"
+#include "tls/tls_client.hpp"
 
 namespace kernex {
 
@@ -30,7 +36,23 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using steady = std::chrono::steady_clock;
 using socket_type = net::generic::stream_protocol::socket;
+using tls_socket = net::ssl::stream<socket_type>;
+// One request's connection: the plain socket (unix or tcp) or TLS over tcp.
+// What reads and writes is written once, as templates over the stream.
+using connection = std::variant<socket_type, tls_socket>;
 using error_code = boost::system::error_code;
+namespace fs = std::filesystem;
+
+socket_type& lowest(socket_type& s) { return s; }
+socket_type& lowest(tls_socket& s) { return s.next_layer(); }
+void close_connection(connection& c) {
+    std::visit(
+        [](auto& s) {
+            error_code ignored;
+            lowest(s).close(ignored);
+        },
+        c);
+}
 
 // The newest API version kernex was written against: Debian 12's dockerd 20.10.
 constexpr int our_api_major = 1;
@@ -71,14 +93,62 @@ parsed_host parse_host(const std::string& host) {
         out.port = colon == std::string::npos ? "2375" : rest.substr(colon + 1);
         if (out.name.empty() || out.port.empty())
             throw error(errc::invalid_argument, "Docker host '" + host + "' is not tcp://HOST:PORT");
-        if (const char* tls = std::getenv("DOCKER_TLS_VERIFY"); tls && *tls)
-            throw error(errc::unsupported, "DOCKER_TLS_VERIFY is set, but kernex speaks to the Docker daemon without "
-                                           "TLS: use its unix socket (unix:///var/run/docker.sock) or a plain tcp port");
         return out;
     }
     throw error(errc::invalid_argument, "Docker host '" + host +
                                             "' is not supported: kernex speaks to unix:///path/to/docker.sock and "
-                                            "tcp://host:port (without TLS)");
+                                            "tcp://host:port (with TLS: DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH)");
+}
+
+// localhost, 127.0.0.0/8, ::1 (and ::ffff:127.x): nobody else can connect there.
+bool is_loopback(const std::string& name) {
+    if (name == "localhost" || name.ends_with(".localhost")) return true;
+    error_code ec;
+    const auto address = net::ip::make_address(name, ec);
+    if (ec) return false;
+    if (address.is_v6() && address.to_v6().is_v4_mapped())
+        return net::ip::make_address_v4(net::ip::v4_mapped, address.to_v6()).is_loopback();
+    return address.is_loopback();
+}
+
+// The TLS files to use, as the docker CLI finds them; nullopt: no TLS.
+std::optional<tls_detail::client_settings> tls_settings(const docker_tls_options& t, const parsed_host& where,
+                                                        const std::string& host) {
+    const bool given = !t.ca.empty() || !t.cert.empty() || !t.key.empty();
+    if (t.verify == false && given)
+        throw error(errc::invalid_argument, "TLS files are given for the Docker daemon at " + host +
+                                                " but tls_verify is off: kernex has no TLS without verification");
+    const char* env = std::getenv("DOCKER_TLS_VERIFY");
+    const bool on = t.verify.value_or(given || (env && *env));
+    if (!on) return std::nullopt;
+    if (where.is_unix) {
+        // DOCKER_TLS_VERIFY alone does not apply to a unix socket (nor does it for the docker CLI).
+        if (t.verify || given)
+            throw error(errc::invalid_argument, "TLS is for a daemon on tcp://HOST:2376; " + host +
+                                                    " is a unix socket, which needs none");
+        return std::nullopt;
+    }
+    fs::path dir;
+    if (const char* p = std::getenv("DOCKER_CERT_PATH"); p && *p) {
+        dir = p;
+    } else if (const char* home = std::getenv("HOME"); home && *home) {
+        dir = fs::path(home) / ".docker";
+    } else if (t.ca.empty() || t.cert.empty() || t.key.empty()) {
+        throw error(errc::invalid_argument,
+                    "TLS to the Docker daemon needs its certificates: set DOCKER_CERT_PATH (or HOME) or tls_ca, "
+                    "tls_cert and tls_key");
+    }
+    tls_detail::client_settings s{.ca_file = t.ca.empty() ? dir / "ca.pem" : t.ca,
+                                  .cert_file = t.cert.empty() ? dir / "cert.pem" : t.cert,
+                                  .key_file = t.key.empty() ? dir / "key.pem" : t.key,
+                                  .verify = true,
+                                  .code = errc::docker_error};
+    std::error_code ec;
+    if (t.cert.empty() && t.key.empty() && !fs::exists(s.cert_file, ec) && !fs::exists(s.key_file, ec)) {
+        s.cert_file.clear();
+        s.key_file.clear();
+    }
+    return s;
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
@@ -119,24 +189,39 @@ struct docker_client::impl {
     docker_client_options options;
     parsed_host where;
     std::string version;  // empty until asked
+    std::string warning;
+    std::shared_ptr<net::ssl::context> tls;  // null: no TLS
+    tls_detail::client_settings tls_files;
     net::io_context ioc{1};
 
     explicit impl(docker_client_options o) : options(std::move(o)) {
         if (options.host.empty()) options.host = default_docker_host();
         where = parse_host(options.host);
+        if (auto settings = tls_settings(options.tls, where, options.host)) {
+            tls_files = *settings;
+            tls = tls_detail::make_client_context(tls_files);
+        } else if (!where.is_unix && !is_loopback(where.name)) {
+            warning = "the Docker daemon at " + options.host +
+                      " is reached over plain tcp, without TLS: anyone on the network can take over the daemon "
+                      "(and so the machine it runs on). Use TLS with client certificates (DOCKER_TLS_VERIFY=1, "
+                      "DOCKER_CERT_PATH, port 2376) or an ssh tunnel to its unix socket";
+            static std::mutex lock;
+            static std::set<std::string> warned;
+            const std::lock_guard guard(lock);
+            if (warned.insert(options.host).second) std::cerr << "kernex: warning: " << warning << "\n";
+        }
     }
 
-    // Runs handlers until done, or until the deadline: then closes s so its
+    // Runs handlers until done, or until the deadline: then closes c so its
     // pending operations end, lets their handlers run, and returns false.
-    bool run_until(const bool& done, steady::time_point deadline, socket_type& s) {
+    bool run_until(const bool& done, steady::time_point deadline, connection& c) {
         ioc.restart();
         while (!done && steady::now() < deadline) {
             ioc.run_one_until(deadline);
             if (ioc.stopped()) ioc.restart();
         }
         if (done) return true;
-        error_code ignored;
-        s.close(ignored);
+        close_connection(c);
         ioc.restart();
         ioc.run();
         return false;
@@ -144,7 +229,7 @@ struct docker_client::impl {
 
     // One asynchronous operation, waited for until the deadline.
     template <typename Start>
-    error_code step(socket_type& s, steady::time_point deadline, Start&& start) {
+    error_code step(connection& s, steady::time_point deadline, Start&& start) {
         bool done = false;
         error_code result;
         start([&done, &result](error_code ec, auto&&...) {
@@ -167,8 +252,44 @@ struct docker_client::impl {
                     "cannot reach the Docker daemon at " + options.host + " (" + ec.message() + "): " + advice);
     }
 
+    // What TLS used, for messages: which files, and where to change them.
+    std::string tls_advice() const {
+        std::string used = "kernex used the CA " + tls_files.ca_file.value_or(fs::path()).string();
+        if (tls_files.cert_file.empty())
+            used += " and no client certificate (no cert.pem or key.pem next to it)";
+        else
+            used += ", the client certificate " + tls_files.cert_file.string() + " and the key " +
+                    tls_files.key_file.string();
+        return used + ". Set DOCKER_CERT_PATH (a dir with ca.pem, cert.pem, key.pem), or tls_ca, tls_cert and "
+                      "tls_key (--tls-ca, --tls-cert, --tls-key); for a daemon without TLS unset DOCKER_TLS_VERIFY";
+    }
+
+    [[noreturn]] void tls_failed(const std::string& why) const {
+        throw error(errc::docker_error, "TLS to the Docker daemon at " + options.host + " failed: " + why + ". " +
+                                            tls_advice());
+    }
+
+    // A daemon with TLS on the port answers plain HTTP with 400 and this text (Go's net/http).
+    void refuse_plain_on_tls(const docker_response& r) const {
+        if (tls || r.status != 400 || r.body.find("HTTP request to an HTTPS server") == std::string::npos) return;
+        throw error(errc::docker_error, "the Docker daemon at " + options.host +
+                                            " speaks TLS on this port and kernex spoke plain HTTP to it: set "
+                                            "DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (a dir with ca.pem, cert.pem, "
+                                            "key.pem), or tls_verify with tls_ca, tls_cert and tls_key (--tls-verify)");
+    }
+
     [[noreturn]] void failed(std::string_view method, std::string_view target, const error_code& ec,
-                             steady::time_point started) const {
+                             steady::time_point started, connection& c) {
+        if (auto* t = std::get_if<tls_socket>(&c); t && ec != net::error::timed_out) {
+            const std::string why = tls_detail::describe_failure(t->native_handle(), ec, true);
+            if (!why.empty()) tls_failed(why + " (during " + std::string(method) + " " + std::string(target) + ")");
+            // In TLS 1.3 the daemon judges the client certificate after the
+            // client's handshake is done; its alert can be lost to the reset
+            // that follows. A TLS 1.2 handshake gets the verdict inside the
+            // handshake: it throws the reason if there is one.
+            if (ec == net::error::connection_reset || ec == net::error::eof || ec == net::ssl::error::stream_truncated)
+                connect(steady::now() + options.timeout, true);
+        }
         if (ec == net::error::timed_out)
             throw error(errc::docker_error,
                         "the Docker daemon at " + options.host + " did not answer " + std::string(method) + " " +
@@ -209,8 +330,11 @@ struct docker_client::impl {
         return results.begin()->endpoint();
     }
 
-    socket_type connect(steady::time_point deadline) {
-        socket_type s(ioc);
+    // A connection to the daemon, TLS handshake done (with tls12, no newer
+    // than TLS 1.2: for a diagnosis). Throws as request() does.
+    connection connect(steady::time_point deadline, bool tls12 = false) {
+        connection c{std::in_place_type<socket_type>, ioc};
+        socket_type& s = std::get<socket_type>(c);
         net::generic::stream_protocol::endpoint endpoint;
         if (where.is_unix) {
             if (where.path.size() >= sizeof(sockaddr_un::sun_path))
@@ -220,7 +344,7 @@ struct docker_client::impl {
         } else {
             endpoint = resolve(deadline);
         }
-        const error_code ec = step(s, deadline, [&](auto handler) { s.async_connect(endpoint, std::move(handler)); });
+        error_code ec = step(c, deadline, [&](auto handler) { s.async_connect(endpoint, std::move(handler)); });
         if (ec == net::error::timed_out)
             throw error(errc::docker_error, "the Docker daemon at " + options.host + " did not accept a connection in time");
         if (ec) unreachable(ec);
@@ -229,7 +353,30 @@ struct docker_client::impl {
             const int one = 1;
             ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        return s;
+        if (!tls) return c;
+        const auto started = steady::now();
+        connection t{std::in_place_type<tls_socket>, std::move(s), *tls};
+        tls_socket& ts = std::get<tls_socket>(t);
+        tls_detail::expect_peer(ts.native_handle(), where.name, true, errc::docker_error);
+        if (tls12) SSL_set_max_proto_version(ts.native_handle(), TLS1_2_VERSION);
+        ec = step(t, deadline,
+                  [&](auto handler) { ts.async_handshake(net::ssl::stream_base::client, std::move(handler)); });
+        if (ec == net::error::timed_out)
+            tls_failed("no TLS handshake within " +
+                       seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started)) +
+                       ": the daemon may listen without TLS on this port (a plain port, usually 2375, waits for "
+                       "HTTP), or be too busy");
+        if (ec) {
+            const std::string why = tls_detail::describe_failure(ts.native_handle(), ec, true);
+            tls_failed(why.empty() ? "the handshake failed (" + ec.message() + ")" : why);
+        }
+        return t;
+    }
+
+    // Runs f on the connection's stream, whichever it is.
+    template <typename F>
+    static decltype(auto) on_stream(connection& c, F&& f) {
+        return std::visit(std::forward<F>(f), c);
     }
 
     template <typename Body>
@@ -245,15 +392,21 @@ struct docker_client::impl {
     template <typename Body>
     docker_response exchange(http::request<Body>& req, steady::time_point deadline, std::uint64_t body_limit) {
         const auto started = steady::now();
-        socket_type s = connect(deadline);
-        error_code ec = step(s, deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
-        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started);
+        connection c = connect(deadline);
+        error_code ec = step(c, deadline, [&](auto handler) {
+            on_stream(c, [&](auto& s) { http::async_write(s, req, std::move(handler)); });
+        });
+        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started, c);
         beast::flat_buffer buffer;
         http::response_parser<http::string_body> parser;
         parser.body_limit(body_limit);
-        ec = step(s, deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
-        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started);
-        return {parser.get().result_int(), std::move(parser.get().body())};
+        ec = step(c, deadline, [&](auto handler) {
+            on_stream(c, [&](auto& s) { http::async_read(s, buffer, parser, std::move(handler)); });
+        });
+        if (ec) failed(to_std(req.method_string()), to_std(req.target()), ec, started, c);
+        docker_response r{parser.get().result_int(), std::move(parser.get().body())};
+        refuse_plain_on_tls(r);
+        return r;
     }
 
     docker_response raw(std::string_view method, const std::string& target, std::string_view body,
@@ -290,9 +443,9 @@ struct docker_client::impl {
 
     // POST path with body, asking for the connection to carry a raw stream
     // after the response's header (the daemon answers 101, or 200 on old
-    // versions). Returns the socket, with what was read past the header in
+    // versions). Returns the connection, with what was read past the header in
     // buffer. Throws as request() does, and refused() for another status.
-    socket_type upgrade(const std::string& path, std::string_view body, beast::flat_buffer& buffer) {
+    connection upgrade(const std::string& path, std::string_view body, beast::flat_buffer& buffer) {
         http::request<http::string_body> req{http::verb::post, versioned(path), 11};
         req.body() = std::string(body);
         prepare(req, "application/json");
@@ -300,21 +453,28 @@ struct docker_client::impl {
         req.set(http::field::upgrade, "tcp");
         const auto started = steady::now();
         const auto header_deadline = started + options.timeout;
-        socket_type s = connect(header_deadline);
-        error_code ec = step(s, header_deadline, [&](auto handler) { http::async_write(s, req, std::move(handler)); });
-        if (ec) failed("POST", path, ec, started);
+        connection c = connect(header_deadline);
+        error_code ec = step(c, header_deadline, [&](auto handler) {
+            on_stream(c, [&](auto& s) { http::async_write(s, req, std::move(handler)); });
+        });
+        if (ec) failed("POST", path, ec, started, c);
         http::response_parser<http::string_body> parser;
         parser.body_limit(1u << 20);
-        ec = step(s, header_deadline,
-                  [&](auto handler) { http::async_read_header(s, buffer, parser, std::move(handler)); });
-        if (ec) failed("POST", path, ec, started);
+        ec = step(c, header_deadline, [&](auto handler) {
+            on_stream(c, [&](auto& s) { http::async_read_header(s, buffer, parser, std::move(handler)); });
+        });
+        if (ec) failed("POST", path, ec, started, c);
         const unsigned status = parser.get().result_int();
         if (status != 101 && status != 200) {
             if (!parser.is_done())
-                ec = step(s, header_deadline, [&](auto handler) { http::async_read(s, buffer, parser, std::move(handler)); });
-            refused("POST", path, {status, parser.get().body()});
+                ec = step(c, header_deadline, [&](auto handler) {
+                    on_stream(c, [&](auto& s) { http::async_read(s, buffer, parser, std::move(handler)); });
+                });
+            const docker_response r{status, parser.get().body()};
+            refuse_plain_on_tls(r);
+            refused("POST", path, r);
         }
-        return s;
+        return c;
     }
 
     [[noreturn]] void refused(std::string_view method, std::string_view path, const docker_response& r) const {
@@ -330,6 +490,8 @@ docker_client::docker_client(docker_client&& other) noexcept = default;
 docker_client& docker_client::operator=(docker_client&& other) noexcept = default;
 
 const std::string& docker_client::host() const noexcept { return m_impl->options.host; }
+bool docker_client::uses_tls() const noexcept { return m_impl->tls != nullptr; }
+const std::string& docker_client::warning() const noexcept { return m_impl->warning; }
 
 const std::string& docker_client::api_version() { return m_impl->api_version(); }
 
@@ -402,7 +564,7 @@ docker_stream_end docker_client::start_exec(std::string_view exec_id, const dock
     const std::string path = "/exec/" + std::string(exec_id) + "/start";
     const auto started = steady::now();
     beast::flat_buffer buffer;
-    socket_type s = d.upgrade(path, R"({"Detach":false,"Tty":false})", buffer);
+    connection c = d.upgrade(path, R"({"Detach":false,"Tty":false})", buffer);
 
     docker::exec_stream_demuxer demuxer;
     const docker::exec_stream_demuxer::sink& out = options.on_output;
@@ -421,7 +583,7 @@ docker_stream_end docker_client::start_exec(std::string_view exec_id, const dock
     // handler is left pending when they go, even when one threw.
     scope_exit cleanup{[&] {
         error_code ignored;
-        s.close(ignored);
+        close_connection(c);
         if (cancel) cancel->cancel(ignored);
         d.ioc.restart();
         d.ioc.run();
@@ -434,14 +596,17 @@ docker_stream_end docker_client::start_exec(std::string_view exec_id, const dock
         });
     }
     std::function<void()> read_more = [&] {
-        s.async_read_some(net::buffer(chunk), [&](const error_code& e, std::size_t n) {
-            if (n > 0) demuxer.feed({chunk.data(), n}, out);
-            if (e) {
-                if (e != net::error::eof) read_error = e;
-                finished = true;
-            } else if (!cancelled) {
-                read_more();
-            }
+        impl::on_stream(c, [&](auto& s) {
+            s.async_read_some(net::buffer(chunk), [&](const error_code& e, std::size_t n) {
+                if (n > 0) demuxer.feed({chunk.data(), n}, out);
+                if (e) {
+                    // A TLS peer that closes without close_notify: the framing check below still holds.
+                    if (e != net::error::eof && e != net::ssl::error::stream_truncated) read_error = e;
+                    finished = true;
+                } else if (!cancelled) {
+                    read_more();
+                }
+            });
         });
     };
     read_more();
@@ -452,7 +617,7 @@ docker_stream_end docker_client::start_exec(std::string_view exec_id, const dock
     }
     if (finished) {
         if (read_error)
-            d.failed("POST", path, read_error, started);
+            d.failed("POST", path, read_error, started, c);
         if (!demuxer.at_frame_boundary())
             throw error(errc::docker_error, "the Docker daemon at " + host() +
                                                 " ended an exec stream in the middle of a frame: was it stopped?");

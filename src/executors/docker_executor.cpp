@@ -116,7 +116,8 @@ struct planned_block {
 
 docker_executor::docker_executor(docker_executor_options options)
     : m_options(std::move(options)),
-      m_client(docker_client_options{.host = m_options.docker_host, .timeout = m_options.request_timeout}) {
+      m_client(docker_client_options{
+          .host = m_options.docker_host, .tls = m_options.tls, .timeout = m_options.request_timeout}) {
     if (m_options.image.empty()) throw error(errc::invalid_argument, "the docker executor needs an image");
     if (m_options.timeout.count() <= 0 || m_options.request_timeout.count() <= 0)
         throw error(errc::invalid_argument, "the docker executor's timeouts must be positive");
@@ -520,6 +521,7 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.boolean("auto_remove")) options.auto_remove = *v;
     if (auto v = c.boolean("stop_container")) options.stop_container = *v;
     if (auto v = c.string("docker_host")) options.docker_host = *v;
+    read_docker_tls(c, options.tls);
     if (auto v = c.seconds("request_timeout")) options.request_timeout = *v;
     return std::make_unique<docker_executor>(std::move(options));
 }

@@ -104,4 +104,11 @@ std::optional<std::uint64_t> executor_config::bytes(std::string_view key) const 
     wrong(key, "a number of bytes or a size like \"512m\" or \"1g\"");
 }
 
+void read_docker_tls(const executor_config& c, docker_tls_options& tls) {
+    if (auto v = c.boolean("tls_verify")) tls.verify = *v;
+    if (auto v = c.string("tls_ca")) tls.ca = *v;
+    if (auto v = c.string("tls_cert")) tls.cert = *v;
+    if (auto v = c.string("tls_key")) tls.key = *v;
+}
+
 }  // namespace kernex::detail

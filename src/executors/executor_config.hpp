@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernex/docker_client.hpp"
 #include "kernex/executor.hpp"
 
 namespace kernex::detail {
@@ -47,6 +48,9 @@ private:
     const nlohmann::json& m_config;
     std::string m_executor;
 };
+
+// tls_verify, tls_ca, tls_cert, tls_key: TLS to a tcp:// Docker daemon.
+void read_docker_tls(const executor_config& c, docker_tls_options& tls);
 
 // One per executor kind, registered in make_executor.cpp.
 std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config);

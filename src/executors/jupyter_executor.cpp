@@ -288,8 +288,8 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     }
     // The container's options, by the docker executor's names (what `kernex
     // exec`'s flags set) or with docker_ in front; 0 for a limit: none.
-    needs(config, {"docker_network", "docker_memory", "docker_cpus", "docker_pids_limit", "docker_host", "network_mode",
-                   "memory", "cpus", "pids_limit", "user", "read_only"},
+    needs(config, {"docker_network", "docker_memory", "docker_cpus", "docker_pids_limit", "docker_host", "tls_verify",
+                   "tls_ca", "tls_cert", "tls_key", "network_mode", "memory", "cpus", "pids_limit", "user", "read_only"},
           "docker_image");
     if (o.docker) {
         auto zero = [&](const char* key) {
@@ -309,6 +309,7 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
         if (auto v = c.string("user")) o.docker->user = *v;
         if (auto v = c.boolean("read_only")) o.docker->read_only = *v;
         if (auto v = c.string("docker_host")) o.docker->docker_host = *v;
+        read_docker_tls(c, o.docker->tls);
         if (o.connection_file || o.gateway)
             throw error(errc::invalid_argument,
                         "executor jupyter takes one of connection_file, gateway_url and docker_image");

@@ -22,11 +22,12 @@ const std::vector<executor_kind>& executor_kinds() {
         {"jupyter", {"kernel_name", "connection_file", "kernel_id", "work_dir", "output_dir", "timeout", "block_timeout", "max_output",
                      "startup_timeout", "gateway_url", "gateway_token", "gateway_ca", "gateway_headers",
                      "docker_image", "docker_network", "docker_memory", "docker_cpus", "docker_pids_limit",
-                     "docker_host", "network_mode", "memory", "cpus", "pids_limit", "user", "read_only"},
+                     "docker_host", "tls_verify", "tls_ca", "tls_cert", "tls_key", "network_mode", "memory", "cpus",
+                     "pids_limit", "user", "read_only"},
          detail::make_jupyter_executor},
-        {"docker", {"image", "container_name", "work_dir", "timeout", "block_timeout", "max_output", "env", "network_mode", "memory",
-                    "cpus", "pids_limit", "user", "auto_remove", "stop_container", "docker_host", "request_timeout",
-                    "read_only", "no_new_privileges", "cap_add"},
+        {"docker", {"image", "container_name", "work_dir", "timeout", "block_timeout", "max_output", "env", "network_mode",
+                    "memory", "cpus", "pids_limit", "user", "auto_remove", "stop_container", "docker_host", "tls_verify",
+                    "tls_ca", "tls_cert", "tls_key", "request_timeout", "read_only", "no_new_privileges", "cap_add"},
          detail::make_docker_executor},
     };
     return kinds;

@@ -7,7 +7,6 @@
 #include "gateway/net.hpp"
 
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -15,6 +14,7 @@
 #include <boost/beast/http.hpp>
 
 #include "kernex/error.hpp"
+#include "tls/tls_client.hpp"
 
 namespace kernex::gateway_detail {
 
@@ -48,24 +48,9 @@ std::shared_ptr<const endpoint> make_endpoint(const gateway_options& options) {
     }
     if (ep->options.request_timeout.count() <= 0)
         throw error(errc::invalid_argument, "the gateway request_timeout must be positive");
-    if (ep->url.tls) {
-        ep->tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-        ep->tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                             asio::ssl::context::no_tlsv1_1);
-        error_code ec;
-        if (options.ca_file) {
-            if (!std::filesystem::exists(*options.ca_file))
-                throw error(errc::not_found, "the CA file " + options.ca_file->string() + " does not exist");
-            ep->tls->load_verify_file(options.ca_file->string(), ec);
-            if (ec)
-                throw error(errc::gateway_error, "cannot load the CA file " + options.ca_file->string() + ": " +
-                                                     ec.message() + " (it must hold PEM certificates)");
-        } else {
-            ep->tls->set_default_verify_paths(ec);
-        }
-        ep->tls->set_verify_mode(options.verify_tls ? asio::ssl::verify_peer : asio::ssl::verify_none);
-    }
+    if (ep->url.tls)
+        ep->tls = tls_detail::make_client_context(
+            {.ca_file = options.ca_file, .verify = options.verify_tls, .code = errc::gateway_error});
     return ep;
 }
 
@@ -128,14 +113,7 @@ void connect_socket(asio::io_context& ioc, tcp::socket& socket, const endpoint& 
 void tls_handshake(asio::io_context& ioc, asio::ssl::stream<tcp::socket>& stream, const endpoint& ep,
                    steady::time_point deadline, std::string_view what) {
     SSL* ssl = stream.native_handle();
-    if (!ep.url.host_is_ip && !SSL_set_tlsext_host_name(ssl, ep.url.host.c_str()))
-        throw error(errc::gateway_error, "cannot set the TLS server name for " + ep.url.host);
-    if (ep.options.verify_tls) {
-        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-        int ok = ep.url.host_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, ep.url.host.c_str())
-                                   : X509_VERIFY_PARAM_set1_host(param, ep.url.host.c_str(), 0);
-        if (!ok) throw error(errc::gateway_error, "cannot set up TLS host name verification for " + ep.url.host);
-    }
+    tls_detail::expect_peer(ssl, ep.url.host, ep.options.verify_tls, errc::gateway_error);
     error_code ec;
     bool done = false;
     stream.async_handshake(asio::ssl::stream_base::client, [&](const error_code& e) {
@@ -144,11 +122,10 @@ void tls_handshake(asio::io_context& ioc, asio::ssl::stream<tcp::socket>& stream
     });
     if (!run_until(ioc, deadline, [&] { return done; })) throw_timeout(ep, what);
     if (!ec) return;
-    long verify = SSL_get_verify_result(ssl);
-    if (ep.options.verify_tls && verify != X509_V_OK)
+    if (tls_detail::server_rejected(ssl, ep.options.verify_tls))
         throw error(errc::gateway_error,
                     "TLS certificate verification failed for " + ep.url.display + ": " +
-                        X509_verify_cert_error_string(verify) +
+                        X509_verify_cert_error_string(SSL_get_verify_result(ssl)) +
                         "; pass the CA that signed the server's certificate with --gateway-ca "
                         "(gateway_options::ca_file), or use http:// on a trusted network");
     throw_network_error(ep, "make a TLS connection to", what, ec);

@@ -116,7 +116,8 @@ class docker_provisioner final : public provisioner {
 public:
     docker_provisioner(const docker_kernel_options& options, const std::string& kernel_id)
         : m_options(options), m_kernel_id(kernel_id),
-          m_client(docker_client_options{.host = options.docker_host, .timeout = options.request_timeout}) {
+          m_client(docker_client_options{
+              .host = options.docker_host, .tls = options.tls, .timeout = options.request_timeout}) {
         if (m_options.image.empty()) throw error(errc::invalid_argument, "a kernel in a container needs an image");
         if (m_options.request_timeout.count() <= 0)
             throw error(errc::invalid_argument, "the docker request_timeout must be positive");

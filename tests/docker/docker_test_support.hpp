@@ -67,8 +67,9 @@ inline void remove_tree(const docker_fs::path& dir) {
 class test_dockerd {
 public:
     // Starts dockerd and waits until it answers /_ping. tcp_port: also listen
-    // on 127.0.0.1:tcp_port. Throws std::runtime_error with the log's tail.
-    explicit test_dockerd(std::optional<unsigned short> tcp_port = {}) {
+    // on 127.0.0.1:tcp_port; extra: more arguments (--tlsverify ...). Throws
+    // std::runtime_error with the log's tail.
+    explicit test_dockerd(std::optional<unsigned short> tcp_port = {}, const std::vector<std::string>& extra = {}) {
         if (::geteuid() != 0)
             throw std::runtime_error("the docker suite starts its own dockerd and needs root (CI runs as root)");
         // Short: a unix socket's path must fit in 108 bytes.
@@ -97,6 +98,7 @@ public:
             args.push_back("--host");
             args.push_back("tcp://127.0.0.1:" + std::to_string(*tcp_port));
         }
+        args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);

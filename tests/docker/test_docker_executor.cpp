@@ -695,3 +695,271 @@ TEST_CASE("the daemon stopped under a running block: an error, not a hang") {
     ex.stop();  // noexcept, quick, with the daemon gone
     CHECK(steady::now() - started < 60s);
 }
+
+// ---- TLS: a dockerd of its own with --tlsverify on 127.0.0.1 (certificates
+// made here with the openssl CLI), the suite's plain port for the mismatch.
+
+namespace {
+
+// A CA and a server certificate for 127.0.0.1 and localhost, a client
+// certificate it signed, a second CA with a client certificate of its own,
+// and an expired client certificate (openssl ca takes explicit dates).
+constexpr const char* make_certificates = R"sh(set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
+ca() {
+  key "$1-key.pem"
+  openssl req -x509 -new -key "$1-key.pem" -out "$1.pem" -days 2 -subj "/CN=$2" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+cert() {
+  key "$1-key.pem"
+  openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$1"
+  printf '%s\n' "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -CAcreateserial -out "$1.pem" -days 2 \
+    -extfile "$1.ext" 2>/dev/null
+}
+ca ca kernex-test-ca
+ca other-ca kernex-test-other-ca
+cert server ca "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth"
+cert client ca "extendedKeyUsage=clientAuth"
+cert stranger other-ca "extendedKeyUsage=clientAuth"
+key expired-key.pem
+openssl req -new -key expired-key.pem -out expired.csr -subj /CN=expired
+: > index.txt
+echo 01 > serial
+printf '[ca]\ndefault_ca = kx\n[kx]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = pol\n[pol]\ncommonName = supplied\n' > ca.cnf
+openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca-key.pem -in expired.csr -out expired.pem \
+  -startdate 20200101000000Z -enddate 20200102000000Z -notext 2>/dev/null
+# The docker CLI's layout: DOCKER_CERT_PATH holds ca.pem, cert.pem, key.pem.
+mkdir docker only-ca
+cp ca.pem docker/ca.pem; cp client.pem docker/cert.pem; cp client-key.pem docker/key.pem
+cp ca.pem only-ca/ca.pem
+)sh";
+
+fs::path certificates_in(const fs::path& dir) {
+    kernex::spawn_options spawn;
+    spawn.argv = {"/bin/sh", "-c", make_certificates};
+    spawn.cwd = dir;
+    kernex::run_options limits;
+    limits.timeout = 60s;
+    const auto r = kernex::run_process(spawn, limits);
+    if (r.exit_code != 0) throw std::runtime_error("making the test certificates with openssl failed:\n" + r.output);
+    return dir;
+}
+
+struct tls_suite {
+    kernex::test::temp_dir dir;
+    fs::path certs = certificates_in(dir.path());
+    unsigned short port = kernex::test::free_tcp_port();
+    kernex::test::test_dockerd daemon{
+        port,
+        {"--host", "tcp://127.0.0.2:" + std::to_string(port), "--tlsverify", "--tlscacert", (certs / "ca.pem").string(), "--tlscert", (certs / "server.pem").string(),
+         "--tlskey", (certs / "server-key.pem").string()}};
+    std::string host = "tcp://127.0.0.1:" + std::to_string(port);
+
+    kernex::docker_tls_options tls() const {
+        return {.verify = {}, .ca = certs / "ca.pem", .cert = certs / "client.pem", .key = certs / "client-key.pem"};
+    }
+    kernex::docker_client client(std::chrono::milliseconds timeout = 30s) const {
+        return kernex::docker_client({.host = host, .tls = tls(), .timeout = timeout});
+    }
+    tls_suite() {
+        // The image goes in over TLS: import_image's upload through the TLS stream.
+        auto c = client(120s);
+        REQUIRE(c.uses_tls());
+        kernex::test::ensure_busybox_image(c);
+    }
+};
+
+tls_suite& tls() { return kernex::test::suite_once<tls_suite>("the TLS dockerd"); }
+
+// Sets (or, with nullptr, unsets) an environment variable for a scope.
+struct scoped_env {
+    std::string name;
+    std::optional<std::string> old;
+    scoped_env(std::string n, const char* value) : name(std::move(n)) {
+        if (const char* v = std::getenv(name.c_str())) old = v;
+        if (value) ::setenv(name.c_str(), value, 1);
+        else ::unsetenv(name.c_str());
+    }
+    ~scoped_env() {
+        if (old) ::setenv(name.c_str(), old->c_str(), 1);
+        else ::unsetenv(name.c_str());
+    }
+};
+
+// The message of the kernex::error that making an executor with o throws,
+// checked to come within bound.
+std::string tls_failure(const docker_executor_options& o, kernex::errc code = kernex::errc::docker_error) {
+    const auto started = steady::now();
+    try {
+        docker_executor ex(o);
+    } catch (const kernex::error& e) {
+        CHECK(e.code() == code);
+        CHECK(steady::now() - started < 30s);
+        return e.what();
+    }
+    FAIL("no exception");
+    return {};
+}
+
+bool has(const std::string& text, std::string_view part) {
+    const bool found = text.find(part) != std::string::npos;
+    if (!found) MESSAGE("looked for '" << std::string(part) << "' in: " << text);
+    return found;
+}
+
+}  // namespace
+
+TEST_CASE("TLS: blocks run through the docker executor on a --tlsverify daemon, by options and by DOCKER_* variables") {
+    auto& t = tls();
+    scoped_env no_verify("DOCKER_TLS_VERIFY", nullptr);
+    docker_executor_options o = busybox();
+    o.docker_host = t.host;
+    o.tls = t.tls();
+    {
+        docker_executor ex(o);
+        // The upgraded exec stream over TLS: stdout and stderr, in order, and the exit code.
+        const auto r = run(ex, "sh", "echo over tls; echo to stderr >&2; exit 3");
+        CHECK(r.exit_code == 3);
+        CHECK(r.output == "over tls\nto stderr\n");
+        CHECK(run(ex, "sh", "seq 1 20000 | tail -n 1").output == "20000\n");
+    }
+    // By host name (the certificate names localhost too), from the environment as the docker CLI reads it.
+    scoped_env host("DOCKER_HOST", ("tcp://localhost:" + std::to_string(t.port)).c_str());
+    scoped_env verify("DOCKER_TLS_VERIFY", "1");
+    scoped_env path("DOCKER_CERT_PATH", (t.certs / "docker").c_str());
+    o.docker_host.clear();
+    o.tls = {};
+    {
+        docker_executor ex(o);
+        CHECK(run(ex, "sh", "echo from the environment").output == "from the environment\n");
+    }
+    kernex::docker_client client({.timeout = 10s});
+    CHECK(client.uses_tls());
+    CHECK(client.warning().empty());
+    CHECK(client.api_version() == "1.41");
+    // No container is left on the TLS daemon.
+    CHECK(container_ids(client).empty());
+}
+
+TEST_CASE("TLS: kernex exec --docker-host --tls-ca --tls-cert --tls-key") {
+    auto& t = tls();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::test::temp_dir work;
+    std::ofstream(work.path() / "message.md") << "```sh\necho tls from the cli\n```\n";
+    kernex::spawn_options spawn;
+    spawn.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+                  kernex::test::busybox_image, "--docker-host", t.host, "--tls-ca", (t.certs / "ca.pem").string(),
+                  "--tls-cert", (t.certs / "client.pem").string(), "--tls-key",
+                  (t.certs / "client-key.pem").string(), (work.path() / "message.md").string()};
+    spawn.merge_stderr = false;
+    kernex::run_options limits;
+    limits.timeout = 60s;
+    auto r = kernex::run_process(spawn, limits);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "tls from the cli\n");
+    // The same daemon with plain HTTP: refused, saying why.
+    spawn.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+                  kernex::test::busybox_image, "--docker-host", t.host, "--no-tls-verify",
+                  (work.path() / "message.md").string()};
+    spawn.merge_stderr = true;
+    r = kernex::run_process(spawn, limits);
+    CHECK(r.exit_code == 2);
+    CHECK(has(r.output, "speaks TLS on this port"));
+}
+
+TEST_CASE("TLS failures: each says what is wrong, within the deadline") {
+    auto& t = tls();
+    scoped_env no_verify("DOCKER_TLS_VERIFY", nullptr);
+    scoped_env no_path("DOCKER_CERT_PATH", nullptr);
+    docker_executor_options o = busybox();
+    o.docker_host = t.host;
+    o.request_timeout = 5s;
+
+    SUBCASE("a CA that did not sign the daemon's certificate") {
+        o.tls = t.tls();
+        o.tls.ca = t.certs / "other-ca.pem";
+        const auto m = tls_failure(o);
+        CHECK(has(m, "the server's certificate did not verify"));
+        CHECK(has(m, "other-ca.pem"));
+    }
+    SUBCASE("an address the daemon's certificate does not name (127.0.0.2: the same daemon)") {
+        o.tls = t.tls();
+        o.docker_host = "tcp://127.0.0.2:" + std::to_string(t.port);
+        const auto m = tls_failure(o);
+        CHECK(has(m, "did not verify"));
+        CHECK(has(m, "does not name this host"));
+    }
+    SUBCASE("a client certificate from another CA") {
+        o.tls = t.tls();
+        o.tls.cert = t.certs / "stranger.pem";
+        o.tls.key = t.certs / "stranger-key.pem";
+        CHECK(has(tls_failure(o), "refused the client certificate"));
+    }
+    SUBCASE("no client certificate (DOCKER_CERT_PATH with only ca.pem)") {
+        scoped_env verify("DOCKER_TLS_VERIFY", "1");
+        scoped_env path("DOCKER_CERT_PATH", (t.certs / "only-ca").c_str());
+        o.tls = {};
+        const auto m = tls_failure(o);
+        CHECK(has(m, "requires a client certificate and none was sent"));
+        CHECK(has(m, "no client certificate"));
+    }
+    SUBCASE("a client certificate file that does not exist") {
+        o.tls = t.tls();
+        o.tls.cert = t.certs / "missing.pem";
+        const auto m = tls_failure(o, kernex::errc::not_found);
+        CHECK(has(m, "missing.pem does not exist"));
+    }
+    SUBCASE("an expired client certificate") {
+        o.tls = t.tls();
+        o.tls.cert = t.certs / "expired.pem";
+        o.tls.key = t.certs / "expired-key.pem";
+        const auto m = tls_failure(o);
+        CHECK(has(m, "expired on Jan  2 00:00:00 2020"));
+    }
+    SUBCASE("plain HTTP to the TLS port") {
+        o.tls = {.verify = false};
+        const auto m = tls_failure(o);
+        CHECK(has(m, "speaks TLS on this port and kernex spoke plain HTTP"));
+        CHECK(has(m, "DOCKER_TLS_VERIFY=1"));
+    }
+    SUBCASE("TLS to a plain port (the suite's daemon)") {
+        o.docker_host = "tcp://127.0.0.1:" + std::to_string(suite().tcp_port);
+        o.tls = t.tls();
+        const auto m = tls_failure(o);
+        CHECK(has(m, "TLS to the Docker daemon at " + o.docker_host + " failed"));
+        CHECK(has(m, "TLS on this port"));
+    }
+    SUBCASE("TLS files with tls_verify off, TLS for a unix socket") {
+        o.tls = t.tls();
+        o.tls.verify = false;
+        CHECK(has(tls_failure(o, kernex::errc::invalid_argument), "no TLS without verification"));
+        o.docker_host = suite().daemon.host();
+        o.tls.verify = true;
+        CHECK(has(tls_failure(o, kernex::errc::invalid_argument), "is a unix socket"));
+    }
+}
+
+TEST_CASE("plain tcp to a host that is not loopback warns; loopback and TLS do not (nothing is connected to)") {
+    scoped_env no_verify("DOCKER_TLS_VERIFY", nullptr);
+    // 192.0.2.0/24 is TEST-NET-1: never routed. The constructor connects to nothing.
+    kernex::docker_client remote({.host = "tcp://192.0.2.10:2375"});
+    CHECK(has(remote.warning(), "anyone on the network can take over the daemon"));
+    CHECK(!remote.uses_tls());
+    CHECK(kernex::docker_client({.host = "tcp://db.example.invalid:2375"}).warning().size() > 0);
+    CHECK(kernex::docker_client({.host = "tcp://127.0.0.1:2375"}).warning().empty());
+    CHECK(kernex::docker_client({.host = "tcp://localhost:2375"}).warning().empty());
+    CHECK(kernex::docker_client({.host = "tcp://[::1]:2375"}).warning().empty());
+    CHECK(kernex::docker_client({.host = "unix:///var/run/docker.sock"}).warning().empty());
+    kernex::test::temp_dir certs;
+    certificates_in(certs.path());
+    kernex::docker_client over_tls({.host = "tcp://192.0.2.10:2376",
+                                    .tls = {.ca = certs.path() / "ca.pem",
+                                            .cert = certs.path() / "client.pem",
+                                            .key = certs.path() / "client-key.pem"}});
+    CHECK(over_tls.uses_tls());
+    CHECK(over_tls.warning().empty());
+}
