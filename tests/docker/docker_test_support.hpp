@@ -374,6 +374,79 @@ inline void ensure_ipykernel_image(kernex::docker_client& client) {
                         "bookworm", std::chrono::minutes(10));
 }
 
+// ---- TLS: certificates made with the openssl CLI and a dockerd with
+// --tlsverify on 127.0.0.1 and 127.0.0.2 (the same port; its certificate
+// names 127.0.0.1 and localhost only).
+
+// A CA and a server certificate for 127.0.0.1 and localhost, a client
+// certificate it signed, a second CA with a client certificate of its own,
+// and an expired client certificate (openssl ca takes explicit dates).
+inline constexpr const char* make_tls_certificates = R"sh(set -e
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
+ca() {
+  key "$1-key.pem"
+  openssl req -x509 -new -key "$1-key.pem" -out "$1.pem" -days 2 -subj "/CN=$2" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+cert() {
+  key "$1-key.pem"
+  openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$1"
+  printf '%s\n' "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -CAcreateserial -out "$1.pem" -days 2 \
+    -extfile "$1.ext" 2>/dev/null
+}
+ca ca kernex-test-ca
+ca other-ca kernex-test-other-ca
+cert server ca "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth"
+cert client ca "extendedKeyUsage=clientAuth"
+cert stranger other-ca "extendedKeyUsage=clientAuth"
+key expired-key.pem
+openssl req -new -key expired-key.pem -out expired.csr -subj /CN=expired
+: > index.txt
+echo 01 > serial
+printf '[ca]\ndefault_ca = kx\n[kx]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = pol\n[pol]\ncommonName = supplied\n' > ca.cnf
+openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca-key.pem -in expired.csr -out expired.pem \
+  -startdate 20200101000000Z -enddate 20200102000000Z -notext 2>/dev/null
+# The docker CLI's layout: DOCKER_CERT_PATH holds ca.pem, cert.pem, key.pem.
+mkdir docker only-ca
+cp ca.pem docker/ca.pem; cp client.pem docker/cert.pem; cp client-key.pem docker/key.pem
+cp ca.pem only-ca/ca.pem
+)sh";
+
+inline docker_fs::path tls_certificates_in(const docker_fs::path& dir) {
+    kernex::spawn_options spawn;
+    spawn.argv = {"/bin/sh", "-c", make_tls_certificates};
+    spawn.cwd = dir;
+    kernex::run_options limits;
+    limits.timeout = std::chrono::seconds(60);
+    const auto r = kernex::run_process(spawn, limits);
+    if (r.exit_code != 0) throw std::runtime_error("making the test certificates with openssl failed:\n" + r.output);
+    return dir;
+}
+
+// A dockerd of its own speaking TLS on 127.0.0.1:port (and 127.0.0.2:port),
+// its unix socket plain; its certificates (and the test's) in a temporary dir
+// that goes with it.
+struct tls_dockerd {
+    temp_dir dir;
+    docker_fs::path certs = tls_certificates_in(dir.path());
+    unsigned short port = free_tcp_port();
+    test_dockerd daemon{
+        port,
+        {"--host", "tcp://127.0.0.2:" + std::to_string(port), "--tlsverify", "--tlscacert",
+         (certs / "ca.pem").string(), "--tlscert", (certs / "server.pem").string(), "--tlskey",
+         (certs / "server-key.pem").string()}};
+    std::string host = "tcp://127.0.0.1:" + std::to_string(port);
+
+    kernex::docker_tls_options tls() const {
+        return {.verify = {}, .ca = certs / "ca.pem", .cert = certs / "client.pem", .key = certs / "client-key.pem"};
+    }
+    kernex::docker_client client(std::chrono::milliseconds timeout = std::chrono::seconds(30)) const {
+        return kernex::docker_client({.host = host, .tls = tls(), .timeout = timeout});
+    }
+};
+
 // What kill -9 of a kernex process left: found is false when its container
 // never showed up (the output says why).
 struct kill9_outcome {

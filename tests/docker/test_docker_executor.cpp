@@ -701,71 +701,10 @@ TEST_CASE("the daemon stopped under a running block: an error, not a hang") {
 
 namespace {
 
-// A CA and a server certificate for 127.0.0.1 and localhost, a client
-// certificate it signed, a second CA with a client certificate of its own,
-// and an expired client certificate (openssl ca takes explicit dates).
-constexpr const char* make_certificates = R"sh(set -e
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
-ca() {
-  key "$1-key.pem"
-  openssl req -x509 -new -key "$1-key.pem" -out "$1.pem" -days 2 -subj "/CN=$2" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-}
-cert() {
-  key "$1-key.pem"
-  openssl req -new -key "$1-key.pem" -out "$1.csr" -subj "/CN=$1"
-  printf '%s\n' "$3" > "$1.ext"
-  openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2-key.pem" -CAcreateserial -out "$1.pem" -days 2 \
-    -extfile "$1.ext" 2>/dev/null
-}
-ca ca kernex-test-ca
-ca other-ca kernex-test-other-ca
-cert server ca "subjectAltName=IP:127.0.0.1,DNS:localhost
-extendedKeyUsage=serverAuth"
-cert client ca "extendedKeyUsage=clientAuth"
-cert stranger other-ca "extendedKeyUsage=clientAuth"
-key expired-key.pem
-openssl req -new -key expired-key.pem -out expired.csr -subj /CN=expired
-: > index.txt
-echo 01 > serial
-printf '[ca]\ndefault_ca = kx\n[kx]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = pol\n[pol]\ncommonName = supplied\n' > ca.cnf
-openssl ca -batch -config ca.cnf -cert ca.pem -keyfile ca-key.pem -in expired.csr -out expired.pem \
-  -startdate 20200101000000Z -enddate 20200102000000Z -notext 2>/dev/null
-# The docker CLI's layout: DOCKER_CERT_PATH holds ca.pem, cert.pem, key.pem.
-mkdir docker only-ca
-cp ca.pem docker/ca.pem; cp client.pem docker/cert.pem; cp client-key.pem docker/key.pem
-cp ca.pem only-ca/ca.pem
-)sh";
-
-fs::path certificates_in(const fs::path& dir) {
-    kernex::spawn_options spawn;
-    spawn.argv = {"/bin/sh", "-c", make_certificates};
-    spawn.cwd = dir;
-    kernex::run_options limits;
-    limits.timeout = 60s;
-    const auto r = kernex::run_process(spawn, limits);
-    if (r.exit_code != 0) throw std::runtime_error("making the test certificates with openssl failed:\n" + r.output);
-    return dir;
-}
-
-struct tls_suite {
-    kernex::test::temp_dir dir;
-    fs::path certs = certificates_in(dir.path());
-    unsigned short port = kernex::test::free_tcp_port();
-    kernex::test::test_dockerd daemon{
-        port,
-        {"--host", "tcp://127.0.0.2:" + std::to_string(port), "--tlsverify", "--tlscacert", (certs / "ca.pem").string(), "--tlscert", (certs / "server.pem").string(),
-         "--tlskey", (certs / "server-key.pem").string()}};
-    std::string host = "tcp://127.0.0.1:" + std::to_string(port);
-
-    kernex::docker_tls_options tls() const {
-        return {.verify = {}, .ca = certs / "ca.pem", .cert = certs / "client.pem", .key = certs / "client-key.pem"};
-    }
-    kernex::docker_client client(std::chrono::milliseconds timeout = 30s) const {
-        return kernex::docker_client({.host = host, .tls = tls(), .timeout = timeout});
-    }
+// The TLS dockerd with the busybox image, imported over TLS (import_image's
+// upload through the TLS stream).
+struct tls_suite : kernex::test::tls_dockerd {
     tls_suite() {
-        // The image goes in over TLS: import_image's upload through the TLS stream.
         auto c = client(120s);
         REQUIRE(c.uses_tls());
         kernex::test::ensure_busybox_image(c);
@@ -955,7 +894,7 @@ TEST_CASE("plain tcp to a host that is not loopback warns; loopback and TLS do n
     CHECK(kernex::docker_client({.host = "tcp://[::1]:2375"}).warning().empty());
     CHECK(kernex::docker_client({.host = "unix:///var/run/docker.sock"}).warning().empty());
     kernex::test::temp_dir certs;
-    certificates_in(certs.path());
+    kernex::test::tls_certificates_in(certs.path());
     kernex::docker_client over_tls({.host = "tcp://192.0.2.10:2376",
                                     .tls = {.ca = certs.path() / "ca.pem",
                                             .cert = certs.path() / "client.pem",
