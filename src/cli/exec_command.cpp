@@ -115,7 +115,10 @@ int run(const exec_args& args) {
 template <typename T>
 CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<exec_args>& args, const std::string& flag,
                            const std::string& key, const std::string& help) {
-    return cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
+    auto* option = cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
+    // A repeatable flag takes one value each time: `--env A=1 -` leaves '-' the file.
+    if constexpr (!std::is_same_v<T, std::string> && requires(T t) { t.push_back(std::string()); }) option->allow_extra_args(false);
+    return option;
 }
 
 }  // namespace
@@ -192,6 +195,21 @@ command_runner add_exec_command(CLI::App& app) {
                                "jupyter: where images and HTML outputs are saved (default: --work-dir, else the\n"
                                "current directory; an existing name is never overwritten)");
     config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");
+    config_option<std::vector<std::string>>(cmd, args, "--path-prefix", "path_prefix",
+                                            "local: a directory put before PATH for the blocks (a virtualenv's bin; "
+                                            "repeatable; with --sandbox bound read-only)");
+    cmd->add_option_function<std::vector<std::string>>(
+        "--interpreter",
+        [args](const std::vector<std::string>& items) {
+            for (const auto& item : items) {
+                const auto eq = item.find('=');
+                if (eq == 0 || eq == std::string::npos || eq + 1 == item.size())
+                    throw CLI::ValidationError("--interpreter", "'" + item + "': give LANG=PROGRAM (python=/opt/py/bin/python3)");
+                args->config["interpreters"][item.substr(0, eq)] = item.substr(eq + 1);
+            }
+        },
+        "local: LANG=PROGRAM runs LANG's blocks with PROGRAM instead of the usual one (repeatable)")
+        ->allow_extra_args(false);
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
     config_option<std::uint64_t>(cmd, args, "--rlimit-cpu", "rlimit_cpu", "local --sandbox: CPU seconds per process");

@@ -7,6 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -47,6 +48,7 @@ struct run_args {
     bool keep_going = false;
     bool json_lines = false;
     colour_mode colour = colour_mode::automatic;
+    bool quiet = false;         // no cell headers, no summary
     bool sandbox = false;       // local kernel in the bubblewrap sandbox
     bool inherit_env = false;   // local kernel gets our whole environment
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
@@ -258,6 +260,7 @@ public:
     void err(const std::string& text) { std::cerr << m_err_style.text(text) << std::flush; }
 
     bool broken() const { return m_broken; }
+    const stream_style& err_style() const { return m_err_style; }
     const std::vector<std::string>& saved() const { return m_saved; }
 
 private:
@@ -417,9 +420,38 @@ int run(const run_args& args) {
         abandon.request_stop();
     });
     int status = 0;
+    // Where am I: on a terminal a dim header per cell and a summary at the
+    // end; elsewhere only the summary of a run that did not all go well.
+    const bool terminal = out.err_style().terminal && !args.quiet && !args.json_lines;
+    std::size_t all_cells = 0;
+    for (const auto& input : inputs) all_cells += input.cells.size();
+    std::vector<std::pair<std::string, std::string>> ran;  // status, "a.py cell 3"
+    const auto started = std::chrono::steady_clock::now();
+    auto summary = [&] {
+        if (args.quiet || args.json_lines) return;
+        const bool all_ok = ran.size() == all_cells &&
+                            std::all_of(ran.begin(), ran.end(), [](const auto& r) { return r.first == "ok"; });
+        if (all_ok && !terminal) return;
+        std::string text = "kernex: " + std::to_string(all_cells) + (all_cells == 1 ? " cell: " : " cells: ");
+        for (const char* kind : {"ok", "error", "timeout", "kernel_died", "aborted"}) {
+            std::size_t n = 0;
+            std::string first;
+            for (const auto& [s, place] : ran)
+                if (s == kind && n++ == 0) first = place;
+            if (n == 0 && std::string_view(kind) != "ok") continue;
+            text += (std::string_view(kind) == "ok" ? "" : ", ") + std::to_string(n) + " " + kind +
+                    (std::string_view(kind) == "ok" ? "" : " (" + first + ")");
+        }
+        if (ran.size() < all_cells) text += ", " + std::to_string(all_cells - ran.size()) + " not run";
+        char elapsed[32];
+        std::snprintf(elapsed, sizeof elapsed, "; %.2f s\n",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        out.err(text + elapsed);
+    };
     // With --json every cell has a record: those after the one the run
     // stopped at (a failure, a signal) say "not_run".
     auto stop_at = [&](std::size_t input_index, std::size_t cell_index, int code) {
+        summary();
         if (!args.json_lines || out.broken()) return code;
         for (std::size_t f = input_index; f < inputs.size(); ++f)
             for (std::size_t c = f == input_index ? cell_index : 0; c < inputs[f].cells.size(); ++c)
@@ -434,6 +466,11 @@ int run(const run_args& args) {
         for (std::size_t i = 0; i < input.cells.size(); ++i) {
             if (forwarding.received()) return stop_at(f, i, 130);  // between cells: run no more
             const cell_place at{input.name, i + 1, input.cells[i].line};
+            const std::string shown = input.name == "-" ? "stdin" : input.name;
+            if (terminal)
+                out.err("\x1b[2m\u2500\u2500 " + shown + " \u00b7 cell " + std::to_string(i + 1) + " of " +
+                        std::to_string(input.cells.size()) + " \u00b7 line " + std::to_string(at.line) +
+                        " \u2500\u2500\x1b[0m\n");
             out.begin_cell(input.stem + "-cell" + std::to_string(i + 1));
             execute_options eo;
             if (args.timeout > 0) eo.timeout = milliseconds_of(args.timeout);
@@ -475,12 +512,14 @@ int run(const run_args& args) {
                             ": the cell asked for input and got an empty answer: stdin is not a terminal (or is "
                             "the code), so nobody could answer it\n");
             }
+            ran.emplace_back(to_string(r.status), shown + " cell " + std::to_string(i + 1));
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
             if (forwarding.received()) return stop_at(f, i + 1, 130);
             if (r.status != execution_status::ok && !args.keep_going) return stop_at(f, i + 1, status);
         }
     }
+    summary();
     return status;
 }
 
@@ -546,7 +585,9 @@ command_runner add_run_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
-    return [args, notebook_run] {
+    auto* quiet = cmd->get_option("--quiet");  // shared with notebook runs
+    return [args, notebook_run, quiet] {
+        args->quiet = quiet->count() > 0;
         check_kernel_arguments(*args);
         if (auto status = notebook_run()) return *status;
         return run(*args);

@@ -264,7 +264,8 @@ std::function<std::optional<int>()> add_notebook_run_options(CLI::App& run) {
         ->allow_extra_args(false)
         ->type_name("NAME VALUE");
     run.add_option("--parameters-file", a->parameters_file, "Notebook runs: parameters as a JSON object");
-    run.add_flag("-q,--quiet", a->quiet, "Notebook runs: no progress line on a terminal, no 'wrote' line");
+    run.add_flag("-q,--quiet", a->quiet,
+                 "No cell headers and no summary on stderr; notebook runs: no progress line, no 'wrote' line");
     CLI::App* app = &run;
     return [a, app]() -> std::optional<int> {
         auto files = app->get_option("files")->as<std::vector<std::string>>();

@@ -285,7 +285,7 @@ class CoherenceTests(cli_test_case):
         message = f"```test\nprint {red}\n```\n"
         msg = self.write("c.md", message)
         no_color = dict(self.env, NO_COLOR="1")
-        for command in (["run", "--kernel", "kernex-test", f], ["exec", "--executor", "jupyter", "--kernel", "kernex-test", msg]):
+        for command in (["run", "-q", "--kernel", "kernex-test", f], ["exec", "--executor", "jupyter", "--kernel", "kernex-test", msg]):
             with self.subTest(command=command[0]):
                 # A terminal: colours on, unless NO_COLOR or --color never.
                 self.assertEqual(self.in_pty(*command), (0, red + "\r\n"))
@@ -344,6 +344,57 @@ class CoherenceTests(cli_test_case):
                     self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
                     self.assertIn("one\n", r.stdout)
                     self.assertNotIn("two", r.stdout)
+
+    def test_where_am_i_headers_and_summary(self):
+        f = self.write("w.txt", "print one\n# %%\nerror Boom here\n# %%\nprint three\n")
+        # A terminal: a dim header per cell, a summary at the end.
+        status, printed = self.in_pty("run", "--kernel", "kernex-test", "--continue", f)
+        self.assertEqual(status, 1, printed)
+        lines = printed.replace("\x1b[2m", "").replace("\x1b[0m", "").splitlines()
+        self.assertEqual([line for line in lines if line.startswith("\u2500\u2500")],
+                         [f"\u2500\u2500 {f} \u00b7 cell {n} of 3 \u00b7 line {line} \u2500\u2500"
+                          for n, line in ((1, 1), (2, 3), (3, 5))])
+        self.assertIn("\x1b[2m\u2500\u2500 ", printed)  # dim
+        self.assertRegex(lines[-1], r"^kernex: 3 cells: 2 ok, 1 error \(" + f + r" cell 2\); \d+\.\d\d s$")
+        # Without --continue: the cell not run is counted.
+        status, printed = self.in_pty("run", "--kernel", "kernex-test", f)
+        self.assertRegex(printed.splitlines()[-1], r"^kernex: 3 cells: 1 ok, 1 error \(.* cell 2\), 1 not run; ")
+        # --quiet: neither; NO_COLOR: not dim.
+        status, printed = self.in_pty("run", "--quiet", "--kernel", "kernex-test", "--continue", f)
+        self.assertNotIn("\u2500", printed)
+        self.assertNotIn("cells:", printed)
+        status, printed = self.in_pty("run", "--kernel", "kernex-test", f, env=dict(self.env, NO_COLOR="1"))
+        self.assertIn("\u2500\u2500 ", printed)
+        self.assertNotIn("\x1b", printed)
+        # Not a terminal: no headers; a summary only when not all went well.
+        r = self.kernex("run", "--kernel", "kernex-test", f)
+        self.assertNotIn("\u2500", r.stderr)
+        self.assertRegex(r.stderr.splitlines()[-1], r"^kernex: 3 cells: 1 ok, 1 error \(.* cell 2\), 1 not run; ")
+        ok = self.write("ok.txt", "print fine\n")
+        r = self.kernex("run", "--kernel", "kernex-test", ok)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "fine\n", ""))
+
+    def test_exec_path_prefix_and_interpreter(self):
+        # A fake python3 first on PATH (--path-prefix), and one named outright (--interpreter).
+        bin_dir = os.path.join(self.tmp.name, "venv-bin")
+        os.mkdir(bin_dir)
+        for name, says in (("python3", "from the prefix"), ("other-python", "from the interpreter flag")):
+            path = os.path.join(bin_dir, name)
+            with open(path, "w") as script:
+                script.write(f"#!/bin/sh\necho {says}: $(basename $1 .py | cut -c1-8)\n")
+            os.chmod(path, 0o755)
+        block = "```python\nprint('real python')\n```\n"
+        r = self.kernex("exec", "--executor", "local", "--path-prefix", bin_dir, "--env", "X=1", "-", stdin=block)
+        self.assertEqual((r.returncode, r.stdout), (0, "from the prefix: tmp_code\n"), r.stderr)
+        r = self.kernex("exec", "--executor", "local", "--interpreter",
+                        "python=" + os.path.join(bin_dir, "other-python"), "-", stdin=block)
+        self.assertEqual((r.returncode, r.stdout), (0, "from the interpreter flag: tmp_code\n"), r.stderr)
+        r = self.kernex("exec", "--executor", "local", "--env", "A=1", "--env", "B=2", "-",
+                        stdin="```python\nimport os\nprint('real python', os.environ['A'], os.environ['B'])\n```\n")
+        self.assertEqual(r.stdout, "real python 1 2\n", r.stderr)
+        r = self.kernex("exec", "--executor", "local", "--interpreter", "python", "-", stdin=block)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("LANG=PROGRAM", r.stderr)
 
 
 if __name__ == "__main__":
