@@ -314,23 +314,29 @@ class CoherenceTests(cli_test_case):
         self.assertIn("kernex: --color", r.stderr)
 
     def test_timeout_means_per_cell_and_per_block_in_both_commands(self):
-        # Two steps of 3 s each: --timeout 5 lets each finish (6 s in all),
-        # --timeout 1 stops the first; exec's --total-timeout 5 bounds both.
-        # (Margins of 2 s: a busy machine starts python3 slowly.)
-        cells = self.write("two.txt", "sleep 3000\nprint one\n# %%\nsleep 3000\nprint two\n")
-        blocks = "```test\nsleep 3000\nprint one\n```\n```test\nsleep 3000\nprint two\n```\n"
-        local = "```python\nimport time\ntime.sleep(3)\nprint('one')\n```\n" \
-                "```python\nimport time\ntime.sleep(3)\nprint('two')\n```\n"
+        # Three steps of 2.5 s each: --timeout 6 lets each finish (7.5 s in
+        # all, more than 6), --timeout 1 stops the first. Margins of 3.5 s: a
+        # busy machine starts python3 slowly.
+        step = {"test": "sleep 2500\nprint {}\n", "python": "import time\ntime.sleep(2.5)\nprint('{}')\n"}
+        names = ("one", "two", "three")
+        cells = self.write("three.txt", "# %%\n".join(step["test"].format(n) for n in names))
+
+        def message(language, texts):
+            return "".join(f"```{language}\n{text}```\n" for text in texts)
+
         runs = {
             "run": lambda *t: self.kernex("run", "--kernel", "kernex-test", *t, cells),
-            "exec jupyter": lambda *t: self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", *t, "-",
-                                                   stdin=blocks),
-            "exec local": lambda *t: self.kernex("exec", "--executor", "local", *t, "-", stdin=local),
+            "exec jupyter": lambda *t, m=None: self.kernex(
+                "exec", "--executor", "jupyter", "--kernel", "kernex-test", *t, "-",
+                stdin=m or message("test", [step["test"].format(n) for n in names])),
+            "exec local": lambda *t, m=None: self.kernex(
+                "exec", "--executor", "local", *t, "-",
+                stdin=m or message("python", [step["python"].format(n) for n in names])),
         }
         for name, run in runs.items():
             with self.subTest(command=name):
-                r = run("--timeout", "5")
-                self.assertEqual((r.returncode, r.stdout), (0, "one\ntwo\n"), r.stderr)
+                r = run("--timeout", "6")
+                self.assertEqual((r.returncode, r.stdout), (0, "one\ntwo\nthree\n"), r.stderr)
                 r = run("--timeout", "1")
                 self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
                 self.assertNotIn("one", r.stdout)
@@ -339,11 +345,15 @@ class CoherenceTests(cli_test_case):
                     self.assertEqual(r.returncode, 2)
                     self.assertIn(f"--timeout {bad if bad != '1e17' else '1e+17'}: give a number of seconds from 0 "
                                   "(no limit) to 31536000", r.stderr)
-                if name.startswith("exec"):
-                    r = run("--timeout", "0", "--total-timeout", "5")
-                    self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
-                    self.assertIn("one\n", r.stdout)
-                    self.assertNotIn("two", r.stdout)
+        # exec --total-timeout bounds the message: a quick block, then one of
+        # 60 s that no per-block limit stops (--timeout 0).
+        for language, quick, slow in (("test", "print one\n", "sleep 60000\n"),
+                                      ("python", "print('one')\n", "import time\ntime.sleep(60)\n")):
+            with self.subTest(total=language):
+                run = runs["exec jupyter" if language == "test" else "exec local"]
+                r = run("--timeout", "0", "--total-timeout", "5", m=message(language, [quick, slow]))
+                self.assertEqual(r.returncode, 124, r.stdout + r.stderr)
+                self.assertTrue(r.stdout.startswith("one\n"), r.stdout)
 
     def test_where_am_i_headers_and_summary(self):
         f = self.write("w.txt", "print one\n# %%\nerror Boom here\n# %%\nprint three\n")
