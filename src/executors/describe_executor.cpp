@@ -25,11 +25,17 @@ std::string language_list(const std::vector<std::vector<std::string>>& languages
 }
 
 std::string limits(const detail::executor_config& c) {
+    // A year or more (kernex exec's "no --total-timeout") is no limit worth saying.
+    constexpr std::chrono::milliseconds none{std::chrono::hours(24 * 365)};
     const auto timeout = c.seconds("timeout").value_or(std::chrono::milliseconds(60'000));
+    const auto block = c.seconds("block_timeout");
     const auto cap = c.count("max_output").value_or(std::uint64_t{1} << 20);
-    return "Limits: " + detail::seconds_text(timeout) +
-           " for all the blocks of one message together (then the code is stopped); output beyond " +
-           std::to_string(cap) + " bytes is dropped, and a notice says how much.\n";
+    std::string text = "Limits: ";
+    if (block) text += detail::seconds_text(*block) + " per block";
+    if (timeout < none) text += (block ? ", " : "") + detail::seconds_text(timeout) + " for all the blocks of one message together";
+    if (!block && timeout >= none) text += "no time limit";
+    return text + " (then the code is stopped); output beyond " + std::to_string(cap) +
+           " bytes is dropped, and a notice says how much.\n";
 }
 
 const char* how =

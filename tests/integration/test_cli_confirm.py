@@ -105,7 +105,9 @@ class confirm_test(cli_test_case):
         self.assertIn("Languages: bash, sh (shell), python (py, python3)", r.stdout)
         self.assertIn("Work dir: /srv/w", r.stdout)
         self.assertIn("State does not persist", r.stdout)
-        self.assertIn("7 s for all the blocks", r.stdout)
+        self.assertIn("Limits: 7 s per block (then", r.stdout)
+        r = self.describe("--timeout", "7", "--total-timeout", "20")
+        self.assertIn("Limits: 7 s per block, 20 s for all the blocks of one message together", r.stdout)
         self.assertFalse(os.path.exists("/srv/w"))  # nothing made, nothing run
         r = self.describe("--executor", "jupyter", "--kernel", "python3")
         self.assertIn("State persists", r.stdout)
