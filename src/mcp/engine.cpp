@@ -316,6 +316,10 @@ json engine::list_tools() const {
         std::to_string(m_options.max_output) + " bytes dropped. At most " + std::to_string(m_options.max_sessions) +
         " sessions; idle ones are closed after " + seconds_text(m_options.session_idle) + ".";
 
+    // The model should know a refusal is a person's decision, not a failure to retry.
+    const std::string asked = m_options.confirm ? " Each run is first shown to the user, who may refuse it: then "
+                                                  "nothing ran; do not retry the same code unasked."
+                                                : "";
     const json annotations_run = {{"readOnlyHint", false},
                                   {"destructiveHint", true},
                                   {"idempotentHint", false},
@@ -324,7 +328,7 @@ json engine::list_tools() const {
     tools.push_back(
         {{"name", "run_code"},
          {"title", "Run code"},
-         {"description", run_code_text},
+         {"description", run_code_text + asked},
          {"inputSchema",
           object_schema({{"code", {{"type", "string"}, {"description", "The code to run"}}},
                          {"language", {{"type", "string"}, {"description", "Its language: " + languages}}},
@@ -340,7 +344,7 @@ json engine::list_tools() const {
     tools.push_back(
         {{"name", "run_cell"},
          {"title", "Run a cell in a kernel session"},
-         {"description", run_cell_text},
+         {"description", run_cell_text + asked},
          {"inputSchema", object_schema({{"code", {{"type", "string"}, {"description", "The code to run"}}},
                                         {"session", session_schema},
                                         {"timeout", timeout_schema()}},

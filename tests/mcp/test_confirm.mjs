@@ -30,6 +30,12 @@ test('--confirm over stdio', async (t) => {
     approver(client, asked, (p, extra) => answer(p, extra));
     const marker = path.join(dir.root, 'ran');
 
+    await t.test('the run tools say that the user is asked first', async () => {
+        const { tools } = await client.listTools();
+        for (const name of ['run_code', 'run_cell'])
+            assert.match(tools.find((x) => x.name === name).description, /first shown to the user/);
+    });
+
     await t.test('run_code: the question shows the exact code, language and SHA-256; accepted, it runs', async () => {
         const code = 'print(6 * 7)\n';
         const r = await client.callTool({ name: 'run_code', arguments: { code, language: 'python' } });
