@@ -320,7 +320,9 @@ private:
     // The watcher thread: inspects with a client of its own until the
     // container has stopped (or the daemon stopped answering), then signals.
     void watch(std::stop_token st, int event) {
-        docker_client client({.host = m_client.host(), .timeout = std::min(m_options.request_timeout, 5000ms)});
+        docker_client client({.host = m_client.host(),
+                              .tls = m_options.tls,
+                              .timeout = std::min(m_options.request_timeout, 5000ms)});
         int failures = 0;
         std::mutex m;
         std::condition_variable_any cv;
