@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -46,5 +47,12 @@ command_runner add_run_command(CLI::App& app);
 command_runner add_kernel_command(CLI::App& app);
 command_runner add_exec_command(CLI::App& app);
 command_runner add_mcp_command(CLI::App& app);
+command_runner add_complete_command(CLI::App& app);  // kernel_requests.cpp
+command_runner add_inspect_command(CLI::App& app);   // kernel_requests.cpp
+
+// Adds `kernel interrupt` and `kernel shutdown` to the `kernel` command
+// (kernel_requests.cpp). The runner returns their exit status when one of
+// them was chosen, else nullopt.
+std::function<std::optional<int>()> add_kernel_requests(CLI::App& kernel);
 
 }  // namespace kernex::cli

@@ -76,7 +76,7 @@ int start_kernel(const kernel_args& args) {
 
 command_runner add_kernel_command(CLI::App& app) {
     auto args = std::make_shared<kernel_args>();
-    auto* cmd = app.add_subcommand("kernel", "Start, list and stop kernels for other clients");
+    auto* cmd = app.add_subcommand("kernel", "Start, list, interrupt and stop kernels for other clients");
     cmd->require_subcommand(1);
     auto* start = cmd->add_subcommand("start",
                                       "Start a kernel, print its connection file path, and keep it running until\n"
@@ -95,8 +95,10 @@ command_runner add_kernel_command(CLI::App& app) {
         ->needs(image);
     add_container_flags(start, args->container, image);
     auto list_stop = add_kernel_list_stop(*cmd);  // kernel list, kernel stop: kernel_records.cpp
-    return [args, list_stop] {
+    auto requests = add_kernel_requests(*cmd);    // kernel interrupt, kernel shutdown: kernel_requests.cpp
+    return [args, list_stop, requests] {
         if (auto status = list_stop()) return *status;
+        if (auto status = requests()) return *status;
         return start_kernel(*args);
     };
 }

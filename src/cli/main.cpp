@@ -26,6 +26,10 @@ void add_examples(CLI::App& app) {
         {"kernel start", "kernex kernel start --kernel python3   (prints the connection file)"},
         {"kernel list", "kernex kernel list --prune"},
         {"kernel stop", "kernex kernel stop 5f3c2a   (an id from `kernex kernel list`)"},
+        {"kernel interrupt", "kernex kernel interrupt kernel-5f3c2a.json"},
+        {"kernel shutdown", "kernex kernel shutdown kernel-5f3c2a.json"},
+        {"complete", "kernex complete kernel-5f3c2a.json 'import o'"},
+        {"inspect", "kernex inspect kernel-5f3c2a.json 'len(' 3"},
         {"kernelspec", "kernex kernelspec list"},
         {"kernelspec list", "kernex kernelspec list --json"},
     };
@@ -112,6 +116,8 @@ int main(int argc, char** argv) {
     add(kernex::cli::add_mcp_command(app));
     add(kernex::cli::add_kernel_command(app));
     add(kernex::cli::add_kernelspec_command(app));
+    add(kernex::cli::add_complete_command(app));
+    add(kernex::cli::add_inspect_command(app));
 
     add_examples(app);
 

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -238,6 +239,18 @@ struct kernel_manager::impl final : kernel_control {
         restarter.join();
     }
 
+    // Whether the process behind exit fd (a pidfd; for a local kernel its
+    // reaper, which exits with the kernel's status or dies of its signal)
+    // exited with status 0, as a kernel does after a shutdown_request. True
+    // when that cannot be told (no pidfd: a container's kernel).
+    static bool may_be_shut_down(int fd) noexcept {
+        siginfo_t info{};
+        constexpr auto p_pidfd = static_cast<idtype_t>(3);  // P_PIDFD (Linux 5.4)
+        if (::waitid(p_pidfd, static_cast<id_t>(fd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+            return true;
+        return info.si_code == CLD_EXITED && info.si_status == 0;
+    }
+
     // What the restarter hears on iopub: whether the current kernel said it
     // is shutting down at a client's request (and whether to restart).
     struct shutdown_listener {
@@ -324,7 +337,12 @@ struct kernel_manager::impl final : kernel_control {
                     std::lock_guard lock(mutex);
                     ours = expected_exit || closing;
                 }
-                for (auto until = steady::now() + 500ms; iopub.sub && !ours && !iopub.asked && steady::now() < until;) {
+                // A kernel a client shut down exits with status 0: its
+                // broadcast is waited for up to 3 s then (a busy machine can
+                // hold a message that long), 500 ms after a signal or
+                // another status, before the exit is taken for a death.
+                const auto grace = may_be_shut_down(watched) ? 3000ms : 500ms;
+                for (auto until = steady::now() + grace; iopub.sub && !ours && !iopub.asked && steady::now() < until;) {
                     zmq::pollitem_t item{iopub.sub->handle(), 0, ZMQ_POLLIN, 0};
                     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
                     if (zmq_poll(&item, 1, std::max<long>(left.count(), 1)) < 0 && zmq_errno() != EINTR) break;

@@ -11,6 +11,8 @@
 4. IRkernel (it answers heartbeats only between requests): a cell longer than
    several heartbeat periods is not a death; a killed R kernel still is.
 5. Text mode shows a rich bundle's text/plain, then where the rich form went.
+6. `kernex kernel interrupt|shutdown`, `kernex complete|inspect` on a kernel
+   jupyter_client started.
 """
 import json
 import os
@@ -165,6 +167,67 @@ class InteropTests(unittest.TestCase):
         finally:
             km.shutdown_kernel(now=True)
 
+    def test_kernel_requests_from_the_command_line(self):
+        # kernex kernel interrupt / shutdown, kernex complete / inspect on a
+        # kernel jupyter_client started, named as jupyter console names it.
+        km = KernelManager(kernel_name="python3",
+                           connection_file=os.path.join(self.tmp.name, f"kernel-{uuid.uuid4()}.json"))
+        km.start_kernel()
+        try:
+            kc = km.client()
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            kc.execute_interactive("import time\nspeckled_variable = 1", timeout=30)
+            name = os.path.basename(km.connection_file)
+
+            def kernex(*args):
+                return subprocess.run([KERNEX, *args], capture_output=True, text=True, timeout=60, cwd="/")
+
+            r = kernex("complete", name, "speckled_v")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            reply = json.loads(r.stdout)
+            self.assertEqual(reply["status"], "ok")
+            self.assertIn("speckled_variable", reply["matches"])
+            self.assertEqual((reply["cursor_start"], reply["cursor_end"]), (0, 10))
+            # The cursor counts characters, not bytes: after "é" it is at 2.
+            r = kernex("complete", name, "é; speckled_v", "2")
+            self.assertEqual(json.loads(r.stdout)["cursor_end"], 2, r.stderr)
+            r = kernex("inspect", name, "len", "--detail", "0")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            reply = json.loads(r.stdout)
+            self.assertTrue(reply["found"])
+            self.assertIn("Return the number of items", reply["data"]["text/plain"])
+            r = kernex("complete", name, "x", "5")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("cursor position 5 is outside the code", r.stderr)
+
+            # Interrupt a sleeping cell from the command line.
+            msg_id = kc.execute("time.sleep(60)")
+            time.sleep(1)
+            started = time.monotonic()
+            r = kernex("kernel", "interrupt", km.connection_file)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIsInstance(json.loads(r.stdout), dict)  # ipykernel's interrupt_reply: {}
+            reply = kc.get_shell_msg(timeout=30)
+            self.assertEqual(reply["parent_header"]["msg_id"], msg_id)
+            self.assertEqual(reply["content"]["status"], "error")
+            self.assertEqual(reply["content"]["ename"], "KeyboardInterrupt")
+            self.assertLess(time.monotonic() - started, 30)
+            kc.stop_channels()
+
+            r = kernex("kernel", "shutdown", name)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {"status": "ok", "restart": False})
+            deadline = time.monotonic() + 30
+            while km.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertFalse(km.is_alive())
+            r = kernex("kernel", "interrupt", "kernel-no-such-id.json")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("runtime dir", r.stderr)
+        finally:
+            km.shutdown_kernel(now=True)
+
     def test_a_clients_shutdown_request_ends_kernel_start(self):
         conn_file = os.path.join(self.tmp.name, "kernex-started.json")
         proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3", "-f", conn_file],
@@ -187,7 +250,12 @@ class InteropTests(unittest.TestCase):
             self.assertIsNone(proc.poll())
             # `exit` in jupyter console: shutdown_request, restart false.
             kc.shutdown()
-            rc = proc.wait(timeout=60)
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+                self.fail("kernex kernel start did not end after the client's shutdown: " + proc.stderr.read())
         finally:
             kc.stop_channels()
             if proc.poll() is None:
