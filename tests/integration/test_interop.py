@@ -117,8 +117,9 @@ class InteropTests(unittest.TestCase):
         self.assertFalse(os.path.exists(conn_file))
         self.assertFalse(process_exists(kernel_pid))
 
-    def test_kernex_drives_a_kernel_started_by_jupyter_client(self):
-        # Where and how `jupyter kernel` (jupyter_client's KernelApp) puts it.
+    def start_jupyter_client_kernel(self):
+        """A python3 kernel where and how `jupyter kernel` (jupyter_client's
+        KernelApp) puts it, and a ready client of it."""
         km = KernelManager(kernel_name="python3",
                            connection_file=os.path.join(self.tmp.name, f"kernel-{uuid.uuid4()}.json"))
         km.start_kernel()
@@ -126,6 +127,14 @@ class InteropTests(unittest.TestCase):
             kc = km.client()
             kc.start_channels()
             kc.wait_for_ready(timeout=60)
+        except BaseException:
+            km.shutdown_kernel(now=True)
+            raise
+        return km, kc
+
+    def test_kernex_drives_a_kernel_started_by_jupyter_client(self):
+        km, kc = self.start_jupyter_client_kernel()
+        try:
             kc.execute_interactive("shared = 'from jupyter_client'", timeout=30)
             kc.stop_channels()
             cells = "print(shared)\n# %%\nshared.upper()\n"
@@ -170,13 +179,8 @@ class InteropTests(unittest.TestCase):
     def test_kernel_requests_from_the_command_line(self):
         # kernex kernel interrupt / shutdown, kernex complete / inspect on a
         # kernel jupyter_client started, named as jupyter console names it.
-        km = KernelManager(kernel_name="python3",
-                           connection_file=os.path.join(self.tmp.name, f"kernel-{uuid.uuid4()}.json"))
-        km.start_kernel()
+        km, kc = self.start_jupyter_client_kernel()
         try:
-            kc = km.client()
-            kc.start_channels()
-            kc.wait_for_ready(timeout=60)
             kc.execute_interactive("import time\nspeckled_variable = 1", timeout=30)
             name = os.path.basename(km.connection_file)
 
