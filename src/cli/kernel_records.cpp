@@ -263,6 +263,18 @@ kernel_record::kernel_record(const fs::path& connection_file, const std::string&
         }
         m_path = std::move(path);
         m_id = std::move(id);
+        spawn_options keeper;
+        keeper.argv = {"sleep", "infinity"};
+        keeper.inherit_environment = false;
+        keeper.env = {{"PATH", "/usr/bin:/bin"}};
+        keeper.stdout_mode = output_mode::null;
+        keeper.stderr_mode = output_mode::null;
+        keeper.remove_if_orphaned = {m_path};
+        try {
+            m_keeper.emplace(keeper);
+        } catch (const error&) {
+            // Without it, a kill -9 leaves a stale record: `kernel list --prune` removes it.
+        }
         return;
     }
     throw error(errc::io_error, "too many kernel records named kernex-kernel-" + base + "*.json in " + dir.string());
@@ -271,6 +283,7 @@ kernel_record::kernel_record(const fs::path& connection_file, const std::string&
 kernel_record::~kernel_record() {
     std::error_code ec;
     fs::remove(m_path, ec);
+    if (m_keeper) m_keeper->stop(std::chrono::milliseconds(0));
 }
 
 std::function<std::optional<int>()> add_kernel_list_stop(CLI::App& kernel) {

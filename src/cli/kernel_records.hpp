@@ -2,8 +2,9 @@
 // list` and `kernex kernel stop`: each running `kernel start` keeps a record
 // in the Jupyter runtime dir (kernex-kernel-<ID>.json: its connection file,
 // kernel name, the kernel's pid, its own pid and that process's start time)
-// and removes it when it shuts the kernel down. A record whose process is
-// gone (kill -9, a crash) is stale: `kernel list --prune` removes it.
+// and removes it when it shuts the kernel down; killed (kill -9), it is
+// removed by a reaper as the connection file is. A record left anyway (the
+// machine went down mid-run) is stale: `kernel list --prune` removes it.
 //
 // A pid in a record is trusted only while the process with that pid started
 // at the recorded time and is a `kernex kernel start`: a pid reused by
@@ -16,6 +17,8 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "kernex/process.hpp"
 
 namespace kernex::cli {
 
@@ -34,6 +37,10 @@ public:
 private:
     std::filesystem::path m_path;
     std::string m_id;
+    // A program that does nothing, under a reaper told to remove the record
+    // if kernex dies (kill -9): the record goes with kernex, as the
+    // connection file does.
+    std::optional<child_process> m_keeper;
 };
 
 // Adds `kernel list` and `kernel stop` to the `kernel` command. The runner

@@ -193,19 +193,36 @@ class CoherenceTests(cli_test_case):
         self.assertEqual(r.returncode, 2)
         self.assertIn("kernex kernel list", r.stderr)
 
-    def test_kernel_list_prune_removes_what_a_killed_start_left(self):
+    def test_a_killed_start_leaves_no_record_and_prune_removes_stale_ones(self):
         proc, path = self.start_kernel()
         [k] = self.kernels()
-        proc.kill()  # no shutdown: its record and connection file stay behind
+        proc.kill()  # no shutdown: kernex's reapers end the kernel and remove its files and record
         proc.wait()
-        self.assertTrue(wait_gone(k["pid"]))  # kernex's reaper ends the kernel itself
+        self.assertTrue(wait_gone(k["pid"]))
+        deadline = time.monotonic() + 5
+        while self.kernels() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.kernels(), [])
+        self.assertFalse(os.path.exists(path))
+        # A record left where no reaper ran (the machine went down): stale,
+        # refused by stop, removed by --prune with its connection file.
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        runtime = os.path.join(self.tmp.name, "runtime")
+        os.makedirs(runtime, exist_ok=True)
+        conn = os.path.join(runtime, "kernel-stale.json")
+        with open(conn, "w") as f:
+            f.write("{}")
+        with open(os.path.join(runtime, "kernex-kernel-stale.json"), "w") as f:
+            json.dump({"connection_file": conn, "kernel_name": "kernex-test", "kernel_pid": gone.pid,
+                       "kernex_pid": gone.pid, "kernex_started": 1}, f)
         [stale] = self.kernels()
-        self.assertFalse(stale["alive"])
-        r = self.kernex("kernel", "stop", k["id"])
+        self.assertEqual((stale["id"], stale["alive"]), ("stale", False))
+        r = self.kernex("kernel", "stop", "stale")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--prune", r.stderr)
         self.assertEqual(self.kernels("--prune"), [])
-        self.assertFalse(os.path.exists(path))  # tearDown: nothing left in the runtime dir
+        self.assertFalse(os.path.exists(conn))  # tearDown: nothing left in the runtime dir
 
     def test_a_record_never_signals_a_process_that_is_not_its_kernel_start(self):
         # A record written by hand (or left while its pid was reused) names
