@@ -32,6 +32,7 @@ struct mcp_args {
     mcp::http_options http_options;
     double timeout = 60;
     double session_idle = 1800;
+    double confirm_wait = 600;
 };
 
 nlohmann::json read_config(const std::string& file) {
@@ -58,6 +59,7 @@ int run(mcp_args& args) {
     options.executor_config = config;
     options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.timeout * 1000));
     options.session_idle = std::chrono::milliseconds(static_cast<std::int64_t>(args.session_idle * 1000));
+    options.confirm_wait = std::chrono::milliseconds(static_cast<std::int64_t>(args.confirm_wait * 1000));
     if (config.contains("max_output") && config["max_output"].is_number_unsigned())
         options.max_output = config["max_output"].get<std::size_t>();
     if (config.contains("work_dir") && config["work_dir"].is_string()) options.work_dir = config["work_dir"];
@@ -142,6 +144,10 @@ command_runner add_mcp_command(CLI::App& app) {
     cmd->add_flag("--confirm", args->server.confirm,
                   "Ask the user (MCP elicitation, showing the exact code) before each run_code and run_cell; "
                   "a client without elicitation is refused at initialize");
+    cmd->add_option("--confirm-wait", args->confirm_wait,
+                    "With --confirm: seconds a question waits for the user's answer; unanswered, the code does not run")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     cmd->add_option("--max-sessions", args->server.max_sessions, "Kernel sessions open at once")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

@@ -21,6 +21,7 @@ struct engine::session {
     std::string id;
     std::string owner;
     std::string kernel;
+    std::string language;   // the kernelspec's language (its name when it says none)
     std::string kernel_id;  // in m_kernels
     std::shared_ptr<kernel_manager> km;
     std::mutex run;                 // held for a call's whole run: calls on a session are serialised
@@ -536,6 +537,7 @@ std::shared_ptr<engine::session> engine::new_session(const std::string& owner, c
         }
         s->kernel_id = m_kernels.start(std::move(ko));
         s->km = m_kernels.get(s->kernel_id);
+        s->language = s->km->spec().language.empty() ? kernel : s->km->spec().language;
     } catch (...) {
         std::lock_guard lock(m_mutex);
         --m_starting;
@@ -680,7 +682,7 @@ json engine::run_cell(const std::string& owner, const json& args, call_context& 
         // Asked with the session's turn held: what the user approves runs
         // next on the state they expect.
         std::string refused;
-        const code_block block{s->kernel, code};
+        const code_block block{s->language, code};
         if (ask_user(ctx, review_block(block), "in session " + s->id + " (a " + s->kernel + " kernel; state persists)",
                      m_options.confirm_wait, refused) != approval::run)
             return {{"content", json::array({{{"type", "text"}, {"text", "kernex: " + refused + "\n"}}})},

@@ -69,7 +69,8 @@ test('--confirm over stdio', async (t) => {
         let r = await client.callTool({ name: 'run_cell', arguments: { code: 'x = 41' } });
         assert.equal(r.isError, false);
         const q = asked[asked.length - 1];
-        assert.match(q.message, /in session default/);
+        // The kernel's language (python), not its kernelspec's name (python3).
+        assert.match(q.message, /^kernex asks: run this python code in session default \(a python3 kernel/);
         assert.ok(q.message.endsWith('\n\nx = 41'));
 
         answer = () => ({ action: 'decline' });
@@ -115,6 +116,31 @@ test('--confirm over stdio', async (t) => {
     });
 
     await client.close();
+    dir.remove();
+});
+
+test('--confirm-wait: a question unanswered that long is withdrawn and nothing runs', async () => {
+    const dir = scratch();
+    const s = await stdioClient(['--confirm', '--confirm-wait', '1'], dir, withElicitation);
+    const marker = path.join(dir.root, 'ran');
+    let withdrawn = false;
+    // A user who never answers.
+    approver(s.client, [], (p, extra) => new Promise((resolve) => {
+        extra.signal.addEventListener('abort', () => { withdrawn = true; resolve({ action: 'cancel' }); });
+    }));
+    const code = `open(${JSON.stringify(marker)}, "w").write("x")`;
+    for (const [name, args] of [['run_code', { code, language: 'python' }], ['run_cell', { code }]]) {
+        withdrawn = false;
+        const started = Date.now();
+        const r = await s.client.callTool({ name, arguments: args }, undefined, { timeout: 30000 });
+        assert.equal(r.isError, true);
+        assert.match(text(r), /not run: the user was asked and no answer within 1 s/);
+        assert.ok(Date.now() - started < 20000, 'the 1 s wait, not the default 10 minutes');
+        for (let i = 0; i < 40 && !withdrawn; ++i) await sleep(50);
+        assert.ok(withdrawn, 'the server withdrew its question');
+        assert.equal(fs.existsSync(marker), false, 'the code did not run');
+    }
+    await s.client.close();
     dir.remove();
 });
 
