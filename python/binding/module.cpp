@@ -485,6 +485,41 @@ std::vector<kernex::code_block> to_blocks(const py::handle& blocks) {
     return out;
 }
 
+// kernex.BlockReview: what an Executor's approve hook is shown of a block
+// just before it runs (a copy: the hook may keep it).
+struct py_block_review {
+    std::size_t index = 0;
+    std::size_t count = 0;
+    std::string language;
+    std::string code;
+    std::string sha256;
+    std::size_t hidden_characters = 0;
+
+    std::string repr() const {
+        return "<kernex.BlockReview " + std::to_string(index + 1) + " of " + std::to_string(count) + " (" + language +
+               ") sha256=" + sha256.substr(0, 12) + "...>";
+    }
+};
+
+// An approve hook's answer: "run", "skip", "stop", or a bool (True: run,
+// False: stop). Anything else stops execute() with kernex.Error.
+kernex::approval to_approval(const py::handle& answer) {
+    if (py::isinstance<py::bool_>(answer)) return answer.cast<bool>() ? kernex::approval::run : kernex::approval::stop;
+    if (py::isinstance<py::str>(answer)) {
+        const auto word = answer.cast<std::string>();
+        if (word == "run") return kernex::approval::run;
+        if (word == "skip") return kernex::approval::skip;
+        if (word == "stop") return kernex::approval::stop;
+    }
+    throw kernex::error(kernex::errc::invalid_argument,
+                        "the approve hook returned " + std::string(py::repr(answer)) +
+                            "; it returns \"run\", \"skip\", \"stop\", True (run) or False (stop). Nothing more ran");
+}
+
+// Leaves execute() after the approve hook raised: the Python exception is
+// kept (callback_failure) and raised once the call is back in Python.
+struct approve_hook_raised {};
+
 // kernex.Executor: one of make_executor's executors.
 class py_executor {
 public:
@@ -498,6 +533,7 @@ public:
 
     py_code_result execute(const py::object& blocks, const py::object& on_output) {
         auto cpp_blocks = to_blocks(blocks);
+        m_approve_failure.error.reset();
         callback_failure failed;
         kernex::output_handler handler;
         if (!on_output.is_none()) {
@@ -511,10 +547,31 @@ public:
                 }
             };
         }
-        auto value = m_worker.run([&] { return executor().execute(cpp_blocks, handler); },
-                                  [this](int) { interrupt(); });
+        kernex::code_result value;
+        try {
+            value = m_worker.run([&] { return executor().execute(cpp_blocks, handler); }, [this](int) { interrupt(); });
+        } catch (const approve_hook_raised&) {
+            m_approve_failure.rethrow();
+            throw;
+        }
         failed.rethrow();
         return py_code_result{std::move(value)};
+    }
+
+    // hook(BlockReview) is asked before each block of every later execute()
+    // (on the executor's thread, with the GIL); None removes it.
+    void set_approve(const py::object& hook) {
+        if (!hook.is_none() && !PyCallable_Check(hook.ptr()))
+            throw py::type_error("set_approve takes a callable (or None), not " +
+                                 std::string(py::str(py::type::of(hook).attr("__name__"))));
+        m_approve = hook;
+        if (hook.is_none()) {
+            m_worker.run([&] { executor().set_approve(nullptr); });
+            return;
+        }
+        m_worker.run([&] {
+            executor().set_approve([this](const kernex::block_review& r) { return ask(r); });
+        });
     }
 
     // From any thread (and from Ctrl-C): stops the running blocks as a timeout would.
@@ -543,6 +600,21 @@ public:
     }
 
 private:
+    // The C++ hook: the Python one's answer; its exception leaves execute().
+    kernex::approval ask(const kernex::block_review& r) {
+        py::gil_scoped_acquire gil;
+        if (m_approve.is_none()) return kernex::approval::run;
+        py::object answer;
+        try {
+            answer = m_approve(py_block_review{r.index, r.count, std::string(r.language), std::string(r.code), r.sha256,
+                                               r.hidden_characters});
+        } catch (py::error_already_set& e) {
+            if (!m_approve_failure.error) m_approve_failure.error.emplace(std::move(e));
+            throw approve_hook_raised{};
+        }
+        return to_approval(answer);
+    }
+
     kernex::code_executor& executor() {
         if (!m_executor) throw kernex::error(kernex::errc::invalid_argument, "this executor was closed");
         return *m_executor;
@@ -565,6 +637,8 @@ private:
     std::shared_mutex m_life;  // interrupt() from other threads vs close
     bool m_closed = false;
     std::unique_ptr<kernex::code_executor> m_executor;
+    py::object m_approve = py::none();  // touched with the GIL only
+    callback_failure m_approve_failure;  // the hook's exception, during one execute()
 };
 
 }  // namespace
@@ -663,13 +737,37 @@ PYBIND11_MODULE(_kernex, m) {
                                [](const py_code_result& r) { return py_code_result::paths(r.value.output_files); })
         .def_property_readonly("timed_out", [](const py_code_result& r) { return r.value.timed_out; })
         .def_property_readonly("truncated", [](const py_code_result& r) { return r.value.truncated; })
+        .def_property_readonly(
+            "approvals", [](const py_code_result& r) { return r.value.to_json()["approvals"]; },
+            "with an approve hook: [{\"index\", \"sha256\", \"verdict\": \"approved\"|\"skipped\"|\"refused\"}] for each "
+            "block it was asked about and each block a stop refused; [] without one")
         .def("__repr__", &py_code_result::repr);
+
+    py::class_<py_block_review>(m, "BlockReview",
+                                "What an approve hook is shown of a block just before it runs: the exact bytes.")
+        .def_readonly("index", &py_block_review::index, "its place among execute()'s blocks, from 0")
+        .def_readonly("count", &py_block_review::count, "how many blocks execute() was given")
+        .def_readonly("language", &py_block_review::language)
+        .def_property_readonly("code", [](const py_block_review& r) { return decoded(r.code); },
+                               "the code that will run (invalid UTF-8 shown as U+FFFD; sha256 is of the bytes)")
+        .def_readonly("sha256", &py_block_review::sha256, "the SHA-256 of the code's bytes, 64 hex digits")
+        .def_readonly("hidden_characters", &py_block_review::hidden_characters,
+                      "control and bidirectional characters a screen does not show as they are: not 0, what a "
+                      "human reads may not be what runs")
+        .def_property_readonly("printable_code", [](const py_block_review& r) { return decoded(kernex::printable_code(r.code)); },
+                               "the code with each hidden character written as an escape (\\x1b, \\u202e)")
+        .def("__repr__", &py_block_review::repr);
 
     py::class_<py_executor>(m, "Executor", "A code executor: make_executor().")
         .def(py::init<const nlohmann::json&>(), py::arg("config"))
         .def("execute", &py_executor::execute, py::arg("blocks"), py::kw_only(), py::arg("on_output") = py::none(),
              "Runs the blocks in order, stopping at the first failure; returns a CodeResult. on_output(str) "
              "sees the output as it arrives.")
+        .def("set_approve", &py_executor::set_approve, py::arg("hook"),
+             "hook(BlockReview) is asked before each block of every later execute() and answers \"run\", "
+             "\"skip\" (the next block is asked about), \"stop\" (nothing more runs; exit_code 1), True (run) or "
+             "False (stop); the time it takes does not count against the timeout; what it raises leaves execute() "
+             "with nothing more run. None removes it. CodeResult.approvals records the answers.")
         .def("interrupt", &py_executor::interrupt, "Stops the running blocks (from any thread): exit_code 130.")
         .def("restart", &py_executor::restart)
         .def("stop", &py_executor::stop)

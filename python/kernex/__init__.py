@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from . import _kernex
-from ._kernex import CodeResult, Error, Execution, Executor, Kernel
+from ._kernex import BlockReview, CodeResult, Error, Execution, Executor, Kernel
 
 __all__ = [
+    "BlockReview",
     "CodeBlock",
     "CodeResult",
     "Error",
@@ -120,13 +121,21 @@ def connect(connection_file: Union[str, os.PathLike]) -> Kernel:
     return _track(_kernex._connect(os.fspath(connection_file)))
 
 
-def make_executor(config: Union[Mapping[str, Any], str, None] = None, **options: Any) -> Executor:
+def make_executor(
+    config: Union[Mapping[str, Any], str, None] = None,
+    *,
+    approve: Optional[Callable[["BlockReview"], Union[str, bool]]] = None,
+    **options: Any,
+) -> Executor:
     """Makes a code executor: {"executor": "local" | "docker" | "jupyter", ...options}.
 
     config may be that dict, its JSON text, or the executor's name with the
-    options as keyword arguments: make_executor("local", timeout=10). Returns
-    an Executor, also a context manager that closes it on exit. Raises
-    kernex.Error(invalid_argument) for an unknown executor or option.
+    options as keyword arguments: make_executor("local", timeout=10).
+    approve: a hook asked before each block runs (Executor.set_approve):
+    approve(review) sees review.language, .code, .sha256 and answers "run",
+    "skip" or "stop" (or True / False). Returns an Executor, also a context
+    manager that closes it on exit. Raises kernex.Error(invalid_argument) for
+    an unknown executor or option.
     """
     if config is None:
         merged: dict = {}
@@ -139,7 +148,10 @@ def make_executor(config: Union[Mapping[str, Any], str, None] = None, **options:
     for key, value in list(merged.items()):
         if isinstance(value, os.PathLike):
             merged[key] = os.fspath(value)
-    return _track(Executor(merged))
+    executor = _track(Executor(merged))
+    if approve is not None:
+        executor.set_approve(approve)
+    return executor
 
 
 def extract_code_blocks(markdown: str, default_language: str = "python") -> list:

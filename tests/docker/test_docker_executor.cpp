@@ -129,6 +129,58 @@ TEST_CASE("sh blocks in busybox: output, exit codes, stop at the first failure")
     CHECK(r.output.find("unknown language 'ruby'") != std::string::npos);
 }
 
+TEST_CASE("the approve hook in the docker executor: each block's exact code and hash; skip and stop run nothing") {
+    kernex::test::temp_dir work;
+    docker_executor_options o = busybox(4s);
+    o.work_dir = work.path();
+    docker_executor ex(o);
+    const std::vector<kernex::approval> answers = {kernex::approval::run, kernex::approval::skip,
+                                                   kernex::approval::run, kernex::approval::stop};
+    std::vector<std::string> seen;  // index/count language sha256 code
+    ex.set_approve([&](const kernex::block_review& r) {
+        seen.push_back(std::to_string(r.index) + "/" + std::to_string(r.count) + " " + std::string(r.language) + " " +
+                       r.sha256 + " " + std::string(r.code));
+        // A human reading the first block longer than the 4 s timeout: not charged to it.
+        if (r.index == 0) std::this_thread::sleep_for(4500ms);
+        return answers.at(r.index);
+    });
+    const auto r = ex.execute({{"sh", "echo one; touch a\n"},
+                               {"sh", "touch skipped\n"},
+                               {"shell", "sleep 0.5; echo three\n"},
+                               {"sh", "touch refused\n"},
+                               {"sh", "touch after\n"}});
+    REQUIRE(seen.size() == 4);
+    CHECK(seen[0] == "0/5 sh e02fc2f2d4088ed9734f830c9217e358006b147a0e94d051207645da740671f3 echo one; touch a\n");
+    CHECK(seen[1].starts_with("1/5 sh "));
+    CHECK(seen[2].starts_with("2/5 shell "));
+    CHECK(seen[3].starts_with("3/5 sh "));
+    CHECK_FALSE(r.timed_out);
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.starts_with("one\n"));
+    CHECK(r.output.find("kernex: block 2 of 5 (sh) skipped: not approved, it did not run") != std::string::npos);
+    CHECK(r.output.find("three\n") != std::string::npos);
+    CHECK(r.output.find("kernex: block 4 of 5 (sh) refused: it and the 1 block(s) after it did not run") !=
+          std::string::npos);
+    CHECK(fs::exists(work.path() / "a"));
+    CHECK_FALSE(fs::exists(work.path() / "skipped"));
+    CHECK_FALSE(fs::exists(work.path() / "refused"));
+    CHECK_FALSE(fs::exists(work.path() / "after"));
+    REQUIRE(r.approvals.size() == 5);
+    const std::vector<kernex::block_verdict> verdicts = {
+        kernex::block_verdict::approved, kernex::block_verdict::skipped, kernex::block_verdict::approved,
+        kernex::block_verdict::refused, kernex::block_verdict::refused};
+    for (std::size_t i = 0; i < 5; ++i) {
+        CHECK(r.approvals[i].index == i);
+        CHECK(r.approvals[i].verdict == verdicts[i]);
+    }
+    CHECK(r.approvals[4].sha256 == "3a64c89caff73774e529a67653e533f5c2dff31810e9838f4cd45aa0ae86fce7");
+
+    // A hook that throws: execute() ends with its exception, the block never ran.
+    ex.set_approve([](const kernex::block_review&) -> kernex::approval { throw std::runtime_error("nobody to ask"); });
+    CHECK_THROWS_WITH(run(ex, "sh", "touch thrown\n"), "nobody to ask");
+    CHECK_FALSE(fs::exists(work.path() / "thrown"));
+}
+
 TEST_CASE("python and bash blocks in the debootstrapped image") {
     docker_executor ex(python());
     auto r = run(ex, "python", "import sys\nprint('from python', sys.version_info[0])\nprint('err', file=sys.stderr)");

@@ -274,3 +274,71 @@ def test_ctrl_c_stops_an_executor_block_and_reaps_it(tmp_path):
             os.kill(pid, 0)
         # Still usable after the interrupt.
         assert ex.execute([("bash", "echo again")]).output == "again\n"
+
+
+def test_approve_hook_sees_each_block_exactly_and_decides_what_runs(tmp_path):
+    import hashlib
+
+    seen = []
+    answers = iter(["run", "skip", True, "stop"])
+
+    def approve(review):
+        seen.append((review.index, review.count, review.language, review.code, review.sha256,
+                     review.hidden_characters))
+        return next(answers)
+
+    blocks = [("bash", "echo one\n"), ("bash", "touch skipped\n"), ("python", "print('thr\\x1bee')\n"),
+              ("bash", "touch refused\n"), ("bash", "touch after\n")]
+    with kernex.make_executor("local", work_dir=tmp_path, timeout=30, approve=approve) as ex:
+        res = ex.execute(blocks)
+    assert [s[:3] for s in seen] == [(0, 5, "bash"), (1, 5, "bash"), (2, 5, "python"), (3, 5, "bash")]
+    assert [s[3] for s in seen] == [code for _, code in blocks[:4]]
+    assert [s[4] for s in seen] == [hashlib.sha256(code.encode()).hexdigest() for _, code in blocks[:4]]
+    assert [s[5] for s in seen] == [0, 0, 0, 0]  # the escape is in the source as text, not a control byte
+    assert res.output.startswith("one\n")
+    assert "thr\x1bee" in res.output
+    assert "block 2 of 5 (bash) skipped" in res.output
+    assert "block 4 of 5 (bash) refused" in res.output
+    assert res.exit_code == 1
+    assert not (tmp_path / "skipped").exists()
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "after").exists()
+    assert [(a["index"], a["verdict"]) for a in res.approvals] == [
+        (0, "approved"), (1, "skipped"), (2, "approved"), (3, "refused"), (4, "refused")]
+    assert res.approvals[4]["sha256"] == hashlib.sha256(b"touch after\n").hexdigest()
+
+
+def test_approve_hook_hidden_characters_time_exceptions_and_removal(tmp_path):
+    reviews = []
+
+    def approve(review):
+        reviews.append(review)
+        time.sleep(1.5)  # a human reading: not charged to the 1 s timeout
+        return True
+
+    with kernex.make_executor("local", work_dir=tmp_path, timeout=1) as ex:
+        ex.set_approve(approve)
+        res = ex.execute([("bash", "echo 'a\u202eb'\x1b[1A\n")])
+        assert res.exit_code == 0 and not res.timed_out
+        assert reviews[0].hidden_characters == 2
+        assert "\\u202e" in reviews[0].printable_code and "\\x1b" in reviews[0].printable_code
+
+        def raises(review):
+            raise ValueError("the reviewer went away")
+
+        ex.set_approve(raises)
+        with pytest.raises(ValueError, match="the reviewer went away"):
+            ex.execute([("bash", "touch ran\n")])
+        assert not (tmp_path / "ran").exists()
+
+        ex.set_approve(lambda review: "maybe")
+        with pytest.raises(kernex.Error, match="returned 'maybe'"):
+            ex.execute([("bash", "touch ran\n")])
+        assert not (tmp_path / "ran").exists()
+
+        with pytest.raises(TypeError):
+            ex.set_approve("not callable")
+
+        ex.set_approve(None)
+        res = ex.execute([("bash", "touch ran\n")])
+        assert res.exit_code == 0 and res.approvals == []
+        assert (tmp_path / "ran").exists()
