@@ -468,3 +468,78 @@ TEST_CASE("kernex run --docker-image and kernex exec --executor jupyter --docker
     CHECK(containers().empty());
     CHECK(runtime.entries() == 0);
 }
+
+namespace {
+
+// A --tlsverify dockerd (certificates made by openssl) with the ipykernel
+// image, imported over TLS from the tarball the suite's daemon was fed.
+struct tls_kernel_daemon : test::tls_dockerd {
+    tls_kernel_daemon() {
+        auto c = client(std::chrono::minutes(10));
+        REQUIRE(c.uses_tls());
+        test::ensure_ipykernel_image(c);
+    }
+};
+
+tls_kernel_daemon& tls_suite() { return test::suite_once<tls_kernel_daemon>("the TLS dockerd with the ipykernel image"); }
+
+}  // namespace
+
+TEST_CASE("a kernel in a container on a --tlsverify daemon: cells, death seen by inspecting over TLS, nothing left") {
+    own_runtime_dir runtime;
+    auto& t = tls_suite();
+    auto o = in_docker();
+    o.docker->docker_host = t.host;
+    o.docker->tls = t.tls();
+    o.autorestart = false;
+    auto km = kernel_manager::start(o);
+    std::atomic<bool> dead{false};
+    km.on_dead([&] { dead = true; });
+    auto& kc = km.client();
+    CHECK(kc.execute("x = 6 * 7").status == execution_status::ok);
+    CHECK(kc.execute("x").result_text() == "42");
+    auto r = kc.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", {.timeout = 30s});
+    CHECK(r.status == execution_status::kernel_died);
+    const auto until = steady::now() + 10s;
+    while (!dead && steady::now() < until) std::this_thread::sleep_for(20ms);
+    CHECK(dead.load());
+    const footprint f = footprint_of(km);
+    km.shutdown();
+    auto client = t.client();
+    const nlohmann::json filters = {{"label", {"org.kernex.kernel=" + f.kernel_id}}};
+    CHECK(client.call("GET", "/containers/json?all=1&filters=" + filters.dump()).empty());
+    CHECK_FALSE(fs::exists(f.connection_file));
+    CHECK_FALSE(fs::exists(f.private_dir));
+
+    // The CLI: the certificates as flags, then as the docker CLI's variables.
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    const std::string kernex = (fs::path(build) / "src" / "cli" / "kernex").string();
+    test::temp_dir work;
+    test::write_file(work / "cells.py", "a = 40\n# %%\nprint(a + 2)\n");
+    const auto certs = t.certs;
+    spawn_options spawn;
+    spawn.argv = {kernex, "run", "--docker-image", test::ipykernel_image, "--docker-host", t.host,
+                  "--tls-ca", (certs / "ca.pem").string(), "--tls-cert", (certs / "client.pem").string(),
+                  "--tls-key", (certs / "client-key.pem").string(), (work.path() / "cells.py").string()};
+    spawn.merge_stderr = false;
+    run_options limits;
+    limits.timeout = 120s;
+    auto cli = run_process(spawn, limits);
+    CHECK_MESSAGE(cli.exit_code == 0, cli.output);
+    CHECK(cli.output == "42\n");
+
+    test::temp_dir cert_path;
+    fs::copy_file(certs / "ca.pem", cert_path / "ca.pem");
+    fs::copy_file(certs / "client.pem", cert_path / "cert.pem");
+    fs::copy_file(certs / "client-key.pem", cert_path / "key.pem");
+    spawn.argv = {kernex, "run", "--docker-image", test::ipykernel_image, (work.path() / "cells.py").string()};
+    spawn.env["DOCKER_HOST"] = t.host;
+    spawn.env["DOCKER_TLS_VERIFY"] = "1";
+    spawn.env["DOCKER_CERT_PATH"] = cert_path.path().string();
+    cli = run_process(spawn, limits);
+    CHECK_MESSAGE(cli.exit_code == 0, cli.output);
+    CHECK(cli.output == "42\n");
+    CHECK(client.call("GET", "/containers/json?all=1").empty());
+    CHECK(runtime.entries() == 0);
+}
