@@ -209,6 +209,39 @@ class state_and_output(kernel_test_case):
         self.assertIn("err\n", result.stream("stderr"))
         self.assertIn("bash: line 1: nosuchcommand_kx: command not found", result.stream("stderr"))
 
+    def test_stdout_and_stderr_keep_the_order_they_were_written_in(self):
+        # Alternating writes from the shell's builtins, from a program that
+        # inherits the fds, through a reopened /dev/stderr, and a write larger
+        # than a pipe page between them: each line must come back on its own
+        # stream, in the order it was written (issue 18 item 11).
+        code = ("for i in $(seq 1 200); do echo o$i; echo e$i >&2; done\n"
+                "/usr/bin/python3 -u -c 'import sys\n"
+                "for i in range(50): print(\"po%d\" % i); print(\"pe%d\" % i, file=sys.stderr)'\n"
+                "head -c 20000 /dev/zero | tr '\\0' x; echo\n"
+                "echo after-big >&2; echo last-out; echo via-dev >/dev/stderr; echo end")
+        expected = []
+        for i in range(1, 201):
+            expected += [("stdout", f"o{i}"), ("stderr", f"e{i}")]
+        for i in range(50):
+            expected += [("stdout", f"po{i}"), ("stderr", f"pe{i}")]
+        expected += [("stdout", "x" * 20000), ("stderr", "after-big"), ("stdout", "last-out"),
+                     ("stderr", "via-dev"), ("stdout", "end")]
+        for attempt in range(3):
+            result = self.run_ok(code)
+            lines, partial = [], {"stdout": "", "stderr": ""}
+            for _, m in result.messages:
+                if m["msg_type"] != "stream":
+                    continue
+                name = m["content"]["name"]
+                text = partial[name] + m["content"]["text"]
+                *complete, partial[name] = text.split("\n")
+                lines += [(name, line) for line in complete]
+            self.assertEqual(partial, {"stdout": "", "stderr": ""})
+            if lines != expected:
+                first = next(n for n, (a, b) in enumerate(zip(lines, expected)) if a != b)
+                self.fail(f"attempt {attempt}: line {first}: {lines[first]!r:.80} where "
+                          f"{expected[first]!r:.80} was written")
+
     def test_output_streams_while_the_cell_runs(self):
         result = self.run_ok("for i in 1 2 3; do echo $i; sleep 1; done")
         self.assertEqual(result.stream(), "1\n2\n3\n")

@@ -62,9 +62,9 @@ bool write_all(int fd, const char* data, std::size_t size) noexcept {
 
 }  // namespace
 
-pipe_pair make_pipe() {
+pipe_pair make_pipe(int flags) {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw_errno("pipe2");
+    if (::pipe2(fds, O_CLOEXEC | flags) != 0) throw_errno("pipe2");
     return {unique_fd(fds[0]), unique_fd(fds[1])};
 }
 

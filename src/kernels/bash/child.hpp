@@ -24,8 +24,8 @@ struct pipe_pair {
     unique_fd read;
     unique_fd write;
 };
-// Throws std::system_error.
-pipe_pair make_pipe();
+// `flags` are added to pipe2's O_CLOEXEC (O_DIRECT: packet mode). Throws std::system_error.
+pipe_pair make_pipe(int flags = 0);
 
 struct child_spec {
     std::vector<std::string> argv;               // argv[0]: absolute path

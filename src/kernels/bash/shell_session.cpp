@@ -7,11 +7,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -26,12 +28,34 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 constexpr std::size_t max_read_per_turn = 256 * 1024;
+// How long a page may sit in an output pipe before its write's event before
+// it is taken for the first page of a write larger than the pipe (whose
+// writer waits for us, and whose event comes only when all of it is read).
+constexpr auto unannounced_grace = std::chrono::milliseconds(2);
+// Pages of one stream in a row are published together, once this much is
+// gathered or this long after the first: one message a page would be
+// thousands a second, and xeus's iopub drops messages past its high-water
+// mark (the cell's idle status among them).
+constexpr std::size_t publish_bytes = 64 * 1024;
+constexpr auto publish_interval = std::chrono::milliseconds(10);
+// Output that switches streams more often than this per interval waits (and
+// its writer with it) rather than flood iopub with a message per switch.
+constexpr int max_switches_per_interval = 16;
 constexpr const char* stream_names[2] = {"stdout", "stderr"};
 
 void set_nonblocking(int fd) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
         throw std::system_error(errno, std::generic_category(), "fcntl");
+}
+
+// Packet mode (each write its own page; O_DIRECT, Linux 3.4) where there is one.
+pipe_pair make_output_pipe() {
+    try {
+        return make_pipe(O_DIRECT);
+    } catch (const std::system_error&) {
+        return make_pipe();
+    }
 }
 
 unique_fd make_runner_file() {
@@ -81,8 +105,9 @@ void shell_session::start() {
     pipe_pair command = make_pipe();
     pipe_pair ack = make_pipe();
     pipe_pair control = make_pipe();
-    pipe_pair out = make_pipe();
-    pipe_pair err = make_pipe();
+    pipe_pair out = make_output_pipe();
+    pipe_pair err = make_output_pipe();
+    setup_write_order(out.read.get(), err.read.get());
     pipe_pair lifeline = make_pipe();
     unique_fd runner = make_runner_file();
     // An empty pipe whose write end is closed at once: EOF like /dev/null,
@@ -186,12 +211,20 @@ shell_session::wait_result shell_session::wait_for(
         }
         if (!m_pidfd) timeout_ms = (timeout_ms < 0 || timeout_ms > 100) ? 100 : timeout_ms;
 
-        enum { control, pidfd, interrupts, out, err, count };
-        pollfd fds[count] = {{m_control.get(), POLLIN, 0},
-                             {m_pidfd.get(), POLLIN, 0},
-                             {handlers ? m_interrupts.get() : -1, POLLIN, 0},
-                             {handlers ? m_output[0].get() : -1, POLLIN, 0},
-                             {handlers ? m_output[1].get() : -1, POLLIN, 0}};
+        const bool ordered = handlers && m_write_events;
+        if (ordered) timeout_ms = write_order_poll_timeout(timeout_ms);
+        const bool throttled = ordered && m_throttled;
+
+        enum { control, pidfd, interrupts, out, err, events, count };
+        // A pipe whose page waits for its write's event is not polled (it
+        // stays readable): the event, or the grace's end, wakes us.
+        pollfd fds[count] = {
+            {m_control.get(), POLLIN, 0},
+            {m_pidfd.get(), POLLIN, 0},
+            {handlers ? m_interrupts.get() : -1, POLLIN, 0},
+            {handlers && !throttled && !(ordered && m_unannounced_since[0]) ? m_output[0].get() : -1, POLLIN, 0},
+            {handlers && !throttled && !(ordered && m_unannounced_since[1]) ? m_output[1].get() : -1, POLLIN, 0},
+            {ordered && !throttled ? m_write_events.get() : -1, POLLIN, 0}};
         if (::poll(fds, count, timeout_ms) < 0) {
             if (errno == EINTR) continue;
             throw std::system_error(errno, std::generic_category(), "poll");
@@ -206,8 +239,11 @@ shell_session::wait_result shell_session::wait_for(
                 m_interrupt_sent = true;
             }
         }
-        for (int i = 0; i < 2; ++i)
-            if (fds[out + i].revents & (POLLIN | POLLHUP | POLLERR)) read_output(i, handlers, false);
+        if (ordered)
+            read_outputs(handlers, false);
+        else
+            for (int i = 0; i < 2; ++i)
+                if (fds[out + i].revents & (POLLIN | POLLHUP | POLLERR)) read_output(i, handlers, false);
         if (fds[control].revents & (POLLIN | POLLHUP | POLLERR)) read_control(handlers);
 
         bool died = (fds[pidfd].revents & POLLIN) != 0;
@@ -270,14 +306,12 @@ void shell_session::handle_record(const std::string& record, const cell_handlers
         // Output written before the request is already in the pipes: show it first.
         bool shown = false;
         if (handlers) {
-            for (int i = 0; i < 2; ++i) read_output(i, handlers, false);
+            read_outputs(handlers, false);
             shown = handlers->on_display && handlers->on_display(arg);
         }
         write_ack(shown ? "0" : "1");
     } else if (kind == "input") {
-        if (handlers) {
-            for (int i = 0; i < 2; ++i) read_output(i, handlers, true);
-        }
+        if (handlers) read_outputs(handlers, true);
         input_answer answer;
         if (handlers && handlers->on_input)
             answer = handlers->on_input(arg.size() > 2 ? arg.substr(2) : "", arg.starts_with("1"));
@@ -289,7 +323,7 @@ void shell_session::handle_record(const std::string& record, const cell_handlers
         write_ack(reply);
     } else if (kind == "clear") {
         if (handlers) {
-            for (int i = 0; i < 2; ++i) read_output(i, handlers, true);
+            read_outputs(handlers, true);
             if (handlers->on_clear) handlers->on_clear(arg == "1");
         }
         write_ack("0");
@@ -332,6 +366,152 @@ void shell_session::read_output(int index, const cell_handlers* handlers, bool f
     emit_output(index, handlers, flush);
 }
 
+void shell_session::setup_write_order(int out, int err) noexcept {
+    m_write_events.reset();
+    m_write_order.clear();
+    m_order_lost = false;
+    m_unpublished = -1;
+    for (int i = 0; i < 2; ++i) {
+        m_watch[i] = -1;
+        m_large_write[i] = false;
+        m_unannounced_since[i].reset();
+    }
+    const long page = ::sysconf(_SC_PAGESIZE);
+    unique_fd events(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!events || page <= 0) return;
+    const int pipes[2] = {out, err};
+    for (int i = 0; i < 2; ++i) {
+        if (::fcntl(pipes[i], F_SETPIPE_SZ, static_cast<int>(page)) < 0) return;
+        // The pipe's own inode, reached through /proc (a pipe has no other name).
+        const std::string path = "/proc/self/fd/" + std::to_string(pipes[i]);
+        m_watch[i] = ::inotify_add_watch(events.get(), path.c_str(), IN_MODIFY);
+        if (m_watch[i] < 0) return;
+    }
+    m_write_events = std::move(events);
+}
+
+void shell_session::read_write_order() {
+    alignas(inotify_event) char buf[8192];
+    while (m_write_events) {
+        const ssize_t n = ::read(m_write_events.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+            inotify_event event;
+            std::memcpy(&event, buf + at, sizeof event);
+            at += static_cast<ssize_t>(sizeof event + event.len);
+            if (event.mask & IN_Q_OVERFLOW) m_order_lost = true;
+            if (!(event.mask & IN_MODIFY)) continue;
+            for (int i = 0; i < 2; ++i)
+                if (event.wd == m_watch[i]) m_write_order.push_back(i);
+        }
+    }
+}
+
+std::size_t shell_session::read_page(int index, const cell_handlers* handlers) {
+    unique_fd& fd = m_output[index];
+    char buf[65536];
+    ssize_t n;
+    do {
+        n = fd ? ::read(fd.get(), buf, sizeof buf) : -1;
+    } while (n < 0 && errno == EINTR);
+    if (n == 0) fd.reset();
+    if (n <= 0) return 0;
+    // What the other stream read before this page is published first; pages
+    // of one stream in a row go out as one message.
+    if (m_unpublished >= 0 && m_unpublished != index) emit_output(m_unpublished, handlers, false);
+    if (m_unpublished != index) m_unpublished_since = steady::now();
+    m_unpublished = index;
+    m_pending[index].append(buf, static_cast<std::size_t>(n));
+    return static_cast<std::size_t>(n);
+}
+
+// Reads what the shell wrote to stdout and stderr, in the order it wrote it.
+// A packet-mode pipe of one page gives one read per write up to a page, and a
+// writer with a page unread waits, so each pipe holds at most one write
+// whose event (queued as the write returns) says where it stands.
+void shell_session::read_outputs(const cell_handlers* handlers, bool flush) {
+    read_write_order();
+    if (!m_write_events || m_order_lost) {
+        m_order_lost = false;
+        m_write_order.clear();
+        for (int i = 0; i < 2; ++i) read_output(i, handlers, flush);
+        return;
+    }
+    const auto queued = [this](int i) {
+        return std::find(m_write_order.begin(), m_write_order.end(), i) != m_write_order.end();
+    };
+    std::size_t total = 0;
+    m_throttled = false;
+    const auto switch_allowed = [&](int i) {
+        if (flush || m_unpublished < 0 || m_unpublished == i) return true;
+        const auto now = steady::now();
+        if (now - m_window_start >= publish_interval) {
+            m_window_start = now;
+            m_window_messages = 0;
+        }
+        m_throttled = m_window_messages >= max_switches_per_interval;
+        return !m_throttled;
+    };
+    while (!m_write_order.empty() && total < max_read_per_turn) {
+        const int i = m_write_order.front();
+        if (!switch_allowed(i)) break;
+        m_write_order.pop_front();
+        m_unannounced_since[i].reset();
+        if (m_large_write[i]) {
+            m_large_write[i] = false;
+            // A large write's first pages were read as they came. The pipe now
+            // holds its last page, unless a later write to the same stream has
+            // completed too: then that page was read already, and the one there
+            // is the later write's, to be read at its own event.
+            if (queued(i)) continue;
+        }
+        total += read_page(i, handlers);
+        read_write_order();
+    }
+    // Pages no event has announced: the first pages of a write larger than the
+    // pipe (its writer waits for us, its event comes when it is all read), or
+    // a write whose event is on its way; the latter is waited for briefly.
+    for (int i = 0; i < 2; ++i) {
+        if (!m_output[i] || queued(i) || m_throttled || !switch_allowed(i)) continue;
+        pollfd p{m_output[i].get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) {
+            m_unannounced_since[i].reset();
+            continue;
+        }
+        const auto now = steady::now();
+        if (!(p.revents & POLLIN) || flush || m_large_write[i] ||
+            (m_unannounced_since[i] && now - *m_unannounced_since[i] >= unannounced_grace)) {
+            if (p.revents & POLLIN) m_large_write[i] = true;
+            m_unannounced_since[i].reset();
+            read_page(i, handlers);
+        } else if (!m_unannounced_since[i]) {
+            m_unannounced_since[i] = now;
+        }
+    }
+    if (m_unpublished >= 0 && !flush && m_pending[m_unpublished].size() < publish_bytes &&
+        steady::now() - m_unpublished_since < publish_interval)
+        return;
+    // The stream read last goes last (the other holds at most a cut character).
+    const int last = m_unpublished < 0 ? 1 : m_unpublished;
+    emit_output(1 - last, handlers, flush);
+    emit_output(last, handlers, flush);
+    m_unpublished = -1;
+}
+
+int shell_session::write_order_poll_timeout(int timeout_ms) const {
+    const auto until = [&](steady::time_point when) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(when - steady::now());
+        const int ms = static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+        if (timeout_ms < 0 || ms < timeout_ms) timeout_ms = ms;
+    };
+    for (const auto& since : m_unannounced_since)
+        if (since) until(*since + unannounced_grace);
+    if (m_unpublished >= 0) until(m_unpublished_since + publish_interval);
+    if (m_throttled) until(m_window_start + publish_interval);
+    return timeout_ms;
+}
+
 void shell_session::emit_output(int index, const cell_handlers* handlers, bool flush) {
     std::string& pending = m_pending[index];
     if (pending.empty()) return;
@@ -352,18 +532,16 @@ void shell_session::emit_output(int index, const cell_handlers* handlers, bool f
     if (ready == 0) return;
     std::string text = sanitize(std::string_view(pending).substr(0, ready));
     pending.erase(0, ready);
-    if (handlers && handlers->on_stream) handlers->on_stream(stream_names[index], text);
+    if (handlers && handlers->on_stream) {
+        ++m_window_messages;
+        handlers->on_stream(stream_names[index], text);
+    }
 }
 
 void shell_session::on_shell_death(const cell_handlers* handlers) {
     m_shell_died = true;
     read_control(handlers);
-    for (int i = 0; i < 2; ++i) {
-        if (handlers) {
-            read_output(i, handlers, true);
-            emit_output(i, handlers, true);
-        }
-    }
+    if (handlers) read_outputs(handlers, true);
     // What the shell left in its group (background jobs, the watchdog) goes
     // with it. The shell itself is normally a zombie by now; if it is not
     // (a broken command pipe while it still runs), it is ended here rather
@@ -390,7 +568,7 @@ cell_outcome shell_session::run_cell(const std::string& code, const cell_handler
     m_interrupt_requested = m_interrupt_sent = false;
     m_cell_status = 0;
     // Output that background jobs wrote since the last cell is shown now.
-    for (int i = 0; i < 2; ++i) read_output(i, &handlers, false);
+    read_outputs(&handlers, false);
 
     cell_outcome outcome;
     const bool sent = send_command("cell", code);
@@ -405,10 +583,7 @@ cell_outcome shell_session::run_cell(const std::string& code, const cell_handler
     }
     // The driver wrote `done` after the cell's output: what is still in the
     // pipes belongs to this cell, so it is drained before the reply.
-    for (int i = 0; i < 2; ++i) {
-        read_output(i, &handlers, false);
-        emit_output(i, &handlers, true);
-    }
+    read_outputs(&handlers, true);
     outcome.status = m_cell_status;
     outcome.end = (m_interrupt_sent && m_cell_status != 0) ? cell_end::interrupted : cell_end::finished;
     return outcome;
@@ -446,6 +621,7 @@ void shell_session::close_channels() noexcept {
     m_output[1].reset();
     m_lifeline.reset();
     m_pidfd.reset();
+    m_write_events.reset();
 }
 
 void shell_session::stop() noexcept {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -92,6 +93,11 @@ private:
     void read_control(const cell_handlers* handlers);
     void handle_record(const std::string& record, const cell_handlers* handlers);
     void read_output(int index, const cell_handlers* handlers, bool flush);
+    void setup_write_order(int out, int err) noexcept;
+    void read_write_order();
+    void read_outputs(const cell_handlers* handlers, bool flush);
+    std::size_t read_page(int index, const cell_handlers* handlers);
+    int write_order_poll_timeout(int timeout_ms) const;
     void write_ack(const std::string& bytes);
     void emit_output(int index, const cell_handlers* handlers, bool flush);
     void on_shell_death(const cell_handlers* handlers);
@@ -111,6 +117,23 @@ private:
 
     std::string m_control_buffer;
     std::string m_pending[2];  // output bytes held back (a cut UTF-8 sequence or runner name)
+
+    // stdout and stderr in the order they were written (issue 18 item 11): both
+    // pipes hold one page, in packet mode, so a writer that has a page unread
+    // waits for us; an inotify watch on each tells which pipe each completed
+    // write went to, in order. Without inotify (m_write_events -1) the pipes
+    // are read as they become ready, and the order across them is not kept.
+    unique_fd m_write_events;
+    int m_watch[2] = {-1, -1};
+    std::deque<int> m_write_order;  // the stream of each completed write not yet read
+    bool m_order_lost = false;      // the event queue overflowed: read both as they come, once
+    bool m_large_write[2] = {};     // reading a write larger than a page as it goes, before its event
+    int m_unpublished = -1;         // the stream whose pages read are not yet published
+    std::chrono::steady_clock::time_point m_unpublished_since;
+    std::chrono::steady_clock::time_point m_window_start;  // the interval switches are counted in
+    int m_window_messages = 0;
+    bool m_throttled = false;       // a switch waits for the next interval
+    std::optional<std::chrono::steady_clock::time_point> m_unannounced_since[2];
     std::string m_version;
     bool m_ready = false;
     bool m_cell_started = false;
