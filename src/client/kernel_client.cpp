@@ -142,6 +142,12 @@ struct kernel_client::impl {
     // replies and of its iopub messages (a kernel makes a new one each time
     // it starts): another session means the kernel was replaced under us.
     std::string reply_session, iopub_session;
+    // After a restart: the replaced process's session. Its late iopub
+    // messages (ipykernel broadcasts its shutdown_reply and statuses there)
+    // prove nothing about the new process's subscription: through a Jupyter
+    // Server they arrive before the server's own iopub socket is subscribed
+    // to the new kernel, and a cell sent then loses its outputs.
+    std::string replaced_session;
     std::uint64_t last_cell_generation = 0;
     bool ran_a_cell = false;
 
@@ -151,12 +157,19 @@ struct kernel_client::impl {
         return msg;
     }
 
+    void forget_sessions() {
+        if (!iopub_session.empty() || !reply_session.empty())
+            replaced_session = iopub_session.empty() ? reply_session : iopub_session;
+        reply_session.clear();
+        iopub_session.clear();
+    }
+
     // A kernel replaced since the last request (restarted by the restarter
     // thread) may not have our iopub subscription yet: prove it first.
     void ensure_ready(steady::time_point deadline) {
         if (control) control->before_request();
         const bool replaced = control && control->generation() != ready_generation;
-        if (replaced) reply_session.clear(), iopub_session.clear();  // the new process has its own
+        if (replaced) forget_sessions();  // the new process has its own
         if (!replaced && !iopub_reconnected) return;
         iopub_reconnected = false;
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
@@ -190,7 +203,7 @@ struct kernel_client::impl {
         // the sessions it signs with are learned anew. Kept, the old ones
         // would make the new process's own late "starting" status look like
         // a kernel replaced under the next cell.
-        if (control && control->generation() != ready_generation) reply_session.clear(), iopub_session.clear();
+        if (control && control->generation() != ready_generation) forget_sessions();
         if (control) ready_generation = control->generation();
         watched_fd watch(*t, control);
         std::unordered_set<std::string> asked;
@@ -235,6 +248,7 @@ struct kernel_client::impl {
                 continue;
             }
             if (in.channel == channel::iopub) {
+                if (!replaced_session.empty() && in.message.header.session == replaced_session) continue;
                 iopub_seen = true;
                 if (asked.count(in.message.parent_header.msg_id)) iopub_session = in.message.header.session;
             }
