@@ -10,6 +10,7 @@
 #include <future>
 #include <thread>
 
+#include "../mcp/session_backend.hpp"
 #include "docker_test_support.hpp"
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
@@ -542,4 +543,18 @@ TEST_CASE("a kernel in a container on a --tlsverify daemon: cells, death seen by
     CHECK(cli.output == "42\n");
     CHECK(client.call("GET", "/containers/json?all=1").empty());
     CHECK(runtime.entries() == 0);
+}
+
+TEST_CASE("kernex mcp --docker-image: sessions in containers through the MCP SDK client; none left after") {
+    auto& d = suite();
+    const nlohmann::json args = {"--docker-image", test::ipykernel_image};
+    const nlohmann::json probe = {{"code", "import os; print(os.path.exists('/.dockerenv'))"}, {"expect", "True"}};
+    const auto r = test::run_mcp_session_backend({{"DOCKER_HOST", d.daemon.host()},
+                                                  {"KERNEX_MCP_SESSION_ARGS", args.dump()},
+                                                  {"KERNEX_MCP_PROBE", probe.dump()}});
+    MESSAGE(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("fail 0") != std::string::npos);
+    // Every session's container went with the server.
+    CHECK(containers().empty());
 }

@@ -14,9 +14,11 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "../helpers/test_support.hpp"
+#include "../mcp/session_backend.hpp"
 #include "jupyter_server.hpp"
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
@@ -532,4 +534,26 @@ TEST_CASE("https: verified against a CA file, clear errors without it or for the
     auto missing_ca = tls.options();
     missing_ca.ca_file = tmp / "nope.pem";
     CHECK(caught([&] { gateway_client{missing_ca}; }).code() == errc::not_found);
+}
+
+TEST_CASE("kernex mcp --gateway: sessions on the Jupyter Server through the MCP SDK client; none left after") {
+    auto& s = server();
+    std::set<std::string> before;
+    for (const auto& k : gateway_client(opts()).kernels()) before.insert(k.id);
+    const nlohmann::json args = {"--gateway", s.url(), "--gateway-token", s.token()};
+    // The server's kernels are its children.
+    const nlohmann::json probe = {{"code", "import os; print(os.getppid())"}, {"expect", std::to_string(s.pid())}};
+    const auto r = test::run_mcp_session_backend({{"KERNEX_MCP_SESSION_ARGS", args.dump()},
+                                                  {"KERNEX_MCP_PROBE", probe.dump()},
+                                                  {"KERNEX_MCP_IMAGES", "1"},
+                                                  {"KERNEX_GATEWAY_URL", ""},
+                                                  {"KERNEX_GATEWAY_TOKEN", ""}});
+    MESSAGE(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("fail 0") != std::string::npos);
+    // Every session's remote kernel was deleted when the server ended.
+    std::vector<std::string> left;
+    for (const auto& k : gateway_client(opts()).kernels())
+        if (!before.contains(k.id)) left.push_back(k.id);
+    CHECK(left.empty());
 }
