@@ -47,6 +47,13 @@ struct docker_executor_options {
     std::optional<std::chrono::milliseconds> block_timeout{};
     // Bytes of output kept per execute() call; the rest is read and counted.
     std::size_t max_output = 1u << 20;
+    // Of those, the first bytes kept (passed on as they come); the last
+    // max_output - max_output_head are kept too, and a line between them
+    // says how many were dropped. Unset: 60 % of max_output.
+    std::optional<std::size_t> max_output_head{};
+    // Keep all of the output in a new file of the work dir too
+    // (code_result::full_output_file), named in the output when some was dropped.
+    bool save_full_output = false;
     // Added to the blocks' environment.
     std::map<std::string, std::string> env;
     // The container's network: "none" (no interface but lo), or "bridge",

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,14 +63,18 @@ struct code_result {
     std::vector<std::filesystem::path> code_files;  // files the blocks were written to
     std::vector<std::filesystem::path> output_files;// images/html saved (jupyter)
     bool timed_out = false;
+    // Some output was dropped: output keeps the head and the tail of it, with
+    // "[… N bytes dropped …]" between them (max_output, max_output_head).
     bool truncated = false;
+    // With save_full_output: the file in the work dir holding all of it.
+    std::optional<std::filesystem::path> full_output_file;
     // With an approve hook: one entry per block it was asked about, and the
     // blocks a stop refused, in order. Empty without a hook. A refused block
     // makes exit_code 1 (unless a block failed before).
     std::vector<block_approval> approvals;
 
     // {"exit_code", "output", "code_files", "output_files", "timed_out",
-    // "truncated", "approvals": [{"index", "sha256", "verdict":
+    // "truncated", "full_output_file" (when set), "approvals": [{"index", "sha256", "verdict":
     // "approved"|"skipped"|"refused"}]}; output's invalid UTF-8 (a cap can split a character) is
     // replaced by U+FFFD so the object can always be dumped.
     nlohmann::json to_json() const;

@@ -42,6 +42,13 @@ struct jupyter_executor_options {
     // For each block on its own (within timeout); unset: only timeout.
     std::optional<std::chrono::milliseconds> block_timeout{};
     std::size_t max_output = 1u << 20;
+    // Of those, the first bytes kept (passed on as they come); the last
+    // max_output - max_output_head are kept too, and a line between them
+    // says how many were dropped. Unset: 60 % of max_output.
+    std::optional<std::size_t> max_output_head{};
+    // Keep all of the output in a new file of the work dir too
+    // (code_result::full_output_file), named in the output when some was dropped.
+    bool save_full_output = false;
     std::chrono::milliseconds startup_timeout{60'000};
     // Start the kernel on this Jupyter Server / gateway instead of locally
     // (work_dir then only sets the default output_dir).

@@ -61,6 +61,10 @@ using output = std::variant<outputs::stream, outputs::display_data, outputs::upd
 enum class execution_status { ok, error, aborted, timeout, kernel_died };
 std::string_view to_string(execution_status s) noexcept;
 
+// What an output weighs against execute_options::max_output_bytes: its text,
+// traceback, or MIME data (strings by size, other values 64 bytes).
+std::size_t output_bytes(const output& o);
+
 struct execution {
     execution_status status = execution_status::ok;
     int execution_count = 0;

@@ -34,6 +34,13 @@ struct local_executor_options {
     std::optional<std::chrono::milliseconds> block_timeout{};
     // Bytes of output kept per execute() call; the rest is read and counted.
     std::size_t max_output = 1u << 20;
+    // Of those, the first bytes kept (passed on as they come); the last
+    // max_output - max_output_head are kept too, and a line between them
+    // says how many were dropped. Unset: 60 % of max_output.
+    std::optional<std::size_t> max_output_head{};
+    // Keep all of the output in a new file of the work dir too
+    // (code_result::full_output_file), named in the output when some was dropped.
+    bool save_full_output = false;
     // Added to (or overriding) the environment blocks get: by default only
     // PATH, HOME, LANG, LC_*, TERM, TZ and USER of kernex's own environment.
     std::map<std::string, std::string> env;

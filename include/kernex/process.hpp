@@ -132,6 +132,9 @@ struct run_options {
     std::chrono::milliseconds timeout{60'000};
     std::size_t max_output = 1u << 20;                 // bytes kept; the rest is drained and counted
     std::function<void(std::string_view)> on_output;   // called as output arrives (within the cap)
+    // on_output sees every byte read, those beyond max_output too (for a
+    // caller that caps the output itself: max_output 0 then keeps none here).
+    bool on_output_uncapped = false;
     // When this fd becomes readable the child is killed as on timeout, but
     // with exit_code 130 and interrupted = true (a self-pipe for Ctrl-C). -1: none.
     int cancel_fd = -1;

@@ -68,6 +68,9 @@ int run(const exec_args& args) {
             config["gateway_url"] = g->url;
             if (!g->token.empty()) config["gateway_token"] = g->token;
         }
+    if (config.value("save_full_output", false) && args.executor != "jupyter" && !config.contains("work_dir"))
+        throw error(errc::invalid_argument, "--save-full-output needs --work-dir: a temporary work dir is removed "
+                                            "when the blocks have run, and the file with it");
     if (args.describe) {
         std::cout << describe_executor(config) << std::flush;
         return 0;
@@ -147,7 +150,14 @@ command_runner add_exec_command(CLI::App& app) {
         "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
         "jupyter: seconds to wait for the kernel to be ready (default 60)");
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
-                                 "Bytes of output kept (default 1048576); the rest is counted");
+                                 "Bytes of output kept (default 1048576): the first and the last of them, with\n"
+                                 "[\u2026 N bytes dropped \u2026] between");
+    config_option<std::uint64_t>(cmd, args, "--max-output-head", "max_output_head",
+                                 "Of --max-output, the bytes kept from the start (default 60 %); the rest are the last ones");
+    cmd->add_flag_callback("--save-full-output", [args] { args->config["save_full_output"] = true; },
+                           "Also keep all of the output in a new file of the work dir (jupyter: of --output-dir),\n"
+                           "kernex-output.txt, named in the output when some was dropped (removed with a temporary\n"
+                           "work dir)");
     config_option<std::string>(cmd, args, "--gateway", "gateway_url",
                                "jupyter: run the kernel on this Jupyter Server / gateway (default $KERNEX_GATEWAY_URL)");
     auto* token = config_option<std::string>(cmd, args, "--token", "gateway_token",

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -52,6 +53,7 @@ struct run_args {
     bool sandbox = false;       // local kernel in the bubblewrap sandbox
     bool inherit_env = false;   // local kernel gets our whole environment
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
+    std::optional<std::size_t> max_output_head;             // of those, the first; unset: 60 %
     std::vector<std::string> files;
 };
 
@@ -177,6 +179,92 @@ json notebook_outputs(const std::vector<output>& outs) {
     return list;
 }
 
+// A cell's outputs for --json, within --max-output-bytes: the first ones
+// (--max-output-head, default 60 % of the cap) and the last ones, a stderr
+// notice "[… N bytes dropped …]" between them, so the traceback at the end
+// of a flood survives. A stream that crosses a boundary keeps the part that
+// fits, cut between UTF-8 characters.
+class kept_outputs {
+public:
+    void begin(std::size_t max, std::size_t head) {
+        m_head_room = std::min(head, max);
+        m_tail_room = max - m_head_room;
+        m_holding = false;
+        m_list.clear();
+        m_tail.clear();
+        m_tail_bytes = 0;
+        m_dropped = 0;
+    }
+
+    void add(const output& o) {
+        std::size_t size = output_bytes(o);
+        if (!m_holding) {
+            if (size <= m_head_room) {
+                m_head_room -= size;
+                m_list.push_back(o);
+                return;
+            }
+            m_holding = true;
+            if (auto* s = std::get_if<outputs::stream>(&o)) {
+                const std::size_t cut = char_boundary(s->text, m_head_room, false);
+                if (cut > 0) m_list.push_back(outputs::stream{s->name, s->text.substr(0, cut)});
+                m_tail.push_back(outputs::stream{s->name, s->text.substr(cut)});
+                m_tail_bytes += s->text.size() - cut;
+                trim();
+                return;
+            }
+        }
+        m_tail.push_back(o);
+        m_tail_bytes += size;
+        trim();
+    }
+
+    // The outputs kept, in order, the notice where some were dropped.
+    std::vector<output> take() {
+        if (m_dropped > 0)
+            m_list.push_back(outputs::stream{"stderr", "[\u2026 " + std::to_string(m_dropped) + " bytes dropped \u2026]\n"});
+        for (auto& o : m_tail) m_list.push_back(std::move(o));
+        m_tail.clear();
+        return std::move(m_list);
+    }
+    std::uint64_t dropped() const { return m_dropped; }
+
+private:
+    // Where a cut near at falls between characters: back (a head's end) or on (a tail's start).
+    static std::size_t char_boundary(const std::string& text, std::size_t at, bool forward) {
+        auto inside = [&](std::size_t i) { return i < text.size() && (static_cast<unsigned char>(text[i]) & 0xC0) == 0x80; };
+        if (forward)
+            while (inside(at)) ++at;
+        else
+            while (at > 0 && inside(at)) --at;
+        return std::min(at, text.size());
+    }
+    void trim() {
+        while (m_tail_bytes > m_tail_room && !m_tail.empty()) {
+            const std::size_t over = m_tail_bytes - m_tail_room;
+            auto* s = std::get_if<outputs::stream>(&m_tail.front());
+            const std::size_t size = output_bytes(m_tail.front());
+            if (s && over < size) {
+                const std::size_t cut = char_boundary(s->text, over, true);
+                s->text.erase(0, cut);
+                m_tail_bytes -= cut;
+                m_dropped += cut;
+                if (!s->text.empty()) break;
+            } else {
+                m_tail_bytes -= size;
+                m_dropped += size;
+            }
+            m_tail.pop_front();
+        }
+    }
+
+    std::size_t m_head_room = 0, m_tail_room = 0, m_tail_bytes = 0;
+    bool m_holding = false;
+    std::vector<output> m_list;
+    std::deque<output> m_tail;
+    std::uint64_t m_dropped = 0;
+};
+
 // One --json record: a line, bytes that are not UTF-8 replaced.
 std::string json_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"; }
 
@@ -206,9 +294,15 @@ public:
         m_stem = std::move(stem);
         m_saved.clear();
         m_count = 0;
+        m_kept.begin(m_args.max_output_bytes,
+                     m_args.max_output_head.value_or(m_args.max_output_bytes / 10 * 6 + m_args.max_output_bytes % 10 * 6 / 10));
     }
 
+    // The cell's outputs --json records (head and tail within --max-output-bytes).
+    std::vector<output> take_kept() { return m_kept.take(); }
+
     void on_output(const output& o) {
+        if (m_args.json_lines) m_kept.add(o);
         const json* data = nullptr;
         if (auto* d = std::get_if<outputs::display_data>(&o)) data = &d->data;
         if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
@@ -271,6 +365,7 @@ private:
     std::string m_stem;
     std::vector<std::string> m_saved;
     int m_count = 0;
+    kept_outputs m_kept;
 };
 
 // Reads a line from the terminal, not echoed when the kernel asks for a
@@ -322,6 +417,10 @@ void check_kernel_arguments(const run_args& args) {
 }
 
 void check_arguments(const run_args& args) {
+    if (args.max_output_head && *args.max_output_head > args.max_output_bytes)
+        throw error(errc::invalid_argument, "--max-output-head " + std::to_string(*args.max_output_head) +
+                                                " is larger than --max-output-bytes " +
+                                                std::to_string(args.max_output_bytes));
     std::error_code ec;
     auto st = std::filesystem::status(args.output_dir, ec);
     if (!ec && std::filesystem::exists(st) && !std::filesystem::is_directory(st))
@@ -476,9 +575,8 @@ int run(const run_args& args) {
             if (args.timeout > 0) eo.timeout = milliseconds_of(args.timeout);
             eo.on_output = [&](const output& o) { out.on_output(o); };
             eo.stop = abandon.get_token();
-            // Printed as they arrive: only --json needs them kept (and sees
-            // a notice among them when some were not).
-            eo.max_output_bytes = args.json_lines ? args.max_output_bytes : 0;
+            // Printed as they arrive; --json keeps them in the printer (head and tail).
+            eo.max_output_bytes = 0;
             if (is_terminal(STDIN_FILENO) && input.name != "-")
                 eo.on_input = [&](const input_request& r) { return read_answer(r, out); };
             execution r;
@@ -496,7 +594,7 @@ int run(const run_args& args) {
                        {"execution_count", r.execution_count},
                        {"elapsed_ms", std::chrono::duration<double, std::milli>(r.elapsed).count()},
                        {"saved", out.saved()},
-                       {"outputs", notebook_outputs(r.outputs)}};
+                       {"outputs", notebook_outputs(out.take_kept())}};
                 if (!r.note.empty()) j["note"] = r.note;
                 if (r.restarted) j["restarted"] = true;
                 if (r.state_lost) j["state_lost"] = true;
@@ -580,9 +678,13 @@ command_runner add_run_command(CLI::App& app) {
                   "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape,\n"
                   "tracebacks without colours); cells not run after a failure: \"status\": \"not_run\"");
     cmd->add_option("--max-output-bytes", args->max_output_bytes,
-                    "With --json: bytes of outputs kept per cell; the cell's outputs then end with a\n"
-                    "stderr notice of how many were dropped (text mode prints everything as it arrives)")
+                    "With --json: bytes of outputs kept per cell, the first and the last of them, with a\n"
+                    "stderr notice between: [\u2026 N bytes dropped \u2026] (text mode prints everything as it arrives)")
         ->capture_default_str();
+    cmd->add_option_function<std::size_t>(
+        "--max-output-head", [args](std::size_t bytes) { args->max_output_head = bytes; },
+        "With --json: of --max-output-bytes, the bytes kept from the start of a cell's outputs\n"
+        "(default 60 %); the rest are its last ones");
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
     auto* quiet = cmd->get_option("--quiet");  // shared with notebook runs

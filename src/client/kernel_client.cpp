@@ -17,6 +17,26 @@ namespace kernex {
 
 using steady = std::chrono::steady_clock;
 
+std::size_t output_bytes(const output& o) {
+    return std::visit(
+        [](const auto& v) -> std::size_t {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, outputs::stream>) return v.text.size();
+            else if constexpr (std::is_same_v<T, outputs::error>) {
+                std::size_t n = v.ename.size() + v.evalue.size();
+                for (const auto& line : v.traceback) n += line.size();
+                return n;
+            } else if constexpr (std::is_same_v<T, outputs::clear_output>) return 0;
+            else {
+                std::size_t n = 0;
+                for (const auto& [mime, value] : v.data.items())
+                    n += mime.size() + (value.is_string() ? value.template get_ref<const std::string&>().size() : 64);
+                return n;
+            }
+        },
+        o);
+}
+
 std::string_view to_string(execution_status s) noexcept {
     switch (s) {
     case execution_status::ok: return "ok";
@@ -382,33 +402,13 @@ struct kernel_client::impl {
 
     // Keeps an output unless the cell's outputs already hold max bytes.
     void keep(execution& result, output&& out, std::size_t max) {
-        std::size_t size = output_size(out);
+        std::size_t size = output_bytes(out);
         if (kept_bytes + size > max) {
             result.dropped_output_bytes += size;
             return;
         }
         kept_bytes += size;
         result.outputs.push_back(std::move(out));
-    }
-
-    static std::size_t output_size(const output& o) {
-        return std::visit(
-            [](const auto& v) -> std::size_t {
-                using T = std::decay_t<decltype(v)>;
-                if constexpr (std::is_same_v<T, outputs::stream>) return v.text.size();
-                else if constexpr (std::is_same_v<T, outputs::error>) {
-                    std::size_t n = v.ename.size() + v.evalue.size();
-                    for (const auto& line : v.traceback) n += line.size();
-                    return n;
-                } else if constexpr (std::is_same_v<T, outputs::clear_output>) return 0;
-                else {
-                    std::size_t n = 0;
-                    for (const auto& [mime, value] : v.data.items())
-                        n += mime.size() + (value.is_string() ? value.template get_ref<const std::string&>().size() : 64);
-                    return n;
-                }
-            },
-            o);
     }
 
     void answer_input(const message& req, execution& result, const execute_options& o) {

@@ -83,17 +83,107 @@ void drain_cancel(int read_end) noexcept {
     while (::read(read_end, sink, sizeof sink) > 0) {}
 }
 
-void block_output::emit(std::string_view text) {
+void output_cap::check(std::string_view executor) const {
+    if (head && *head > max)
+        throw error(errc::invalid_argument, "option 'max_output_head' of executor " + std::string(executor) + " (" +
+                                                std::to_string(*head) + ") is larger than max_output (" +
+                                                std::to_string(max) + ")");
+}
+
+namespace {
+
+bool continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+}  // namespace
+
+void block_output::pass(std::string_view text) {
+    if (text.empty()) return;
     m_result.output.append(text);
     if (m_on_output) m_on_output(text);
 }
 
-void block_output::say(const std::string& line) {
-    emit((m_result.output.empty() || m_result.output.back() == '\n' ? "" : "\n") + line + "\n");
+void block_output::copy(std::string_view text) {
+    while (m_full && !text.empty()) {
+        const ssize_t n = ::write(m_full.get(), text.data(), text.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            m_full_error = std::strerror(n < 0 ? errno : ENOSPC);
+            m_full.reset();
+            return;
+        }
+        text.remove_prefix(static_cast<std::size_t>(n));
+    }
 }
 
-std::size_t block_output::room(std::size_t max_output) const noexcept {
-    return max_output - std::min(max_output, m_result.output.size());
+void block_output::emit(std::string_view text) {
+    if (text.empty()) return;
+    copy(text);
+    m_last = text.back();
+    if (!m_holding) {
+        if (text.size() <= m_head_room) {
+            m_head_room -= text.size();
+            pass(text);
+            return;
+        }
+        std::size_t cut = m_head_room;
+        while (cut > 0 && continuation(text[cut])) --cut;  // not inside a character
+        pass(text.substr(0, cut));
+        text.remove_prefix(cut);
+        m_head_room = 0;
+        m_holding = true;
+    }
+    if (!m_tail.empty() && !m_tail.back().ours) m_tail.back().text.append(text);
+    else m_tail.push_back({std::string(text), false});
+    m_tail_bytes += text.size();
+    // Drop the oldest of the code's bytes held back beyond the tail's share.
+    const std::size_t tail_room = m_cap.max - std::min(m_cap.max, m_cap.head_bytes());
+    for (auto it = m_tail.begin(); m_tail_bytes > tail_room && it != m_tail.end();) {
+        if (it->ours) {
+            ++it;
+            continue;
+        }
+        std::size_t n = std::min(it->text.size(), m_tail_bytes - tail_room);
+        while (n < it->text.size() && continuation(it->text[n])) ++n;
+        m_dropped += n;
+        m_tail_bytes -= n;
+        if (n == it->text.size()) it = m_tail.erase(it);
+        else it->text.erase(0, n);
+    }
+}
+
+void block_output::say(const std::string& line) {
+    const std::string text = (m_last == '\n' ? "" : "\n") + line + "\n";
+    copy(text);
+    m_last = '\n';
+    if (m_holding) m_tail.push_back({text, true});
+    else pass(text);
+}
+
+void block_output::save_full_output(const std::filesystem::path& dir) {
+    const confine::unique_fd dir_fd = confine::open_dir(dir);
+    confine::created_file file =
+        confine::create_beneath(dir_fd.get(), "kernex-output.txt", {.mode = 0600, .make_parents = false});
+    m_full = std::move(file.fd);
+    m_result.full_output_file = dir / file.name;
+}
+
+void block_output::finish() {
+    if (m_dropped > 0) {
+        m_result.truncated = true;
+        const bool at_line = m_result.output.empty() || m_result.output.back() == '\n';
+        pass((at_line ? "" : "\n") + truncated_line(m_dropped) + "\n");
+    }
+    for (const auto& p : m_tail) pass(p.text);
+    m_tail.clear();
+    m_tail_bytes = 0;
+    if (m_result.full_output_file && m_dropped > 0) {
+        const std::string where = "[saved the full output to " + m_result.full_output_file->string() + "]\n";
+        pass((m_result.output.empty() || m_result.output.back() == '\n' ? "" : "\n") + where);
+    }
+    if (!m_full_error.empty())
+        pass("kernex: the full output's file " + m_result.full_output_file->string() + " is incomplete: " +
+             m_full_error + "\n");
+    m_dropped = 0;
 }
 
 block_limit limit_for_block(std::chrono::steady_clock::time_point call_deadline, std::chrono::milliseconds call_timeout,
@@ -107,9 +197,8 @@ std::string timeout_line(std::chrono::milliseconds timeout) {
     return "Timeout: the code ran longer than " + seconds_text(timeout) + " and was stopped";
 }
 
-std::string truncated_line(std::uint64_t dropped, std::size_t max_output) {
-    return "[output truncated: " + std::to_string(dropped) + " bytes dropped, max_output is " +
-           std::to_string(max_output) + "]";
+std::string truncated_line(std::uint64_t dropped) {
+    return "[\u2026 " + std::to_string(dropped) + " bytes dropped \u2026]";
 }
 
 std::optional<std::string> block_file_name(const fs::path& dir, std::string_view code, std::string_view extension) {

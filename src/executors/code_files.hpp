@@ -5,14 +5,17 @@
 // work dir, writing the file). Internal to the executors module.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "confine/unique_fd.hpp"
 #include "kernex/executor.hpp"
 
 namespace kernex::detail {
@@ -48,20 +51,60 @@ void send_cancel(int write_end) noexcept;
 // Drops interrupts meant for an earlier execute().
 void drain_cancel(int read_end) noexcept;
 
+// How much of execute()'s output is kept: max bytes of it, the first head of
+// them as they come (unset: 60 % of max), the last max - head held back until
+// the end. Throws kernex::error(invalid_argument) from check() when head > max.
+struct output_cap {
+    std::size_t max = 1u << 20;
+    std::optional<std::size_t> head;
+    std::size_t head_bytes() const noexcept { return head ? std::min(*head, max) : max / 10 * 6 + max % 10 * 6 / 10; }
+    void check(std::string_view executor) const;
+};
+
 // execute()'s output: the code's, and kernex's messages on lines of their
-// own, into result.output and on to on_output as they come.
+// own, into result.output and on to on_output. The code's output is capped
+// (output_cap): its head passes on as it comes; past the head, the newest
+// bytes are held back, and finish() says how many between were dropped
+// ("[… N bytes dropped …]") before it passes the tail on, so the last lines
+// (a traceback, a timeout) survive a flood. kernex's own lines (say) are
+// never dropped. Cuts fall between UTF-8 characters.
 class block_output {
 public:
-    block_output(code_result& result, const output_handler& on_output) : m_result(result), m_on_output(on_output) {}
+    block_output(code_result& result, const output_handler& on_output, output_cap cap = {})
+        : m_result(result), m_on_output(on_output), m_cap(cap), m_head_room(cap.head_bytes()) {}
+    block_output(const block_output&) = delete;
+    block_output& operator=(const block_output&) = delete;
+    // The code's output.
     void emit(std::string_view text);
     // A message of ours on a line of its own, after whatever the code printed.
     void say(const std::string& line);
-    // Bytes that max_output leaves for the code's output.
-    std::size_t room(std::size_t max_output) const noexcept;
+    // Every byte (the code's and ours, none dropped) also goes to a new file
+    // beneath dir, kernex-output.txt (or -2, -3...: never an existing one),
+    // created through confine (no symlink followed); result.full_output_file
+    // names it. Throws kernex::error(io_error) when it cannot be made.
+    void save_full_output(const std::filesystem::path& dir);
+    // Passes on the notice of what was dropped and the tail held back; sets
+    // result.truncated when something was dropped. Call once, at the end.
+    void finish();
 
 private:
+    void pass(std::string_view text);  // to the result and on_output
+    void copy(std::string_view text);  // to the full output's file
+    struct piece {
+        std::string text;
+        bool ours = false;
+    };
     code_result& m_result;
     const output_handler& m_on_output;
+    output_cap m_cap;
+    std::size_t m_head_room;    // of the head, still free
+    bool m_holding = false;     // the head is full: the code's output is held back
+    std::deque<piece> m_tail;   // held back, in order (ours never dropped)
+    std::size_t m_tail_bytes = 0;  // the code's bytes in m_tail
+    std::uint64_t m_dropped = 0;
+    char m_last = '\n';          // of everything emitted or said, for say()'s line
+    unique_fd m_full;           // the full output's file, when asked for
+    std::string m_full_error;   // why the file stopped being written
 };
 
 // When the next block must end, from now: the call's deadline, or sooner
@@ -75,8 +118,8 @@ block_limit limit_for_block(std::chrono::steady_clock::time_point call_deadline,
 
 // "Timeout: the code ran longer than 2 s and was stopped".
 std::string timeout_line(std::chrono::milliseconds timeout);
-// "[output truncated: N bytes dropped, max_output is M]".
-std::string truncated_line(std::uint64_t dropped, std::size_t max_output);
+// "[… N bytes dropped …]".
+std::string truncated_line(std::uint64_t dropped);
 
 // The name (relative to dir) a block's file gets: its filename directive, or
 // a content-hashed one. nullopt when the directive names a place outside dir.

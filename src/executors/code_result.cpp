@@ -68,7 +68,7 @@ nlohmann::json code_result::to_json() const {
     nlohmann::json verdicts = nlohmann::json::array();
     for (const auto& a : approvals)
         verdicts.push_back({{"index", a.index}, {"sha256", a.sha256}, {"verdict", verdict_name(a.verdict)}});
-    return {
+    nlohmann::json j{
         {"exit_code", exit_code},
         {"output", valid_utf8(output)},
         {"code_files", path_list(code_files)},
@@ -77,6 +77,8 @@ nlohmann::json code_result::to_json() const {
         {"truncated", truncated},
         {"approvals", std::move(verdicts)},
     };
+    if (full_output_file) j["full_output_file"] = full_output_file->string();
+    return j;
 }
 
 }  // namespace kernex

@@ -34,8 +34,8 @@ std::string limits(const detail::executor_config& c) {
     if (block) text += detail::seconds_text(*block) + " per block";
     if (timeout < none) text += (block ? ", " : "") + detail::seconds_text(timeout) + " for all the blocks of one message together";
     if (!block && timeout >= none) text += "no time limit";
-    return text + " (then the code is stopped); output beyond " + std::to_string(cap) +
-           " bytes is dropped, and a notice says how much.\n";
+    return text + " (then the code is stopped); of output beyond " + std::to_string(cap) +
+           " bytes the start and the end are kept, and a notice between them says how much was dropped.\n";
 }
 
 const char* how =

@@ -377,7 +377,7 @@ bool docker_executor::block_outcome(docker_stream_end end, const std::string& ex
 
 code_result docker_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
     code_result result;
-    detail::block_output out(result, on_output);
+    detail::block_output out(result, on_output, {m_options.max_output, m_options.max_output_head});
     auto say = [&](const std::string& line) { out.say(line); };
     detail::drain_cancel(m_cancel_read);
 
@@ -388,6 +388,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     std::error_code ec;
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
+    if (m_options.save_full_output) out.save_full_output(dir);
 
     // Everything is checked before anything is written or run: a message
     // whose third block cannot run runs none.
@@ -415,7 +416,6 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     if ((m_options.read_only || *m_options.user != "0:0") && !m_options.env.contains("HOME")) env.push_back("HOME=/tmp");
     for (const auto& [name, value] : m_options.env) env.push_back(name + "=" + value);
 
-    std::uint64_t dropped = 0;
     std::string report;  // the block's exit code, as its wrapper says it on stderr
     auto keep = [&](docker_stream stream, std::string_view data) {
         if (stream == docker_stream::standard_input) return;
@@ -423,9 +423,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             if (report.size() < 4096) report.append(data.substr(0, 4096));
             return;
         }
-        const std::size_t take = std::min(out.room(m_options.max_output), data.size());
-        if (take > 0) out.emit(data.substr(0, take));
-        dropped += data.size() - take;
+        out.emit(data);
     };
 
     auto deadline = steady::now() + m_options.timeout;
@@ -481,10 +479,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
                 " files the block made in the work dir (another user of the host could run them as their owner)");
         if (!go_on) break;
     }
-    if (dropped > 0) {
-        result.truncated = true;
-        say(detail::truncated_line(dropped, m_options.max_output));
-    }
+    out.finish();
     return result;
 }
 
@@ -506,6 +501,9 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.seconds("timeout")) options.timeout = *v;
     if (auto v = c.seconds("block_timeout")) options.block_timeout = *v;
     if (auto v = c.count("max_output")) options.max_output = *v;
+    if (auto v = c.count("max_output_head")) options.max_output_head = *v;
+    if (auto v = c.boolean("save_full_output")) options.save_full_output = *v;
+    detail::output_cap{options.max_output, options.max_output_head}.check("docker");
     if (auto v = c.string_map("env")) options.env = std::move(*v);
     if (auto v = c.string("network_mode")) options.network_mode = *v;
     // 0 (or "0") for memory and pids_limit: no limit.

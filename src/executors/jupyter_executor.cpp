@@ -6,6 +6,7 @@
 #include <array>
 #include <utility>
 
+#include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/connection.hpp"
 #include "kernex/error.hpp"
@@ -35,36 +36,6 @@ std::string lower(std::string_view s) {
     std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
 }
-
-// Appends text to the result, within the cap; the rest is counted.
-class capped_output {
-public:
-    capped_output(code_result& result, std::size_t cap, const output_handler& on_output)
-        : m_result(result), m_cap(cap), m_on_output(on_output) {}
-    void add(std::string_view text) {
-        std::size_t room = m_cap > m_result.output.size() ? m_cap - m_result.output.size() : 0;
-        auto kept = text.substr(0, room);
-        m_result.output.append(kept);
-        if (m_on_output && !kept.empty()) m_on_output(kept);
-        m_dropped += text.size() - kept.size();
-    }
-    // Appended even past the cap: the notices an agent must see.
-    void notice(const std::string& text) {
-        m_result.output += text;
-        if (m_on_output) m_on_output(text);
-    }
-    void finish() {
-        if (m_dropped == 0) return;
-        m_result.truncated = true;
-        notice("\n[output truncated: " + std::to_string(m_dropped) + " bytes dropped]\n");
-    }
-
-private:
-    code_result& m_result;
-    std::size_t m_cap;
-    const output_handler& m_on_output;
-    std::uint64_t m_dropped = 0;
-};
 
 std::string ensure_newline(std::string text) {
     if (!text.empty() && text.back() != '\n') text.push_back('\n');
@@ -152,7 +123,11 @@ void jupyter_executor::interrupt() noexcept {
 
 code_result jupyter_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
     code_result result;
-    capped_output out(result, m_options.max_output, on_output);
+    detail::block_output out(result, on_output, {m_options.max_output, m_options.max_output_head});
+    if (m_options.save_full_output) {
+        std::filesystem::create_directories(m_output_dir);
+        out.save_full_output(m_output_dir);
+    }
     auto deadline = steady::now() + m_options.timeout;
     m_interrupted = false;
     auto& kc = client();
@@ -162,13 +137,13 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
     for (const auto& block : blocks)
         if (!accepts(m_language, block.language)) {
             result.exit_code = 1;
-            out.notice("kernex: a " + block.language + " block cannot run on this " + m_language +
-                       " kernel; label it " + m_language + " or use an executor for " + block.language +
-                       "; no block was run\n");
+            out.say("kernex: a " + block.language + " block cannot run on this " + m_language +
+                    " kernel; label it " + m_language + " or use an executor for " + block.language +
+                    "; no block was run");
             out.finish();
             return result;
         }
-    const auto say = [&](const std::string& line) { out.notice(line + "\n"); };
+    const auto say = [&](const std::string& line) { out.say(line); };
     for (std::size_t i = 0; i < blocks.size(); ++i) {
         const code_block& block = blocks[i];
         if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
@@ -183,7 +158,7 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
         eo.max_output_bytes = 0;  // on_output below takes every output, within max_output
         eo.on_output = [&](const output& o) {
             if (auto* s = std::get_if<outputs::stream>(&o)) {
-                out.add(s->text);
+                out.emit(s->text);
                 return;
             }
             const json* data = nullptr;
@@ -192,16 +167,16 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             if (auto* u = std::get_if<outputs::update_display_data>(&o)) data = &u->data;
             if (data && has_file_output(*data)) {
                 for (auto& p : save_output_files(*data, m_output_dir, "output_" + std::to_string(++m_saved))) {
-                    out.notice("[" + p.extension().string().substr(1) + " output saved to " + p.string() + "]\n");
+                    out.say("[" + p.extension().string().substr(1) + " output saved to " + p.string() + "]");
                     result.output_files.push_back(std::move(p));
                 }
             } else if (data && data->contains("text/plain") && (*data)["text/plain"].is_string()) {
-                out.add(ensure_newline((*data)["text/plain"].get<std::string>()));
+                out.emit(ensure_newline((*data)["text/plain"].get<std::string>()));
             } else if (auto* e = std::get_if<outputs::error>(&o)) {
                 std::string text;
                 for (const auto& line : e->traceback) text += strip_ansi(line) + "\n";
                 if (e->traceback.empty()) text = e->ename + ": " + e->evalue + "\n";
-                out.add(text);
+                out.emit(text);
             }
         };
         const std::uint64_t oversized_before = kc.rejected()[reject_reason::oversized];
@@ -211,28 +186,26 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
         // dropped silently.
         if (const auto lost = kc.rejected()[reject_reason::oversized] - oversized_before; lost > 0) {
             result.truncated = true;
-            out.notice("kernex: " + std::to_string(lost) +
-                       " output message(s) above the message size limit were dropped\n");
+            out.say("kernex: " + std::to_string(lost) + " output message(s) above the message size limit were dropped");
         }
         // iopub lost a message (its idle status never came): outputs may be missing.
         if (r.outputs_lost) result.truncated = true;
         // A restart() the caller asked for is not reported as lost state:
         // kernel_manager takes the new kernel as the baseline.
         if (r.status == execution_status::ok) {
-            if (!r.note.empty()) out.notice("kernex: " + r.note + "\n");
+            if (!r.note.empty()) out.say("kernex: " + r.note);
             continue;
         }
         if (r.status == execution_status::timeout) {
             result.exit_code = 124;
             result.timed_out = true;
-            out.notice("Timeout" + (r.restarted ? std::string(" (the kernel was restarted: its state is lost)") : "") +
-                       "\n");
+            out.say("Timeout" + (r.restarted ? std::string(" (the kernel was restarted: its state is lost)") : ""));
         } else if (m_interrupted) {
             result.exit_code = 130;
-            out.notice("Interrupted\n");
+            out.say("Interrupted");
         } else if (r.status == execution_status::kernel_died) {
             result.exit_code = 1;
-            out.notice("kernex: the kernel died while running the block\n");
+            out.say("kernex: the kernel died while running the block");
         } else {
             result.exit_code = 1;
         }
@@ -269,6 +242,9 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     if (auto v = c.seconds("timeout")) o.timeout = *v;
     if (auto v = c.seconds("block_timeout")) o.block_timeout = *v;
     if (auto v = c.count("max_output")) o.max_output = static_cast<std::size_t>(*v);
+    if (auto v = c.count("max_output_head")) o.max_output_head = static_cast<std::size_t>(*v);
+    if (auto v = c.boolean("save_full_output")) o.save_full_output = *v;
+    detail::output_cap{o.max_output, o.max_output_head}.check("jupyter");
     if (auto v = c.seconds("startup_timeout")) o.startup_timeout = *v;
     if (auto v = c.string("gateway_url")) {
         o.gateway.emplace();

@@ -96,7 +96,7 @@ std::vector<std::vector<std::string>> local_executor::languages() { return detai
 
 code_result local_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
     code_result result;
-    detail::block_output out(result, on_output);
+    detail::block_output out(result, on_output, {m_options.max_output, m_options.max_output_head});
     auto say = [&](const std::string& line) { out.say(line); };
     detail::drain_cancel(m_cancel_read);
 
@@ -105,6 +105,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     if (m_work_dir.empty() || !fs::is_directory(m_work_dir, ec)) make_work_dir();
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
+    if (m_options.save_full_output) out.save_full_output(dir);
 
     spawn_options spawn;
     spawn.cwd = dir;
@@ -164,7 +165,6 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     }
 
     auto deadline = clock::now() + m_options.timeout;
-    std::uint64_t dropped = 0;
     for (std::size_t i = 0; i < plan.size(); ++i) {
         if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
             if (a == approval::skip) continue;
@@ -190,14 +190,14 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         if (left.count() > 0) {
             run_options limits;
             limits.timeout = left;
-            limits.max_output = out.room(m_options.max_output);
+            limits.max_output = 0;  // out keeps what is kept, its head and its tail
+            limits.on_output_uncapped = true;
             limits.on_output = [&out](std::string_view text) { out.emit(text); };
             limits.cancel_fd = m_cancel_read;
             run = run_process(spawn, limits);
         } else {
             run.timed_out = true;
         }
-        dropped += run.dropped_bytes;
         if (run.timed_out) {
             say(detail::timeout_line(block.limit));
             result.exit_code = 124;
@@ -214,10 +214,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
             break;
         }
     }
-    if (dropped > 0) {
-        result.truncated = true;
-        say(detail::truncated_line(dropped, m_options.max_output));
-    }
+    out.finish();
     return result;
 }
 
@@ -230,6 +227,9 @@ std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config)
     if (auto v = c.seconds("timeout")) options.timeout = *v;
     if (auto v = c.seconds("block_timeout")) options.block_timeout = *v;
     if (auto v = c.count("max_output")) options.max_output = *v;
+    if (auto v = c.count("max_output_head")) options.max_output_head = *v;
+    if (auto v = c.boolean("save_full_output")) options.save_full_output = *v;
+    detail::output_cap{options.max_output, options.max_output_head}.check("local");
     if (config.contains("env") && config["env"].is_array()) {
         // ["NAME=VALUE", "NAME"] as --env gives them: NAME alone passes the host's value.
         const auto items = c.string_list("env");

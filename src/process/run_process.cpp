@@ -28,7 +28,8 @@ constexpr auto reaper_grace = 10s;
 // child that writes as fast as we read cannot push us past it.
 constexpr std::size_t read_burst = 1u << 20;
 
-// Keeps the first max_output bytes, counts the rest.
+// Keeps the first max_output bytes, counts the rest (passed on all the same
+// when on_output_uncapped).
 class output_sink {
 public:
     output_sink(run_result& result, const run_options& limits) : m_result(result), m_limits(limits) {}
@@ -36,10 +37,9 @@ public:
     void add(const char* data, std::size_t n) {
         const std::size_t room = m_limits.max_output - std::min(m_limits.max_output, m_result.output.size());
         const std::size_t keep = std::min(room, n);
-        if (keep > 0) {
-            m_result.output.append(data, keep);
-            if (m_limits.on_output) m_limits.on_output(std::string_view(data, keep));
-        }
+        if (keep > 0) m_result.output.append(data, keep);
+        const std::size_t seen = m_limits.on_output_uncapped ? n : keep;
+        if (seen > 0 && m_limits.on_output) m_limits.on_output(std::string_view(data, seen));
         if (keep < n) {
             m_result.dropped_bytes += n - keep;
             m_result.truncated = true;

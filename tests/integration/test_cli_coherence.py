@@ -423,6 +423,68 @@ class CoherenceTests(cli_test_case):
         self.assertEqual(r.returncode, 2)
         self.assertIn("LANG=PROGRAM", r.stderr)
 
+    def test_output_caps_keep_the_head_and_the_tail(self):
+        # A flood, then a traceback: the traceback an agent needs survives the
+        # cap in exec (local and jupyter) and in run --json.
+        flood = "for i in range(10000):\n    print('x' * 99)\n"
+        message = f"```python\n{flood}1 / 0\n```\n"
+        for executor in ("local", "jupyter"):
+            with self.subTest(executor=executor):
+                r = self.kernex("exec", "--executor", executor, "--max-output", "10000", "--json", "-", stdin=message)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                result = json.loads(r.stdout)
+                self.assertTrue(result["truncated"])
+                head, notice, tail = result["output"].partition("\n[\u2026 ")
+                self.assertEqual(head + "\n", ("x" * 99 + "\n") * 60)  # 6000 bytes: 60 % of the cap
+                _, _, tail = notice and tail.partition(" bytes dropped \u2026]\n")
+                self.assertEqual(len(tail), 4000)
+                self.assertRegex(tail, r"ZeroDivisionError.*\n$")
+                self.assertNotIn("\x1b", tail)
+        # --max-output-head sets the split.
+        r = self.kernex("exec", "--max-output", "10000", "--max-output-head", "100", "-", stdin=message)
+        self.assertRegex(r.stdout, "^" + "x" * 99 + "\n\\[\u2026 \\d+ bytes dropped \u2026\\]\n")
+        self.assertEqual(len(r.stdout.split(" bytes dropped \u2026]\n", 1)[1]), 9900)
+        r = self.kernex("exec", "--max-output", "100", "--max-output-head", "101", "-", stdin=message)
+        self.assertEqual(r.returncode, 2)
+        # --save-full-output: all of it, in a new file of the work dir (a
+        # symlink planted at the name is not written through).
+        work = os.path.join(self.tmp.name, "work")
+        os.mkdir(work)
+        target = self.write("target", "untouched")
+        os.symlink(target, os.path.join(work, "kernex-output.txt"))
+        r = self.kernex("exec", "--work-dir", work, "--max-output", "10000", "--save-full-output", "--json", "-",
+                        stdin=message)
+        result = json.loads(r.stdout)
+        saved = result["full_output_file"]
+        self.assertEqual(saved, os.path.join(os.path.realpath(work), "kernex-output-2.txt"))
+        self.assertIn(f"[saved the full output to {saved}]\n", result["output"])
+        with open(saved) as f:
+            full = f.read()
+        self.assertTrue(full.startswith(("x" * 99 + "\n") * 10000), full[:200])
+        # What was dropped is exactly what is missing.
+        dropped = int(result["output"].split("[\u2026 ")[1].split(" ")[0])
+        self.assertEqual(len(full), 6000 + dropped + 4000)
+        self.assertIn("ZeroDivisionError", full)
+        with open(target) as f:
+            self.assertEqual(f.read(), "untouched")
+        r = self.kernex("exec", "--save-full-output", "-", stdin=message)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--save-full-output needs --work-dir", r.stderr)
+        # kernex run --json: the cell's first outputs, the notice, the last
+        # ones (the error among them).
+        f = self.write("flood.py", flood + "1 / 0\n")
+        r = self.kernex("run", "--json", "--max-output-bytes", "10000", f)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        outputs = json.loads(r.stdout)["outputs"]
+        text = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout")
+        notices = [o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == "stderr"]
+        self.assertEqual(len(notices), 1, outputs)
+        self.assertRegex(notices[0], r"^\[\u2026 \d+ bytes dropped \u2026\]\n$")
+        self.assertEqual(outputs[-1]["output_type"], "error")
+        self.assertEqual(outputs[-1]["ename"], "ZeroDivisionError")
+        self.assertTrue(text.startswith(("x" * 99 + "\n") * 60), text[:200])
+        self.assertLess(len(text), 10000)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -89,14 +89,19 @@ class RunTests(cli_test_case):
         self.assertEqual(cells[1]["outputs"][0]["ename"], "E")
 
     def test_output_bounds_end_with_a_notice(self):
-        # --json keeps outputs up to --max-output-bytes, then says what it dropped.
+        # --json keeps the first and the last outputs within --max-output-bytes,
+        # and says between them what it dropped.
         r = self.run_kernex("--kernel", "kernex-test", "--json", "--max-output-bytes", "1000", "-",
                             stdin="flood 2000\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         outputs = json.loads(r.stdout)["outputs"]
-        self.assertLessEqual(sum(len(o["text"]) for o in outputs[:-1]), 1000)
-        self.assertEqual(outputs[-1]["name"], "stderr")
-        self.assertRegex(outputs[-1]["text"], r"^\[kernex: \d+ bytes of output dropped: .*max_output_bytes \(1000\)\]\n$")
+        notices = [i for i, o in enumerate(outputs) if o["name"] == "stderr"]
+        self.assertEqual(len(notices), 1, outputs)
+        kept = [o["text"] for o in outputs if o["name"] == "stdout"]
+        self.assertEqual(sum(len(t) for t in kept), 1000)
+        self.assertTrue(kept[0].startswith("line 1\n"))
+        self.assertTrue(kept[-1].endswith("line 2000\n"))
+        self.assertRegex(outputs[notices[0]]["text"], r"^\[\u2026 \d+ bytes dropped \u2026\]\n$")
         # Text mode prints everything as it arrives: nothing is dropped.
         r = self.run_kernex("--kernel", "kernex-test", "-", stdin="flood 2000\n")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -109,7 +114,8 @@ class RunTests(cli_test_case):
         result = json.loads(r.stdout)
         self.assertEqual(result["exit_code"], 0, r.stderr)
         self.assertTrue(result["output"].startswith("line 1\n"))
-        self.assertRegex(result["output"], r"\[output truncated: \d+ bytes dropped\]\n$")
+        self.assertRegex(result["output"], r"\n\[\u2026 \d+ bytes dropped \u2026\]\n")
+        self.assertTrue(result["output"].endswith("line 2000\n"), result["output"][-100:])
 
     def test_usage_and_setup_errors_are_2(self):
         self.assertEqual(self.run_kernex().returncode, 2)

@@ -232,14 +232,31 @@ TEST_CASE("100 MB of output: capped, drained, counted, with bounded memory on bo
     CHECK_FALSE(r.timed_out);
     CHECK(r.truncated);
     const std::size_t cap = 1u << 20;
-    CHECK(r.output.substr(0, cap) == std::string(cap, 'x'));
-    CHECK(r.output.substr(cap) == "\n[output truncated: " + std::to_string(100 * cap - cap) +
-                                      " bytes dropped, max_output is " + std::to_string(cap) + "]\n");
+    const std::size_t head = cap / 10 * 6 + cap % 10 * 6 / 10, tail = cap - head;
+    const std::string notice = "\n[\u2026 " + std::to_string(100 * cap - cap) + " bytes dropped \u2026]\n";
+    CHECK(r.output == std::string(head, 'x') + notice + std::string(tail, 'x'));
     CHECK(streamed == r.output.size());
     CHECK(peak_growth_kb < 20 * 1024);
     // The child ran to its end (it was never blocked on a full pipe) without
     // holding its output either.
     CHECK(std::stol(read_file(dir / "child_peak_kb")) < 64 * 1024);
+}
+
+TEST_CASE("a capped flood keeps its tail, then kernex's own line, and a UTF-8 character is never cut") {
+    temp_dir dir;
+    kernex::local_executor_options o;
+    o.work_dir = dir.path();
+    o.block_timeout = 1500ms;
+    o.max_output = 100;
+    o.max_output_head = 11;
+    kernex::local_executor ex(o);
+    // '\u00e9' is two bytes: the head's 11th byte and the tail's first (of 89) fall inside one.
+    auto r = ex.execute({{"sh", "printf 'aaaaaaaaaa\u00e9'; yes y | head -c 5000; printf '\u00e9'; printf 'z%.0s' $(seq 87); "
+                                "echo; sleep 30"}});
+    CHECK(r.exit_code == 124);
+    CHECK(r.truncated);
+    CHECK(r.output == "aaaaaaaaaa\n[\u2026 5004 bytes dropped \u2026]\n" + std::string(87, 'z') +
+                          "\nTimeout: the code ran longer than 1.5 s and was stopped\n");
 }
 
 TEST_CASE("env additions, a PATH prefix and configured interpreters") {
@@ -358,7 +375,7 @@ TEST_CASE("make_executor builds a local executor and validates its options") {
                                      {"path_prefix", "/nonexistent"},
                                      {"interpreters", {{"python", "python3"}}}});
     auto r = ex->execute({{"sh", "echo $KX$KX$KX$KX\n"}});
-    CHECK(r.output == "vvvv\n[output truncated: 1 bytes dropped, max_output is 4]\n");
+    CHECK(r.output == "vv\n[\u2026 1 bytes dropped \u2026]\nv\n");
     CHECK(ex->execute({{"sh", "sleep 5\n"}}).exit_code == 124);
 
     auto message_of = [](const nlohmann::json& config) {
@@ -373,7 +390,8 @@ TEST_CASE("make_executor builds a local executor and validates its options") {
     CHECK(message_of({{"executor", "nope"}}).starts_with("unknown executor 'nope'; valid executors: local"));
     CHECK(message_of({{"timeout", 3}}).find("\"executor\": one of local") != std::string::npos);
     CHECK(message_of({{"executor", "local"}, {"image", "x"}}) ==
-          "unknown option 'image' for executor local; valid options: work_dir, timeout, block_timeout, max_output, env, "
+          "unknown option 'image' for executor local; valid options: work_dir, timeout, block_timeout, max_output, max_output_head, "
+          "save_full_output, env, "
           "path_prefix, interpreters, inherit_env, sandbox, rlimit_cpu, rlimit_as, rlimit_fsize, rlimit_nofile, "
           "rlimit_nproc");
     CHECK(message_of({{"executor", "local"}, {"rlimit_nproc", 10}}) ==
