@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <tuple>
 
 #include "cli/commands.hpp"
 #include "cli/signal_forwarding.hpp"
@@ -129,6 +130,16 @@ command_runner add_mcp_command(CLI::App& app) {
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; },
                            "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
     config_option<std::string>(cmd, args, "--image", "image", "docker: the image run_code's blocks run in (never pulled)");
+    // run_code's limits, as kernex exec's (make_executor's keys).
+    config_option<std::string>(cmd, args, "--memory", "memory", "docker: run_code's memory limit (512m, 2g; 0: none; default 1g)");
+    config_option<double>(cmd, args, "--cpus", "cpus", "docker: run_code's CPUs (1.5; default: no limit)");
+    config_option<std::int64_t>(cmd, args, "--pids-limit", "pids_limit", "docker: run_code's processes at once (0: none; default 256)");
+    for (const auto& [flag, key, help] : {std::tuple{"--rlimit-cpu", "rlimit_cpu", "CPU seconds per process"},
+                                          {"--rlimit-as", "rlimit_as", "address space bytes per process"},
+                                          {"--rlimit-fsize", "rlimit_fsize", "largest file a block may write, bytes"},
+                                          {"--rlimit-nofile", "rlimit_nofile", "open files per process"},
+                                          {"--rlimit-nproc", "rlimit_nproc", "processes of the user (counted host-wide; root is exempt)"}})
+        config_option<std::uint64_t>(cmd, args, flag, key, std::string("local --sandbox: run_code's ") + help);
     cmd->add_option("--timeout", args->timeout, "Seconds a call may run, and the most a call may ask for")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

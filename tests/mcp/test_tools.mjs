@@ -3,7 +3,7 @@
 // nothing left once the client disconnects.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { stdioClient, text, descendants, alive, eventually, types } from './support.mjs';
+import { stdioClient, rawStdio, text, descendants, alive, eventually, types } from './support.mjs';
 
 test('tools, stateless runs and a session over stdio', async (t) => {
     const s = await stdioClient(['--timeout', '20', '--max-output', '100000']);
@@ -187,4 +187,28 @@ test('tools, stateless runs and a session over stdio', async (t) => {
         assert.deepEqual(s.dir.leftovers(), []);
         s.dir.remove();
     });
+});
+
+test('run_code\'s limits as kernex exec\'s flags: --rlimit-* (local --sandbox), --memory / --cpus / --pids-limit (docker)', async () => {
+    // A block that writes past --rlimit-fsize is stopped at the limit.
+    const s = await stdioClient(['--sandbox', '--rlimit-fsize', '4096']);
+    const r = await s.client.callTool({ name: 'run_code', arguments: {
+        code: 'head -c 100000 /dev/zero > big\necho "head: $?"\nwc -c < big', language: 'bash' } });
+    const lines = text(r).trim().split('\n');
+    assert.equal(Number(lines[lines.length - 1]), 4096, text(r));
+    assert.match(text(r), /head: 153/);  // 128 + SIGXFSZ
+    await s.client.close();
+    s.dir.remove();
+
+    // The docker limits reach the docker executor's config: a bad value is
+    // refused when the server starts (no daemon is needed to see it).
+    for (const [flag, value, said] of [['--memory', 'lots', /option 'memory' of executor docker must be a number of bytes/],
+                                       ['--pids-limit', '-5', /pids_limit/],
+                                       ['--cpus', '-1', /cpus/]]) {
+        const raw = rawStdio(['--executor', 'docker', '--image', 'kernex-test/none', flag, value]);
+        const { code } = await raw.exited;
+        assert.notEqual(code, 0, `${flag} ${value}`);
+        assert.ok(await eventually(() => said.test(raw.stderr()), 5000), raw.stderr());
+        raw.dir.remove();
+    }
 });
