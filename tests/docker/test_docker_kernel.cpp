@@ -545,16 +545,20 @@ TEST_CASE("a kernel in a container on a --tlsverify daemon: cells, death seen by
     CHECK(runtime.entries() == 0);
 }
 
-TEST_CASE("kernex mcp --docker-image: sessions in containers through the MCP SDK client; none left after") {
+TEST_CASE("kernex mcp --docker-image --executor docker: sessions and run_code in containers through the MCP SDK client; none left after") {
     auto& d = suite();
-    const nlohmann::json args = {"--docker-image", test::ipykernel_image};
+    // run_code's executor in the same image: python and bash.
+    const nlohmann::json args = {"--docker-image", test::ipykernel_image, "--executor", "docker", "--image",
+                                 test::ipykernel_image};
     const nlohmann::json probe = {{"code", "import os; print(os.path.exists('/.dockerenv'))"}, {"expect", "True"}};
     const auto r = test::run_mcp_session_backend({{"DOCKER_HOST", d.daemon.host()},
                                                   {"KERNEX_MCP_SESSION_ARGS", args.dump()},
-                                                  {"KERNEX_MCP_PROBE", probe.dump()}});
+                                                  {"KERNEX_MCP_PROBE", probe.dump()},
+                                                  {"KERNEX_MCP_RUN_CODE", "1"}});
     MESSAGE(r.output);
     CHECK(r.exit_code == 0);
     CHECK(r.output.find("fail 0") != std::string::npos);
-    // Every session's container went with the server.
+    CHECK(r.output.find("run_code in the executor's container") != std::string::npos);
+    // Every session's and run_code's container went with the server.
     CHECK(containers().empty());
 }

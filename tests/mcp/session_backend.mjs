@@ -8,6 +8,9 @@
 //   KERNEX_MCP_PROBE         {"code": ..., "expect": ...}: a cell whose output
 //                            (trimmed) proves where the kernel runs
 //   KERNEX_MCP_IMAGES        "1": the kernel has matplotlib (a figure comes back)
+//   KERNEX_MCP_RUN_CODE      "1": run_code's executor is docker too (--executor
+//                            docker --image among the arguments): its runs are
+//                            checked the same way
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stdioClient, text, alive, eventually, scratch } from './support.mjs';
@@ -74,6 +77,30 @@ test(`sessions with kernex mcp ${args.join(' ')}`, async (t) => {
             assert.ok(image, JSON.stringify(r.content).slice(0, 300));
             assert.equal(image.mimeType, 'image/png');
             assert.ok(Buffer.from(image.data, 'base64').subarray(1, 4).toString() === 'PNG');
+        });
+    }
+
+    if (process.env.KERNEX_MCP_RUN_CODE === '1') {
+        await t.test('run_code in the executor\'s container: where it runs, exit codes, timeouts, stateless', async () => {
+            const run = (code, language, extra = {}) =>
+                client.callTool({ name: 'run_code', arguments: { code, language, ...extra } }, undefined, { timeout: 180000 });
+            let r = await run(probe.code, 'python');
+            assert.equal(r.isError, false, text(r));
+            assert.equal(text(r).trim(), probe.expect, 'the block runs in a container');
+            r = await run('x = 1', 'python');
+            r = await run('print(x)', 'python');
+            assert.equal(r.isError, true);
+            assert.match(text(r), /NameError/);
+            r = await run('echo out; exit 3', 'bash');
+            assert.equal(r.isError, true);
+            assert.equal(r.structuredContent.exit_code, 3);
+            assert.match(text(r), /^out\n/);
+            const started = Date.now();
+            r = await run('echo before; sleep 60', 'bash', { timeout: 2 });
+            assert.equal(r.structuredContent.timed_out, true);
+            assert.equal(r.structuredContent.exit_code, 124);
+            assert.match(text(r), /before/);
+            assert.ok(Date.now() - started < 30000, 'the timeout ended the block');
         });
     }
 
