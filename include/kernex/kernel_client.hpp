@@ -1,7 +1,9 @@
 // kernel_client: talks to one Jupyter kernel over a transport. execute()
 // sends code and returns an execution value (status, outputs in arrival
 // order, reply, elapsed time); outputs can also be streamed to a handler as
-// they arrive. Every call has one deadline for the whole operation and
+// they arrive. Comms (widgets and other kernel<->client channels) are sent
+// with comm_open/comm_msg/comm_close and received through on_comm or
+// next_comm. Every call has one deadline for the whole operation and
 // returns when the kernel dies. Single-threaded: use a client from one
 // thread at a time.
 #pragma once
@@ -58,6 +60,24 @@ struct clear_output {
 using output = std::variant<outputs::stream, outputs::display_data, outputs::update_display_data,
                             outputs::execute_result, outputs::error, outputs::clear_output>;
 
+// A comm message from the kernel (on iopub): what ipywidgets and other comm
+// targets send. The kernel opens comms (comm_open with a target_name), sends
+// on them (comm_msg) and closes them (comm_close), in answer to a cell or to
+// a comm message of ours.
+struct comm_message {
+    std::string msg_type;          // "comm_open", "comm_msg" or "comm_close"
+    std::string comm_id;
+    std::string target_name;       // comm_open only
+    json data = json::object();
+    json metadata = json::object();
+    std::vector<std::string> buffers;  // binary buffers, as sent
+    std::string parent_msg_id;     // the request it answers: an execute_request, a comm_msg of ours...
+
+    // {"msg_type", "comm_id", "target_name" (comm_open), "data", "metadata",
+    // "buffers" (base64, when there are any)}: how kernex run --json records it.
+    json to_json() const;
+};
+
 enum class execution_status { ok, error, aborted, timeout, kernel_died };
 std::string_view to_string(execution_status s) noexcept;
 
@@ -89,6 +109,9 @@ struct execution {
     // Bytes of outputs beyond max_output_bytes, not kept; when non-zero the
     // last output is a stderr stream "[kernex: N bytes of output dropped ...]".
     std::uint64_t dropped_output_bytes = 0;
+    // The comm messages the cell sent (their parent is this execute_request),
+    // in arrival order; they count against max_output_bytes like outputs.
+    std::vector<comm_message> comms;
     std::string note;                  // why, for timeout / kernel_died / restarted / state_lost / abandoned
 
     // All stream text, in order (stdout and stderr interleaved as they arrived).
@@ -134,6 +157,11 @@ struct execute_options {
     std::size_t max_output_bytes = std::size_t{256} << 20;
     // Answers input_request; without it the kernel gets "" and the result says so.
     std::function<std::string(const input_request&)> on_input{};
+    // Every comm message that arrives while the cell runs (this cell's, and
+    // those answering other requests, e.g. a widget's own traffic). Without
+    // it they are kept for next_comm() (this cell's are in execution::comms
+    // either way). It may call comm_msg/comm_close (they only send).
+    std::function<void(const comm_message&)> on_comm{};
     // When stop is requested (from any thread: a signal's, a broken pipe's)
     // the cell is no longer waited for: execute returns within ~100 ms with
     // status aborted and abandoned set. Nothing is sent to the kernel:
@@ -203,7 +231,31 @@ public:
     json is_complete(const std::string& code, std::chrono::milliseconds timeout = std::chrono::seconds(10));
     json history(json request = {{"hist_access_type", "tail"}, {"n", 10}, {"output", false}, {"raw", true}},
                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    // comm_info_request: the kernel's open comms ({"comms": {id: {"target_name": ...}}}),
+    // all of them or those of one target.
     json comm_info(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    json comm_info(const std::string& target_name, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+    // Comms from this side (a frontend's role). Each sends one message on
+    // shell and returns without waiting: the protocol has no reply to them;
+    // what the kernel answers comes on iopub (on_comm, next_comm) with the
+    // returned msg_id as its parent. comm_open returns the comm_id (a new
+    // one when comm_id is empty); a kernel with no such target answers with
+    // a comm_close (ipykernel) or nothing. comm_msg and comm_close return
+    // the request's msg_id. Throw kernex::error when the transport cannot send.
+    std::string comm_open(const std::string& target_name, json data = json::object(), json metadata = json::object(),
+                          std::vector<std::string> buffers = {}, std::string comm_id = {});
+    std::string comm_msg(const std::string& comm_id, json data, json metadata = json::object(),
+                         std::vector<std::string> buffers = {});
+    std::string comm_close(const std::string& comm_id, json data = json::object(), json metadata = json::object());
+    // The next comm message from the kernel: the oldest one that arrived
+    // while no on_comm took it (during execute without on_comm, or while
+    // waiting for a reply), else the next to arrive on iopub before timeout.
+    // nullopt on timeout. At most 1,000 are kept; older ones are dropped
+    // (dropped_comms counts them). Throws kernex::error(kernel_died) when
+    // the kernel dies while waiting.
+    std::optional<comm_message> next_comm(std::chrono::milliseconds timeout);
+    std::uint64_t dropped_comms() const noexcept;
     // shutdown_request on control; returns the reply (or throws on timeout).
     json shutdown(bool restart = false, std::chrono::milliseconds timeout = std::chrono::seconds(5));
     // interrupt_request on control (interrupt_mode message).

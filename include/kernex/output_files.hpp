@@ -27,6 +27,8 @@ bool has_file_output(const nlohmann::json& data);
 
 // Decodes standard base64 (whitespace ignored). Throws kernex::error(protocol_error).
 std::string base64_decode(std::string_view text);
+// Standard base64 with padding, no line breaks.
+std::string base64_encode(std::string_view bytes);
 
 // Removes ANSI escape sequences (colours in tracebacks).
 std::string strip_ansi(std::string_view text);

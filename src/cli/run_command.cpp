@@ -601,6 +601,7 @@ int run(const run_args& args) {
                 if (r.outputs_lost) j["outputs_lost"] = true;
                 if (r.input_unanswered) j["input_unanswered"] = true;
                 if (r.abandoned) j["abandoned"] = true;
+                for (const auto& comm : r.comms) j["comms"].push_back(comm.to_json());
                 out.out(json_line(j));
                 if (out.broken()) return 141;
             } else {

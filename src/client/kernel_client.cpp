@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <thread>
 #include <unordered_set>
 
 #include "kernex/error.hpp"
+#include "kernex/output_files.hpp"
 
 namespace kernex {
 
@@ -67,6 +69,18 @@ const outputs::error* execution::error() const {
     for (const auto& o : outputs)
         if (auto* e = std::get_if<outputs::error>(&o)) return e;
     return nullptr;
+}
+
+json comm_message::to_json() const {
+    json j{{"msg_type", msg_type}, {"comm_id", comm_id}};
+    if (msg_type == "comm_open") j["target_name"] = target_name;
+    j["data"] = data;
+    j["metadata"] = metadata;
+    if (!buffers.empty()) {
+        j["buffers"] = json::array();
+        for (const auto& b : buffers) j["buffers"].push_back(base64_encode(b));
+    }
+    return j;
 }
 
 namespace {
@@ -138,6 +152,27 @@ std::optional<output> to_output(message& m) {
     return std::nullopt;
 }
 
+// A comm_open, comm_msg or comm_close from iopub, moving its content out;
+// nullopt for any other message (or one without a comm_id).
+std::optional<comm_message> to_comm(message& m) {
+    const auto& type = m.msg_type();
+    if (type != "comm_open" && type != "comm_msg" && type != "comm_close") return std::nullopt;
+    auto& c = m.content;
+    comm_message comm{type, str(c, "comm_id"), str(c, "target_name"), take_obj(c, "data"),
+                      std::move(m.metadata), std::move(m.buffers), m.parent_header.msg_id};
+    if (comm.comm_id.empty()) return std::nullopt;
+    if (!comm.metadata.is_object()) comm.metadata = json::object();
+    return comm;
+}
+
+std::size_t comm_size(const comm_message& c) {
+    std::size_t n = c.comm_id.size() + c.target_name.size() + c.data.dump().size() + c.metadata.dump().size();
+    for (const auto& b : c.buffers) n += b.size();
+    return n;
+}
+
+constexpr std::size_t max_kept_comms = 1000;
+
 steady::time_point deadline_after(std::optional<std::chrono::milliseconds> timeout) {
     return timeout ? steady::now() + *timeout : steady::time_point::max();
 }
@@ -170,6 +205,24 @@ struct kernel_client::impl {
     std::string replaced_session;
     std::uint64_t last_cell_generation = 0;
     bool ran_a_cell = false;
+    // Comm messages no on_comm took, for next_comm (bounded: oldest dropped).
+    std::deque<comm_message> comms;
+    std::uint64_t dropped_comms = 0;
+
+    void keep_comm(comm_message&& c) {
+        if (comms.size() >= max_kept_comms) {
+            comms.pop_front();
+            ++dropped_comms;
+        }
+        comms.push_back(std::move(c));
+    }
+
+    // An iopub comm message met while waiting for something else is kept
+    // (its content moved out: the caller is done with it).
+    void keep_if_comm(incoming& in) {
+        if (in.channel != channel::iopub) return;
+        if (auto c = to_comm(in.message)) keep_comm(std::move(*c));
+    }
 
     message send(channel ch, const std::string& type, json content) {
         auto msg = make_request(type, std::move(content), session, username);
@@ -271,6 +324,7 @@ struct kernel_client::impl {
                 if (!replaced_session.empty() && in.message.header.session == replaced_session) continue;
                 iopub_seen = true;
                 if (asked.count(in.message.parent_header.msg_id)) iopub_session = in.message.header.session;
+                keep_if_comm(in);
             }
             if (in.channel == channel::shell && in.message.msg_type() == "kernel_info_reply" &&
                 asked.count(in.message.parent_header.msg_id)) {
@@ -288,6 +342,7 @@ struct kernel_client::impl {
             if (st == receive_status::peer_dead)
                 throw error(errc::kernel_died, "the kernel died before answering " + what);
             if (st == receive_status::timeout) throw error(errc::timeout, "the kernel did not answer " + what + " in time");
+            keep_if_comm(in);
             if (in.channel == ch && in.message.parent_header.msg_id == request.header.msg_id) return std::move(in.message);
         }
     }
@@ -372,6 +427,23 @@ struct kernel_client::impl {
             }
             auto& m = in.message;
             if (in.channel == channel::iopub && got_reply) quiet_until = now + o.idle_wait;
+            if (in.channel == channel::iopub)
+                if (auto comm = to_comm(m)) {
+                    if (comm->parent_msg_id == request.header.msg_id) {
+                        const auto size = comm_size(*comm);
+                        if (kept_bytes + size > o.max_output_bytes) {
+                            result.dropped_output_bytes += size;
+                        } else {
+                            kept_bytes += size;
+                            result.comms.push_back(*comm);
+                        }
+                    }
+                    if (o.on_comm)
+                        o.on_comm(*comm);
+                    else
+                        keep_comm(std::move(*comm));
+                    continue;
+                }
             if (m.parent_header.msg_id != request.header.msg_id) continue;
             learn(in.channel, m);
             switch (in.channel) {
@@ -628,6 +700,68 @@ json kernel_client::history(json req, std::chrono::milliseconds timeout) {
 json kernel_client::comm_info(std::chrono::milliseconds timeout) {
     return request(channel::shell, "comm_info_request", json::object(), timeout).content;
 }
+
+json kernel_client::comm_info(const std::string& target_name, std::chrono::milliseconds timeout) {
+    return request(channel::shell, "comm_info_request", {{"target_name", target_name}}, timeout).content;
+}
+
+namespace {
+
+message comm_request(const char* type, json content, json metadata, std::vector<std::string> buffers,
+                     const std::string& session, const std::string& username) {
+    auto msg = make_request(type, std::move(content), session, username);
+    msg.metadata = metadata.is_object() ? std::move(metadata) : json::object();
+    msg.buffers = std::move(buffers);
+    return msg;
+}
+
+}  // namespace
+
+std::string kernel_client::comm_open(const std::string& target_name, json data, json metadata,
+                                     std::vector<std::string> buffers, std::string comm_id) {
+    if (comm_id.empty()) comm_id = new_id();
+    m_impl->t->send(channel::shell,
+                    comm_request("comm_open", {{"comm_id", comm_id}, {"target_name", target_name}, {"data", data}},
+                                 std::move(metadata), std::move(buffers), m_impl->session, m_impl->username));
+    return comm_id;
+}
+
+std::string kernel_client::comm_msg(const std::string& comm_id, json data, json metadata,
+                                    std::vector<std::string> buffers) {
+    auto msg = comm_request("comm_msg", {{"comm_id", comm_id}, {"data", data}}, std::move(metadata),
+                            std::move(buffers), m_impl->session, m_impl->username);
+    m_impl->t->send(channel::shell, msg);
+    return msg.header.msg_id;
+}
+
+std::string kernel_client::comm_close(const std::string& comm_id, json data, json metadata) {
+    auto msg = comm_request("comm_close", {{"comm_id", comm_id}, {"data", data}}, std::move(metadata), {},
+                            m_impl->session, m_impl->username);
+    m_impl->t->send(channel::shell, msg);
+    return msg.header.msg_id;
+}
+
+std::optional<comm_message> kernel_client::next_comm(std::chrono::milliseconds timeout) {
+    auto& d = *m_impl;
+    if (!d.comms.empty()) {
+        auto c = std::move(d.comms.front());
+        d.comms.pop_front();
+        return c;
+    }
+    const auto deadline = steady::now() + timeout;
+    watched_fd watch(*d.t, d.control);
+    incoming in;
+    for (;;) {
+        const auto st = d.t->receive(deadline, in);
+        if (st == receive_status::peer_dead)
+            throw error(errc::kernel_died, "the kernel died while a comm message was awaited");
+        if (st == receive_status::timeout) return std::nullopt;
+        if (in.channel == channel::iopub)
+            if (auto c = to_comm(in.message)) return c;
+    }
+}
+
+std::uint64_t kernel_client::dropped_comms() const noexcept { return m_impl->dropped_comms; }
 
 json kernel_client::shutdown(bool restart, std::chrono::milliseconds timeout) {
     auto deadline = steady::now() + timeout;

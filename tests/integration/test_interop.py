@@ -13,6 +13,7 @@
 5. Text mode shows a rich bundle's text/plain, then where the rich form went.
 6. `kernex kernel interrupt|shutdown`, `kernex complete|inspect` on a kernel
    jupyter_client started.
+7. `kernex run --json` keeps the comm messages a cell sends.
 """
 import json
 import os
@@ -231,6 +232,28 @@ class InteropTests(unittest.TestCase):
             self.assertIn("runtime dir", r.stderr)
         finally:
             km.shutdown_kernel(now=True)
+
+    def test_run_json_keeps_the_comm_messages_a_cell_sends(self):
+        # ipywidgets-style traffic from a cell (open with a target, a message
+        # with a binary buffer, close) is kept in the cell's --json record.
+        code = ("from ipykernel.comm import Comm\n"
+                "c = Comm(target_name='kx_front', data={'v': 1})\n"
+                "c.send({'w': 2}, buffers=[b'\\x00bin'])\n"
+                "c.close({'bye': 3})\n"
+                "print('done')\n")
+        r = subprocess.run([KERNEX, "run", "--json", "-k", "python3", "-"], input=code,
+                           capture_output=True, text=True, timeout=120, cwd="/")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        record = json.loads(r.stdout.splitlines()[0])
+        self.assertEqual(record["status"], "ok")
+        comms = record["comms"]
+        self.assertEqual([c["msg_type"] for c in comms], ["comm_open", "comm_msg", "comm_close"])
+        self.assertEqual(comms[0]["target_name"], "kx_front")
+        self.assertEqual([c["data"] for c in comms], [{"v": 1}, {"w": 2}, {"bye": 3}])
+        self.assertEqual(len({c["comm_id"] for c in comms}), 1)
+        self.assertEqual(comms[1]["buffers"], ["AGJpbg=="])  # base64 of b"\x00bin"
+        self.assertNotIn("buffers", comms[0])
+        self.assertEqual(record["outputs"][0]["text"], "done\n")
 
     def test_a_clients_shutdown_request_ends_kernel_start(self):
         conn_file = os.path.join(self.tmp.name, "kernex-started.json")

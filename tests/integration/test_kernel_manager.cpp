@@ -112,6 +112,107 @@ TEST_CASE("ipykernel: stdin round trip, and no handler gives an empty answer") {
     CHECK(r2.stream_text().find("''") != std::string::npos);
 }
 
+TEST_CASE("comm_message::to_json: what kernex run --json records, buffers as base64") {
+    comm_message open{"comm_open", "id1", "jupyter.widget", {{"a", 1}}, json::object(), {}, "p"};
+    CHECK(open.to_json() == json{{"msg_type", "comm_open"}, {"comm_id", "id1"}, {"target_name", "jupyter.widget"},
+                                 {"data", {{"a", 1}}}, {"metadata", json::object()}});
+    comm_message msg{"comm_msg", "id1", "", json::object(), {{"m", true}}, {"", "a", "ab", "abc", std::string("\xff\x00\x01z", 4)}, "p"};
+    const auto j = msg.to_json();
+    CHECK_FALSE(j.contains("target_name"));
+    CHECK(j["buffers"] == json{"", "YQ==", "YWI=", "YWJj", "/wABeg=="});
+    for (std::size_t i = 0; i < msg.buffers.size(); ++i)
+        CHECK(base64_decode(j["buffers"][i].get<std::string>()) == msg.buffers[i]);
+}
+
+TEST_CASE("ipykernel: comms both ways, as ipywidgets uses them (issue 18 item 5)") {
+    runtime_dir rt;
+    auto km = kernel_manager::start(python_kernel());
+    auto& kc = km.client();
+    // A target in the kernel that answers what it is sent, as a widget model does.
+    auto reg = kc.execute(
+        "def kx_target(comm, open_msg):\n"
+        "    @comm.on_msg\n"
+        "    def _got(msg):\n"
+        "        c = msg['content']['data']\n"
+        "        comm.send({'echo': c, 'buffers': [bytes(b).decode() for b in msg['buffers']]},\n"
+        "                  buffers=[b'kx-bin'])\n"
+        "    @comm.on_close\n"
+        "    def _closed(msg):\n"
+        "        print('closed', msg['content']['data'])\n"
+        "    comm.send({'opened_with': open_msg['content']['data']})\n"
+        "get_ipython().kernel.comm_manager.register_target('kx_echo', kx_target)",
+        {.timeout = 30s});
+    REQUIRE(reg.status == execution_status::ok);
+
+    // Client -> kernel: open, the kernel answers on iopub with our comm_open as parent.
+    const auto id = kc.comm_open("kx_echo", {{"hello", 1}});
+    auto opened = kc.next_comm(20s);
+    REQUIRE(opened);
+    CHECK(opened->msg_type == "comm_msg");
+    CHECK(opened->comm_id == id);
+    CHECK(opened->data == json{{"opened_with", {{"hello", 1}}}});
+    auto info = kc.comm_info("kx_echo");
+    REQUIRE(info["comms"].contains(id));
+    CHECK(info["comms"][id]["target_name"] == "kx_echo");
+
+    const auto sent = kc.comm_msg(id, {{"x", 2}}, json::object(), {"raw-bytes"});
+    auto echoed = kc.next_comm(20s);
+    REQUIRE(echoed);
+    CHECK(echoed->parent_msg_id == sent);
+    CHECK(echoed->data == json{{"echo", {{"x", 2}}}, {"buffers", {"raw-bytes"}}});
+    REQUIRE(echoed->buffers.size() == 1);
+    CHECK(echoed->buffers[0] == "kx-bin");
+
+    // While a cell runs, the answer to our comm_msg (sent before it) reaches on_comm.
+    const auto sent2 = kc.comm_msg(id, {{"y", 3}});
+    std::vector<comm_message> during;
+    auto r = kc.execute("import time; time.sleep(0.2)", {.timeout = 30s, .on_comm = [&](const comm_message& c) {
+                                                              during.push_back(c);
+                                                          }});
+    CHECK(r.status == execution_status::ok);
+    REQUIRE(during.size() == 1);
+    CHECK(during[0].parent_msg_id == sent2);
+    CHECK(during[0].data["echo"] == json{{"y", 3}});
+    CHECK(r.comms.empty());  // not the cell's own
+    CHECK_FALSE(kc.next_comm(0ms));  // on_comm took it
+
+    // Kernel -> client: a cell opens a comm to a frontend target, sends, closes.
+    std::vector<std::string> seen;
+    auto r2 = kc.execute(
+        "from ipykernel.comm import Comm\n"
+        "c = Comm(target_name='kx_front', data={'v': 1})\n"
+        "c.send({'w': 2})\n"
+        "c.close({'bye': 3})",
+        {.timeout = 30s, .on_comm = [&](const comm_message& c) { seen.push_back(c.msg_type); }});
+    CHECK(r2.status == execution_status::ok);
+    CHECK(seen == std::vector<std::string>{"comm_open", "comm_msg", "comm_close"});
+    REQUIRE(r2.comms.size() == 3);
+    CHECK(r2.comms[0].target_name == "kx_front");
+    CHECK(r2.comms[0].data == json{{"v", 1}});
+    CHECK(r2.comms[1].data == json{{"w", 2}});
+    CHECK(r2.comms[2].data == json{{"bye", 3}});
+    CHECK(r2.comms[0].comm_id == r2.comms[2].comm_id);
+
+    // Without on_comm they wait for next_comm, in order.
+    auto r3 = kc.execute("Comm(target_name='kx_front', data={'n': 7}).close()", {.timeout = 30s});
+    CHECK(r3.comms.size() == 2);
+    auto first = kc.next_comm(5s);
+    REQUIRE(first);
+    CHECK(first->msg_type == "comm_open");
+    CHECK(first->data == json{{"n", 7}});
+    auto second = kc.next_comm(5s);
+    REQUIRE(second);
+    CHECK(second->msg_type == "comm_close");
+
+    // Client closes: the kernel's on_close runs and the comm is gone from comm_info.
+    kc.comm_close(id, {{"reason", "done"}});
+    auto after = kc.execute("print('after')", {.timeout = 30s});
+    CHECK(after.status == execution_status::ok);
+    CHECK_FALSE(kc.comm_info("kx_echo")["comms"].contains(id));
+    CHECK_FALSE(kc.next_comm(200ms));
+    CHECK(kc.dropped_comms() == 0);
+}
+
 TEST_CASE("ipykernel: display_data images are delivered and saved") {
     runtime_dir rt;
     auto km = kernel_manager::start(python_kernel());
