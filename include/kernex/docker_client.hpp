@@ -135,6 +135,17 @@ public:
     void import_image(const std::filesystem::path& tar, std::string_view repository, std::string_view tag = "latest",
                       std::chrono::milliseconds timeout = std::chrono::minutes(5));
 
+    // PUT /containers/{container}/archive?path=path: the tar stream is
+    // unpacked there (path must be in a volume when the root is read-only).
+    // Throws kernex::error: not_found for a missing container or path,
+    // docker_error when the daemon refuses.
+    void put_archive(std::string_view container, std::string_view path, std::string_view tar);
+
+    // GET /containers/{container}/archive?path=path: a tar of path (its own
+    // name first). Throws as put_archive, and kernex::error(docker_error)
+    // when the tar is larger than max_bytes (saying so).
+    std::string get_archive(std::string_view container, std::string_view path, std::uint64_t max_bytes);
+
     // POST /containers/{container}/exec, attached to stdout and stderr. Returns the exec id.
     std::string create_exec(std::string_view container, const docker_exec_options& options);
 

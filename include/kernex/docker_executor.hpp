@@ -40,7 +40,22 @@ struct docker_executor_options {
     std::optional<std::string> container_name;
     // The host dir bound read-write at /workspace, where blocks are written
     // and run; created if missing. Unset: a fresh temporary dir that stop() removes.
+    // With files "copy", its mirror: what it holds goes into the container's
+    // /workspace when the container starts, what the blocks write there comes back.
     std::optional<std::filesystem::path> work_dir;
+    // How files reach the container. "bind": the work dir is bound at
+    // /workspace (the daemon must see this machine's disk). "copy": the
+    // container's /workspace is a tmpfs volume of its own; the work dir's
+    // files and each block's code file go in through the Engine API's
+    // archive endpoint, and after each block the regular files the blocks
+    // wrote there come back (links, devices, FIFOs and names leaving the dir
+    // refused and said; max_copy_back bytes at most). Empty: bind for a
+    // unix:// daemon, copy for a tcp:// one (a bind mount would name a path
+    // on the daemon's machine). The result's notes say which ran.
+    std::string files;
+    // With files "copy": the bytes of files copied back after a block (and
+    // put in at start) at most; the rest is left and said.
+    std::uint64_t max_copy_back = std::uint64_t{256} << 20;
     // For one execute() call, all its blocks together.
     std::chrono::milliseconds timeout{60'000};
     // For each block on its own (within timeout); unset: only timeout.
@@ -104,6 +119,8 @@ public:
 
     // The host dir bound at /workspace.
     const std::filesystem::path& work_dir() const noexcept { return m_work_dir; }
+    // "bind" or "copy": how files reach the container (docker_executor_options::files).
+    const std::string& files_mode() const noexcept { return m_options.files; }
     // The container's id and name (empty after stop()).
     const std::string& container_id() const noexcept { return m_container_id; }
     const std::string& container_name() const noexcept { return m_container_name; }
@@ -125,6 +142,18 @@ protected:
 private:
     void make_work_dir();
     void start_container();
+    // files "copy": the work dir's regular files into the container's /workspace.
+    void copy_work_dir_in();
+    // files "copy": one file (name relative to the work dir) into /workspace.
+    void copy_file_in(const std::string& name, const std::string& content);
+    // files "copy": what the blocks wrote in /workspace, back into the work dir; what was left out is said.
+    void copy_back(const std::function<void(const std::string&)>& say);
+    // The owner and modes the files put into /workspace get (files "copy").
+    struct copy_owner {
+        unsigned uid = 0, gid = 0;
+        bool known = false;  // the blocks' user is numeric: files are theirs; else open to all
+    };
+    copy_owner owner_in_container() const;
     void ensure_running();
     // DELETE ?force: killed and removed. noexcept: the daemon may be gone.
     void remove_container() noexcept;
@@ -150,6 +179,7 @@ private:
     std::string m_container_id;
     std::string m_container_name;
     std::string m_keeper_uid;  // the container's first process runs as this uid
+    std::string m_copy_note;   // files "copy": what copy_work_dir_in left out, said at the next block
     std::unique_ptr<docker::reaper> m_reaper;  // removes the container and a temporary work dir should we die
     int m_cancel_read = -1;  // self-pipe: interrupt() writes, the exec stream's reader polls
     int m_cancel_write = -1;

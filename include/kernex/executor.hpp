@@ -72,10 +72,13 @@ struct code_result {
     // blocks a stop refused, in order. Empty without a hook. A refused block
     // makes exit_code 1 (unless a block failed before).
     std::vector<block_approval> approvals;
+    // How the executor ran the blocks, when it had a choice ("files: copy
+    // (...)" for a docker executor): one line each.
+    std::vector<std::string> notes;
 
     // {"exit_code", "output", "code_files", "output_files", "timed_out",
     // "truncated", "full_output_file" (when set), "approvals": [{"index", "sha256", "verdict":
-    // "approved"|"skipped"|"refused"}]}; output's invalid UTF-8 (a cap can split a character) is
+    // "approved"|"skipped"|"refused"}], "notes"}; output's invalid UTF-8 (a cap can split a character) is
     // replaced by U+FFFD so the object can always be dumped.
     nlohmann::json to_json() const;
 };

@@ -191,6 +191,10 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<std::string>(cmd, args, "--docker-host", "docker_host",
                                "docker, jupyter --docker-image: the daemon, unix:///path.sock or tcp://HOST:PORT\n"
                                "(default $DOCKER_HOST, else unix:///var/run/docker.sock)");
+    config_option<std::string>(cmd, args, "--files", "files",
+                               "docker: how files reach the container: bind (the work dir bound at /workspace; the\n"
+                               "default for a unix:// daemon) or copy (through the Engine API; the default for tcp://)")
+        ->check(CLI::IsMember({"bind", "copy"}));
     cmd->add_flag_function("--tls-verify,!--no-tls-verify", [args](std::int64_t n) { args->config["tls_verify"] = n > 0; },
                            "docker, jupyter --docker-image: TLS to a tcp:// daemon, its certificate verified, with\n"
                            "a client certificate (default: on when $DOCKER_TLS_VERIFY is set or a --tls-* file given)");

@@ -47,6 +47,12 @@ std::string create_container(docker_client& client, const container_config& conf
         {"NetworkMode", config.network_mode},
     };
     if (config.init) host_config["Init"] = true;
+    for (const auto& [target, options] : config.tmpfs_volumes) {
+        const nlohmann::json driver = {{"Name", "local"},
+                                       {"Options", {{"type", "tmpfs"}, {"device", "tmpfs"}, {"o", options}}}};
+        host_config["Mounts"].push_back(
+            {{"Type", "volume"}, {"Target", target}, {"VolumeOptions", {{"DriverConfig", driver}}}});
+    }
     // Confinement (docs/security.md): no capability (so no device node,
     // no chown to another user, no raw socket), no privilege from setuid
     // bits, a read-only root with a private tmpfs /tmp. The work dir bind

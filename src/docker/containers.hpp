@@ -40,6 +40,9 @@ struct container_config {
     std::string working_dir = "/workspace";
     std::string user;                      // empty: the image's
     std::vector<std::string> binds;        // "host:container:rw"
+    // Volumes of the local driver on a tmpfs, made with the container and
+    // removed with it: {target, mount options ("uid=1000,gid=1000,mode=0700")}.
+    std::vector<std::pair<std::string, std::string>> tmpfs_volumes;
     std::string network_mode = "none";
     container_limits limits;
     std::map<std::string, std::string> labels;

@@ -547,6 +547,29 @@ void docker_client::import_image(const std::filesystem::path& tar, std::string_v
     }
 }
 
+void docker_client::put_archive(std::string_view container, std::string_view path, std::string_view tar) {
+    const std::string target = "/containers/" + std::string(container) + "/archive?path=" + std::string(path);
+    const docker_response r = request("PUT", target, tar, "application/x-tar");
+    if (r.status != 200) m_impl->refused("PUT", target, r);
+}
+
+std::string docker_client::get_archive(std::string_view container, std::string_view path, std::uint64_t max_bytes) {
+    const std::string target = "/containers/" + std::string(container) + "/archive?path=" + std::string(path);
+    http::request<http::string_body> req{http::verb::get, m_impl->versioned(target), 11};
+    m_impl->prepare(req, {});
+    docker_response r;
+    try {
+        r = m_impl->exchange(req, steady::now() + m_impl->options.timeout, max_bytes + 4096);
+    } catch (const error& e) {
+        if (std::string_view(e.what()).find("body limit") == std::string_view::npos) throw;
+        throw error(errc::docker_error, "the files under " + std::string(path) + " in container " +
+                                            std::string(container).substr(0, 12) + " are more than " +
+                                            std::to_string(max_bytes) + " bytes as a tar: not copied back");
+    }
+    if (r.status != 200) m_impl->refused("GET", target, r);
+    return std::move(r.body);
+}
+
 std::string docker_client::create_exec(std::string_view container, const docker_exec_options& options) {
     nlohmann::json body = {{"AttachStdin", false}, {"AttachStdout", true}, {"AttachStderr", true},
                            {"Tty", false},         {"Cmd", options.cmd}};

@@ -76,6 +76,7 @@ nlohmann::json code_result::to_json() const {
         {"timed_out", timed_out},
         {"truncated", truncated},
         {"approvals", std::move(verdicts)},
+        {"notes", notes},
     };
     if (full_output_file) j["full_output_file"] = full_output_file->string();
     return j;

@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
+#include "confine/files.hpp"
+#include "docker/archive.hpp"
 #include "docker/containers.hpp"
 #include "docker/reaper.hpp"
 #include "executors/code_files.hpp"
@@ -126,6 +130,9 @@ docker_executor::docker_executor(docker_executor_options options)
     if (!m_options.user) m_options.user = std::to_string(::getuid()) + ":" + std::to_string(::getgid());
     m_keeper_uid = keeper_uid_for(*m_options.user);
     if (m_options.work_dir) m_options.work_dir = fs::absolute(*m_options.work_dir);
+    if (m_options.files.empty()) m_options.files = m_client.host().starts_with("unix://") ? "bind" : "copy";
+    if (m_options.files != "bind" && m_options.files != "copy")
+        throw error(errc::invalid_argument, "files must be \"bind\" or \"copy\", not \"" + m_options.files + "\"");
 
     detail::open_cancel_pipe(m_cancel_read, m_cancel_write);
     try {
@@ -166,7 +173,16 @@ void docker_executor::start_container() {
     config.cmd = {"sh", "-c", keep_alive_script};
     // Not /workspace: the first process's uid may not enter it.
     config.working_dir = "/";
-    config.binds = {dir.string() + ":/workspace:rw"};
+    if (m_options.files == "bind") {
+        config.binds = {dir.string() + ":/workspace:rw"};
+    } else {
+        // A tmpfs of its own (the archive endpoint cannot write to a read-only
+        // root, nor to the container's own tmpfs mounts), owned by the blocks' user.
+        const copy_owner owner = owner_in_container();
+        config.tmpfs_volumes = {{"/workspace", owner.known ? "nosuid,nodev,uid=" + std::to_string(owner.uid) +
+                                                                  ",gid=" + std::to_string(owner.gid) + ",mode=0700"
+                                                            : std::string("nosuid,nodev,mode=1777")}};
+    }
     config.network_mode = m_options.network_mode;
     config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
     config.confinement = {m_options.read_only, m_options.no_new_privileges, m_options.cap_add};
@@ -184,11 +200,91 @@ void docker_executor::start_container() {
         remove_container();
         throw;
     }
+    if (m_options.files == "copy") copy_work_dir_in();
+}
+
+docker_executor::copy_owner docker_executor::owner_in_container() const {
+    const std::string& user = *m_options.user;
+    const auto colon = user.find(':');
+    auto numeric = [](std::string_view v) {
+        return !v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    if (colon == std::string::npos || !numeric(std::string_view(user).substr(0, colon)) ||
+        !numeric(std::string_view(user).substr(colon + 1)))
+        return {};
+    return {static_cast<unsigned>(std::stoul(user.substr(0, colon))),
+            static_cast<unsigned>(std::stoul(user.substr(colon + 1))), true};
+}
+
+namespace {
+
+// The entries for name's parent dirs, then the file itself, as owner has them.
+void add_with_parents(std::vector<docker::tar_entry>& entries, const std::string& name, std::string content,
+                      unsigned uid, unsigned gid, bool known) {
+    for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1))
+        entries.push_back({name.substr(0, slash), true, static_cast<mode_t>(known ? 0700 : 0777), uid, gid, {}});
+    entries.push_back({name, false, static_cast<mode_t>(known ? 0600 : 0644), uid, gid, std::move(content)});
+}
+
+}  // namespace
+
+void docker_executor::copy_file_in(const std::string& name, const std::string& content) {
+    const copy_owner owner = owner_in_container();
+    std::vector<docker::tar_entry> entries;
+    add_with_parents(entries, name, content, owner.uid, owner.gid, owner.known);
+    m_client.put_archive(m_container_id, "/workspace", docker::make_tar(entries));
+}
+
+void docker_executor::copy_work_dir_in() {
+    const copy_owner owner = owner_in_container();
+    std::vector<docker::tar_entry> entries;
+    std::uint64_t total = 0, left = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(m_work_dir, fs::directory_options::skip_permission_denied, ec), end;
+         !ec && it != end; it.increment(ec)) {
+        const fs::file_status st = it->symlink_status(ec);
+        if (ec || st.type() != fs::file_type::regular) {
+            ec.clear();
+            continue;
+        }
+        const std::string name = it->path().lexically_relative(m_work_dir).generic_string();
+        std::ifstream in(it->path(), std::ios::binary);
+        std::ostringstream bytes;
+        bytes << in.rdbuf();
+        std::string content = std::move(bytes).str();
+        if (total + content.size() > m_options.max_copy_back) {
+            left += content.size();
+            continue;
+        }
+        total += content.size();
+        add_with_parents(entries, name, std::move(content), owner.uid, owner.gid, owner.known);
+    }
+    if (left > 0)
+        m_copy_note = "kernex: " + std::to_string(left) + " bytes of the work dir's files were not copied into the container (max_copy_back is " +
+                      std::to_string(m_options.max_copy_back) + ")";
+    if (!entries.empty()) m_client.put_archive(m_container_id, "/workspace", docker::make_tar(entries));
+}
+
+void docker_executor::copy_back(const std::function<void(const std::string&)>& say) {
+    try {
+        // The tar carries headers and padding besides the files' bytes.
+        const std::string tar = m_client.get_archive(m_container_id, "/workspace", m_options.max_copy_back * 2 + (16u << 20));
+        const unique_fd dir = confine::open_dir(m_work_dir);
+        const auto report = docker::unpack_beneath(dir.get(), tar, m_options.max_copy_back);
+        for (const auto& refused : report.refused) say("kernex: not copied back from the container: " + refused);
+        if (report.dropped_bytes > 0)
+            say("kernex: " + std::to_string(report.dropped_bytes) +
+                " bytes of files the blocks wrote were not copied back (max_copy_back is " +
+                std::to_string(m_options.max_copy_back) + ")");
+    } catch (const error& e) {
+        say(std::string("kernex: the files the blocks wrote could not be copied back: ") + e.what());
+    }
 }
 
 // A container that has stopped (or gone) since the last block: start it again, or make a new one.
 void docker_executor::ensure_running() {
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/start");
+    if (r.status == 204 && m_options.files == "copy") copy_work_dir_in();  // its tmpfs began empty
     if (r.status == 204 || r.status == 304) return;
     remove_container();
     start_container();
@@ -204,7 +300,9 @@ void docker_executor::restart() {
     if (r.status == 404) {
         remove_container();
         start_container();
-    } else if (r.status != 204) {
+    } else if (r.status == 204) {
+        if (m_options.files == "copy") copy_work_dir_in();  // its tmpfs began empty
+    } else {
         throw error(errc::docker_error, "the Docker daemon at " + m_client.host() + " could not restart container " +
                                             m_container_name + " (" + std::to_string(r.status) + "): " + r.body);
     }
@@ -380,6 +478,10 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     detail::block_output out(result, on_output, {m_options.max_output, m_options.max_output_head});
     auto say = [&](const std::string& line) { out.say(line); };
     detail::drain_cancel(m_cancel_read);
+    result.notes.push_back(m_options.files == "bind"
+                               ? "files: bind (the work dir " + m_work_dir.string() + " is bound at /workspace)"
+                               : "files: copy (the work dir " + m_work_dir.string() +
+                                     " and /workspace in the container are kept alike through the Engine API)");
 
     if (m_container_id.empty()) {
         if (m_work_dir.empty()) make_work_dir();
@@ -438,6 +540,8 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             break;
         }
         result.code_files.push_back(*file);
+        if (m_options.files == "copy") copy_file_in(file->lexically_relative(dir).generic_string(), blocks[i].code);
+        if (!m_copy_note.empty()) say(std::exchange(m_copy_note, {}));
         const auto block = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
         if (steady::now() >= block.deadline) {
             say(detail::timeout_line(block.limit));
@@ -474,7 +578,8 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         const bool go_on = block_outcome(end, exec_id, report, block.deadline, block.limit, result, keep, say);
         // Whatever the outcome: nothing the block started runs on.
         if (const std::string replaced = end_block_processes(); !replaced.empty()) say(replaced);
-        if (const std::size_t n = clear_setuid_bits(dir); n > 0)
+        if (m_options.files == "copy") copy_back(say);
+        else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
             say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
                 " files the block made in the work dir (another user of the host could run them as their owner)");
         if (!go_on) break;
@@ -519,6 +624,8 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.boolean("auto_remove")) options.auto_remove = *v;
     if (auto v = c.boolean("stop_container")) options.stop_container = *v;
     if (auto v = c.string("docker_host")) options.docker_host = *v;
+    if (auto v = c.string("files")) options.files = *v;
+    if (auto v = c.bytes("max_copy_back")) options.max_copy_back = *v;
     read_docker_tls(c, options.tls);
     if (auto v = c.seconds("request_timeout")) options.request_timeout = *v;
     return std::make_unique<docker_executor>(std::move(options));

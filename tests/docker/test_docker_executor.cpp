@@ -50,6 +50,9 @@ docker_executor_options busybox(std::chrono::milliseconds timeout = 30s) {
     o.image = kernex::test::busybox_image;
     o.docker_host = suite().daemon.host();
     o.timeout = timeout;
+    // The suite runs twice: as is (bind, for the unix socket) and with
+    // files "copy" (docker_executor_copy), as for a daemon on another machine.
+    if (const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES")) o.files = files;
     return o;
 }
 
@@ -221,7 +224,14 @@ TEST_CASE("files: blocks are written in the work dir, files made in /workspace a
     r = run(ex, "sh", "ln -s /etc link");
     CHECK(r.exit_code == 0);
     r = run(ex, "sh", "# filename: link/passwd\necho no");
-    CHECK(r.exit_code == 1);
+    if (ex.files_mode() == "bind") {
+        CHECK(r.exit_code == 1);  // the link is in the work dir: never written through
+    } else {
+        // The link stayed in the container (links are not copied back); the
+        // daemon's extraction replaced it with a dir: /etc is untouched.
+        CHECK_FALSE(fs::is_symlink(work.path() / "sub" / "link"));
+        CHECK(run(ex, "sh", "test -e /etc/passwd || echo no-passwd; ls -d link/passwd").output == "no-passwd\nlink/passwd\n");
+    }
 
     // A temporary work dir is removed by stop().
     docker_executor temp(busybox());
@@ -414,7 +424,9 @@ TEST_CASE("confinement by default: no caps, no-new-privileges, read-only root, n
         REQUIRE(::stat((work.path() / name).c_str(), &st) == 0);
         CHECK_MESSAGE((st.st_mode & (S_ISUID | S_ISGID)) == 0, name << " keeps its mode " << std::oct << st.st_mode);
     }
-    CHECK(r.output.find("kernex: cleared the setuid/setgid bits of 2 files") != std::string::npos);
+    // Bind: the bits are cleared in place; copy: files come back 0600/0700.
+    if (ex.files_mode() == "bind")
+        CHECK(r.output.find("kernex: cleared the setuid/setgid bits of 2 files") != std::string::npos);
     r = run(ex, "sh", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max");
     CHECK(r.output == "256\n");
 }
@@ -636,6 +648,8 @@ TEST_CASE("kernex exec --executor docker --image IMAGE") {
                   kernex::test::busybox_image,
                   "--json",
                   (work.path() / "message.md").string()};
+    const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES");
+    if (files) spawn.argv.insert(spawn.argv.end() - 1, {"--files", files});
     spawn.env["DOCKER_HOST"] = d.daemon.host();
     spawn.merge_stderr = false;
     kernex::run_options limits;
@@ -646,6 +660,8 @@ TEST_CASE("kernex exec --executor docker --image IMAGE") {
     REQUIRE_MESSAGE(result.is_object(), r.output);
     CHECK(result["exit_code"] == 0);
     CHECK(result["output"] == "from the cli\nlo\n");
+    REQUIRE(result["notes"].size() == 1);
+    CHECK(result["notes"][0].get<std::string>().starts_with(files ? std::string("files: ") + files : "files: bind"));
     CHECK(container_ids(d.client).empty());
 }
 
@@ -812,11 +828,18 @@ TEST_CASE("TLS: blocks run through the docker executor on a --tlsverify daemon, 
     o.docker_host = t.host;
     o.tls = t.tls();
     {
+        o.files.clear();
         docker_executor ex(o);
         // The upgraded exec stream over TLS: stdout and stderr, in order, and the exit code.
         const auto r = run(ex, "sh", "echo over tls; echo to stderr >&2; exit 3");
         CHECK(r.exit_code == 3);
         CHECK(r.output == "over tls\nto stderr\n");
+        // A tcp:// daemon may be another machine: files travel through the API by default.
+        CHECK(ex.files_mode() == "copy");
+        REQUIRE(r.notes.size() == 1);
+        CHECK(r.notes[0].starts_with("files: copy"));
+        CHECK(run(ex, "sh", "echo back > came-back.txt").exit_code == 0);
+        CHECK(kernex::test::read_file(ex.work_dir() / "came-back.txt") == "back\n");
         CHECK(run(ex, "sh", "seq 1 20000 | tail -n 1").output == "20000\n");
     }
     // By host name (the certificate names localhost too), from the environment as the docker CLI reads it.
@@ -955,4 +978,95 @@ TEST_CASE("plain tcp to a host that is not loopback warns; loopback and TLS do n
                                             .key = certs.path() / "client-key.pem"}});
     CHECK(over_tls.uses_tls());
     CHECK(over_tls.warning().empty());
+}
+
+// ---- files "copy": the work dir and /workspace kept alike through the archive endpoint.
+
+TEST_CASE("files copy: the work dir goes in, code files and what the blocks write come back, restart keeps them") {
+    kernex::test::temp_dir work;
+    kernex::test::write_file(work / "input.txt", "given\n");
+    fs::create_directories(work.path() / "data");
+    kernex::test::write_file(work / "data/n.csv", "1,2\n");
+    docker_executor_options o = busybox();
+    o.files = "copy";
+    o.work_dir = work.path();
+    docker_executor ex(o);
+    CHECK(ex.files_mode() == "copy");
+    auto r = run(ex, "sh", "# filename: scripts/go.sh\ncat input.txt data/n.csv; echo made > out.txt; mkdir -p d/e && echo x > d/e/f; pwd");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "given\n1,2\n/workspace\n");
+    REQUIRE(r.notes.size() == 1);
+    CHECK(r.notes[0].starts_with("files: copy"));
+    REQUIRE(r.code_files.size() == 1);
+    CHECK(r.code_files[0] == fs::canonical(work.path() / "scripts" / "go.sh"));
+    CHECK(kernex::test::read_file(work / "out.txt") == "made\n");
+    CHECK(kernex::test::read_file(work / "d/e/f") == "x\n");
+    struct stat st {};
+    REQUIRE(::stat((work.path() / "out.txt").c_str(), &st) == 0);
+    CHECK(st.st_uid == ::getuid());
+    CHECK((st.st_mode & 07777) == 0600);
+    // A block changes a file: the new bytes come back.
+    CHECK(run(ex, "sh", "echo changed > out.txt").exit_code == 0);
+    CHECK(kernex::test::read_file(work / "out.txt") == "changed\n");
+    // Its tmpfs goes with a restart; the work dir goes in again.
+    ex.restart();
+    r = run(ex, "sh", "cat out.txt d/e/f input.txt");
+    CHECK(r.output == "changed\nx\ngiven\n");
+}
+
+TEST_CASE("files copy: links, FIFOs and names through a symlink are refused and said, never followed; a cap") {
+    kernex::test::temp_dir work, outside;
+    // The user's own symlink in the work dir: a block's dir of that name must not write through it.
+    fs::create_directory_symlink(outside.path(), work.path() / "elsewhere");
+    docker_executor_options o = busybox();
+    o.files = "copy";
+    o.work_dir = work.path();
+    o.max_copy_back = 4096;
+    docker_executor ex(o);
+    auto r = run(ex, "sh",
+                 "echo secret > real; ln -s /etc/passwd leak; ln real hard; mkfifo fifo; "
+                 "mkdir elsewhere && echo pwned > elsewhere/x; echo done");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("done\n") == 0);
+    CHECK(r.output.find("not copied back from the container: leak: a symbolic link") != std::string::npos);
+    CHECK(r.output.find("not copied back from the container: fifo: a FIFO") != std::string::npos);
+    CHECK(r.output.find("not copied back from the container: elsewhere/x") != std::string::npos);
+    CHECK(fs::is_symlink(work.path() / "elsewhere"));
+    CHECK(fs::is_empty(outside.path()));
+    CHECK_FALSE(fs::exists(fs::symlink_status(work.path() / "leak")));
+    CHECK_FALSE(fs::exists(fs::symlink_status(work.path() / "fifo")));
+    // Two names of one inode (the tar carries the second as a link) come back as two files.
+    CHECK(kernex::test::read_file(work / "real") == "secret\n");
+    CHECK(kernex::test::read_file(work / "hard") == "secret\n");
+    CHECK_FALSE(fs::equivalent(work.path() / "real", work.path() / "hard"));
+
+    // The cap: what is past max_copy_back stays in the container, and is said.
+    r = run(ex, "sh", "head -c 10000 /dev/zero > big; echo small > small");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("10000 bytes of files the blocks wrote were not copied back (max_copy_back is 4096)") !=
+          std::string::npos);
+    CHECK_FALSE(fs::exists(work.path() / "big"));
+    CHECK(kernex::test::read_file(work / "small") == "small\n");
+}
+
+TEST_CASE("files: bind for a unix socket by default; a bad value is refused; the config key and kernex exec --files") {
+    docker_executor_options o = busybox();
+    o.files.clear();
+    {
+        docker_executor ex(o);
+        CHECK(ex.files_mode() == "bind");
+        const auto r = run(ex, "sh", "true");
+        REQUIRE(r.notes.size() == 1);
+        CHECK(r.notes[0].starts_with("files: bind"));
+    }
+    o.files = "rsync";
+    CHECK_THROWS_WITH_AS(docker_executor{o}, doctest::Contains("files must be \"bind\" or \"copy\""), kernex::error);
+    auto ex = kernex::make_executor({{"executor", "docker"},
+                                     {"image", kernex::test::busybox_image},
+                                     {"docker_host", suite().daemon.host()},
+                                     {"files", "copy"},
+                                     {"max_copy_back", "1M"}});
+    const auto r = ex->execute({{"sh", "echo via config > f"}});
+    CHECK(r.exit_code == 0);
+    CHECK(r.to_json()["notes"][0].get<std::string>().starts_with("files: copy"));
 }
