@@ -1,5 +1,6 @@
-// Per-block latency of docker_executor against a bare Engine API exec of the
-// same command (`sh FILE` in /workspace, FILE holding `true`): create the
+// Per-block latency of docker_executor (files bind, and files copy: the code
+// file in and /workspace back through the archive endpoint) against a bare
+// Engine API exec of the same command (`sh FILE` in /workspace, FILE holding `true`): create the
 // exec, start it reading its stream, inspect it for the exit code. Both run
 // in one container of one dockerd, interleaved in rounds so that load on the
 // machine falls on both alike. It starts a dockerd of its own (root needed)
@@ -47,7 +48,13 @@ int main(int argc, char** argv) {
         kernex::docker_executor_options options;
         options.image = image;
         options.docker_host = host;
+        options.files = "bind";
         kernex::docker_executor executor(options);
+        // The same daemon with files "copy": the code file in through the
+        // archive endpoint, /workspace back after the block.
+        kernex::docker_executor_options copy_options = options;
+        copy_options.files = "copy";
+        kernex::docker_executor copying(copy_options);
         const std::vector<kernex::code_block> block = {{"sh", "true"}};
         // Writes the block's file, which the bare exec then runs too.
         const auto first = executor.execute(block);
@@ -72,9 +79,14 @@ int main(int argc, char** argv) {
                  if (*code != 0) throw std::runtime_error("the bare exec failed");
              },
              {}},
-            {"docker_executor.execute(```sh true```)",
+            {"docker_executor.execute(```sh true```), files bind",
              [&] {
                  if (executor.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
+             },
+             {}},
+            {"docker_executor.execute(```sh true```), files copy",
+             [&] {
+                 if (copying.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
              },
              {}},
         };
@@ -104,6 +116,7 @@ int main(int argc, char** argv) {
                         avg - base_mean);
         }
         executor.stop();
+        copying.stop();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_docker_executor: %s\n", e.what());
         return 1;
