@@ -17,6 +17,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -98,8 +99,8 @@ struct reject_counters {
     }
 };
 
-// HMAC signer for a connection file's key and signature_scheme.
-// The only code in kernex that includes OpenSSL's HMAC is its implementation.
+// HMAC signer for a connection file's key and signature_scheme; the only code
+// in kernex that signs (HMAC over OpenSSL's SHA-2, no allocation per message).
 class signer {
 public:
     // scheme: "hmac-sha256" or "hmac-sha512". An empty key means messages are
@@ -115,7 +116,7 @@ public:
     // Length in hex characters of a signature (64 or 128), 0 when disabled.
     std::size_t hex_length() const noexcept;
     // Lower-case hex HMAC over the concatenation of parts; "" when disabled.
-    // Throws kernex::error(io_error) only if OpenSSL fails.
+    // Never throws but for memory.
     std::string sign(std::initializer_list<std::string_view> parts) const;
     // Constant-time comparison of a lower-case hex signature against the HMAC
     // of parts (upper case is refused, as jupyter_client refuses it). When
@@ -164,6 +165,16 @@ public:
     // not checked and no replay guard applies (as jupyter_client). Never
     // throws on anything a peer sends.
     std::optional<message> decode(std::vector<std::string>&& frames, reject_reason* why = nullptr);
+    // The same, reading frames the caller holds (ZeroMQ's buffers, say)
+    // rather than taking them; identities and buffers are copied out. With
+    // frames_disposable the caller declares that it frees the frames after
+    // this call without reading them again, and that each was allocated on
+    // its own (not a slice of a buffer shared with anything else): the pages
+    // of a large content frame already parsed are then handed back to the
+    // system as parsing goes (madvise; they read as zeros afterwards), so
+    // that a 100 MB output is never held twice.
+    std::optional<message> decode_view(std::span<const std::string_view> frames, reject_reason* why = nullptr,
+                                       bool frames_disposable = false);
 
     const reject_counters& rejected() const noexcept;
     const signer& sign() const noexcept;

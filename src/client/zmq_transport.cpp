@@ -349,13 +349,16 @@ private:
         m_parts.clear();
         auto got = zmq::recv_multipart(socket(ch), std::back_inserter(m_parts), zmq::recv_flags::dontwait);
         if (!got) return false;
-        std::vector<std::string> frames;
-        frames.reserve(m_parts.size());
-        for (auto& p : m_parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
-        // ZeroMQ's copy goes before parsing makes a third: a 100 MB message
-        // is held twice at most, not until the next read.
+        // Decoded where ZeroMQ put the frames, which are then freed unread:
+        // tcp and ipc peers' frames are each allocated on their own (those
+        // large enough for their pages to be handed back while parsing are
+        // never slices of ZeroMQ's shared receive buffer), so a 100 MB
+        // output is held once, not twice.
+        m_views.clear();
+        for (auto& p : m_parts) m_views.emplace_back(static_cast<const char*>(p.data()), p.size());
+        auto msg = m_codec.decode_view(m_views, nullptr, true);
+        m_views.clear();
         m_parts.clear();
-        auto msg = m_codec.decode(std::move(frames));
         if (!msg) return false;
         out.channel = ch;
         out.message = std::move(*msg);
@@ -371,6 +374,7 @@ private:
     bool m_stdin_up = false;
     std::string m_iopub_endpoint;
     std::vector<zmq::message_t> m_parts;
+    std::vector<std::string_view> m_views;
     int m_death_fd = -1;
     event_fd m_hb_event;
     std::atomic<bool> m_hb_dead{false};

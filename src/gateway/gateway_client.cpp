@@ -10,7 +10,7 @@
 #include "gateway/http.hpp"
 #include "gateway/websocket_transport.hpp"
 #include "kernex/error.hpp"
-#include "wire/json_part.hpp"
+#include "wire/json_text.hpp"
 
 namespace kernex {
 

@@ -24,7 +24,7 @@
 #include "gateway/net.hpp"
 #include "gateway/ws_codec.hpp"
 #include "kernex/error.hpp"
-#include "wire/json_part.hpp"
+#include "wire/json_text.hpp"
 
 namespace kernex::gateway_detail {
 

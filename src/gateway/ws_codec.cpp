@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kernex/error.hpp"
-#include "wire/json_part.hpp"
+#include "wire/json_text.hpp"
 
 namespace kernex::gateway_detail {
 

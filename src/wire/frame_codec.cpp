@@ -8,7 +8,7 @@
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
 #include "wire/hex.hpp"
-#include "wire/json_part.hpp"
+#include "wire/json_text.hpp"
 #include "wire/replay_guard.hpp"
 
 namespace kernex {
@@ -23,8 +23,10 @@ std::string dump_part(const json& j, std::string_view part) {
     // same absence.
     if (j.is_null()) return "{}";
     try {
-        return j.dump();
-    } catch (const json::exception& e) {
+        std::string text;
+        wire::dump_json(j, text);
+        return text;
+    } catch (const std::exception& e) {
         throw error(errc::invalid_argument, "cannot encode the message " + std::string(part) + ": " + e.what() +
                                                 " (every string must be valid UTF-8)");
     }
@@ -62,12 +64,18 @@ struct frame_codec::impl {
     }
 
     // The checks that need no parsing; nullopt when the frames pass them.
-    std::optional<reject_reason> verify(const std::vector<std::string>& frames, std::size_t& delim);
+    std::optional<reject_reason> verify(std::span<const std::string_view> frames, std::size_t& delim);
+
+    // Verifies and parses frames; take(i) gives frame i as a string of its
+    // own (moved or copied) for the identities and buffers.
+    template <class Take>
+    std::optional<message> decode(std::span<const std::string_view> frames, reject_reason* why, bool disposable,
+                                  Take take);
 };
 
-std::optional<reject_reason> frame_codec::impl::verify(const std::vector<std::string>& frames, std::size_t& delim) {
+std::optional<reject_reason> frame_codec::impl::verify(std::span<const std::string_view> frames, std::size_t& delim) {
     std::size_t total = 0;
-    for (const std::string& f : frames) total += f.size();
+    for (const std::string_view f : frames) total += f.size();
     if (total > m_options.max_message_bytes) return reject_reason::oversized;
     if (frames.size() < 1 + signed_frames) return reject_reason::too_few_frames;
 
@@ -80,7 +88,7 @@ std::optional<reject_reason> frame_codec::impl::verify(const std::vector<std::st
     // key; every message would carry the same empty signature, so there is
     // nothing for a replay guard to tell apart either.
     if (!m_signer.enabled()) return std::nullopt;
-    const std::string& signature = frames[delim + 1];
+    const std::string_view signature = frames[delim + 1];
     if (signature.size() != m_signer.hex_length()) return reject_reason::bad_signature_length;
     if (!wire::is_lower_hex(signature)) return reject_reason::bad_signature_hex;
     if (!m_signer.verify(signature, {frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]}))
@@ -123,32 +131,47 @@ std::vector<std::string> frame_codec::encode(message&& msg) const {
     return frames;
 }
 
-std::optional<message> frame_codec::decode(std::vector<std::string>&& frames, reject_reason* why) {
-    impl& s = *m_impl;
+template <class Take>
+std::optional<message> frame_codec::impl::decode(std::span<const std::string_view> frames, reject_reason* why,
+                                                 bool disposable, Take take) {
     std::size_t delim = 0;
-    if (const auto failed = s.verify(frames, delim)) return s.reject(*failed, why);
+    if (const auto failed = verify(frames, delim)) return reject(*failed, why);
 
     json parts[4];
     for (std::size_t i = 0; i < 4; ++i)
-        if (!wire::parse_object(frames[delim + 2 + i], s.m_options.max_json_depth, parts[i]))
-            return s.reject(reject_reason::bad_json, why);
+        // Only the content can be large; its pages go back as it is read
+        // when the caller gives the frame up.
+        if (!wire::parse_json(frames[delim + 2 + i], parts[i],
+                              {.max_depth = m_options.max_json_depth, .release_read_pages = disposable && i == 3}) ||
+            !parts[i].is_object())
+            return reject(reject_reason::bad_json, why);
 
     message msg;
     try {
         msg.header = message_header::from_json(parts[0]);
         msg.parent_header = message_header::from_json(parts[1]);
     } catch (...) {
-        return s.reject(reject_reason::bad_header, why);
+        return reject(reject_reason::bad_header, why);
     }
-    if (msg.header.msg_type.empty()) return s.reject(reject_reason::bad_header, why);
+    if (msg.header.msg_type.empty()) return reject(reject_reason::bad_header, why);
     msg.metadata = std::move(parts[2]);
     msg.content = std::move(parts[3]);
 
-    const auto first = std::make_move_iterator(frames.begin());
-    msg.identities.assign(first, first + static_cast<std::ptrdiff_t>(delim));
-    msg.buffers.assign(first + static_cast<std::ptrdiff_t>(delim + 1 + signed_frames),
-                       std::make_move_iterator(frames.end()));
+    msg.identities.reserve(delim);
+    for (std::size_t i = 0; i < delim; ++i) msg.identities.push_back(take(i));
+    msg.buffers.reserve(frames.size() - delim - 1 - signed_frames);
+    for (std::size_t i = delim + 1 + signed_frames; i < frames.size(); ++i) msg.buffers.push_back(take(i));
     return msg;
+}
+
+std::optional<message> frame_codec::decode(std::vector<std::string>&& frames, reject_reason* why) {
+    std::vector<std::string_view> views(frames.begin(), frames.end());
+    return m_impl->decode(views, why, false, [&](std::size_t i) { return std::move(frames[i]); });
+}
+
+std::optional<message> frame_codec::decode_view(std::span<const std::string_view> frames, reject_reason* why,
+                                                bool frames_disposable) {
+    return m_impl->decode(frames, why, frames_disposable, [&](std::size_t i) { return std::string(frames[i]); });
 }
 
 const reject_counters& frame_codec::rejected() const noexcept { return m_impl->m_counters; }

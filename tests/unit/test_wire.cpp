@@ -11,8 +11,17 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <random>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
+#include "wire/json_text.hpp"
 
 using kernex::frame_codec;
 using kernex::json;
@@ -497,6 +506,216 @@ TEST_CASE("ill-formed UTF-8 from a peer reads as U+FFFD, as jupyter_client reads
     CHECK(text_of("\xc0\xaf") == fffd + fffd);                  // an overlong '/'
     CHECK(text_of("\xf4\x90\x80\x80") == fffd + fffd + fffd + fffd);  // above U+10FFFF
     CHECK(text_of("ok \xe2\x9c\x93") == "ok \xe2\x9c\x93");
+}
+
+namespace {
+
+// What nlohmann's strict parser makes of text (depth unbounded), as its dump
+// (which tells 1, 1.0 and -0.0 apart, unlike ==); nullopt when it refuses.
+std::optional<std::string> nlohmann_reads(const std::string& text) {
+    const json j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j.dump();
+}
+
+std::optional<std::string> kernex_reads(const std::string& text, std::size_t max_depth = 100000) {
+    json j;
+    if (!kernex::wire::parse_json(text, j, {.max_depth = max_depth})) return std::nullopt;
+    return j.dump();
+}
+
+bool is_utf8(std::string_view s) {
+    for (std::size_t i = 0, bad = 0; i < s.size();) {
+        const std::size_t n = kernex::wire::utf8_sequence_at(s, i, bad);
+        if (n == 0) return false;
+        i += n;
+    }
+    return true;
+}
+
+// A random JSON text, well-formed, with the shapes a kernel sends and the
+// corners of the grammar.
+std::string random_json(std::mt19937& rng, int depth) {
+    static const char* const atoms[] = {
+        "0", "-0", "1", "-1", "12345678901234567890", "18446744073709551615", "18446744073709551616",
+        "-9223372036854775808", "-9223372036854775809", "1.5", "-0.0", "1e10", "1E-10", "2.5e+3", "1e-400",
+        "4.9e-324", "1.7976931348623157e308", "0.1", "123.456e-7", "true", "false", "null", "\"\"",
+        "\"plain text\"", "\"line 1\\nline 2\\n\"", "\"\\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\\t\"",
+        "\"\\u0000\\u001f\\u0041\\u00e9\\u20AC\\uffff\"", "\"\\ud83d\\ude00\"",
+        "\"h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80\"", "\"0123456789abcdef0123456789abcdef01\""};
+    std::uniform_int_distribution<int> pick(0, 9);
+    const int what = depth > 4 ? 0 : pick(rng);
+    std::string ws[] = {"", " ", "\n", "\t ", "\r\n"};
+    auto space = [&] { return ws[static_cast<std::size_t>(pick(rng)) % 5]; };
+    if (what < 6) return atoms[static_cast<std::size_t>(rng()) % std::size(atoms)];
+    const int n = pick(rng) % 4;
+    std::string out = what < 8 ? "{" : "[";
+    for (int i = 0; i < n; ++i) {
+        if (i) out += ",";
+        out += space();
+        if (what < 8) out += "\"k" + std::to_string(pick(rng) % 3) + "\"" + space() + ":" + space();
+        out += random_json(rng, depth + 1) + space();
+    }
+    out += what < 8 ? "}" : "]";
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("signatures are OpenSSL's HMAC, for every key length and both schemes") {
+    std::mt19937 rng(99);
+    auto bytes = [&](std::size_t n) {
+        std::string s(n, '\0');
+        for (char& c : s) c = static_cast<char>(rng());
+        return s;
+    };
+    for (const auto& [scheme, md] : {std::pair{"hmac-sha256", EVP_sha256()}, std::pair{"hmac-sha512", EVP_sha512()}}) {
+        for (std::size_t key_length : {1, 2, 31, 63, 64, 65, 127, 128, 129, 300}) {
+            const std::string key = bytes(key_length);
+            const kernex::signer s(key, scheme);
+            for (int i = 0; i < 20; ++i) {
+                const std::string a = bytes(rng() % 200), b = bytes(rng() % 3000), c = bytes(rng() % 2), d;
+                unsigned char expected[EVP_MAX_MD_SIZE];
+                unsigned int len = 0;
+                const std::string all = a + b + c + d;
+                REQUIRE(HMAC(md, key.data(), static_cast<int>(key.size()),
+                             reinterpret_cast<const unsigned char*>(all.data()), all.size(), expected, &len));
+                CAPTURE(scheme);
+                CAPTURE(key_length);
+                const std::string hex = s.sign({a, b, c, d});
+                CHECK(hex == to_hex(std::string_view(reinterpret_cast<const char*>(expected), len)));
+                CHECK(s.verify(hex, {a, b, c, d}));
+                CHECK_FALSE(s.verify(hex, {a, b, c, "x"}));
+            }
+        }
+    }
+}
+
+TEST_CASE("kernex's JSON parser reads what nlohmann reads, as nlohmann reads it") {
+    const std::vector<std::string> cases = {
+        "{}", "[]", " {} ", "\xef\xbb\xbf{}", "\xef\xbb{}", "{\"a\":1,\"a\":2}", "{\"a\":{}}", "[1,[2,[3]]]",
+        "", " ", "{", "}", "[", "]", "{,}", "[,]", "[1,]", "{\"a\":1,}", "{\"a\"}", "{\"a\":}", "{a:1}", "{'a':1}",
+        "[1 2]", "[01]", "[-]", "[1.]", "[.5]", "[1e]", "[1e+]", "[+1]", "[0x10]", "[1e400]", "[-1e400]", "[NaN]",
+        "[Infinity]", "[tru]", "[truex]", "[nul]", "[True]", "{} {}", "{}x", "\"a", "\"\\x\"", "\"\\u12\"",
+        "\"\\u12g4\"", "\"\\ud800\"", "\"\\ud800x\"", "\"\\ud800\\u0041\"", "\"\\udc00\"",
+        "\"\\ud800\\udc00\"", "\"\\uDBFF\\uDFFF\"", "\"tab\there\"", std::string("\"nul\0\"", 6),
+        std::string("[1,\0]", 5), "\"\x7f\"", "[1,2,3]\n", "123", "-0", "\"x\"", "null", "[\"\\/\"]",
+        "[1E5, 1e-5, 0.5e1, -0e0]", "{\"\":\"\"}", "[[[[[[[[[[]]]]]]]]]]", "{\"a\" : [ 1 , { \"b\" : null } ] }",
+        "\x0c{}", "{}\x0b", "[1,\n2]",
+    };
+    for (const auto& text : cases) {
+        CAPTURE(text);
+        CHECK(kernex_reads(text) == nlohmann_reads(text));
+    }
+    // nlohmann takes a NUL byte for the end of the input and ignores what
+    // follows; kernex reads the whole text, as Python's json does.
+    CHECK(nlohmann_reads(std::string("[1]\0x", 5)).has_value());
+    CHECK_FALSE(kernex_reads(std::string("[1]\0x", 5)).has_value());
+    // Random documents, then the same with bytes changed, cut and doubled.
+    std::mt19937 rng(20261207);
+    std::size_t agreed_valid = 0;
+    for (int i = 0; i < 20000; ++i) {
+        std::string text = random_json(rng, 0);
+        if (i % 2) {
+            const int edits = 1 + static_cast<int>(rng() % 3);
+            for (int e = 0; e < edits && !text.empty(); ++e) {
+                const std::size_t at = rng() % text.size();
+                static const char bytes[] = "\"\\{}[],:.-+eE0123456789 \n\x01\x7f\xc3\xa9u";
+                switch (rng() % 4) {
+                case 0: text[at] = bytes[rng() % (sizeof bytes - 1)]; break;
+                case 1: text.erase(at, 1 + rng() % 3); break;
+                case 2: text.insert(at, 1, bytes[rng() % (sizeof bytes - 1)]); break;
+                default: text.resize(at); break;
+                }
+            }
+        }
+        if (!is_utf8(text)) continue;  // nlohmann refuses what kernex reads as U+FFFD
+        CAPTURE(text);
+        const auto ours = kernex_reads(text);
+        REQUIRE(ours == nlohmann_reads(text));
+        agreed_valid += ours.has_value();
+    }
+    CHECK(agreed_valid > 10000);
+}
+
+TEST_CASE("kernex's JSON writer writes what nlohmann's dump writes") {
+    const auto ours = [](const json& j) {
+        std::string out;
+        kernex::wire::dump_json(j, out);
+        return out;
+    };
+    std::string every_ascii;
+    for (int c = 0; c < 0x80; ++c) every_ascii.push_back(static_cast<char>(c));
+    const std::vector<json> values = {
+        json(), true, false, 0, -1, 42u, 18446744073709551615ull, -9223372036854775807ll - 1, 0.1, -0.0, 1e300, 2.5,
+        1.0, json::array(), json::object(), every_ascii, "h\xc3\xa9llo \xf0\x9f\x98\x80 \x7f",
+        json{{"b", 1}, {"a", {1, "x\n", nullptr}}, {"\x01key\"", json::object()}},
+        json::binary({1, 2, 3}, 7), std::string(100000, 'y') + "\n" + std::string(17, '"'),
+    };
+    for (const json& j : values) {
+        CAPTURE(j.dump());
+        CHECK(ours(j) == j.dump());
+    }
+    std::mt19937 rng(7);
+    for (int i = 0; i < 5000; ++i) {
+        const json j = json::parse(random_json(rng, 0));
+        REQUIRE(ours(j) == j.dump());
+    }
+    CHECK_THROWS_AS(ours(json{{"a", "ok \xff"}}), kernex::error);
+    CHECK_THROWS_AS(ours(json{{"\xc3", 1}}), kernex::error);
+}
+
+TEST_CASE("kernex's JSON parser: depth, long strings, numbers whatever the locale") {
+    json j;
+    const auto nested = [](std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+    CHECK(kernex::wire::parse_json(nested(5), j, {.max_depth = 5}));
+    CHECK_FALSE(kernex::wire::parse_json(nested(6), j, {.max_depth = 5}));
+    CHECK_FALSE(kernex::wire::parse_json(std::string(1 << 20, '['), j, {.max_depth = 1000}));
+    // A string longer than every internal step, plain and escaped.
+    std::string text(9 << 20, 'x');
+    for (std::size_t i = 0; i < text.size(); i += 1000) text[i] = '\n';
+    std::string escaped;
+    for (char c : text) escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+    REQUIRE(kernex::wire::parse_json("{\"t\":\"" + escaped + "\"}", j));
+    CHECK(j["t"].get_ref<const std::string&>() == text);
+    // Parsing never depends on the program's locale (a decimal comma).
+    if (std::setlocale(LC_NUMERIC, "de_DE.UTF-8") || std::setlocale(LC_NUMERIC, "fr_FR.UTF-8")) {
+        CHECK(kernex_reads("[2.5, 1e-400]") == std::optional<std::string>("[2.5,0.0]"));
+        std::setlocale(LC_NUMERIC, "C");
+    }
+}
+
+TEST_CASE("a text given up to the parser: the pages read are handed back, the value is whole") {
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    const std::size_t size = 32 << 20;
+    void* mem = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(mem != MAP_FAILED);
+    char* buf = static_cast<char*>(mem);
+    const std::string head = "{\"name\":\"stdout\",\"text\":\"", tail = "\"}";
+    std::memcpy(buf, head.data(), head.size());
+    std::memset(buf + head.size(), 'y', size - head.size() - tail.size());
+    for (std::size_t i = head.size() + 7; i + tail.size() < size; i += 4099) std::memcpy(buf + i, "\\n", 2);
+    std::memcpy(buf + size - tail.size(), tail.data(), tail.size());
+    const std::string expected_text = [&] {
+        json reference = json::parse(std::string_view(buf, size));
+        return reference["text"].get<std::string>();
+    }();
+    const auto resident_pages = [&] {
+        std::vector<unsigned char> in_core(size / page);
+        REQUIRE(::mincore(mem, size, in_core.data()) == 0);
+        std::size_t n = 0;
+        for (unsigned char c : in_core) n += c & 1;
+        return n;
+    };
+    REQUIRE(resident_pages() == size / page);
+    json j;
+    REQUIRE(kernex::wire::parse_json(std::string_view(buf, size), j, {.release_read_pages = true}));
+    CHECK(j["name"] == "stdout");
+    CHECK(j["text"].get_ref<const std::string&>() == expected_text);
+    // All but the first and last pages and the last step's went back.
+    CHECK(resident_pages() < (8u << 20) / page);
+    CHECK(buf[0] == '{');
+    ::munmap(mem, size);
 }
 
 TEST_CASE("message helpers") {

@@ -53,6 +53,12 @@ std::string sanitize(std::string_view bytes) {
     out.reserve(bytes.size());
     std::size_t i = 0;
     while (i < bytes.size()) {
+        // ASCII runs (nearly all shell output) are taken whole.
+        std::size_t run = i;
+        while (run < bytes.size() && static_cast<unsigned char>(bytes[run]) < 0x80) ++run;
+        out.append(bytes.substr(i, run - i));
+        i = run;
+        if (i == bytes.size()) break;
         const std::size_t n = valid_sequence(bytes.substr(i));
         if (n == 0) {
             out += "\xEF\xBF\xBD";
