@@ -46,7 +46,8 @@ struct unpack_report {
 // symlink or a non-directory stands on the way — is refused and reported,
 // never followed. Files past max_bytes (their sizes summed in tar order)
 // are left out and counted. Throws kernex::error(protocol_error) for a
-// stream that is not a tar (truncated, a bad checksum).
+// stream that is not a tar (truncated, a bad checksum); the files before
+// the bad part are then written already.
 unpack_report unpack_beneath(int dir_fd, std::string_view tar, std::uint64_t max_bytes);
 
 }  // namespace kernex::docker
