@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -254,6 +255,7 @@ struct kernel_manager::impl final : kernel_control {
     // What the restarter hears on iopub: whether the current kernel said it
     // is shutting down at a client's request (and whether to restart).
     struct shutdown_listener {
+        static constexpr std::size_t listener_max_frame = 1 << 20;
         std::string endpoint;
         std::optional<frame_codec> codec;
         std::optional<zmq::socket_t> sub;
@@ -265,7 +267,12 @@ struct kernel_manager::impl final : kernel_control {
             codec.emplace(c.key, c.signature_scheme, limits);
             sub.emplace(shared_zmq_context(), zmq::socket_type::sub);
             sub->set(zmq::sockopt::linger, 0);
-            sub->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits.max_message_bytes));
+            // A shutdown_reply is small. A larger frame (an output) ends this
+            // connection before ZeroMQ allocates it, and ZeroMQ connects
+            // again: a 100 MB output is not held a second time for us.
+            sub->set(zmq::sockopt::maxmsgsize,
+                     static_cast<int64_t>(std::min<std::size_t>(limits.max_message_bytes, listener_max_frame)));
+            sub->set(zmq::sockopt::reconnect_ivl, 10);
             sub->set(zmq::sockopt::subscribe, "");
             sub->connect(endpoint);
         }
