@@ -60,7 +60,9 @@ struct block_approval {
 struct code_result {
     int exit_code = 0;                              // 0 ok, 1 error, 124 timeout, 130 interrupted
     std::string output;                             // what the blocks printed, in order
-    std::vector<std::filesystem::path> code_files;  // files the blocks were written to
+    // How many blocks ran (0: the message had none, or none was let run).
+    std::size_t blocks = 0;
+    std::vector<std::filesystem::path> code_files;  // files the blocks were written to (absolute)
     std::vector<std::filesystem::path> output_files;// images/html saved (jupyter)
     bool timed_out = false;
     // Some output was dropped: output keeps the head and the tail of it, with
@@ -68,6 +70,9 @@ struct code_result {
     bool truncated = false;
     // With save_full_output: the file in the work dir holding all of it.
     std::optional<std::filesystem::path> full_output_file;
+    // The work dir is a temporary one: code_files (and full_output_file) go
+    // with it at stop().
+    bool temporary_work_dir = false;
     // With an approve hook: one entry per block it was asked about, and the
     // blocks a stop refused, in order. Empty without a hook. A refused block
     // makes exit_code 1 (unless a block failed before).
@@ -76,8 +81,9 @@ struct code_result {
     // (...)" for a docker executor): one line each.
     std::vector<std::string> notes;
 
-    // {"exit_code", "output", "code_files", "output_files", "timed_out",
-    // "truncated", "full_output_file" (when set), "approvals": [{"index", "sha256", "verdict":
+    // {"exit_code", "blocks", "output", "code_files", "output_files", "timed_out",
+    // "truncated", "full_output_file" (when set), "temporary_work_dir" (when
+    // true), "approvals": [{"index", "sha256", "verdict":
     // "approved"|"skipped"|"refused"}], "notes"}; output's invalid UTF-8 (a cap can split a character) is
     // replaced by U+FFFD so the object can always be dumped.
     nlohmann::json to_json() const;
@@ -91,11 +97,14 @@ class code_executor {
 public:
     virtual ~code_executor() = default;
     // Runs blocks in order, stopping at the first failure, and returns what
-    // they did; on_output, when set, sees the output as it arrives. Never
+    // they did; on_output, when set, sees the output as it arrives. No
+    // blocks: the output is "kernex: no code blocks in the message\n",
+    // exit_code 0, blocks 0, nothing started. Never
     // throws for what the code does; throws kernex::error when the executor
     // itself cannot work (a kernel that cannot start, a daemon that is
     // unreachable).
     code_result execute(const std::vector<code_block>& blocks, const output_handler& on_output = {}) {
+        if (blocks.empty()) return no_blocks(on_output);
         return execute_blocks(blocks, on_output);
     }
     // Fresh state (a new kernel, a new container). A no-op for stateless ones.
@@ -128,6 +137,7 @@ protected:
                            const std::function<void(const std::string&)>& say);
 
 private:
+    static code_result no_blocks(const output_handler& on_output);
     approve_hook m_approve;
 };
 

@@ -37,6 +37,10 @@ struct jupyter_executor_options {
     std::optional<std::filesystem::path> work_dir{};
     // Where images and HTML are saved; default: work_dir, else the current directory.
     std::optional<std::filesystem::path> output_dir{};
+    // Their names: <output_stem>-block<N>-<n>.<ext> (the nth rich output of
+    // block N of a call; a taken name gets -2, -3...). kernex exec: the message
+    // file's stem, or "stdin".
+    std::string output_stem = "output";
     // For one execute() call, all its blocks together.
     std::chrono::milliseconds timeout{60'000};
     // For each block on its own (within timeout); unset: only timeout.
@@ -91,7 +95,6 @@ private:
     std::optional<remote_kernel> m_attached;  // for an existing kernel on a server
     std::string m_language;
     std::filesystem::path m_output_dir;
-    int m_saved = 0;
     std::atomic<bool> m_interrupted{false};
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,17 @@ namespace kernex {
 // (protocol_error) for invalid base64.
 std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data, const std::filesystem::path& dir,
                                                      const std::string& stem);
+
+// What kernex run and kernex exec print for a file save_output_files wrote:
+// "[saved image/png to PATH]" (the MIME type from the file's extension).
+std::string saved_output_line(const std::filesystem::path& file);
+
+// The text a terminal or an agent is shown for a MIME bundle: text/plain,
+// unless it is only a default repr ("<IPython.core.display.Markdown object>")
+// and the bundle has a source text: text/markdown or text/latex as they
+// are, application/json (or any +json) pretty-printed, any other text/* but
+// HTML as it is. nullopt when the bundle has no text form.
+std::optional<std::string> text_form(const nlohmann::json& data);
 
 // True when data holds a type save_output_files saves.
 bool has_file_output(const nlohmann::json& data);

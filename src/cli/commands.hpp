@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,6 +35,21 @@ inline constexpr double max_seconds = 365.0 * 24 * 3600;
 // number of seconds above 0 (or 0, when zero_means says what 0 means: "no
 // limit") up to max_seconds.
 void check_seconds(const char* flag, double value, const char* zero_means = nullptr);
+
+// A flag of `kernex exec` or `kernex mcp` that sets args->config[key] (an
+// executor option of make_executor) to its value. A repeatable flag (T a
+// vector) takes one value each time: `--env A=1 -` leaves '-' to the
+// positional. When Args has `flags` (key -> flag), the flag is recorded
+// there, so that messages about key can name the flag.
+template <typename T, typename Args>
+CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<Args>& args, const std::string& flag,
+                           const std::string& key, const std::string& help) {
+    auto* option = cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
+    if constexpr (requires { args->flags[key] = option->get_name(); }) args->flags[key] = option->get_name();
+    if constexpr (!std::is_same_v<T, std::string> && requires(T t) { t.push_back(std::string()); })
+        option->allow_extra_args(false);
+    return option;
+}
 
 // Help text shared by the commands that take --token and --token-file.
 inline constexpr const char* token_help =

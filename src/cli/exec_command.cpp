@@ -9,6 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <regex>
+#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/confirm_prompt.hpp"
@@ -35,7 +37,53 @@ struct exec_args {
     double total_timeout = 0;             // the whole message; 0: none
     std::optional<double> ready_timeout;  // jupyter: the kernel's start
     nlohmann::json config = nlohmann::json::object();  // the executor options given
+    // Each executor option's flag ("kernel_name" -> "--kernel"): the
+    // library's messages name options, the user typed flags.
+    std::map<std::string, std::string> flags{{"block_timeout", "--timeout"},
+                                             {"timeout", "--total-timeout"},
+                                             {"startup_timeout", "--ready-timeout"},
+                                             {"interpreters", "--interpreter"},
+                                             {"inherit_env", "--inherit-env"},
+                                             {"sandbox", "--sandbox"},
+                                             {"read_only", "--read-only"},
+                                             {"tls_verify", "--tls-verify"},
+                                             {"save_full_output", "--save-full-output"}};
 };
+
+// A library message about executor options (its JSON keys) in the words of
+// the command line: 'kernel_name' -> --kernel, "unknown option 'image' for
+// executor local; valid options: ..." -> "--image is not for --executor
+// local; its flags: ...".
+std::string in_flag_words(std::string text, const std::map<std::string, std::string>& flags) {
+    auto replace_all = [&text](const std::string& from, const std::string& to, bool whole_word) {
+        auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
+        for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
+            if (whole_word && ((at > 0 && word(text[at - 1])) ||
+                               (at + from.size() < text.size() && word(text[at + from.size()])))) {
+                at += from.size();
+                continue;
+            }
+            text.replace(at, from.size(), to);
+            at += to.size();
+        }
+    };
+    static const std::regex unknown(R"(^unknown option '(\w+)' for executor (\w+); valid options: (.*)$)");
+    if (std::smatch m; std::regex_match(text, m, unknown)) {
+        std::string valid;
+        std::istringstream keys(m[3].str());
+        for (std::string key; std::getline(keys >> std::ws, key, ',');)
+            if (auto f = flags.find(key); f != flags.end() && valid.find(f->second + ",") == std::string::npos)
+                valid += f->second + ", ";
+        const auto f = flags.find(m[1].str());
+        return (f != flags.end() ? f->second : "option '" + m[1].str() + "'") + " is not for --executor " +
+               m[2].str() + (valid.empty() ? "" : "; its flags: " + valid.substr(0, valid.size() - 2));
+    }
+    for (const auto& [key, flag] : flags) replace_all("'" + key + "'", flag, false);
+    for (const auto& [key, flag] : flags)
+        if (key.find('_') != std::string::npos) replace_all(key, flag, true);
+    static const std::regex option_of(R"(option (--[\w-]+) of executor \w+)");
+    return std::regex_replace(text, option_of, "$1");
+}
 
 int run(const exec_args& args) {
     // Signals first: a kernel (or container) the executor starts must never
@@ -63,6 +111,9 @@ int run(const exec_args& args) {
         config["startup_timeout"] = *args.ready_timeout;
     }
     if (!args.token_file.empty()) config["gateway_token"] = read_token_file(args.token_file);
+    // Saved outputs are named after the message, as kernex run names them after its file.
+    if (args.executor == "jupyter" && !config.contains("output_stem"))
+        config["output_stem"] = args.file == "-" ? std::string("stdin") : std::filesystem::path(args.file).stem().string();
     if (args.executor == "jupyter")  // $KERNEX_GATEWAY_URL / _TOKEN as defaults for the flags
         if (auto g = gateway_options::from_arguments(config.value("gateway_url", ""), config.value("gateway_token", ""))) {
             config["gateway_url"] = g->url;
@@ -71,8 +122,17 @@ int run(const exec_args& args) {
     if (config.value("save_full_output", false) && args.executor != "jupyter" && !config.contains("work_dir"))
         throw error(errc::invalid_argument, "--save-full-output needs --work-dir: a temporary work dir is removed "
                                             "when the blocks have run, and the file with it");
+    // The library's complaints about the options, in flags.
+    auto in_flags = [&args](auto&& make) {
+        try {
+            return make();
+        } catch (const error& e) {
+            if (e.code() != errc::invalid_argument) throw;
+            throw error(e.code(), in_flag_words(e.what(), args.flags));
+        }
+    };
     if (args.describe) {
-        std::cout << describe_executor(config) << std::flush;
+        std::cout << in_flags([&] { return describe_executor(config); }) << std::flush;
         return 0;
     }
     // No terminal to ask on: refused before anything is read or started.
@@ -80,7 +140,7 @@ int run(const exec_args& args) {
     if (args.confirm) prompt.emplace();
     // The message is read and checked before anything starts.
     const std::vector<code_block> blocks = extract_code_blocks(read_input(args.file), args.language);
-    std::unique_ptr<code_executor> executor = make_executor(config);
+    std::unique_ptr<code_executor> executor = in_flags([&] { return make_executor(config); });
     if (prompt) executor->set_approve(prompt->hook([&forwarding] { return forwarding.received() != 0; }));
     {
         std::lock_guard lock(executor_mutex);
@@ -98,7 +158,6 @@ int run(const exec_args& args) {
         executor->stop();
         return 130;
     }
-    if (blocks.empty() && !args.json) std::cerr << "kernex: no code blocks in the message\n";
 
     output_handler print;
     const stream_style style(args.colour, STDOUT_FILENO);
@@ -108,20 +167,17 @@ int run(const exec_args& args) {
             if (std::fwrite(safe.data(), 1, safe.size(), stdout) != safe.size() || std::fflush(stdout) != 0)
                 executor->interrupt();  // nobody is reading any more
         };
+    // No blocks is kernex's message, not the code's output: on stderr.
+    if (blocks.empty() && !args.json) print = [](std::string_view text) { std::cerr << text << std::flush; };
     code_result result = executor->execute(blocks, print);
     executor->stop();
-    if (args.json) std::cout << result.to_json().dump() << "\n" << std::flush;
+    if (args.json) {
+        nlohmann::json j = result.to_json();
+        // stop() removed the temporary work dir, and the files in it.
+        if (result.temporary_work_dir) j["code_files_removed"] = true;
+        std::cout << j.dump() << "\n" << std::flush;
+    }
     return std::clamp(result.exit_code, 0, 255);
-}
-
-// A flag that sets config[key] to its value.
-template <typename T>
-CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<exec_args>& args, const std::string& flag,
-                           const std::string& key, const std::string& help) {
-    auto* option = cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
-    // A repeatable flag takes one value each time: `--env A=1 -` leaves '-' the file.
-    if constexpr (!std::is_same_v<T, std::string> && requires(T t) { t.push_back(std::string()); }) option->allow_extra_args(false);
-    return option;
 }
 
 }  // namespace
@@ -208,6 +264,8 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: --work-dir, else the\n"
                                "current directory; an existing name is never overwritten)");
+    config_option<std::string>(cmd, args, "--output-stem", "output_stem",
+                               "jupyter: saved outputs are named STEM-blockN-n.EXT (default: FILE's stem, or stdin)");
     config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");
     config_option<std::vector<std::string>>(cmd, args, "--path-prefix", "path_prefix",
                                             "local: a directory put before PATH for the blocks (a virtualenv's bin; "

@@ -43,23 +43,26 @@ int start_kernel(const kernel_args& args) {
         apply_container_flags(args.container, *options.docker);
     }
     auto km = kernel_manager::start(options);
-    km.on_restarted([] { std::cerr << "kernex: the kernel died and was restarted\n"; });
+    // For `kernex kernel list` and `kernex kernel stop`; removed when this returns.
+    kernel_record record(km.connection_file(), km.spec().name, km.pid());
+    km.on_restarted([&record, &km] {
+        record.set_kernel_pid(km.pid());  // kernel list shows the new process
+        std::cerr << "kernex: the kernel died and was restarted\n";
+    });
     km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
     // A client's shutdown_request ends us as Ctrl-C would (the main thread
     // is woken with SIGTERM, blocked and waited for below).
     std::atomic<bool> client_shut{false};
     const pthread_t main_thread = pthread_self();
-    km.on_client_shutdown([&client_shut, main_thread](bool restarted) {
+    km.on_client_shutdown([&client_shut, main_thread, &record, &km](bool restarted) {
         if (restarted) {
+            record.set_kernel_pid(km.pid());
             std::cerr << "kernex: a client restarted the kernel\n";
             return;
         }
         client_shut = true;
         pthread_kill(main_thread, SIGTERM);
     });
-    // For `kernex kernel list` and `kernex kernel stop`; removed when this returns.
-    const kernel_record record(km.connection_file(), km.spec().name, km.pid());
-
     std::cout << km.connection_file().string() << "\n" << std::flush;
     std::cerr << "kernex: kernel '" << km.spec().name << "' (pid " << km.pid()
               << (args.docker_image.empty() ? "" : ", in a container of " + args.docker_image) << ") is running.\n"

@@ -263,6 +263,7 @@ kernel_record::kernel_record(const fs::path& connection_file, const std::string&
         }
         m_path = std::move(path);
         m_id = std::move(id);
+        m_content = content.dump();
         spawn_options keeper;
         keeper.argv = {"sleep", "infinity"};
         keeper.inherit_environment = false;
@@ -280,7 +281,31 @@ kernel_record::kernel_record(const fs::path& connection_file, const std::string&
     throw error(errc::io_error, "too many kernel records named kernex-kernel-" + base + "*.json in " + dir.string());
 }
 
+void kernel_record::set_kernel_pid(int kernel_pid) noexcept {
+    try {
+        std::lock_guard lock(m_mutex);
+        if (m_gone) return;
+        json content = json::parse(m_content);
+        content["kernel_pid"] = kernel_pid;
+        const std::string text = content.dump(2) + "\n";
+        // A new file beside it (never through a link planted there), renamed over the record.
+        const fs::path next = m_path.string() + ".new";
+        std::error_code ec;
+        fs::remove(next, ec);
+        const int fd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) return;
+        const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+        ::close(fd);
+        if (!written || ::rename(next.c_str(), m_path.c_str()) != 0) fs::remove(next, ec);
+        else m_content = content.dump();
+    } catch (...) {
+        // The old record stays: its pid is the dead kernel's, and list says it is not alive.
+    }
+}
+
 kernel_record::~kernel_record() {
+    std::lock_guard lock(m_mutex);
+    m_gone = true;
     std::error_code ec;
     fs::remove(m_path, ec);
     if (m_keeper) m_keeper->stop(std::chrono::milliseconds(0));

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -34,9 +35,17 @@ public:
 
     const std::string& id() const noexcept { return m_id; }
 
+    // The kernel was restarted (a new process): the record names its pid.
+    // Replaces the file at once (readers see the old or the new one); a
+    // failure leaves the old record. Callable from another thread.
+    void set_kernel_pid(int kernel_pid) noexcept;
+
 private:
     std::filesystem::path m_path;
     std::string m_id;
+    std::string m_content;  // JSON, without the pid
+    std::mutex m_mutex;
+    bool m_gone = false;
     // A program that does nothing, under a reaper told to remove the record
     // if kernex dies (kill -9): the record goes with kernex, as the
     // connection file does.

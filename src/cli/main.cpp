@@ -59,6 +59,37 @@ std::size_t distance(const std::string& a, const std::string& b) {
 // A parse error, said as every kernex message is ("kernex: ..."), with the
 // command the user probably meant when a word is close to one (git's way):
 // `kernex kernelspec lst` -> did you mean 'list'?
+// Markdown text of a cell: one line, '|' escaped.
+std::string table_cell(std::string text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '\n') out += ' ';
+        else if (c == '|') out += "\\|";
+        else out += c;
+    }
+    return out;
+}
+
+// The table of every flag of every subcommand, in the order --help lists
+// them, from the definitions themselves: docs/cli.md holds it, and a test
+// regenerates it (`kernex flag-table`) and compares, so it cannot drift.
+void print_flag_table(CLI::App& app, const std::string& path, std::ostream& out) {
+    for (CLI::App* sub : app.get_subcommands([](CLI::App* s) { return !s->get_group().empty(); })) {
+        const std::string command = path + " " + sub->get_name();
+        for (const CLI::Option* o : sub->get_options()) {
+            if (o->get_name() == "--help" || o->get_name() == "-h,--help") continue;
+            std::string names = o->nonpositional() ? o->get_name(false, true) : o->get_name(true);
+            for (std::size_t at = names.find(','); at != std::string::npos; at = names.find(',', at + 2))
+                names.replace(at, 1, ", ");
+            std::string takes = o->get_type_size() == 0 ? std::string() : o->get_type_name();
+            if (!o->get_default_str().empty()) takes += " (default " + o->get_default_str() + ")";
+            out << "| `" << command << "` | `" << names << "` | " << table_cell(takes) << " | "
+                << table_cell(o->get_description()) << " |\n";
+        }
+        print_flag_table(*sub, command, out);
+    }
+}
+
 int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
     // The deepest command the parser entered, and the words after its name.
     CLI::App* cmd = &app;
@@ -120,6 +151,12 @@ int main(int argc, char** argv) {
     add(kernex::cli::add_inspect_command(app));
 
     add_examples(app);
+    // Hidden (no group): prints docs/cli.md's flag table.
+    auto* flag_table = app.add_subcommand("flag-table", "")->group("");
+    flag_table->callback([&app] {
+        std::cout << "| command | flag | takes | what it does |\n|---|---|---|---|\n";
+        print_flag_table(app, "kernex", std::cout);
+    });
 
     try {
         app.parse(argc, argv);
@@ -128,6 +165,7 @@ int main(int argc, char** argv) {
         return usage_error(app, e, argc, argv);
     }
 
+    if (flag_table->parsed()) return 0;
     try {
         for (auto& [sub, run] : commands)
             if (sub->parsed()) return run();

@@ -104,13 +104,6 @@ int run(mcp_args& args) {
     });
 }
 
-// A flag that sets config[key] to its value.
-template <typename T>
-CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<mcp_args>& args, const std::string& flag,
-                           const std::string& key, const std::string& help) {
-    return cmd->add_option_function<T>(flag, [args, key](const T& value) { args->config[key] = value; }, help);
-}
-
 }  // namespace
 
 command_runner add_mcp_command(CLI::App& app) {
@@ -140,6 +133,9 @@ command_runner add_mcp_command(CLI::App& app) {
                                           {"--rlimit-nofile", "rlimit_nofile", "open files per process"},
                                           {"--rlimit-nproc", "rlimit_nproc", "processes of the user (counted host-wide; root is exempt)"}})
         config_option<std::uint64_t>(cmd, args, flag, key, std::string("local --sandbox: run_code's ") + help);
+    config_option<std::vector<std::string>>(cmd, args, "--env", "env",
+                                            "local: NAME=VALUE (or NAME: the host's value) added to the clean environment "
+                                            "run_code's blocks get (repeatable)");
     cmd->add_option("--timeout", args->timeout, "Seconds a call may run, and the most a call may ask for")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

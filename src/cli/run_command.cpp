@@ -14,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <stop_token>
 
@@ -92,20 +93,6 @@ std::vector<cell_text> split_cells(const std::string& text) {
     }
     flush();
     return cells;
-}
-
-// The text a terminal user is shown for a MIME bundle without text/plain:
-// markdown and LaTeX as they are, JSON pretty-printed, any other text/* as it
-// is; nullopt when the bundle has no text form.
-std::optional<std::string> best_text(const json& data) {
-    for (const char* mime : {"text/plain", "text/markdown", "text/latex"})
-        if (auto it = data.find(mime); it != data.end() && it->is_string()) return it->get<std::string>();
-    for (const auto& [mime, value] : data.items()) {
-        const bool json_type = mime == "application/json" || (mime.size() > 5 && mime.ends_with("+json"));
-        if (json_type) return value.dump(2);
-        if (mime.rfind("text/", 0) == 0 && value.is_string()) return value.get<std::string>();
-    }
-    return std::nullopt;
 }
 
 // The bundle without the types kernex saves to files (HTML is no text form
@@ -277,7 +264,31 @@ struct cell_place {
         return (file == "-" ? std::string("stdin") : file) + ", cell " + std::to_string(cell) + " (line " +
                std::to_string(line) + ")";
     }
+    // "a.py cell 3, line 41": where a line of a cell is.
+    std::string line_text() const {
+        return (file == "-" ? std::string("stdin") : file) + " cell " + std::to_string(cell) + ", line " +
+               std::to_string(line);
+    }
 };
+
+// Where a traceback's innermost frame in a cell of this run is, in the
+// files: the kernel says "Cell In[7], line 2" (IPython >= 8.6) or "Input In
+// [7], in <cell line: 2>" (8.0 to 8.5); cells maps execution counts to
+// where the cells are. nullopt when no frame names one of them.
+std::optional<cell_place> error_place(const outputs::error& e, const std::map<int, cell_place>& cells) {
+    static const std::regex frame(R"((?:Cell|Input) In ?\[(\d+)\], (?:line (\d+)|in <cell line: (\d+)>))");
+    std::optional<cell_place> found;
+    for (const auto& line : e.traceback) {
+        const std::string text = strip_ansi(line);
+        for (std::sregex_iterator m(text.begin(), text.end(), frame), end; m != end; ++m) {
+            const auto cell = cells.find(std::stoi((*m)[1].str()));
+            if (cell == cells.end()) continue;
+            found = cell->second;
+            found->line += std::stoi((*m)[(*m)[2].matched ? 2 : 3].str()) - 1;
+        }
+    }
+    return found;
+}
 
 // Prints outputs as they arrive and saves rich ones. Text for a terminal
 // keeps only SGR colours of what the code sent (terminal_safe). A write to
@@ -294,6 +305,7 @@ public:
         m_stem = std::move(stem);
         m_saved.clear();
         m_count = 0;
+        m_error.reset();
         m_kept.begin(m_args.max_output_bytes,
                      m_args.max_output_head.value_or(m_args.max_output_bytes / 10 * 6 + m_args.max_output_bytes % 10 * 6 / 10));
     }
@@ -301,8 +313,12 @@ public:
     // The cell's outputs --json records (head and tail within --max-output-bytes).
     std::vector<output> take_kept() { return m_kept.take(); }
 
+    // The cell's error output, if any (outputs are not kept in the execution).
+    const std::optional<outputs::error>& last_error() const { return m_error; }
+
     void on_output(const output& o) {
         if (m_args.json_lines) m_kept.add(o);
+        if (auto* e = std::get_if<outputs::error>(&o)) m_error = *e;
         const json* data = nullptr;
         if (auto* d = std::get_if<outputs::display_data>(&o)) data = &d->data;
         if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
@@ -313,17 +329,17 @@ public:
         if (update && !m_args.json_lines)
             out("[display " + (update->display_id.empty() ? std::string("?") : update->display_id) + " updated]\n");
         if (data && has_file_output(*data)) {
-            auto stem = m_stem + (m_count ? "-" + std::to_string(m_count) : "");
-            ++m_count;
+            // <source>-cell<N>-<n>, as kernex exec's <source>-block<N>-<n>.
+            const auto stem = m_stem + "-" + std::to_string(++m_count);
             // Its text form first (what a notebook shows a reader without
             // the rich one; an R value's, a DataFrame's), then where the rich
             // form went.
             if (!m_args.json_lines)
-                if (auto text = best_text(without_file_types(*data))) out(*text + "\n");
+                if (auto text = text_form(without_file_types(*data))) out(*text + "\n");
             // The names save_output_files used (never an existing file's).
             for (auto& p : save_output_files(*data, m_args.output_dir, stem)) {
                 m_saved.push_back(p.string());
-                if (!m_args.json_lines) out("[saved " + p.string() + "]\n");
+                if (!m_args.json_lines) out(saved_output_line(p) + "\n");
             }
             return;
         }
@@ -332,7 +348,7 @@ public:
             if (s->name == "stderr") err(s->text);
             else out(s->text);
         } else if (data) {
-            if (auto text = best_text(*data)) out(*text + "\n");
+            if (auto text = text_form(*data)) out(*text + "\n");
             else if (!data->empty()) err("kernex: a " + mime_types(*data) + " output has no text form; --json keeps it\n");
         } else if (auto* e = std::get_if<outputs::error>(&o)) {
             std::string text;
@@ -366,6 +382,7 @@ private:
     std::vector<std::string> m_saved;
     int m_count = 0;
     kept_outputs m_kept;
+    std::optional<outputs::error> m_error;
 };
 
 // Reads a line from the terminal, not echoed when the kernel asks for a
@@ -401,7 +418,21 @@ std::vector<input_file> read_inputs(const run_args& args) {
         auto text = read_input(file);
         inputs.push_back({file, file == "-" ? "stdin" : std::filesystem::path(file).stem().string(), split_cells(text)});
     }
+    // Two inputs with one stem (a/x.py, b/x.py) name their outputs apart: x, x-2.
+    std::vector<std::string> bases;
+    for (auto& input : inputs) {
+        const auto same = std::count(bases.begin(), bases.end(), input.stem);
+        bases.push_back(input.stem);
+        if (same > 0) input.stem += "-" + std::to_string(same + 1);
+    }
     return inputs;
+}
+
+// "2 s", "1.5 s": as the executors' messages show a timeout.
+std::string seconds_of(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g s", seconds);
+    return text;
 }
 
 std::chrono::milliseconds milliseconds_of(double seconds) {
@@ -560,6 +591,7 @@ int run(const run_args& args) {
                                    {"status", "not_run"}}));
         return out.broken() ? 141 : code;
     };
+    std::map<int, cell_place> counted;  // execution count -> the cell that ran with it
     for (std::size_t f = 0; f < inputs.size(); ++f) {
         const auto& input = inputs[f];
         for (std::size_t i = 0; i < input.cells.size(); ++i) {
@@ -586,6 +618,9 @@ int run(const run_args& args) {
                 fail_in(at, e);
             }
             if (out.broken()) return 141;  // as if killed by SIGPIPE, and the kernel shut down
+            if (r.execution_count > 0) counted[r.execution_count] = at;
+            std::optional<cell_place> failed_at;
+            if (const auto& e = out.last_error()) failed_at = error_place(*e, counted);
             if (args.json_lines) {
                 json j{{"file", input.name},
                        {"cell", i + 1},
@@ -596,6 +631,8 @@ int run(const run_args& args) {
                        {"saved", out.saved()},
                        {"outputs", notebook_outputs(out.take_kept())}};
                 if (!r.note.empty()) j["note"] = r.note;
+                if (failed_at)
+                    j["error_at"] = {{"file", failed_at->file}, {"cell", failed_at->cell}, {"line", failed_at->line}};
                 if (r.restarted) j["restarted"] = true;
                 if (r.state_lost) j["state_lost"] = true;
                 if (r.outputs_lost) j["outputs_lost"] = true;
@@ -605,7 +642,13 @@ int run(const run_args& args) {
                 out.out(json_line(j));
                 if (out.broken()) return 141;
             } else {
-                if (!r.note.empty()) out.err("kernex: " + at.text() + ": " + r.note + "\n");
+                // The kernel's "Cell In[7], line 2" in the files' words.
+                if (failed_at) out.err("kernex: " + failed_at->line_text() + "\n");
+                if (r.status == execution_status::timeout)  // the words of kernex exec
+                    out.err("kernex: " + at.text() + ": Timeout: the code ran longer than " + seconds_of(args.timeout) +
+                            " and was stopped" +
+                            (r.restarted ? " (the kernel was restarted: its state is lost)" : "") + "\n");
+                else if (!r.note.empty()) out.err("kernex: " + at.text() + ": " + r.note + "\n");
                 if (r.input_unanswered)
                     out.err("kernex: " + at.text() +
                             ": the cell asked for input and got an empty answer: stdin is not a terminal (or is "
@@ -614,7 +657,10 @@ int run(const run_args& args) {
             ran.emplace_back(to_string(r.status), shown + " cell " + std::to_string(i + 1));
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
-            if (forwarding.received()) return stop_at(f, i + 1, 130);
+            if (forwarding.received()) {
+                if (!args.json_lines) out.err("kernex: " + at.text() + ": Interrupted\n");  // as kernex exec says it
+                return stop_at(f, i + 1, 130);
+            }
             if (r.status != execution_status::ok && !args.keep_going) return stop_at(f, i + 1, status);
         }
     }

@@ -111,7 +111,7 @@ public:
 private:
     void draw() {
         auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - m_start).count();
-        std::fprintf(stderr, "\r\x1b[Kcell %zu/%zu \xc2\xb7 %02lld:%02lld \xc2\xb7 %s", m_cell, m_cells,
+        std::fprintf(stderr, "\r\x1b[Kkernex: cell %zu/%zu \xc2\xb7 %02lld:%02lld \xc2\xb7 %s", m_cell, m_cells,
                      static_cast<long long>(s / 60), static_cast<long long>(s % 60), m_state.c_str());
         std::fflush(stderr);
     }

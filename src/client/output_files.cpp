@@ -109,6 +109,32 @@ std::string strip_ansi(std::string_view text) {
     return out;
 }
 
+std::string saved_output_line(const std::filesystem::path& file) {
+    std::string mime = "a file";
+    for (const auto& t : file_types)
+        if (file.extension() == "." + std::string(t.extension)) mime = t.mime;
+    return "[saved " + mime + " to " + file.string() + "]";
+}
+
+std::optional<std::string> text_form(const nlohmann::json& data) {
+    if (!data.is_object()) return std::nullopt;
+    std::optional<std::string> plain;
+    if (auto it = data.find("text/plain"); it != data.end() && it->is_string()) plain = it->get<std::string>();
+    // "<IPython.core.display.Markdown object>", "<__main__.T at 0x7f...>": a repr that says nothing.
+    const bool says_nothing = plain && plain->size() > 2 && plain->front() == '<' &&
+                              (plain->ends_with(" object>") || plain->find(" at 0x") != std::string::npos) &&
+                              plain->find('\n') == std::string::npos;
+    if (plain && !says_nothing) return plain;
+    for (const char* mime : {"text/markdown", "text/latex"})
+        if (auto it = data.find(mime); it != data.end() && it->is_string()) return it->get<std::string>();
+    for (const auto& [mime, value] : data.items()) {
+        if (mime == "application/json" || (mime.size() > 5 && mime.ends_with("+json"))) return value.dump(2);
+        if (mime.starts_with("text/") && mime != "text/plain" && mime != "text/html" && value.is_string())
+            return value.get<std::string>();
+    }
+    return plain;
+}
+
 bool has_file_output(const nlohmann::json& data) {
     for (const auto& t : file_types)
         if (data.contains(t.mime)) return true;

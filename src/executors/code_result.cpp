@@ -49,7 +49,8 @@ std::string valid_utf8(std::string_view s) {
 
 nlohmann::json path_list(const std::vector<std::filesystem::path>& paths) {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& p : paths) list.push_back(valid_utf8(p.string()));
+    std::error_code ec;
+    for (const auto& p : paths) list.push_back(valid_utf8(std::filesystem::absolute(p, ec).string()));
     return list;
 }
 
@@ -64,12 +65,20 @@ const char* verdict_name(block_verdict v) {
 
 }  // namespace
 
+code_result code_executor::no_blocks(const output_handler& on_output) {
+    code_result result;
+    result.output = "kernex: no code blocks in the message\n";
+    if (on_output) on_output(result.output);
+    return result;
+}
+
 nlohmann::json code_result::to_json() const {
     nlohmann::json verdicts = nlohmann::json::array();
     for (const auto& a : approvals)
         verdicts.push_back({{"index", a.index}, {"sha256", a.sha256}, {"verdict", verdict_name(a.verdict)}});
     nlohmann::json j{
         {"exit_code", exit_code},
+        {"blocks", blocks},
         {"output", valid_utf8(output)},
         {"code_files", path_list(code_files)},
         {"output_files", path_list(output_files)},
@@ -78,7 +87,8 @@ nlohmann::json code_result::to_json() const {
         {"approvals", std::move(verdicts)},
         {"notes", notes},
     };
-    if (full_output_file) j["full_output_file"] = full_output_file->string();
+    if (full_output_file) j["full_output_file"] = valid_utf8(std::filesystem::absolute(*full_output_file).string());
+    if (temporary_work_dir) j["temporary_work_dir"] = true;
     return j;
 }
 

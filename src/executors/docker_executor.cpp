@@ -491,6 +491,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
     if (m_options.save_full_output) out.save_full_output(dir);
+    result.temporary_work_dir = m_owns_work_dir;
 
     // Everything is checked before anything is written or run: a message
     // whose third block cannot run runs none.
@@ -534,6 +535,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             if (a == approval::skip) continue;
             break;
         }
+        ++result.blocks;
         const auto file = detail::write_block_file(dir, plan[i].name, blocks[i].code, out);
         if (!file) {
             result.exit_code = 1;

@@ -150,8 +150,10 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             if (a == approval::skip) continue;
             break;
         }
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
-        if (m_options.block_timeout) left = std::min(left, *m_options.block_timeout);
+        ++result.blocks;
+        const auto limit = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(limit.deadline - steady::now());
+        int saved = 0;  // rich outputs of this block
         execute_options eo;
         eo.timeout = std::max(left, std::chrono::milliseconds(1));
         eo.allow_stdin = false;  // an agent's code cannot be answered interactively
@@ -166,12 +168,14 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
             if (auto* r = std::get_if<outputs::execute_result>(&o)) data = &r->data;
             if (auto* u = std::get_if<outputs::update_display_data>(&o)) data = &u->data;
             if (data && has_file_output(*data)) {
-                for (auto& p : save_output_files(*data, m_output_dir, "output_" + std::to_string(++m_saved))) {
-                    out.say("[" + p.extension().string().substr(1) + " output saved to " + p.string() + "]");
+                const std::string stem =
+                    m_options.output_stem + "-block" + std::to_string(i + 1) + "-" + std::to_string(++saved);
+                for (auto& p : save_output_files(*data, m_output_dir, stem)) {
+                    out.say(saved_output_line(p));
                     result.output_files.push_back(std::move(p));
                 }
-            } else if (data && data->contains("text/plain") && (*data)["text/plain"].is_string()) {
-                out.emit(ensure_newline((*data)["text/plain"].get<std::string>()));
+            } else if (auto text = data ? text_form(*data) : std::nullopt) {
+                out.emit(ensure_newline(*text));  // as kernex run shows it
             } else if (auto* e = std::get_if<outputs::error>(&o)) {
                 std::string text;
                 for (const auto& line : e->traceback) text += strip_ansi(line) + "\n";
@@ -199,13 +203,15 @@ code_result jupyter_executor::execute_blocks(const std::vector<code_block>& bloc
         if (r.status == execution_status::timeout) {
             result.exit_code = 124;
             result.timed_out = true;
-            out.say("Timeout" + (r.restarted ? std::string(" (the kernel was restarted: its state is lost)") : ""));
+            // The words of the file executors and of kernex run.
+            out.say(detail::timeout_line(limit.limit) +
+                    (r.restarted ? std::string(" (the kernel was restarted: its state is lost)") : ""));
         } else if (m_interrupted) {
             result.exit_code = 130;
             out.say("Interrupted");
         } else if (r.status == execution_status::kernel_died) {
             result.exit_code = 1;
-            out.say("kernex: the kernel died while running the block");
+            out.say("kernex: " + (r.note.empty() ? std::string("the kernel died while running the block") : r.note));
         } else {
             result.exit_code = 1;
         }
@@ -239,6 +245,7 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     needs(config, {"kernel_id"}, "gateway_url");
     if (auto v = c.string("work_dir")) o.work_dir = *v;
     if (auto v = c.string("output_dir")) o.output_dir = *v;
+    if (auto v = c.string("output_stem")) o.output_stem = *v;
     if (auto v = c.seconds("timeout")) o.timeout = *v;
     if (auto v = c.seconds("block_timeout")) o.block_timeout = *v;
     if (auto v = c.count("max_output")) o.max_output = static_cast<std::size_t>(*v);

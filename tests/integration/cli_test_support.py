@@ -11,20 +11,9 @@ import termios
 import time
 import unittest
 
+from process_state import alive, wait_gone  # noqa: F401 (for the tests that import them from here)
+
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
-
-
-def alive(pid):
-    """True while pid exists and is not a zombie (its parent reaps it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def run_in_pty(args, env, cwd, answer=None, respond=None, stdin_text=None):

@@ -18,6 +18,8 @@ import zlib
 
 from jupyter_client.manager import KernelManager
 
+from process_state import wait_gone
+
 KERNEL = "kernex-bash"
 TIMEOUT = 30
 
@@ -39,21 +41,6 @@ def stop_kernel(km, kc):
     kc.stop_channels()
     if km.has_kernel:
         km.shutdown_kernel(now=False)
-
-
-def process_gone(pid, within=10.0):
-    """True once /proc says pid is gone (or a zombie: it no longer runs)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            if state in ("Z", "X"):
-                return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def group_members(pgid):
@@ -439,7 +426,7 @@ class exit_and_display(kernel_test_case):
         self.assertEqual(result.reply["status"], "error")
         self.assertEqual(result.reply["evalue"], "3")
         self.assertIn("shell ended", result.stream("stderr"))
-        self.assertTrue(process_gone(int(first_pid)))
+        self.assertTrue(wait_gone(int(first_pid), 10))
         result = self.run_ok('echo "[${lost-}] $$"')
         lost, pid = result.stream().split()
         self.assertEqual(lost, "[]")

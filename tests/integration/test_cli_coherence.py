@@ -4,21 +4,12 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
+import signal
 import subprocess
 import time
 import unittest
 
-from cli_test_support import KERNEX, alive, cli_test_case, run_in_pty
-
-
-def wait_gone(pid, seconds=30):
-    """True once pid is gone (or a zombie), within seconds."""
-    deadline = time.monotonic() + seconds
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+from cli_test_support import KERNEX, alive, cli_test_case, run_in_pty, wait_gone
 
 
 def start_time(pid):
@@ -484,6 +475,204 @@ class CoherenceTests(cli_test_case):
         self.assertEqual(outputs[-1]["ename"], "ZeroDivisionError")
         self.assertTrue(text.startswith(("x" * 99 + "\n") * 60), text[:200])
         self.assertLess(len(text), 10000)
+
+    def test_saved_outputs_have_one_naming_scheme_and_one_message(self):
+        # run: <file>-cell<N>-<n>; exec: <file>-block<N>-<n>; both print
+        # "[saved MIME to PATH]"; two inputs with one stem never collide.
+        os.mkdir(os.path.join(self.tmp.name, "a"))
+        os.mkdir(os.path.join(self.tmp.name, "b"))
+        a = self.write("a/x.txt", "display_png\ndisplay_html <p>one</p>\n# %%\ndisplay_png\n")
+        b = self.write("b/x.txt", "display_png\n")
+        out = os.path.join(self.tmp.name, "out")
+        r = self.kernex("run", "--kernel", "kernex-test", "--output-dir", out, a, b)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(os.listdir(out)),
+                         ["x-2-cell1-1.png", "x-cell1-1.png", "x-cell1-2.html", "x-cell2-1.png"])
+        saved = [line for line in r.stdout.splitlines() if line.startswith("[saved")]
+        self.assertEqual(saved, [f"[saved image/png to {os.path.join(out, 'x-cell1-1.png')}]",
+                                 f"[saved text/html to {os.path.join(out, 'x-cell1-2.html')}]",
+                                 f"[saved image/png to {os.path.join(out, 'x-cell2-1.png')}]",
+                                 f"[saved image/png to {os.path.join(out, 'x-2-cell1-1.png')}]"])
+        message = self.write("msg.md", "```test\ndisplay_png\n```\n```test\ndisplay_html <p>two</p>\n```\n")
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--output-dir", out, message)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([line for line in r.stdout.splitlines() if line.startswith("[saved")],
+                         [f"[saved image/png to {os.path.join(out, 'msg-block1-1.png')}]",
+                          f"[saved text/html to {os.path.join(out, 'msg-block2-1.html')}]"])
+        # Again: the names are taken, so new ones; nothing is overwritten.
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--output-dir", out, "-",
+                        stdin="```test\ndisplay_png\n```\n")
+        self.assertIn(f"[saved image/png to {os.path.join(out, 'stdin-block1-1.png')}]", r.stdout)
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--output-dir", out, message)
+        self.assertIn(f"[saved image/png to {os.path.join(out, 'msg-block1-1-2.png')}]", r.stdout)
+
+    def test_option_errors_name_the_flag(self):
+        # The library names its JSON keys; the user typed flags.
+        env = {k: v for k, v in self.env.items() if not k.startswith("KERNEX_GATEWAY")}
+        block = "```python\nprint(1)\n```\n"
+        cases = [
+            (("--executor", "jupyter", "--kernel-id", "abc"), "kernex: --kernel-id needs --gateway", "kernel_id"),
+            (("--executor", "local", "--image", "busybox"), "kernex: --image is not for --executor local; its flags: "
+             "--work-dir, --total-timeout, --timeout, --max-output, --max-output-head, --save-full-output, --env, "
+             "--path-prefix, --interpreter, --inherit-env, --sandbox, --rlimit-cpu", "'image'"),
+            (("--executor", "docker", "--memory", "lots"), "kernex: --memory must be a number of bytes or a size like",
+             "option 'memory'"),
+            (("--max-output", "10", "--max-output-head", "20"),
+             "kernex: --max-output-head (20) is larger than --max-output (10)", "max_output"),
+        ]
+        for flags, said, not_said in cases:
+            with self.subTest(flags=flags):
+                r = self.kernex("exec", *flags, "-", stdin=block, env=env)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertTrue(r.stderr.startswith(said), r.stderr)
+                self.assertNotIn(not_said, r.stderr)
+
+    def test_results_count_blocks_and_code_files_are_absolute(self):
+        # No blocks is said distinctly, in the result and in the text.
+        for executor in ("local", "jupyter"):
+            with self.subTest(executor=executor):
+                extra = ("--kernel", "kernex-test") if executor == "jupyter" else ()
+                r = self.kernex("exec", "--executor", executor, *extra, "--json", "-", stdin="Just prose.\n")
+                self.assertEqual(r.returncode, 0, r.stderr)
+                result = json.loads(r.stdout)
+                self.assertEqual(result["blocks"], 0)
+                self.assertEqual(result["output"], "kernex: no code blocks in the message\n")
+                r = self.kernex("exec", "--executor", executor, *extra, "-", stdin="Just prose.\n")
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", "kernex: no code blocks in the message\n"))
+        two = "```python\nprint(1)\n```\n```python\nprint(2)\n```\n"
+        self.assertEqual(json.loads(self.kernex("exec", "--json", "-", stdin=two).stdout)["blocks"], 2)
+        failing = "```python\n1 / 0\n```\n```python\nprint(2)\n```\n"
+        self.assertEqual(json.loads(self.kernex("exec", "--json", "-", stdin=failing).stdout)["blocks"], 1)
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--json", "-",
+                        stdin="```test\nprint a\n```\n")
+        self.assertEqual(json.loads(r.stdout)["blocks"], 1)
+        # code_files: absolute, from a relative --work-dir too; with a
+        # temporary work dir the result says they are gone.
+        r = self.kernex("exec", "--work-dir", "rel", "--json", "-", stdin=two)
+        result = json.loads(r.stdout)
+        self.assertEqual(len(result["code_files"]), 2)
+        for path in result["code_files"]:
+            self.assertTrue(os.path.isabs(path), path)
+            self.assertTrue(path.startswith(os.path.realpath(os.path.join(self.tmp.name, "rel")) + "/"), path)
+            self.assertTrue(os.path.exists(path), path)
+        self.assertNotIn("code_files_removed", result)
+        result = json.loads(self.kernex("exec", "--json", "-", stdin=two).stdout)
+        self.assertTrue(result["code_files_removed"])
+        self.assertTrue(result["temporary_work_dir"])
+        for path in result["code_files"]:
+            self.assertTrue(os.path.isabs(path), path)
+            self.assertFalse(os.path.exists(path), path)
+
+    def test_same_words_for_the_same_events(self):
+        # A timeout: one sentence in run and in exec (jupyter and local).
+        said = "Timeout: the code ran longer than 1 s and was stopped"
+        f = self.write("t.txt", "sleep 30000\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--timeout", "1", f)
+        self.assertEqual(r.returncode, 124, r.stderr)
+        self.assertIn(f"kernex: {f}, cell 1 (line 1): {said}\n", r.stderr)
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--timeout", "1", "-",
+                        stdin="```test\nsleep 30000\n```\n")
+        self.assertEqual(r.returncode, 124, r.stderr)
+        self.assertIn(said + "\n", r.stdout)
+        r = self.kernex("exec", "--timeout", "1", "-", stdin="```python\nimport time\ntime.sleep(30)\n```\n")
+        self.assertEqual(r.returncode, 124, r.stderr)
+        self.assertIn(said + "\n", r.stdout)
+        # An interrupt: "Interrupted", as exec says it.
+        f = self.write("i.txt", "print started\nsleep 30000\n")
+        proc = subprocess.Popen([KERNEX, "run", "--kernel", "kernex-test", f], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.tmp.name)
+        try:
+            self.assertEqual(proc.stdout.readline(), "started\n")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertIn(f"kernex: {f}, cell 1 (line 1): Interrupted\n", err)
+        # A notebook run's progress line on a terminal is kernex's too.
+        nb = os.path.join(self.tmp.name, "p.ipynb")
+        self.assertEqual(self.kernex("run", "--kernel", "kernex-test", self.write("p.txt", "print x\n"), "-o", nb)
+                         .returncode, 0)
+        status, printed = self.in_pty("run", "--kernel", "kernex-test", nb, "-o", nb)
+        self.assertEqual(status, 0, printed)
+        shown = [part for line in printed.splitlines() for part in line.split("\r")
+                 if part.replace("\x1b[K", "").strip()]
+        self.assertTrue(shown, printed)
+        for part in shown:
+            self.assertTrue(part.replace("\x1b[K", "").startswith(("kernex: ", "x")), repr(part))
+
+    def test_a_cells_error_says_where_in_the_file(self):
+        # ipykernel's "Cell In[N], line L" becomes the file's cell and line.
+        f = self.write("e.py", "x = 1\n# %%\ndef f():\n    return 1 / 0\n# %%\ny = 2\n\nf()\n")
+        r = self.kernex("run", f)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("ZeroDivisionError", r.stderr)
+        # The innermost frame in a cell: f, defined in cell 2 at file line 4.
+        self.assertIn(f"kernex: {f} cell 2, line 4\n", r.stderr)
+        r = self.kernex("run", "--json", f)
+        self.assertEqual(json.loads(r.stdout.splitlines()[2])["error_at"], {"file": f, "cell": 2, "line": 4})
+
+    def test_a_repeatable_flag_takes_one_value_each_time_in_exec_and_mcp(self):
+        # One config_option for both commands: `--env A=1 WORD` leaves WORD
+        # alone (exec: the file; mcp: no positional, so a usage error).
+        msg = self.write("env.md", "```python\nimport os\nprint(os.environ['A'])\n```\n")
+        r = self.kernex("exec", "--env", "A=1", msg)
+        self.assertEqual((r.returncode, r.stdout), (0, "1\n"), r.stderr)
+        r = self.kernex("mcp", "--env", "A=1", "stray", stdin="")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("stray", r.stderr)
+
+    def test_markdown_latex_and_json_displays_print_their_source(self):
+        code = ("from IPython.display import display, Markdown, Latex, JSON\n"
+                "display(Markdown('# Title *here*'))\n"
+                "display(Latex(r'$x^2$'))\n"
+                "display(JSON({'a': 1}))\n"
+                "class T:\n    pass\n"
+                "display(T())\n")
+        expected = "# Title *here*\n$x^2$\n{\n  \"a\": 1\n}\n"
+        r = self.kernex("run", self.write("d.py", code))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith(expected), r.stdout)
+        self.assertNotIn("display.Markdown object", r.stdout)
+        r = self.kernex("exec", "--executor", "jupyter", "-", stdin=f"```python\n{code}```\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith(expected), r.stdout)
+        # A repr with nothing better stays as it is.
+        self.assertIn("<__main__.T", r.stdout)
+
+    def test_the_flag_table_in_the_docs_is_the_clis_own(self):
+        r = self.kernex("flag-table")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("| `kernex exec` | `--max-output-head` |", r.stdout)
+        self.assertIn("| `kernex kernel list` | `--prune` |", r.stdout)
+        with open(os.path.join(os.environ["KERNEX_SOURCE_DIR"], "docs", "cli.md")) as f:
+            doc = f.read()
+        start = ("<!-- flag-table: generated by `kernex flag-table` (scripts/update_flag_table.sh); "
+                 "cli_coherence checks it -->\n")
+        table = doc.split(start, 1)[1].split("<!-- end of flag-table -->", 1)[0]
+        self.assertEqual(table, r.stdout, "docs/cli.md's flag table is out of date: run scripts/update_flag_table.sh")
+
+    def test_kernel_list_shows_the_restarted_kernels_pid(self):
+        proc, path = self.start_kernel()
+        old = self.kernels()[0]["pid"]
+        os.kill(old, signal.SIGKILL)  # the restarter starts a new one
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            listed = self.kernels()
+            if listed and listed[0]["pid"] != old and listed[0]["alive"]:
+                break
+            time.sleep(0.1)
+        self.assertNotEqual(listed[0]["pid"], old, listed)
+        self.assertTrue(listed[0]["alive"], listed)
+        self.assertEqual(listed[0]["connection_file"], path)
+        r = self.kernex("run", "--existing", path, "-", stdin="print again\n")
+        self.assertEqual(r.stdout, "again\n", r.stderr)
+        self.assertEqual(self.kernex("kernel", "stop", path).returncode, 0)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        self.assertTrue(wait_gone(listed[0]["pid"]))
+        self.assertEqual(self.kernels(), [])
 
 
 if __name__ == "__main__":

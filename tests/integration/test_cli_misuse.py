@@ -340,7 +340,7 @@ class MisuseTests(unittest.TestCase):
     def test_saved_outputs_never_overwrite_and_the_name_used_is_printed(self):
         out = os.path.join(self.tmp.name, "out")
         os.mkdir(out)
-        canary = os.path.join(out, "img-cell1.png")
+        canary = os.path.join(out, "img-cell1-1.png")
         with open(canary, "w") as f:
             f.write("canary")
         f = self.write("img.txt", "display_png\n")
@@ -350,8 +350,8 @@ class MisuseTests(unittest.TestCase):
             self.assertEqual(c.read(), "canary")
         text, said = r.stdout.splitlines()  # the bundle's text/plain, then where the PNG went
         self.assertEqual(text, "<4x4 test image>")
-        self.assertTrue(said.startswith("[saved ") and said.endswith("]"), r.stdout)
-        saved = said[len("[saved "):-1]
+        self.assertTrue(said.startswith("[saved image/png to ") and said.endswith("]"), r.stdout)
+        saved = said[len("[saved image/png to "):-1]
         self.assertNotEqual(os.path.abspath(saved), canary)
         with open(saved, "rb") as png:
             self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")

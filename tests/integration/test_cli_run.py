@@ -37,7 +37,7 @@ class RunTests(cli_test_case):
         r = self.run_kernex("--kernel", "kernex-test", "--timeout", "1", f)
         self.assertEqual(r.returncode, 124)
         self.assertEqual(r.stdout, "before\n")
-        self.assertIn("did not finish", r.stderr)
+        self.assertIn("Timeout: the code ran longer than 1 s and was stopped", r.stderr)
 
     def test_signals_interrupt_the_cell_and_end_the_run_cleanly(self):
         f = self.write("s.txt", "pid\nprint before\nsleep 30000\n# %%\nprint after\n")
@@ -72,7 +72,8 @@ class RunTests(cli_test_case):
         with open(os.path.join(out, saved[0]), "rb") as png:
             self.assertEqual(png.read(8), b"\x89PNG\r\n\x1a\n")
         # Text mode: the bundle's text/plain, then where its rich form went.
-        self.assertEqual(r.stdout, f"<4x4 test image>\n[saved {os.path.join(out, saved[0])}]\n")
+        self.assertEqual(saved, ["img-cell1-1.png"])
+        self.assertEqual(r.stdout, f"<4x4 test image>\n[saved image/png to {os.path.join(out, saved[0])}]\n")
 
     def test_display_updates_are_shown_in_text_mode(self):
         f = self.write("upd.txt", "display d1 first\nupdate_display d1 second\n")

@@ -27,17 +27,9 @@ import uuid
 
 from jupyter_client import BlockingKernelClient, KernelManager
 
+from process_state import alive
+
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
-
-
-def process_exists(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still "exists": look at its state.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def kernel_pid(kc, deadline):
@@ -116,7 +108,7 @@ class InteropTests(unittest.TestCase):
             rc = proc.wait(timeout=30)
         self.assertEqual(rc, 0)
         self.assertFalse(os.path.exists(conn_file))
-        self.assertFalse(process_exists(kernel_pid))
+        self.assertFalse(alive(kernel_pid))
 
     def start_jupyter_client_kernel(self):
         """A python3 kernel where and how `jupyter kernel` (jupyter_client's
@@ -269,7 +261,7 @@ class InteropTests(unittest.TestCase):
             # A restart the client asks for: a new kernel, and kernex runs on.
             kc.shutdown(restart=True)
             second = new_kernel_pid(kc, first)
-            self.assertFalse(process_exists(first))
+            self.assertFalse(alive(first))
             self.assertIsNone(proc.poll())
             # A death nobody asked for: restarted, and said to be a death.
             os.kill(second, signal.SIGKILL)
@@ -291,7 +283,7 @@ class InteropTests(unittest.TestCase):
         stderr = proc.stderr.read()
         self.assertEqual(rc, 0, stderr)
         self.assertFalse(os.path.exists(conn_file))
-        self.assertFalse(process_exists(third))
+        self.assertFalse(alive(third))
         self.assertIn("a client restarted the kernel", stderr)
         self.assertEqual(stderr.count("died"), 1, stderr)  # the SIGKILL's
         self.assertIn("the kernel died and was restarted", stderr)
@@ -355,7 +347,7 @@ class InteropTests(unittest.TestCase):
         result = subprocess.run([KERNEX, "run", "--kernel", "python3", "--output-dir", out, "-"], input=cell,
                                 capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(result.stdout, f"T(1)\n[saved {os.path.join(out, 'stdin-cell1.html')}]\n")
+        self.assertEqual(result.stdout, f"T(1)\n[saved text/html to {os.path.join(out, 'stdin-cell1-1.html')}]\n")
         # IRkernel: every R value is a bundle with HTML.
         proc, conn_file = self.start_ir_kernel()
         try:
@@ -364,8 +356,8 @@ class InteropTests(unittest.TestCase):
         finally:
             self.stop(proc)
         self.assertEqual(result.returncode, 0, result.stderr)
-        html = os.path.join(out + "-r", "stdin-cell1.html")
-        self.assertEqual(result.stdout, f"  a\n1 1\n2 2\n[saved {html}]\n")
+        html = os.path.join(out + "-r", "stdin-cell1-1.html")
+        self.assertEqual(result.stdout, f"  a\n1 1\n2 2\n[saved text/html to {html}]\n")
 
 
 if __name__ == "__main__":

@@ -255,28 +255,28 @@ TEST_CASE("jupyter executor: a link planted in the output dir is not written thr
     canary target(outside / "target");
     const fs::path out = dir / "out";
     fs::create_directories(out);
-    fs::create_symlink(target.path, out / "output_1.html");
+    fs::create_symlink(target.path, out / "output-block1-1.html");
     auto ex = kernex::make_executor(
         {{"executor", "jupyter"}, {"kernel_name", "kernex-test"}, {"output_dir", out.string()}, {"timeout", 30}});
     auto r = ex->execute({{"test", "display_html <p>hello</p>"}});
     ex->stop();
     CHECK(target.intact());
     REQUIRE(r.output_files.size() == 1);
-    CHECK(r.output_files[0] == out / "output_1-2.html");
-    CHECK(read_file(out / "output_1-2.html") == "<p>hello</p>");
-    CHECK(r.output.find((out / "output_1-2.html").string()) != std::string::npos);  // the user sees the name used
+    CHECK(r.output_files[0] == out / "output-block1-1-2.html");
+    CHECK(read_file(out / "output-block1-1-2.html") == "<p>hello</p>");
+    CHECK(r.output.find((out / "output-block1-1-2.html").string()) != std::string::npos);  // the user sees the name used
 }
 
 TEST_CASE("kernex run: a link planted at the next output's name is not written through") {
     temp_dir dir, outside;
     canary target(outside / "target");
     write_file(dir / "cells.txt", "display_html <p>one</p>\n");
-    fs::create_symlink(target.path, dir / "cells-cell1.html");
+    fs::create_symlink(target.path, dir / "cells-cell1-1.html");
     const std::string command = "cd " + dir.path().string() + " && " + kernex_program() +
                                 " run --kernel kernex-test cells.txt > run.out 2>&1";
     hang_guard guard(60);
     CHECK(std::system(command.c_str()) == 0);
     CHECK(target.intact());
-    CHECK(read_file(dir / "cells-cell1-2.html") == "<p>one</p>");
-    CHECK(read_file(dir / "run.out").find("cells-cell1-2.html") != std::string::npos);
+    CHECK(read_file(dir / "cells-cell1-1-2.html") == "<p>one</p>");
+    CHECK(read_file(dir / "run.out").find("cells-cell1-1-2.html") != std::string::npos);
 }
