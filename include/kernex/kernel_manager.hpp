@@ -86,6 +86,17 @@ struct kernel_options {
     std::chrono::milliseconds ready_timeout{60'000};
     bool autorestart = true;                               // restart on unexpected death
     int restart_limit = 5;                                 // consecutive automatic restarts
+    // An exit with status 0 that no shutdown_reply broadcast on iopub
+    // explains is taken for a client's shutdown_request: not restarted,
+    // on_client_shutdown(false). For a kernel other clients use (kernex
+    // kernel start sets it): most kernels (all but ipykernel) answer a
+    // shutdown_request only to the client that sent it, and a kernel ends
+    // with status 0 only when asked to (a crash is a signal or another
+    // status). The price: a restart such a kernel was asked for ends it too,
+    // and code that exits 0 itself ends it. Off, such an exit is a death.
+    // Only a local kernel's exit status is known: a container's exit
+    // without the broadcast is always a death.
+    bool clean_exit_is_shutdown = false;
     std::chrono::milliseconds shutdown_wait{3000};        // after shutdown_request, before SIGTERM
     std::chrono::milliseconds terminate_wait{2000};       // after SIGTERM, before SIGKILL
     int port_retries = 3;                                  // new ports when a port was taken at start
@@ -154,7 +165,8 @@ public:
     // client asked for a restart and the new kernel runs (done whatever
     // autorestart says, not counted against restart_limit); false when the
     // kernel is gone as asked (not restarted; requests end kernel_died). A
-    // kernel that exits without that broadcast counts as dead.
+    // kernel that exits without that broadcast counts as dead, unless
+    // clean_exit_is_shutdown and its exit status was 0 (restarted false).
     void on_client_shutdown(std::function<void(bool restarted)> callback);
     int restart_count() const noexcept;
 

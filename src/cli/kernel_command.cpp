@@ -35,6 +35,7 @@ int start_kernel(const kernel_args& args) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     kernel_options options{.kernel_name = args.kernel};
+    options.clean_exit_is_shutdown = true;  // other clients may shut it down, most without a broadcast
     if (!args.connection_file.empty()) options.connection_file = std::filesystem::absolute(args.connection_file);
     if (!args.docker_image.empty()) {
         options.docker.emplace();

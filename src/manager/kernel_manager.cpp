@@ -242,13 +242,13 @@ struct kernel_manager::impl final : kernel_control {
 
     // Whether the process behind exit fd (a pidfd; for a local kernel its
     // reaper, which exits with the kernel's status or dies of its signal)
-    // exited with status 0, as a kernel does after a shutdown_request. True
-    // when that cannot be told (no pidfd: a container's kernel).
-    static bool may_be_shut_down(int fd) noexcept {
+    // exited with status 0, as a kernel does after a shutdown_request;
+    // nullopt when that cannot be told (no pidfd: a container's kernel).
+    static std::optional<bool> exited_cleanly(int fd) noexcept {
         siginfo_t info{};
         constexpr auto p_pidfd = static_cast<idtype_t>(3);  // P_PIDFD (Linux 5.4)
         if (::waitid(p_pidfd, static_cast<id_t>(fd), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
-            return true;
+            return std::nullopt;
         return info.si_code == CLD_EXITED && info.si_status == 0;
     }
 
@@ -348,14 +348,19 @@ struct kernel_manager::impl final : kernel_control {
                 // broadcast is waited for up to 3 s then (a busy machine can
                 // hold a message that long), 500 ms after a signal or
                 // another status, before the exit is taken for a death.
-                const auto grace = may_be_shut_down(watched) ? 3000ms : 500ms;
+                const auto clean = exited_cleanly(watched);
+                const auto grace = clean.value_or(true) ? 3000ms : 500ms;
                 for (auto until = steady::now() + grace; iopub.sub && !ours && !iopub.asked && steady::now() < until;) {
                     zmq::pollitem_t item{iopub.sub->handle(), 0, ZMQ_POLLIN, 0};
                     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
                     if (zmq_poll(&item, 1, std::max<long>(left.count(), 1)) < 0 && zmq_errno() != EINTR) break;
                     iopub.drain();
                 }
-                on_exit(watched_gen, iopub.asked);
+                // No broadcast (most kernels send the reply only to the
+                // asker): a clean exit of a shared kernel was asked for.
+                auto asked = iopub.asked;
+                if (!asked && clean.value_or(false) && options.clean_exit_is_shutdown) asked = false;
+                on_exit(watched_gen, asked);
                 ::close(watched);
                 watched = -1;
             }

@@ -7,6 +7,7 @@
 // Usage:
 //   kernex-test-kernel -f CONNECTION_FILE [--exit-at-start CODE]
 //                      [--slow-start MS] [--late-stdin MS] [--no-heartbeat] [--iopub-welcome]
+//                      [--no-shutdown-broadcast]
 //     --exit-at-start CODE  write "test kernel: failing at start on purpose"
 //                           to stderr and exit with CODE before binding
 //     --slow-start MS       sleep MS milliseconds before binding
@@ -16,10 +17,12 @@
 //     --no-heartbeat        bind the heartbeat socket but never answer it
 //     --iopub-welcome       iopub is an XPUB socket that sends each new
 //                           subscriber an iopub_welcome message (JEP 65)
+//     --no-shutdown-broadcast  answer shutdown_request only to the asker, not
+//                           also on iopub as ipykernel does (most kernels)
 //   The environment may ask for the same (so a kernelspec's env can):
 //   KERNEX_TEST_KERNEL_EXIT_AT_START=CODE, KERNEX_TEST_KERNEL_SLOW_START=MS,
 //   KERNEX_TEST_KERNEL_LATE_STDIN=MS, KERNEX_TEST_KERNEL_NO_HEARTBEAT=1,
-//   KERNEX_TEST_KERNEL_IOPUB_WELCOME=1.
+//   KERNEX_TEST_KERNEL_IOPUB_WELCOME=1, KERNEX_TEST_KERNEL_NO_SHUTDOWN_BROADCAST=1.
 //   Exit status: 0 after a shutdown_request, SIGTERM or the death of the
 //   parent named by JPY_PARENT_PID; 1 when a socket cannot be bound (e.g.
 //   EADDRINUSE, so a manager's port retry can be tested); 2 for a bad command
@@ -442,6 +445,7 @@ struct options {
     long late_stdin_ms = 0;  // stdin bound this long after the other sockets
     bool heartbeat = true;
     bool iopub_welcome = false;
+    bool shutdown_broadcast = true;
 };
 
 // The request a cell runs for and what it allowed.
@@ -543,6 +547,7 @@ private:
     std::string m_session;
     std::string m_topic_prefix;
     bool m_iopub_welcome;
+    bool m_shutdown_broadcast;
     // --late-stdin: when and where stdin is bound (a client that is ready
     // before then loses the cell's input_request, as with a slow stdin connection).
     std::optional<steady::time_point> m_stdin_bind_at;
@@ -606,7 +611,8 @@ test_kernel::test_kernel(const options& opts, const kernex::connection_info& inf
       m_heartbeat_stop(m_context, zmq::socket_type::pair),
       m_codec(info.key, info.signature_scheme),
       m_session(kernex::new_id()),
-      m_iopub_welcome(opts.iopub_welcome)
+      m_iopub_welcome(opts.iopub_welcome),
+      m_shutdown_broadcast(opts.shutdown_broadcast)
 {
     m_topic_prefix = "kernel." + m_session.substr(0, 8) + ".";
     for (zmq::socket_t* s : {&m_shell, &m_control, &m_stdin}) {
@@ -935,7 +941,7 @@ void test_kernel::handle_request(zmq::socket_t& socket, const kernex::message& r
         reply(socket, request, "shutdown_reply", answer);
         // ipykernel also tells every iopub subscriber; clients watching only
         // iopub learn of the shutdown that way.
-        publish(request, "shutdown_reply", answer);
+        if (m_shutdown_broadcast) publish(request, "shutdown_reply", answer);
         publish_status(request, "idle");
         throw exit_request{0, 0};
     } else if (type == "is_complete_request") {
@@ -1376,7 +1382,7 @@ void test_kernel::cmd_abort(cell&, std::string_view arg)
 {
     std::cerr << "test kernel: " << why << "\n"
               << "usage: kernex-test-kernel -f CONNECTION_FILE [--exit-at-start CODE] [--slow-start MS]"
-                 " [--late-stdin MS] [--no-heartbeat] [--iopub-welcome]\n";
+                 " [--late-stdin MS] [--no-heartbeat] [--iopub-welcome] [--no-shutdown-broadcast]\n";
     std::exit(2);
 }
 
@@ -1407,6 +1413,7 @@ options parse_options(int argc, char** argv)
         opts.late_stdin_ms = parse_number("KERNEX_TEST_KERNEL_LATE_STDIN", ms);
     opts.heartbeat = !env_flag("KERNEX_TEST_KERNEL_NO_HEARTBEAT");
     opts.iopub_welcome = env_flag("KERNEX_TEST_KERNEL_IOPUB_WELCOME");
+    opts.shutdown_broadcast = !env_flag("KERNEX_TEST_KERNEL_NO_SHUTDOWN_BROADCAST");
 
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
@@ -1429,6 +1436,8 @@ options parse_options(int argc, char** argv)
             opts.heartbeat = false;
         else if (arg == "--iopub-welcome")
             opts.iopub_welcome = true;
+        else if (arg == "--no-shutdown-broadcast")
+            opts.shutdown_broadcast = false;
         else
             usage_error("unknown argument '" + arg + "'");
     }

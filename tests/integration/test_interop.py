@@ -7,7 +7,8 @@
    bare kernel-ID.json (or ID) found in the Jupyter runtime dir.
 3. A client's shutdown_request to a kernel from `kernex kernel start` (what
    `exit` in jupyter console sends) ends kernex cleanly; a client's restart
-   restarts the kernel; only a death nobody asked for is called one.
+   restarts the kernel; only a death nobody asked for is called one; also
+   with a kernel that does not broadcast its shutdown_reply.
 4. IRkernel (it answers heartbeats only between requests): a cell longer than
    several heartbeat periods is not a death; a killed R kernel still is.
 5. Text mode shows a rich bundle's text/plain, then where the rich form went.
@@ -247,6 +248,17 @@ class InteropTests(unittest.TestCase):
         self.assertNotIn("buffers", comms[0])
         self.assertEqual(record["outputs"][0]["text"], "done\n")
 
+    def shut_down_by_client(self, proc, kc):
+        """jupyter_client's shutdown() to the kernel of `kernex kernel start` proc:
+        kernex's exit status, or a failure with its stderr when it runs on."""
+        kc.shutdown()
+        try:
+            return proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            self.fail("kernex kernel start did not end after the client's shutdown: " + proc.stderr.read())
+
     def test_a_clients_shutdown_request_ends_kernel_start(self):
         conn_file = os.path.join(self.tmp.name, "kernex-started.json")
         proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3", "-f", conn_file],
@@ -268,13 +280,7 @@ class InteropTests(unittest.TestCase):
             third = new_kernel_pid(kc, second)
             self.assertIsNone(proc.poll())
             # `exit` in jupyter console: shutdown_request, restart false.
-            kc.shutdown()
-            try:
-                rc = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
-                self.fail("kernex kernel start did not end after the client's shutdown: " + proc.stderr.read())
+            rc = self.shut_down_by_client(proc, kc)
         finally:
             kc.stop_channels()
             if proc.poll() is None:
@@ -290,6 +296,60 @@ class InteropTests(unittest.TestCase):
         self.assertIn("a client shut the kernel down", stderr)
         # Nothing left in the runtime dir (the record `kernel list` reads included).
         self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def test_a_kernel_that_does_not_broadcast_its_shutdown_is_not_restarted(self):
+        # Most kernels answer a shutdown_request only to the client that sent
+        # it (the test kernel told so here). kernex kernel start still ends
+        # cleanly when a client shuts such a kernel down, and still restarts
+        # it after a crash (an exit with another status).
+        conn_file = os.path.join(self.tmp.name, "quiet.json")
+        with open(os.path.join(os.environ["KERNEX_BUILD_DIR"], "tests", "helpers", "share", "jupyter", "kernels",
+                               "kernex-test", "kernel.json")) as f:
+            spec = json.load(f)
+        spec["argv"].append("--no-shutdown-broadcast")
+        specs = tempfile.TemporaryDirectory()
+        self.addCleanup(specs.cleanup)
+        os.makedirs(os.path.join(specs.name, "kernels", "quiet"))
+        with open(os.path.join(specs.name, "kernels", "quiet", "kernel.json"), "w") as f:
+            json.dump(spec, f)
+        env = dict(os.environ, JUPYTER_PATH=specs.name)
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "quiet", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        kc = BlockingKernelClient()
+
+        def pid(deadline):
+            while True:
+                seen = []
+                try:
+                    kc.execute_interactive("pid", timeout=5, output_hook=seen.append)
+                    return int("".join(m["content"]["text"] for m in seen if m["msg_type"] == "stream"))
+                except (TimeoutError, ValueError):
+                    if time.monotonic() > deadline:
+                        raise
+
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            kc.load_connection_file(conn_file)
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            first = pid(time.monotonic() + 30)
+            kc.execute("crash 3")
+            deadline = time.monotonic() + 60
+            while (second := pid(deadline)) == first:
+                time.sleep(0.2)
+            self.assertIsNone(proc.poll())
+            rc = self.shut_down_by_client(proc, kc)
+            stderr = proc.stderr.read()
+            self.assertEqual(rc, 0, stderr)
+            self.assertIn("the kernel died and was restarted", stderr)
+            self.assertIn("a client shut the kernel down", stderr)
+            self.assertFalse(os.path.exists(conn_file))
+            self.assertFalse(process_exists(second))
+        finally:
+            kc.stop_channels()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
 
     def start_ir_kernel(self):
         self.assertTrue(os.path.exists("/usr/share/jupyter/kernels/ir"),
