@@ -77,6 +77,9 @@ struct comm_message {
     // "buffers" (base64, when there are any)}: how kernex run --json records it.
     json to_json() const;
 };
+// What a comm message weighs against execute_options::max_output_bytes: its
+// ids, its data and metadata as JSON text, and its buffers.
+std::size_t output_bytes(const comm_message& c);
 
 enum class execution_status { ok, error, aborted, timeout, kernel_died };
 std::string_view to_string(execution_status s) noexcept;

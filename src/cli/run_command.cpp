@@ -611,6 +611,16 @@ int run(const run_args& args) {
             eo.max_output_bytes = 0;
             if (is_terminal(STDIN_FILENO) && input.name != "-")
                 eo.on_input = [&](const input_request& r) { return read_answer(r, out); };
+            // --json keeps the cell's comm messages too, up to --max-output-bytes.
+            std::vector<comm_message> comms;
+            std::size_t comm_bytes = 0, comms_dropped = 0;
+            if (args.json_lines)
+                eo.on_comm = [&](const comm_message& c) {
+                    const auto n = output_bytes(c);
+                    if (comm_bytes + n > args.max_output_bytes) return void(++comms_dropped);
+                    comm_bytes += n;
+                    comms.push_back(c);
+                };
             execution r;
             try {
                 r = kc->execute(input.cells[i].code, eo);
@@ -638,7 +648,8 @@ int run(const run_args& args) {
                 if (r.outputs_lost) j["outputs_lost"] = true;
                 if (r.input_unanswered) j["input_unanswered"] = true;
                 if (r.abandoned) j["abandoned"] = true;
-                for (const auto& comm : r.comms) j["comms"].push_back(comm.to_json());
+                for (const auto& comm : comms) j["comms"].push_back(comm.to_json());
+                if (comms_dropped > 0) j["comms_dropped"] = comms_dropped;
                 out.out(json_line(j));
                 if (out.broken()) return 141;
             } else {

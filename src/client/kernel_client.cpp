@@ -71,6 +71,12 @@ const outputs::error* execution::error() const {
     return nullptr;
 }
 
+std::size_t output_bytes(const comm_message& c) {
+    std::size_t n = c.comm_id.size() + c.target_name.size() + c.data.dump().size() + c.metadata.dump().size();
+    for (const auto& b : c.buffers) n += b.size();
+    return n;
+}
+
 json comm_message::to_json() const {
     json j{{"msg_type", msg_type}, {"comm_id", comm_id}};
     if (msg_type == "comm_open") j["target_name"] = target_name;
@@ -163,12 +169,6 @@ std::optional<comm_message> to_comm(message& m) {
     if (comm.comm_id.empty()) return std::nullopt;
     if (!comm.metadata.is_object()) comm.metadata = json::object();
     return comm;
-}
-
-std::size_t comm_size(const comm_message& c) {
-    std::size_t n = c.comm_id.size() + c.target_name.size() + c.data.dump().size() + c.metadata.dump().size();
-    for (const auto& b : c.buffers) n += b.size();
-    return n;
 }
 
 constexpr std::size_t max_kept_comms = 1000;
@@ -430,7 +430,7 @@ struct kernel_client::impl {
             if (in.channel == channel::iopub)
                 if (auto comm = to_comm(m)) {
                     if (comm->parent_msg_id == request.header.msg_id) {
-                        const auto size = comm_size(*comm);
+                        const auto size = output_bytes(*comm);
                         if (kept_bytes + size > o.max_output_bytes) {
                             result.dropped_output_bytes += size;
                         } else {

@@ -247,6 +247,12 @@ class InteropTests(unittest.TestCase):
         self.assertEqual(comms[1]["buffers"], ["AGJpbg=="])  # base64 of b"\x00bin"
         self.assertNotIn("buffers", comms[0])
         self.assertEqual(record["outputs"][0]["text"], "done\n")
+        # Bounded like outputs: beyond --max-output-bytes they are counted, not kept.
+        r = subprocess.run([KERNEX, "run", "--json", "--max-output-bytes", "40", "-k", "python3", "-"], input=code,
+                           capture_output=True, text=True, timeout=120, cwd="/")
+        record = json.loads(r.stdout.splitlines()[0])
+        self.assertNotIn("comms", record)
+        self.assertEqual(record["comms_dropped"], 3)
 
     def shut_down_by_client(self, proc, kc):
         """jupyter_client's shutdown() to the kernel of `kernex kernel start` proc:
