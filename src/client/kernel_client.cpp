@@ -303,7 +303,9 @@ struct kernel_client::impl {
             // restarted kernel was binding may be lost); with a reply but no
             // iopub message yet, ask again soon: its busy/idle status proves
             // the subscription; answered, look at stdin again in a moment.
-            auto resend_after = reply ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000);
+            // (5 ms: a status published before our subscription reached
+            // the kernel is lost, and the next ask is the next chance.)
+            auto resend_after = reply ? std::chrono::milliseconds(5) : std::chrono::milliseconds(1000);
             auto wake = answered ? std::min(*stdin_grace_end, steady::now() + std::chrono::milliseconds(1))
                                  : std::min(deadline, last_ask + resend_after);
             auto st = t->receive(wake, in);
