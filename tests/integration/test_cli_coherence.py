@@ -4,6 +4,7 @@ them; --json records for every cell; every block checked before any runs.
 Uses the native test kernel (kernex-test) and python3 where ANSI tracebacks matter."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -673,6 +674,22 @@ class CoherenceTests(cli_test_case):
         self.assertEqual(proc.wait(timeout=30), 0)
         self.assertTrue(wait_gone(listed[0]["pid"]))
         self.assertEqual(self.kernels(), [])
+
+    def test_a_recorded_terminal_session_is_as_documented(self):
+        # docs/cli.md shows a session on a terminal; this records it in a
+        # pseudo-terminal and compares: headers, colours, summary.
+        with open(os.path.join(os.environ["KERNEX_SOURCE_DIR"], "docs", "cli.md")) as f:
+            doc = f.read()
+        block = doc.split("<!-- recorded session: cli_coherence checks it -->\n```text\n", 1)[1]
+        block = block.split("```\n<!-- end of recorded session -->", 1)[0]
+        lines = block.splitlines(True)
+        self.assertTrue(lines[0].startswith("$ printf 'print one"), lines[0])
+        self.write("w.txt", "print one\n# %%\nerror Boom here\n# %%\nprint three\n")
+        self.assertEqual(lines[1], "$ kernex run --kernel kernex-test --continue w.txt\n")
+        status, printed = self.in_pty("run", "--kernel", "kernex-test", "--continue", "w.txt")
+        self.assertEqual(status, 1, printed)
+        shown = re.sub(r"; \d+\.\d\d s\n$", "; 0.84 s\n", printed.replace("\r\n", "\n").replace("\x1b", "\\e"))
+        self.assertEqual(shown, "".join(lines[2:]))
 
 
 if __name__ == "__main__":
