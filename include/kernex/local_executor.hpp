@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "kernex/sandbox.hpp"
 
 namespace kernex {
+
+class child_process;
 
 namespace detail {
 struct sandbox_request;
@@ -89,6 +92,10 @@ private:
     local_executor_options m_options;
     std::filesystem::path m_work_dir;
     bool m_owns_work_dir = false;
+    // With a temporary work dir: a process (sleep) that does nothing but
+    // carry the dir on kernex's reaper, so that a kill -9 of kernex between
+    // blocks removes it too (during a block, the block's own reaper does).
+    std::unique_ptr<child_process> m_keeper;
     int m_cancel_read = -1;   // self-pipe: interrupt() writes, run_process polls
     int m_cancel_write = -1;
 };

@@ -158,4 +158,10 @@ struct run_result {
 // Throws kernex::error only when the child cannot be spawned.
 run_result run_process(spawn_options options, const run_options& limits);
 
+// A process that does nothing until stopped (`sleep infinity`, an empty
+// environment, no output). With remove_if_orphaned or
+// remove_tree_if_orphaned set, a child_process of it carries those paths on
+// kernex's reaper for as long as it runs: a kill -9 of kernex removes them.
+spawn_options keeper_spawn_options();
+
 }  // namespace kernex

@@ -264,12 +264,7 @@ kernel_record::kernel_record(const fs::path& connection_file, const std::string&
         m_path = std::move(path);
         m_id = std::move(id);
         m_content = content.dump();
-        spawn_options keeper;
-        keeper.argv = {"sleep", "infinity"};
-        keeper.inherit_environment = false;
-        keeper.env = {{"PATH", "/usr/bin:/bin"}};
-        keeper.stdout_mode = output_mode::null;
-        keeper.stderr_mode = output_mode::null;
+        spawn_options keeper = keeper_spawn_options();
         keeper.remove_if_orphaned = {m_path};
         try {
             m_keeper.emplace(keeper);

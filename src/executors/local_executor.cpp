@@ -71,6 +71,14 @@ void local_executor::make_work_dir() {
     auto made = detail::make_work_dir(m_options.work_dir);
     m_work_dir = std::move(made.path);
     m_owns_work_dir = made.temporary;
+    if (!m_owns_work_dir) return;
+    spawn_options keeper = keeper_spawn_options();
+    keeper.remove_tree_if_orphaned = m_work_dir;
+    try {
+        m_keeper = std::make_unique<child_process>(keeper);
+    } catch (const error&) {
+        // Without it, only a kill -9 between blocks leaves the dir (mid-block the block's reaper removes it).
+    }
 }
 
 void local_executor::stop() noexcept {
@@ -79,6 +87,10 @@ void local_executor::stop() noexcept {
         fs::remove_all(m_work_dir, ec);
         m_work_dir.clear();
         m_owns_work_dir = false;
+    }
+    if (m_keeper) {
+        m_keeper->stop(std::chrono::milliseconds(0));
+        m_keeper.reset();
     }
 }
 
@@ -111,7 +123,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     spawn_options spawn;
     spawn.cwd = dir;
     // A temporary work dir goes with kernex: removed by the block's reaper
-    // if kernex dies mid-block (between blocks, stop() removes it).
+    // if kernex dies mid-block (between blocks, by m_keeper's).
     if (m_owns_work_dir) spawn.remove_tree_if_orphaned = dir;
     spawn.inherit_environment = false;
     spawn.env = detail::code_environment(m_options.env, m_options.inherit_env);

@@ -134,4 +134,14 @@ run_result run_process(spawn_options options, const run_options& limits) {
     return result;
 }
 
+spawn_options keeper_spawn_options() {
+    spawn_options keeper;
+    keeper.argv = {"sleep", "infinity"};
+    keeper.inherit_environment = false;
+    keeper.env = {{"PATH", "/usr/bin:/bin"}};
+    keeper.stdout_mode = output_mode::null;
+    keeper.stderr_mode = output_mode::null;
+    return keeper;
+}
+
 }  // namespace kernex

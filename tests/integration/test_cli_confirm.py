@@ -3,11 +3,16 @@ controlling terminal, the message on stdin through a pipe): the code is shown
 with its hidden characters made visible, y / n / a / q do what they say, and
 without a terminal nothing starts. `kernex exec --describe` prints the
 library's text and runs nothing."""
+import fcntl
 import hashlib
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
+import termios
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -112,6 +117,50 @@ class confirm_test(cli_test_case):
         r = self.describe("--executor", "jupyter", "--kernel", "python3")
         self.assertIn("State persists", r.stdout)
         self.assertIn("Language: python", r.stdout)
+
+
+    def test_kill_9_between_blocks_removes_the_temporary_work_dir(self):
+        # No --work-dir: kernex makes one under TMPDIR. Block 1 runs; at the
+        # prompt for block 2 no block runs (no block's reaper holds the dir),
+        # and kernex is killed there.
+        tmpdir = os.path.join(self.tmp.name, "tmpdir")
+        os.makedirs(tmpdir)
+        ready = os.path.join(self.tmp.name, "ready")
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([KERNEX, "exec", "--confirm", "-"], stdin=subprocess.PIPE, stdout=slave,
+                                stderr=slave, env=dict(self.env, TMPDIR=tmpdir), cwd=self.tmp.name,
+                                start_new_session=True,
+                                preexec_fn=lambda: fcntl.ioctl(1, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        try:
+            proc.stdin.write(blocks(f"mkdir -p d/e && echo x > d/e/f && pwd > {ready}", "echo never").encode())
+            proc.stdin.close()
+            seen = b""
+            answered = False
+            deadline = time.monotonic() + 60
+            while seen.count(PROMPT) < 2 and time.monotonic() < deadline:
+                if select.select([master], [], [], 0.2)[0]:
+                    chunk = os.read(master, 65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+                    if seen.count(PROMPT) == 1 and not answered:
+                        os.write(master, b"y\n")
+                        answered = True
+            self.assertEqual(seen.count(PROMPT), 2, seen.decode(errors="replace"))
+            with open(ready) as f:
+                work = f.read().strip()
+            self.assertTrue(work.startswith(tmpdir), work)
+            self.assertTrue(os.path.isfile(os.path.join(work, "d", "e", "f")))
+        finally:
+            proc.kill()
+            proc.wait()
+            os.close(master)
+        deadline = time.monotonic() + 5
+        while os.path.exists(work) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(work), os.listdir(work) if os.path.exists(work) else None)
+        self.assertEqual(os.listdir(tmpdir), [])
 
 
 if __name__ == "__main__":
