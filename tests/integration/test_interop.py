@@ -350,7 +350,7 @@ class InteropTests(unittest.TestCase):
             self.assertIn("the kernel died and was restarted", stderr)
             self.assertIn("a client shut the kernel down", stderr)
             self.assertFalse(os.path.exists(conn_file))
-            self.assertFalse(process_exists(second))
+            self.assertFalse(alive(second))
         finally:
             kc.stop_channels()
             if proc.poll() is None:
