@@ -8,8 +8,8 @@
 // bytes at a time for the few bytes that need attention (quote, backslash,
 // control characters, non-ASCII), appends plain runs whole, and moves each
 // finished string into its value. It accepts exactly what nlohmann's strict
-// parser accepts and builds the same values (tests/unit/test_wire.cpp and
-// tests/fuzz/fuzz_json_text.cpp compare the two), except that ill-formed
+// parser accepts and builds the same values (tests/unit/test_wire.cpp compares
+// the two on corner cases and random documents), except that ill-formed
 // UTF-8 in a string reads as U+FFFD, as jupyter_client reads it, and that a
 // NUL byte after the value is not taken for the end of the text (nlohmann
 // ignores what follows one; Python's json refuses it, as this parser does).
