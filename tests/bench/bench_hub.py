@@ -32,7 +32,7 @@ def kernex_cells(url, token, script):
     r = subprocess.run([KERNEX, "run", "--json", "--gateway", url, "--token", token, script],
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+        raise RuntimeError(f"kernex run exited {r.returncode}: {r.stderr}{r.stdout[-2000:]}")
     records = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     return [rec["elapsed_ms"] for rec in records[1:]]  # the first cell warms up
 
