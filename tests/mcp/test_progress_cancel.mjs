@@ -67,8 +67,10 @@ test('progress and cancellation', async (t) => {
             code: 'sleep 60 & sleep 60; wait', language: 'bash' } }, undefined, { signal: controller.signal });
         let sleepers = [];
         assert.ok(await eventually(() => {
+            // The block's two `sleep 60` (not the executor's keeper, a `sleep infinity`
+            // that carries its temporary work dir on kernex's reaper).
             sleepers = descendants(s.pid).filter((p) => {
-                try { return require_comm(p) === 'sleep'; } catch { return false; }
+                try { return require_cmdline(p).join(' ') === 'sleep 60'; } catch { return false; }
             });
             return sleepers.length === 2;
         }, 10000), 'both sleeps started');
@@ -84,4 +86,6 @@ test('progress and cancellation', async (t) => {
 });
 
 import fs from 'node:fs';
-function require_comm(pid) { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); }
+function require_cmdline(pid) {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+}
