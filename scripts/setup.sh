@@ -19,6 +19,9 @@ packages=(
   python3-jupyter-kernel-test python3-numpy python3-matplotlib
   # a kernel nobody here wrote that answers heartbeats only between requests
   r-cran-irkernel
+  # more kernels and clients nobody here wrote (issue 18, docs/kernels.md):
+  # xeus-python, Debian's octave spec (argv[0] `python`), jupyter console
+  xpython python3-octave-kernel python3-jupyter-console
   # notebook suite: the reference executor and validator
   python3-nbclient python3-nbformat
   # a JupyterHub for the gateway suite (its proxy runs on node)

@@ -138,13 +138,17 @@ std::optional<message> frame_codec::impl::decode(std::span<const std::string_vie
     if (const auto failed = verify(frames, delim)) return reject(*failed, why);
 
     json parts[4];
-    for (std::size_t i = 0; i < 4; ++i)
+    for (std::size_t i = 0; i < 4; ++i) {
         // Only the content can be large; its pages go back as it is read
         // when the caller gives the frame up.
         if (!wire::parse_json(frames[delim + 2 + i], parts[i],
-                              {.max_depth = m_options.max_json_depth, .release_read_pages = disposable && i == 3}) ||
-            !parts[i].is_object())
+                              {.max_depth = m_options.max_json_depth, .release_read_pages = disposable && i == 3}))
             return reject(reject_reason::bad_json, why);
+        // A null metadata is an empty one (xeus-python 0.14 sends null for a
+        // comm message's metadata of None; jupyter_client takes it).
+        if (i == 2 && parts[i].is_null()) parts[i] = json::object();
+        if (!parts[i].is_object()) return reject(reject_reason::bad_json, why);
+    }
 
     message msg;
     try {

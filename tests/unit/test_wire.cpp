@@ -313,7 +313,12 @@ TEST_CASE("every malformed message is rejected with its reason, before any parsi
     SUBCASE("a valid signature over bad JSON") {
         CHECK(rejected_for(codec, resigned(codec, good, 0, "{\"msg_type\": ")) == reject_reason::bad_json);
         CHECK(rejected_for(codec, resigned(codec, good, 1, "[]")) == reject_reason::bad_json);
-        CHECK(rejected_for(codec, resigned(codec, good, 2, "null")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 2, "[]")) == reject_reason::bad_json);
+        CHECK(rejected_for(codec, resigned(codec, good, 1, "null")) == reject_reason::bad_json);
+        // A null metadata (xeus-python's comm message with metadata None) is an empty one.
+        auto null_metadata = codec.decode(resigned(codec, good, 2, "null"));
+        REQUIRE(null_metadata.has_value());
+        CHECK(null_metadata->metadata == json::object());
         CHECK(rejected_for(codec, resigned(codec, good, 3, "{} trailing")) == reject_reason::bad_json);
         CHECK(rejected_for(codec, resigned(codec, good, 3, "")) == reject_reason::bad_json);
         CHECK(rejected_for(codec, resigned(codec, good, 3, "{\"a\": NaN}")) == reject_reason::bad_json);
