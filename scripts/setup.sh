@@ -20,8 +20,8 @@ packages=(
   # a kernel nobody here wrote that answers heartbeats only between requests
   r-cran-irkernel
   # more kernels and clients nobody here wrote (issue 18, docs/kernels.md):
-  # xeus-python, Debian's octave spec (argv[0] `python`), jupyter console
-  xpython python3-octave-kernel python3-jupyter-console
+  # xeus-python, Debian's octave spec (argv[0] `python`), jupyter console, nbconvert
+  xpython python3-octave-kernel python3-jupyter-console python3-nbconvert
   # notebook suite: the reference executor and validator
   python3-nbclient python3-nbformat
   # a JupyterHub for the gateway suite (its proxy runs on node)

@@ -15,6 +15,12 @@
 6. `kernex kernel interrupt|shutdown`, `kernex complete|inspect` on a kernel
    jupyter_client started.
 7. `kernex run --json` keeps the comm messages a cell sends.
+8. jupyter console (Debian's 6.4, --simple-prompt fed through a pipe) on a
+   kernel from `kernex kernel start`: code runs, `exit` ends kernex cleanly;
+   on kernex-bash, `read -p` is answered from the console's stdin.
+9. xeus-python under the CLI: cells, a client's shutdown ending kernel start,
+   and an interrupt that kills it as it does under jupyter_client.
+10. nbconvert converts the notebooks kernex writes.
 """
 import json
 import os
@@ -31,6 +37,7 @@ from jupyter_client import BlockingKernelClient, KernelManager
 from process_state import alive
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
+PYTHON = "/usr/bin/python3"  # Debian's, with jupyter_console and nbconvert
 
 
 def kernel_pid(kc, deadline):
@@ -111,16 +118,16 @@ class InteropTests(unittest.TestCase):
         self.assertFalse(os.path.exists(conn_file))
         self.assertFalse(alive(kernel_pid))
 
-    def start_jupyter_client_kernel(self):
-        """A python3 kernel where and how `jupyter kernel` (jupyter_client's
+    def start_jupyter_client_kernel(self, kernel_name="python3"):
+        """A kernel where and how `jupyter kernel` (jupyter_client's
         KernelApp) puts it, and a ready client of it."""
-        km = KernelManager(kernel_name="python3",
+        km = KernelManager(kernel_name=kernel_name,
                            connection_file=os.path.join(self.tmp.name, f"kernel-{uuid.uuid4()}.json"))
         km.start_kernel()
         try:
             kc = km.client()
             kc.start_channels()
-            kc.wait_for_ready(timeout=60)
+            kc.wait_for_ready(timeout=90)
         except BaseException:
             km.shutdown_kernel(now=True)
             raise
@@ -254,6 +261,15 @@ class InteropTests(unittest.TestCase):
         self.assertNotIn("comms", record)
         self.assertEqual(record["comms_dropped"], 3)
 
+    def ensure_ended(self, proc, kc=None):
+        """Cleanup: kc's channels stopped, and the kernex of proc ended by
+        SIGTERM if it still runs (the test has failed then)."""
+        if kc is not None:
+            kc.stop_channels()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
     def shut_down_by_client(self, proc, kc):
         """jupyter_client's shutdown() to the kernel of `kernex kernel start` proc:
         kernex's exit status, or a failure with its stderr when it runs on."""
@@ -288,10 +304,7 @@ class InteropTests(unittest.TestCase):
             # `exit` in jupyter console: shutdown_request, restart false.
             rc = self.shut_down_by_client(proc, kc)
         finally:
-            kc.stop_channels()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+            self.ensure_ended(proc, kc)
         stderr = proc.stderr.read()
         self.assertEqual(rc, 0, stderr)
         self.assertFalse(os.path.exists(conn_file))
@@ -352,10 +365,7 @@ class InteropTests(unittest.TestCase):
             self.assertFalse(os.path.exists(conn_file))
             self.assertFalse(alive(second))
         finally:
-            kc.stop_channels()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=30)
+            self.ensure_ended(proc, kc)
 
     def start_ir_kernel(self):
         self.assertTrue(os.path.exists("/usr/share/jupyter/kernels/ir"),
@@ -388,18 +398,28 @@ class InteropTests(unittest.TestCase):
         self.assertNotIn("died", proc.stderr.read())
 
     def test_a_killed_irkernel_is_still_a_death(self):
-        km = KernelManager(kernel_name="ir", connection_file=os.path.join(self.tmp.name, "kernel-ir.json"))
-        km.start_kernel()
+        # Attached once R is up (a kernel whose ports are not bound yet is a
+        # stale connection file to --existing after three heartbeat periods;
+        # R starts slowly on a loaded machine) and killed once the cell runs:
+        # the cell itself says so with a file.
+        km, kc = self.start_jupyter_client_kernel("ir")
+        kc.stop_channels()
         try:
+            started_file = os.path.join(self.tmp.name, "started")
             run = subprocess.Popen([KERNEX, "run", "--existing", km.connection_file, "--json", "-"],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            run.stdin.write("cat('started\\n'); Sys.sleep(60)\n")
+            run.stdin.write(f"cat('started\\n'); writeLines('x', '{started_file}'); Sys.sleep(60)\n")
             run.stdin.close()
             run.stdin = None  # communicate() below only reads
-            time.sleep(3)
+            deadline = time.monotonic() + 90
+            while not os.path.exists(started_file) and run.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not os.path.exists(started_file):
+                self.fail(f"the R cell did not start: {run.communicate(timeout=60)}")
             os.kill(km.provisioner.process.pid, signal.SIGKILL)
             started = time.monotonic()
             out, err = run.communicate(timeout=60)
+            self.assertTrue(out, err)
             line = json.loads(out.splitlines()[0])
             self.assertEqual(line["status"], "kernel_died", out + err)
             self.assertLess(time.monotonic() - started, 30)  # no hang; not a timing claim
@@ -424,6 +444,158 @@ class InteropTests(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         html = os.path.join(out + "-r", "stdin-cell1-1.html")
         self.assertEqual(result.stdout, f"  a\n1 1\n2 2\n[saved text/html to {html}]\n")
+
+    def jupyter_console(self, conn_file, typed, env=None):
+        """Debian's jupyter console attached to conn_file, typed lines fed
+        through a pipe (--simple-prompt reads them as a user's); its output."""
+        result = subprocess.run([PYTHON, "-m", "jupyter_console", "--existing", conn_file, "--simple-prompt"],
+                                input=typed, capture_output=True, text=True, timeout=120, env=env, cwd="/")
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        return result.stdout
+
+    def test_jupyter_console_exit_ends_kernel_start(self):
+        # Item 7 as a console user meets it: `exit` in jupyter console on a
+        # kernel from `kernex kernel start` ends kernex with 0, files gone.
+        conn_file = os.path.join(self.tmp.name, "console.json")
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            out = self.jupyter_console(conn_file, "x = 6 * 7\nprint(x)\nexit\n")
+            self.assertIn("42", out)
+            self.assertIn("Shutting down kernel", out)
+            rc = proc.wait(timeout=60)
+        finally:
+            self.ensure_ended(proc)
+        stderr = proc.stderr.read()
+        self.assertEqual(rc, 0, stderr)
+        self.assertIn("a client shut the kernel down", stderr)
+        self.assertNotIn("died", stderr)
+        self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def test_jupyter_console_answers_read_on_kernex_bash(self):
+        # Item 12: `read -p` in kernex-bash sends input_request; the console
+        # prompts with the shell's prompt and sends the line typed next.
+        bash_path = os.environ.get("KERNEX_BASH_JUPYTER_PATH", "")
+        self.assertTrue(bash_path, "kernex-bash was not built: install xeus-dev")
+        env = dict(os.environ, JUPYTER_PATH=bash_path)
+        conn_file = os.path.join(self.tmp.name, "bash.json")
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "kernex-bash", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            typed = "X=5\nread -p 'name? ' N; echo \"hello $N $X\"\nkernex\n"
+            out = self.jupyter_console(conn_file, typed, env)
+            self.assertIn("name? hello kernex 5", out)
+            # End of input: the console leaves the kernel it did not start.
+            self.assertIn("keeping kernel alive", out)
+            self.assertIsNone(proc.poll())
+            # The shell kept N for the next client.
+            r = subprocess.run([KERNEX, "run", "--existing", conn_file, "-"], input="echo \"$N\"\n",
+                               capture_output=True, text=True, timeout=60, cwd="/")
+            self.assertEqual((r.returncode, r.stdout), (0, "kernex\n"), r.stderr)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=30)
+        self.assertEqual(rc, 0, proc.stderr.read())
+        self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def test_xeus_python_under_the_cli(self):
+        self.assertTrue(os.path.exists("/usr/share/jupyter/kernels/xpython"),
+                        "xeus-python is missing: scripts/setup.sh installs xpython")
+        cells = ("import sys\nx = 41\n# %%\nprint(x + 1)\nprint('e', file=sys.stderr)\n"
+                 "# %%\n1/0\n# %%\nprint('not run')\n")
+        r = subprocess.run([KERNEX, "run", "-k", "xpython", "--json", "-"], input=cells,
+                           capture_output=True, text=True, timeout=120, cwd="/")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        records = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([c["status"] for c in records], ["ok", "ok", "error", "not_run"])
+        text = [(o["name"], o["text"]) for o in records[1]["outputs"]]
+        self.assertEqual("".join(t for n, t in text if n == "stdout"), "42\n")
+        self.assertEqual("".join(t for n, t in text if n == "stderr"), "e\n")
+        self.assertEqual(records[2]["outputs"][0]["evalue"], "division by zero")
+
+        # A client's shutdown ends `kernex kernel start` (xeus-python answers
+        # only the asker: the exit with status 0 is the sign).
+        conn_file = os.path.join(self.tmp.name, "xpython.json")
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "xpython", "-f", conn_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kc = BlockingKernelClient()
+        try:
+            self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            # Item 8: the kernelspec's name, as jupyter_client writes it
+            # (xeus-python leaves the file as it is; ipykernel rewrites it).
+            with open(conn_file) as f:
+                self.assertEqual(json.load(f)["kernel_name"], "xpython")
+            kc.load_connection_file(conn_file)
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            self.assertEqual(kc.execute_interactive("y = 1", timeout=30)["content"]["status"], "ok")
+            rc = self.shut_down_by_client(proc, kc)
+        finally:
+            self.ensure_ended(proc, kc)
+        stderr = proc.stderr.read()
+        self.assertEqual(rc, 0, stderr)
+        self.assertIn("a client shut the kernel down", stderr)
+        self.assertEqual(os.listdir(self.tmp.name), [])
+
+    def test_xeus_python_interrupt_as_under_jupyter_client(self):
+        # xeus-python 0.14 (Debian 12) installs no SIGINT handler: an
+        # interrupt (its spec's mode is signal) ends it. jupyter_client's
+        # interrupt_kernel kills it; kernex's timeout does the same and says
+        # so: kernel_died with the state lost, not a timeout on a live kernel.
+        km, kc = self.start_jupyter_client_kernel("xpython")
+        try:
+            kc.execute("import time\ntime.sleep(60)")
+            time.sleep(1)
+            km.interrupt_kernel()
+            deadline = time.monotonic() + 30
+            while km.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            jupyter_client_killed_it = not km.is_alive()
+            kc.stop_channels()
+        finally:
+            km.shutdown_kernel(now=True)
+        r = subprocess.run([KERNEX, "run", "-k", "xpython", "--timeout", "2", "--json", "-"],
+                           input="import time\nprint('before', flush=True)\ntime.sleep(60)\n",
+                           capture_output=True, text=True, timeout=120, cwd="/")
+        record = json.loads(r.stdout.splitlines()[0])
+        kernex_says_died = record["status"] == "kernel_died"
+        self.assertEqual(kernex_says_died, jupyter_client_killed_it, r.stdout + r.stderr)
+        self.assertTrue(kernex_says_died, "xeus-python survives SIGINT now: update docs/kernels.md")
+        self.assertTrue(record["state_lost"])
+        self.assertEqual(record["outputs"][0]["text"], "before")
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_nbconvert_converts_what_kernex_writes(self):
+        nb = os.path.join(self.tmp.name, "n.ipynb")
+        cells = [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Title"},
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+             "source": "print('streamed')\n6 * 7"},
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+             "source": "from IPython.display import HTML\nHTML('<b>bold</b>')"},
+        ]
+        for i, c in enumerate(cells):
+            c["id"] = f"c{i}"
+        with open(nb, "w") as f:
+            json.dump({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                       "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}},
+                      f)
+        r = subprocess.run([KERNEX, "run", nb], capture_output=True, text=True, timeout=120, cwd="/")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = os.path.join(self.tmp.name, "n.out.ipynb")
+        md = subprocess.run([PYTHON, "-m", "nbconvert", "--to", "markdown", "--stdout", out],
+                            capture_output=True, text=True, timeout=120)
+        self.assertEqual(md.returncode, 0, md.stderr)
+        self.assertIn("# Title", md.stdout)
+        self.assertIn("streamed", md.stdout)
+        self.assertIn("42", md.stdout)
+        self.assertIn("<b>bold</b>", md.stdout)
+        html = subprocess.run([PYTHON, "-m", "nbconvert", "--to", "html", "--stdout", out],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(html.returncode, 0, html.stderr)
+        self.assertIn("<b>bold</b>", html.stdout)
 
 
 if __name__ == "__main__":
