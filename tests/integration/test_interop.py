@@ -10,7 +10,8 @@
    restarts the kernel; only a death nobody asked for is called one; also
    with a kernel that does not broadcast its shutdown_reply.
 4. IRkernel (it answers heartbeats only between requests): a cell longer than
-   several heartbeat periods is not a death; a killed R kernel still is.
+   several heartbeat periods is not a death; a killed R kernel still is; a
+   kernel taken for dead mid-cell gets an interrupt_request.
 5. Text mode shows a rich bundle's text/plain, then where the rich form went.
 6. `kernex kernel interrupt|shutdown`, `kernex complete|inspect` on a kernel
    jupyter_client started.
@@ -24,7 +25,9 @@
 """
 import json
 import os
+import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -297,6 +300,13 @@ class InteropTests(unittest.TestCase):
             second = new_kernel_pid(kc, first)
             self.assertFalse(alive(first))
             self.assertIsNone(proc.poll())
+            # The same asked from the command line (item 6).
+            r = subprocess.run([KERNEX, "kernel", "shutdown", "--restart", conn_file], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {"status": "ok", "restart": True})
+            second = new_kernel_pid(kc, second)
+            self.assertIsNone(proc.poll())
             # A death nobody asked for: restarted, and said to be a death.
             os.kill(second, signal.SIGKILL)
             third = new_kernel_pid(kc, second)
@@ -426,6 +436,45 @@ class InteropTests(unittest.TestCase):
         finally:
             km.shutdown_kernel(now=True)
 
+    def test_a_kernel_declared_dead_mid_cell_gets_an_interrupt(self):
+        # Item 1: whatever made kernex take the kernel for dead (here its
+        # heartbeat port, in the file kernex reads, is one nobody listens
+        # on: three missed periods, then a refused connection), the cell is
+        # not left running unattended: an interrupt_request goes out. The
+        # test kernel still runs `sleep 30000`; jupyter_client's iopub sees
+        # the cell end with KeyboardInterrupt right after kernex gives up.
+        km, kc = self.start_jupyter_client_kernel("kernex-test")
+        try:
+            with open(km.connection_file) as f:
+                info = json.load(f)
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            info["hb_port"] = s.getsockname()[1]
+            s.close()
+            no_heartbeat = os.path.join(self.tmp.name, "no-heartbeat.json")
+            with open(no_heartbeat, "w") as f:
+                json.dump(info, f)
+            r = subprocess.run([KERNEX, "run", "--existing", no_heartbeat, "--json", "-"],
+                               input="print started\nsleep 30000\n", capture_output=True, text=True,
+                               timeout=120, cwd="/")
+            record = json.loads(r.stdout.splitlines()[0])
+            self.assertEqual(record["status"], "kernel_died", r.stdout + r.stderr)
+            self.assertIn("an interrupt was sent", record["note"])
+            ended = time.monotonic()
+            interrupted = None
+            while interrupted is None and time.monotonic() < ended + 15:
+                try:
+                    m = kc.get_iopub_msg(timeout=1)
+                except queue.Empty:
+                    continue
+                if m["msg_type"] == "error" and m["parent_header"].get("session") != kc.session.session:
+                    interrupted = m["content"]["ename"]
+            self.assertEqual(interrupted, "KeyboardInterrupt")
+            self.assertTrue(km.is_alive())
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
     def test_text_mode_prints_a_rich_bundles_text_then_where_it_was_saved(self):
         out = os.path.join(self.tmp.name, "out")
         # ipykernel: an object with an HTML form and a repr.
@@ -494,6 +543,21 @@ class InteropTests(unittest.TestCase):
             r = subprocess.run([KERNEX, "run", "--existing", conn_file, "-"], input="echo \"$N\"\n",
                                capture_output=True, text=True, timeout=60, cwd="/")
             self.assertEqual((r.returncode, r.stdout), (0, "kernex\n"), r.stderr)
+            # Item 9: `kernex run --existing --timeout` (no pid: interrupt_request
+            # on control) stops a running cell of kernex-bash; the shell and
+            # its state stay, and the next cell runs at once.
+            started = time.monotonic()
+            r = subprocess.run([KERNEX, "run", "--existing", conn_file, "--timeout", "2", "--json", "-"],
+                               input="echo $$; sleep 30; echo not-reached\n", capture_output=True, text=True,
+                               timeout=60, cwd="/")
+            record = json.loads(r.stdout.splitlines()[0])
+            self.assertEqual((r.returncode, record["status"]), (124, "timeout"), r.stdout + r.stderr)
+            self.assertNotIn("not-reached", r.stdout)
+            self.assertLess(time.monotonic() - started, 20)  # no hang; not a timing claim
+            shell_pid = record["outputs"][0]["text"]
+            r = subprocess.run([KERNEX, "run", "--existing", conn_file, "--timeout", "20", "-"],
+                               input="echo $$ \"$N\"\n", capture_output=True, text=True, timeout=60, cwd="/")
+            self.assertEqual((r.returncode, r.stdout), (0, shell_pid.strip() + " kernex\n"), r.stderr)
         finally:
             proc.send_signal(signal.SIGTERM)
             rc = proc.wait(timeout=30)
