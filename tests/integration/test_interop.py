@@ -483,6 +483,12 @@ class InteropTests(unittest.TestCase):
                                 capture_output=True, text=True, timeout=120)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stdout, f"T(1)\n[saved text/html to {os.path.join(out, 'stdin-cell1-1.html')}]\n")
+        # ipykernel's update_display_data (a DisplayHandle's update): shown as a new line.
+        cell = "from IPython.display import display\nh = display('first', display_id='d1')\nh.update('second')\n"
+        result = subprocess.run([KERNEX, "run", "--kernel", "python3", "-"], input=cell,
+                                capture_output=True, text=True, timeout=120)
+        self.assertEqual((result.returncode, result.stdout), (0, "'first'\n[display d1 updated]\n'second'\n"),
+                         result.stderr)
         # IRkernel: every R value is a bundle with HTML.
         proc, conn_file = self.start_ir_kernel()
         try:
