@@ -1,0 +1,116 @@
+// Process start of the kernex CLI, as an agent that shells out once per turn
+// pays it: `kernex --version` and `kernex exec` of a one-block `true` message,
+// side by side with /bin/true and a bare `bash file.sh` of the same block, in
+// one run, interleaved in rounds so that load on the machine hits every
+// command alike. Each spawn is posix_spawn + waitpid, output to /dev/null.
+//
+//   bench_cli_start KERNEX [N=200]
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "bench_stats.hpp"
+
+extern char** environ;
+
+namespace {
+
+using bench_clock = std::chrono::steady_clock;
+
+struct command {
+    std::string name;
+    std::vector<std::string> argv;
+    std::vector<double> micros;
+};
+
+// Spawns argv with stdin, stdout and stderr on /dev/null and waits for it;
+// false if it could not be spawned or did not exit 0.
+bool spawn_and_wait(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) return false;
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: bench_cli_start KERNEX [N=200]\n");
+        return 2;
+    }
+    const std::string kernex = std::filesystem::absolute(argv[1]).string();
+    const int n = argc > 2 ? std::atoi(argv[2]) : 200;
+    if (n <= 0) {
+        std::fprintf(stderr, "bench_cli_start: N must be positive\n");
+        return 2;
+    }
+    const std::string bash = "/bin/bash";
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("kernex-bench-cli-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto script = (dir / "block.sh").string();
+    const auto message = (dir / "message.md").string();
+    std::ofstream(script) << "true\n";
+    std::ofstream(message) << "```bash\ntrue\n```\n";
+
+    std::vector<command> commands = {
+        {"/bin/true", {"/bin/true"}, {}},
+        {"kernex --version", {kernex, "--version"}, {}},
+        {"bash block.sh (bare spawn)", {bash, script}, {}},
+        {"kernex exec message.md", {kernex, "exec", message}, {}},
+    };
+    // Warm-up: page cache, and a failure to run is said before any figure.
+    for (auto& c : commands) {
+        if (!spawn_and_wait(c.argv)) {
+            std::fprintf(stderr, "bench_cli_start: %s did not exit 0\n", c.name.c_str());
+            std::filesystem::remove_all(dir);
+            return 1;
+        }
+    }
+    for (int round = 0; round < n; ++round) {
+        for (auto& c : commands) {
+            const auto start = bench_clock::now();
+            spawn_and_wait(c.argv);
+            c.micros.push_back(
+                std::chrono::duration<double, std::micro>(bench_clock::now() - start).count());
+        }
+    }
+    std::filesystem::remove_all(dir);
+
+    std::printf("%-28s %10s %10s %10s\n", "command (ms)", "median", "mean", "p90");
+    for (const auto& c : commands) {
+        std::printf("%-28s %10.3f %10.3f %10.3f\n", c.name.c_str(),
+                    kernex::bench::percentile(c.micros, 0.5) / 1000,
+                    kernex::bench::mean(c.micros) / 1000,
+                    kernex::bench::percentile(c.micros, 0.9) / 1000);
+    }
+    const double exec_over = (kernex::bench::percentile(commands[3].micros, 0.5) -
+                              kernex::bench::percentile(commands[2].micros, 0.5)) / 1000;
+    std::printf("\nN=%d rounds; kernex exec above the bare spawn of its block: %.3f ms (medians)\n",
+                n, exec_over);
+    std::printf("kernex --version / /bin/true: %.2fx (medians)\n",
+                kernex::bench::percentile(commands[1].micros, 0.5) /
+                    kernex::bench::percentile(commands[0].micros, 0.5));
+    return 0;
+}
