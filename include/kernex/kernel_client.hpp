@@ -116,6 +116,14 @@ struct execution {
     // in arrival order; they count against max_output_bytes like outputs.
     std::vector<comm_message> comms;
     std::string note;                  // why, for timeout / kernel_died / restarted / state_lost / abandoned
+    // The execute_request's msg_id: the parent_msg_id of the cell's comm messages.
+    std::string msg_id;
+    // The header dates, as the kernel wrote them, of the cell's iopub busy
+    // status, execute_input, execute_reply and iopub idle status ("" when
+    // none came): what nbclient records in a notebook cell's metadata.execution.
+    struct message_dates {
+        std::string busy, execute_input, reply, idle;
+    } dates;
 
     // All stream text, in order (stdout and stderr interleaved as they arrived).
     std::string stream_text() const;

@@ -7,7 +7,8 @@
 // nbclient does: streams, display_data, execute_result, error; consecutive
 // streams of one name merged; clear_output (with and without wait) and
 // update_display_data (by display_id, across cells) applied; execution_count
-// and metadata.execution timestamps set. A failing cell, a timeout, a dead
+// and metadata.execution (the kernel's message dates, as nbclient records
+// them) set; widget state saved in metadata.widgets. A failing cell, a timeout, a dead
 // kernel or a stop request end the run with the notebook holding everything
 // computed so far: the caller writes it whatever happened.
 #pragma once
@@ -146,14 +147,35 @@ struct notebook_options {
     std::function<void(const notebook_progress&)> on_progress{};
     // Answers input_request; without it the kernel gets "".
     std::function<std::string(const input_request&)> on_input{};
+    // Bytes of outputs a cell keeps (output_bytes: stream text, MIME data):
+    // the first max_output_head of them (default 60 %) and the last ones,
+    // a stderr stream "[… N bytes dropped …]" between them, so the
+    // traceback at the end of a flood survives. The cell's comm messages
+    // count against it too. 0: no limit.
+    std::size_t max_output_bytes = std::size_t{256} << 20;
+    std::optional<std::size_t> max_output_head{};
+    // nbclient's store_widget_state: the state of the widgets the cells'
+    // comm messages carry (ipywidgets: comm_open and comm_msg with a
+    // "state") is written to metadata.widgets
+    // ("application/vnd.jupyter.widget-state+json"), as nbclient writes it.
+    bool store_widget_state = true;
 };
 
 struct notebook_result {
     notebook_status status = notebook_status::ok;
     std::size_t cells_executed = 0;
     std::optional<std::size_t> stopped_at{};  // index of the cell that ended the run
-    std::string message;                      // why it stopped, for people
+    // What happened, for people, in the words `kernex run` uses for a
+    // script's cell: "Timeout: the code ran longer than 2 s and was
+    // stopped", "Interrupted", kernel_client's note on a dead kernel, the
+    // error ("ZeroDivisionError: division by zero"); "" when all went well.
+    std::string message;
 };
+
+// The words for a cell that ran over timeout: "Timeout: the code ran longer
+// than 2 s and was stopped" (and "(the kernel was restarted: its state is
+// lost)" when it was), as kernex run and the executors say it.
+std::string notebook_timeout_message(std::chrono::milliseconds timeout, bool restarted);
 
 // Runs nb's code cells in kc's kernel, in order, writing their outputs into
 // nb as it goes (so nb holds what was computed whenever it returns or

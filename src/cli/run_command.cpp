@@ -467,6 +467,42 @@ void check_arguments(const run_args& args) {
     throw error(errc::io_error, at.text() + ": " + e.what());
 }
 
+// The server of --gateway (else $KERNEX_GATEWAY_URL) with the token of
+// --token, --token-file or $KERNEX_GATEWAY_TOKEN and --gateway-ca; nullopt
+// for a local kernel.
+std::optional<gateway_options> run_gateway(const run_args& args) {
+    std::string token = args.token;
+    if (!args.token_file.empty()) token = read_token_file(args.token_file);
+    auto gateway = gateway_options::from_arguments(args.gateway, token);
+    if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
+    return gateway;
+}
+
+// The kernel a run starts, scripts and notebooks alike: what --kernel,
+// --gateway, --cwd, --ready-timeout, --sandbox, --inherit-env,
+// --docker-image, --work-dir and the container flags say.
+kernel_options new_kernel_options(const run_args& args, const std::optional<gateway_options>& gateway) {
+    kernel_options ko;
+    ko.kernel_name = args.kernel;
+    ko.gateway = gateway;
+    ko.inherit_env = args.inherit_env;
+    if (args.ready_timeout) ko.ready_timeout = milliseconds_of(*args.ready_timeout);
+    if (!args.cwd.empty()) {
+        if (gateway) throw error(errc::invalid_argument, "--cwd is for a local kernel; a --gateway kernel runs "
+                                                         "where the server puts it");
+        ko.cwd = std::filesystem::absolute(args.cwd);
+    }
+    if (args.sandbox) ko.sandbox.emplace();
+    if (!args.docker_image.empty()) {
+        if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
+        ko.docker.emplace();
+        ko.docker->image = args.docker_image;
+        if (!args.work_dir.empty()) ko.docker->work_dir = args.work_dir;
+        apply_container_flags(args.container, *ko.docker);
+    }
+    return ko;
+}
+
 int run(const run_args& args) {
     // Signals first: nothing may be spawned before kernex can clean up after it.
     std::stop_source abandon;  // stops waiting for the running cell
@@ -490,16 +526,13 @@ int run(const run_args& args) {
 
     check_arguments(args);
     const auto inputs = read_inputs(args);
-    std::string token = args.token;
-    if (!args.token_file.empty()) token = read_token_file(args.token_file);
+    auto gateway = run_gateway(args);
 
     std::optional<kernel_manager> km;
     std::optional<kernel_client> own_client;
     std::optional<remote_kernel> attached;
     kernel_client* kc = nullptr;
     std::filesystem::path existing_file;
-    auto gateway = gateway_options::from_arguments(args.gateway, token);
-    if (gateway && !args.gateway_ca.empty()) gateway->ca_file = args.gateway_ca;
     if (gateway && !args.existing.empty() && !std::filesystem::exists(args.existing)) {
         // A kernel id on the server: used, not deleted at the end.
         attached.emplace(args.ready_timeout
@@ -512,25 +545,7 @@ int run(const run_args& args) {
         own_client->wait_for_ready(args.ready_timeout ? milliseconds_of(*args.ready_timeout) : std::chrono::seconds(30));
         kc = &*own_client;
     } else {
-        kernel_options ko;
-        ko.kernel_name = args.kernel;
-        ko.gateway = gateway;
-        ko.inherit_env = args.inherit_env;
-        if (args.ready_timeout) ko.ready_timeout = milliseconds_of(*args.ready_timeout);
-        if (!args.cwd.empty()) {
-            if (gateway) throw error(errc::invalid_argument, "--cwd is for a local kernel; a --gateway kernel runs "
-                                                             "where the server puts it");
-            ko.cwd = std::filesystem::absolute(args.cwd);
-        }
-        if (args.sandbox) ko.sandbox.emplace();
-        if (!args.docker_image.empty()) {
-            if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
-            ko.docker.emplace();
-            ko.docker->image = args.docker_image;
-            if (!args.work_dir.empty()) ko.docker->work_dir = args.work_dir;
-            apply_container_flags(args.container, *ko.docker);
-        }
-        km.emplace(kernel_manager::start(ko));
+        km.emplace(kernel_manager::start(new_kernel_options(args, gateway)));
         kc = &km->client();
     }
     {
@@ -736,20 +751,31 @@ command_runner add_run_command(CLI::App& app) {
                   "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape,\n"
                   "tracebacks without colours); cells not run after a failure: \"status\": \"not_run\"");
     cmd->add_option("--max-output-bytes", args->max_output_bytes,
-                    "With --json: bytes of outputs kept per cell, the first and the last of them, with a\n"
-                    "stderr notice between: [\u2026 N bytes dropped \u2026] (text mode prints everything as it arrives)")
+                    "With --json and in notebook runs: bytes of outputs kept per cell, the first and the last\n"
+                    "of them, with a stderr notice between: [\u2026 N bytes dropped \u2026] (text mode prints\n"
+                    "everything as it arrives)")
         ->capture_default_str();
     cmd->add_option_function<std::size_t>(
         "--max-output-head", [args](std::size_t bytes) { args->max_output_head = bytes; },
-        "With --json: of --max-output-bytes, the bytes kept from the start of a cell's outputs\n"
-        "(default 60 %); the rest are its last ones");
+        "With --json and in notebook runs: of --max-output-bytes, the bytes kept from the start of\n"
+        "a cell's outputs (default 60 %); the rest are its last ones");
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
     auto* quiet = cmd->get_option("--quiet");  // shared with notebook runs
-    return [args, notebook_run, quiet] {
+    return [args, notebook_run, quiet, kernel] {
         args->quiet = quiet->count() > 0;
         check_kernel_arguments(*args);
-        if (auto status = notebook_run()) return *status;
+        notebook_run_settings shared;  // what a notebook run takes from the flags above
+        shared.new_kernel = [args, kernel] {
+            auto ko = new_kernel_options(*args, run_gateway(*args));
+            if (kernel->count() == 0) ko.kernel_name.clear();  // the notebook's own
+            return ko;
+        };
+        shared.timeout = args->timeout;
+        shared.keep_going = args->keep_going;
+        shared.max_output_bytes = args->max_output_bytes;
+        shared.max_output_head = args->max_output_head;
+        if (auto status = notebook_run(shared)) return *status;
         return run(*args);
     };
 }

@@ -125,25 +125,42 @@ private:
     std::jthread m_thread;
 };
 
+// Where a cell is, for messages: "a.ipynb, cell 5 (code cell 3)", 1-based.
+std::string cell_place(const std::filesystem::path& file, const notebook& nb, std::size_t index) {
+    std::size_t code = 0;
+    for (std::size_t i = 0; i <= index && i < nb.cells().size(); ++i) code += nb.cells()[i]["cell_type"] == "code";
+    return file.string() + ", cell " + std::to_string(index + 1) + " (code cell " + std::to_string(code) + ")";
+}
+
+// The failed cell's traceback, each line kernex's: "kernex:   ...".
 void print_cell_error(const notebook& nb, std::size_t index) {
     for (const auto& out : nb.cells()[index]["outputs"]) {
         if (out["output_type"] != "error") continue;
-        for (const auto& line : out["traceback"]) std::cerr << strip_ansi(line.get<std::string>()) << "\n";
+        for (const auto& entry : out["traceback"]) {
+            std::istringstream lines(strip_ansi(entry.get<std::string>()));
+            for (std::string line; std::getline(lines, line);) std::cerr << "kernex:   " << line << "\n";
+        }
     }
 }
 
-int run_notebook(CLI::App& run, const notebook_args& a) {
+int run_notebook(CLI::App& run, const notebook_args& a, const notebook_run_settings& shared) {
     auto files = run.get_option("files")->as<std::vector<std::string>>();
     if (files.size() != 1) throw error(errc::invalid_argument, "kernex run: give one notebook (or one script with -o NAME.ipynb)");
     if (given(run, "--existing") || given(run, "--json"))
         throw error(errc::invalid_argument, "--existing and --json do not apply to notebook runs");
+    if (shared.max_output_head && *shared.max_output_head > shared.max_output_bytes)
+        throw error(errc::invalid_argument, "--max-output-head " + std::to_string(*shared.max_output_head) +
+                                                " is larger than --max-output-bytes " +
+                                                std::to_string(shared.max_output_bytes));
     const std::filesystem::path input = files[0];
     const bool from_script = !ends_with(input.string(), ".ipynb");
-    const std::string kernel_flag = value(run, "--kernel");
+    // Every kernel flag, as for scripts (--kernel only when given).
+    kernel_options ko = shared.new_kernel();
+    const bool kernel_given = !ko.kernel_name.empty();
 
     // The notebook and its kernel.
     std::optional<notebook> nb;
-    std::string kernel_name = kernel_flag;
+    std::string kernel_name = ko.kernel_name;
     if (from_script) {
         if (a.inplace) throw error(errc::invalid_argument, "--inplace needs a notebook, not a script");
         if (kernel_name.empty()) kernel_name = "python3";
@@ -167,45 +184,27 @@ int run_notebook(CLI::App& run, const notebook_args& a) {
     // Fixed now, before any code runs in that directory.
     notebook_destination destination(out);
 
-    kernel_options ko;
     ko.kernel_name = kernel_name;
-    auto gateway = gateway_options::from_arguments(value(run, "--gateway"), value(run, "--token"));
-    if (!gateway) {
+    if (!ko.gateway) {
         try {
             ko.spec = find_kernelspec(kernel_name);
         } catch (const error& e) {
-            if (e.code() != errc::not_found || from_script || !kernel_flag.empty()) throw;
+            if (e.code() != errc::not_found || from_script || kernel_given) throw;
             throw error(errc::not_found, input.string() + " names kernel '" + kernel_name +
                                              "' (metadata.kernelspec.name); choose an installed one with --kernel. " +
                                              e.what());
         }
     }
     // Relative paths in the notebook are the notebook's, as with nbconvert,
-    // unless --cwd says otherwise.
-    ko.cwd = given(run, "--cwd") ? std::filesystem::absolute(value(run, "--cwd"))
-                                 : std::filesystem::absolute(input).parent_path();
-    if (given(run, "--ready-timeout"))
-        ko.ready_timeout = std::chrono::milliseconds(std::llround(run.get_option("--ready-timeout")->as<double>() * 1000));
-    // As for scripts: the environment policy and the sandbox apply.
-    ko.inherit_env = given(run, "--inherit-env");
-    if (given(run, "--sandbox")) ko.sandbox.emplace();
-    if (gateway) {
-        if (given(run, "--gateway-ca")) gateway->ca_file = value(run, "--gateway-ca");
-        ko.gateway = gateway;
-    }
-    if (given(run, "--docker-image")) {
-        if (gateway) throw error(errc::invalid_argument, "--docker-image and --gateway cannot be combined");
-        ko.docker.emplace();
-        ko.docker->image = value(run, "--docker-image");
-        if (given(run, "--work-dir")) ko.docker->work_dir = value(run, "--work-dir");
-    }
+    // for a local kernel unless --cwd says otherwise (a container's work
+    // dir is --work-dir's, else a temporary one, as for scripts).
+    if (!ko.cwd && !ko.gateway && !ko.docker) ko.cwd = std::filesystem::absolute(input).parent_path();
 
     notebook_options no;
-    if (given(run, "--timeout")) {
-        double t = run.get_option("--timeout")->as<double>();
-        if (t > 0) no.timeout = std::chrono::milliseconds(static_cast<long>(t * 1000));
-    }
-    no.allow_errors = given(run, "--continue");
+    if (shared.timeout > 0) no.timeout = std::chrono::milliseconds(std::llround(shared.timeout * 1000));
+    no.allow_errors = shared.keep_going;
+    no.max_output_bytes = shared.max_output_bytes;
+    no.max_output_head = shared.max_output_head;
 
     auto km = kernel_manager::start(ko);
     auto& kc = km.client();
@@ -237,8 +236,11 @@ int run_notebook(CLI::App& run, const notebook_args& a) {
     destination.write(*nb);
     km.shutdown();
 
-    if (r.status != notebook_status::ok) {
-        if (r.stopped_at && r.status == notebook_status::cell_error) print_cell_error(*nb, *r.stopped_at);
+    // The words kernex run says for a script's cell, the place a notebook's.
+    if (r.stopped_at) {
+        if (r.status == notebook_status::cell_error) print_cell_error(*nb, *r.stopped_at);
+        std::cerr << "kernex: " << cell_place(input, *nb, *r.stopped_at) << ": " << r.message << "\n";
+    } else if (r.status != notebook_status::ok) {
         std::cerr << "kernex: " << r.message << "\n";
     }
     if (!a.quiet) std::cerr << "kernex: wrote " << out.string() << "\n";
@@ -254,7 +256,7 @@ int run_notebook(CLI::App& run, const notebook_args& a) {
 
 }  // namespace
 
-std::function<std::optional<int>()> add_notebook_run_options(CLI::App& run) {
+std::function<std::optional<int>(const notebook_run_settings&)> add_notebook_run_options(CLI::App& run) {
     auto a = std::make_shared<notebook_args>();
     run.add_flag("--inplace", a->inplace, "Notebook runs: write the executed notebook over the input");
     run.add_option("-p,--parameter", a->parameters,
@@ -267,7 +269,7 @@ std::function<std::optional<int>()> add_notebook_run_options(CLI::App& run) {
     run.add_flag("-q,--quiet", a->quiet,
                  "No cell headers and no summary on stderr; notebook runs: no progress line, no 'wrote' line");
     CLI::App* app = &run;
-    return [a, app]() -> std::optional<int> {
+    return [a, app](const notebook_run_settings& shared) -> std::optional<int> {
         auto files = app->get_option("files")->as<std::vector<std::string>>();
         bool notebook_run = (!files.empty() && ends_with(files[0], ".ipynb")) ||
                             (given(*app, "--output-dir") && ends_with(value(*app, "--output-dir"), ".ipynb"));
@@ -277,7 +279,7 @@ std::function<std::optional<int>()> add_notebook_run_options(CLI::App& run) {
                             "--inplace, -p and --parameters-file apply to notebooks (FILE.ipynb, or -o FILE.ipynb)");
             return std::nullopt;
         }
-        return run_notebook(*app, *a);
+        return run_notebook(*app, *a, shared);
     };
 }
 

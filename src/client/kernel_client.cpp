@@ -451,7 +451,15 @@ struct kernel_client::impl {
             switch (in.channel) {
             case channel::iopub:
                 if (m.msg_type() == "status") {
-                    if (str(m.content, "execution_state") == "idle") got_idle = true;
+                    const auto state = str(m.content, "execution_state");
+                    if (state == "idle") {
+                        got_idle = true;
+                        result.dates.idle = m.header.date;
+                    } else if (state == "busy") {
+                        result.dates.busy = m.header.date;
+                    }
+                } else if (m.msg_type() == "execute_input") {
+                    result.dates.execute_input = m.header.date;
                 } else if (auto out = to_output(m)) {
                     if (o.on_output) o.on_output(*out);
                     keep(result, std::move(*out), o.max_output_bytes);
@@ -459,6 +467,7 @@ struct kernel_client::impl {
                 break;
             case channel::shell:
                 if (m.msg_type() == "execute_reply") {
+                    result.dates.reply = m.header.date;
                     result.reply = m.content;
                     if (m.content.contains("execution_count") && m.content["execution_count"].is_number_integer())
                         result.execution_count = m.content["execution_count"].get<int>();
@@ -546,6 +555,7 @@ struct kernel_client::impl {
         // after an error, an interrupt or a timeout. Sending it again is safe.
         for (int attempt = 0;; ++attempt) {
             request = send(channel::shell, "execute_request", content);
+            result.msg_id = request.header.msg_id;
             st = collect(request, result, o, deadline, got_reply, got_idle, idle_lost);
             if (st != waited::done || str(result.reply, "status") != "aborted" || attempt == o.aborted_retries ||
                 !result.outputs.empty())

@@ -10,8 +10,11 @@ executed notebook written, kernel start and shutdown included (median of
 REPEATS, default 3). Memory: the client process's peak RSS (getrusage of
 itself; the kernel is another process and counted for neither).
 kernex: tests/bench/bench_notebook (the library, as `kernex run` uses it);
-also `kernex run` itself, wall time only. nbclient: NotebookClient.execute()
-then nbformat.write, in a fresh python3 process.
+also `kernex run` itself: wall time, and its peak RSS read as VmHWM from
+/proc/PID/status every 10 ms while it runs (the last reading: a lower bound,
+missing at most the last 10 ms; its kernel is not counted).
+nbclient: NotebookClient.execute() then nbformat.write, in a fresh python3
+process.
 """
 import json
 import os
@@ -43,6 +46,26 @@ def notebook(cells, kernel):
     return nb
 
 
+def run_cli(argv, env):
+    """Runs `kernex run`; returns its wall time and its last VmHWM in kB."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, env=env)
+    hwm = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    seconds = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return {"seconds": seconds, "maxrss_kb": hwm}
+
+
 def main():
     build = os.path.abspath(sys.argv[1])
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -70,19 +93,20 @@ def main():
             r = subprocess.run(["/usr/bin/python3", "-c", NBCLIENT, path, os.path.join(tmp, "n.ipynb"), kernel],
                                capture_output=True, text=True, env=env, check=True)
             results["nbclient"].append(json.loads(r.stdout.strip().splitlines()[-1]))
-            t0 = time.monotonic()
-            subprocess.run([kernex, "run", "-q", "--kernel", kernel, "-o", os.path.join(tmp, "c.ipynb"), path],
-                           env=env, check=True)
-            results["cli"].append({"seconds": time.monotonic() - t0})
+            results["cli"].append(run_cli([kernex, "run", "-q", "--kernel", kernel, "-o",
+                                           os.path.join(tmp, "c.ipynb"), path], env))
         med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
-        mem = {k: max(x["maxrss_kb"] for x in v) for k, v in results.items() if k != "cli"}
+        mem = {k: max(x["maxrss_kb"] for x in v) for k, v in results.items()}
         rows.append((name, kernel, med, mem))
-    print("| notebook | kernel | kernex (s) | `kernex run` (s) | nbclient (s) | speed-up | kernex peak RSS | nbclient peak RSS |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| notebook | kernel | kernex (s) | `kernex run` (s) | nbclient (s) | speed-up (library, CLI) "
+          "| kernex peak RSS | `kernex run` peak RSS | nbclient peak RSS |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, kernel, med, mem in rows:
         print(f"| {name} | {kernel} | {med['kernex']:.3f} | {med['cli']:.3f} | {med['nbclient']:.3f} | "
-              f"{med['nbclient'] / med['kernex']:.1f}x | {mem['kernex'] / 1024:.1f} MB | {mem['nbclient'] / 1024:.1f} MB |")
-    print(f"\n(median of {repeats}; peak RSS: max over the runs; {os.cpu_count()} CPUs)")
+              f"{med['nbclient'] / med['kernex']:.1f}x, {med['nbclient'] / med['cli']:.1f}x | "
+              f"{mem['kernex'] / 1024:.1f} MB | {mem['cli'] / 1024:.1f} MB | {mem['nbclient'] / 1024:.1f} MB |")
+    load = os.getloadavg()[0]
+    print(f"\n(median of {repeats}; peak RSS: max over the runs; {os.cpu_count()} CPUs; load average {load:.1f})")
 
 
 if __name__ == "__main__":

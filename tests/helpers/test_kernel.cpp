@@ -71,6 +71,9 @@
 //   noreply                 never reply (heartbeat still answers) until
 //                           interrupted (then error KeyboardInterrupt) or killed
 //   pid                     print the kernel's pid
+//   date [TEXT]             from now on every message's header.date is TEXT
+//                           verbatim (no TEXT: the clock's again), so a
+//                           client's use of the kernel's dates can be seen
 //   abort N                 answer the next N execute_requests "aborted"
 //                           without running them, as ipykernel answers one
 //                           that reaches it inside its post-error abort window
@@ -535,6 +538,7 @@ private:
     void cmd_big(cell& c, std::string_view arg);
     void cmd_noreply(cell& c, std::string_view arg);
     void cmd_pid(cell& c, std::string_view arg);
+    void cmd_date(cell& c, std::string_view arg);
     void cmd_abort(cell& c, std::string_view arg);
 
     zmq::context_t m_context;
@@ -545,6 +549,7 @@ private:
     zmq::socket_t m_heartbeat_stop;
     kernex::frame_codec m_codec;
     std::string m_session;
+    std::string m_date;  // every message's header.date when set (the date command)
     std::string m_topic_prefix;
     bool m_iopub_welcome;
     bool m_shutdown_broadcast;
@@ -589,6 +594,7 @@ const std::vector<command>& test_kernel::commands()
         {"big", "big BYTES", "one stream message of BYTES 'x' (k/m/g suffixes)", &test_kernel::cmd_big},
         {"noreply", "noreply", "never reply until interrupted", &test_kernel::cmd_noreply},
         {"pid", "pid", "print the kernel's process id", &test_kernel::cmd_pid},
+        {"date", "date [TEXT]", "every later message's header.date is TEXT", &test_kernel::cmd_date},
         {"abort", "abort N", "answer the next N execute_requests \"aborted\"", &test_kernel::cmd_abort},
     };
     return table;
@@ -719,6 +725,7 @@ void test_kernel::reply(zmq::socket_t& socket, const kernex::message& request, s
 {
     kernex::message msg = kernex::make_reply(request, std::move(type), std::move(content), "kernel");
     msg.header.session = m_session;  // its own, as ipykernel: a restarted kernel has another
+    if (!m_date.empty()) msg.header.date = m_date;
     send(socket, m_codec.encode(std::move(msg)));
 }
 
@@ -726,6 +733,7 @@ std::vector<std::string> test_kernel::encode_iopub(const kernex::message& parent
 {
     kernex::message msg = kernex::make_reply(parent, std::move(type), std::move(content), "kernel");
     msg.header.session = m_session;
+    if (!m_date.empty()) msg.header.date = m_date;
     msg.identities.assign(1, m_topic_prefix + msg.header.msg_type);
     return m_codec.encode(std::move(msg));
 }
@@ -1369,6 +1377,11 @@ void test_kernel::cmd_noreply(cell&, std::string_view)
 void test_kernel::cmd_pid(cell& c, std::string_view)
 {
     stream(c, "stdout", std::to_string(::getpid()) + '\n');
+}
+
+void test_kernel::cmd_date(cell&, std::string_view arg)
+{
+    m_date = std::string(arg);
 }
 
 void test_kernel::cmd_abort(cell&, std::string_view arg)

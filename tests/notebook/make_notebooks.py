@@ -155,4 +155,32 @@ save("test_kernel.ipynb", [
     code("error ValueError bad", tags=["raises-exception"]),
     code("print last"),
 ], spec=TEST)
+# metadata.execution: the kernel's own message dates, as nbclient records
+# them (a date with a zone and a short fraction; a date that is not ISO 8601
+# falls back to the client's clock).
+save("dates.ipynb", [
+    code("date 2001-02-03T04:05:06.7+01:00"),
+    code("print dated"),
+    code("date not a date"),
+    code("print clock"),
+    code("date"),
+], spec=TEST)
+
+# Widget state: comm messages carrying a "state", as ipywidgets sends them
+# (comm_open, then comm_msg updates with buffers), saved to metadata.widgets.
+save("widgets.ipynb", [
+    code("from ipykernel.comm import Comm\n"
+         "slider = Comm(target_name='jupyter.widget',\n"
+         "              data={'state': {'_model_name': 'IntSliderModel', '_model_module': '@jupyter-widgets/controls',\n"
+         "                              '_model_module_version': '1.5.0', 'value': 1, 'description': 'n ✓'},\n"
+         "                    'buffer_paths': [['data'], ['more', 0]]},\n"
+         "              buffers=[b'\\x00\\x01\\xfe\\xff', b'ab'])\n"
+         "print('opened', flush=True)"),
+    code("slider.send({'method': 'update', 'state': {'value': 7}, 'buffer_paths': []})\n"
+         "slider.send({'method': 'custom', 'content': {'ignored': True}})\n"
+         "slider.send({'method': 'update', 'state': {}, 'buffer_paths': [['data']]}, buffers=[b'new'])"),
+    code("no_model = Comm(target_name='other.target', data={'state': {'value': 3}, 'buffer_paths': []})\n"
+         "other = Comm(target_name='other.target', data={'state': {'_model_name': 'X', 'n': 1}})\n"
+         "other.close()"),
+])
 print("notebooks written to", HERE)

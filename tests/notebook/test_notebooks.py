@@ -12,10 +12,13 @@ consecutive ones), so nbclient's outputs are merged the same way before
 comparing. Every file kernex writes is checked with nbformat's validator.
 Kernels: Debian's ipykernel (python3), kernex-bash and the native test
 kernel (kernex-test), all real."""
+import base64
 import copy
+import datetime
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -44,9 +47,15 @@ def merge_streams(outputs):
     return merged
 
 
+NBCLIENT_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")  # '%Y-%m-%dT%H:%M:%S.%fZ'
+
+
 def comparable(nb, merge=False):
-    """The notebook as a plain dict with timestamps' values dropped."""
+    """The notebook as a plain dict with timestamps' values and widgets' comm ids dropped."""
     nb = json.loads(json.dumps(nb))
+    widgets = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+    if widgets:  # comm ids are the kernel's, new in each run
+        widgets["state"] = sorted(widgets["state"].values(), key=lambda w: json.dumps(w, sort_keys=True))
     for cell in nb["cells"]:
         ex = cell.get("metadata", {}).get("execution")
         if ex is not None:
@@ -103,6 +112,11 @@ class NotebookTests(unittest.TestCase):
             stopped = e
         return nb, stopped
 
+    def assert_kernex_lines(self, stderr):
+        """Every line kernex prints on stderr is its own: it starts with 'kernex:'."""
+        for line in stderr.splitlines():
+            self.assertTrue(line.startswith("kernex:"), repr(line) + " in\n" + stderr)
+
     def run_both(self, name, *kernex_args, nbclient_options=None, expect_status=0, kernel=None):
         path = os.path.join(self.dir, name)  # a test may have prepared it
         if not os.path.exists(path):
@@ -113,7 +127,11 @@ class NotebookTests(unittest.TestCase):
             args = ["--kernel", kernel, *args]
         r = self.kernex(*args)
         self.assertEqual(r.returncode, expect_status, r.stderr)
+        self.assert_kernex_lines(r.stderr)
         ours = self.read_valid(out)
+        for cell in ours.cells:  # the kernel's message dates, written as nbclient writes them
+            for key, value in cell.metadata.get("execution", {}).items():
+                self.assertRegex(value, NBCLIENT_DATE, key)
         theirs, stopped = self.nbclient(path, **(nbclient_options or {}))
         return ours, theirs, stopped, r
 
@@ -157,7 +175,10 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(ours.cells[1].outputs[-1].ename, "ZeroDivisionError")
         self.assertEqual(ours.cells[2].outputs, [])  # not reached
         self.assertIsNone(ours.cells[2].execution_count)
+        # the traceback, then where and what, in kernex's lines
         self.assertIn("ZeroDivisionError", r.stderr)
+        where = os.path.join(self.dir, "errors.ipynb") + ", cell 2 (code cell 2)"
+        self.assertIn(f"kernex: {where}: ZeroDivisionError: division by zero\n", r.stderr)
 
     def test_continue_is_allow_errors(self):
         ours, theirs, stopped, _ = self.run_both("errors.ipynb", "--continue", expect_status=1,
@@ -216,6 +237,46 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(ours.cells[1].outputs[0].data["text/markdown"], "*second* — ünïcödé 🙂")
         self.assertEqual(ours.cells[0].outputs[2].data["text/plain"], "'result ✓'")
 
+    def test_execution_timestamps_are_the_kernels_message_dates(self):
+        started = datetime.datetime.utcnow()
+        ours, theirs, _, _ = self.run_both("dates.ipynb")
+        ended = datetime.datetime.utcnow()
+        self.assert_same(ours, theirs)
+        # the kernel dated its messages 2001-02-03T04:05:06.7+01:00: both
+        # clients write that date (zone dropped, fraction to 6 digits)
+        dated = "2001-02-03T04:05:06.700000Z"
+        keys = ["iopub.execute_input", "iopub.status.busy", "iopub.status.idle", "shell.execute_reply"]
+        self.assertEqual(ours.cells[1].metadata.execution, dict.fromkeys(keys, dated))
+        self.assertEqual(theirs.cells[1].metadata.execution, ours.cells[1].metadata.execution)
+        # cell 3 changed the date to one that is not ISO 8601 after its busy
+        # and execute_input: those keep the kernel's, the rest are the clock's
+        for cell in (2, 3):
+            for key, value in ours.cells[cell].metadata.execution.items():
+                if cell == 2 and key in ("iopub.status.busy", "iopub.execute_input"):
+                    self.assertEqual(value, dated, key)
+                else:
+                    when = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+                    self.assertTrue(started <= when <= ended, (key, value))
+
+    def test_widget_state_saved_as_nbclient_saves_it(self):
+        ours, theirs, _, _ = self.run_both("widgets.ipynb")
+        self.assert_same(ours, theirs)  # metadata.widgets included
+        state = ours.metadata.widgets["application/vnd.jupyter.widget-state+json"]
+        self.assertEqual((state.version_major, state.version_minor), (2, 0))
+        # the models that named _model_name, whatever their comm target
+        self.assertEqual(sorted(w.model_name for w in state.state.values()), ["IntSliderModel", "X"])
+        slider = next(w for w in state.state.values() if w.model_name == "IntSliderModel")
+        self.assertEqual(slider.model_module, "@jupyter-widgets/controls")
+        self.assertEqual(slider.state.value, 7)  # the update merged into the opening state
+        self.assertEqual(slider.state.description, "n ✓")
+        self.assertEqual(slider.buffers, [
+            {"data": base64.b64encode(b"new").decode(), "encoding": "base64", "path": ["data"]},
+            {"data": base64.b64encode(b"ab").decode(), "encoding": "base64", "path": ["more", 0]}])
+        # a notebook whose cells open no comm gets no widget metadata
+        ours, _, _, _ = self.run_both("errors.ipynb", "--continue", expect_status=1,
+                                      nbclient_options={"allow_errors": True})
+        self.assertNotIn("widgets", ours.metadata)
+
     # -- what kernex adds to nbclient's behaviour ---------------------------
 
     def test_kernel_death_error_output_written_notebook_exit_status(self):
@@ -226,7 +287,10 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(outs[0].text, "dying\n")
         self.assertEqual(outs[-1].output_type, "error")
         self.assertEqual(outs[-1].ename, "DeadKernelError")
-        self.assertIn("kernel died", r.stderr)
+        # kernel_client's words, as kernex run says them for a script
+        where = os.path.join(self.dir, "kernel_dies.ipynb") + ", cell 2 (code cell 2)"
+        self.assertIn(f"kernex: {where}: the kernel died while running the cell", r.stderr)
+        self.assertEqual(outs[-1].evalue, r.stderr.split(where + ": ")[1].splitlines()[0])
 
     def test_timeout_interrupts_and_notebook_is_written(self):
         started = time.monotonic()
@@ -238,6 +302,11 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(outs[0].text, "slow\n")
         self.assertEqual(outs[-1].ename, "CellTimeoutError")
         self.assertIn("KeyboardInterrupt", [o.get("ename") for o in outs])  # interrupted, not waited for
+        # the words of kernex run (and exec) for a script's cell
+        said = "Timeout: the code ran longer than 2 s and was stopped"
+        self.assertEqual(outs[-1].evalue, said)
+        where = os.path.join(self.dir, "timeout.ipynb") + ", cell 2 (code cell 2)"
+        self.assertIn(f"kernex: {where}: {said}\n", r.stderr)
         self.assertLess(time.monotonic() - started, 100)
 
     def test_ctrl_c_writes_the_partial_notebook(self):
@@ -259,6 +328,8 @@ class NotebookTests(unittest.TestCase):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
+        self.assertIn(f"kernex: {path}, cell 2 (code cell 2): Interrupted\n", err)  # as kernex run says it
+        self.assert_kernex_lines(err)
         nb = self.read_valid(out)
         self.assertEqual(nb.cells[0].outputs[0].text, "quick\n")
         self.assertEqual(nb.cells[1].outputs[0].text, "slow\n")
@@ -392,6 +463,69 @@ class NotebookTests(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(self.dir, "written-inside")))
         r = self.kernex(path)
         self.assertEqual(self.read_valid(os.path.join(self.dir, "boxed.out.ipynb")).cells[0].outputs[0].text, "False\n")
+
+    def test_kernel_flags_of_scripts_apply_to_notebooks(self):
+        path = self.copy_in("minor44.ipynb")
+        # The container flags: --docker-host is the daemon asked, not $DOCKER_HOST
+        # (no daemon at either: the error names the one asked).
+        env = dict(self.env, DOCKER_HOST="unix://" + os.path.join(self.dir, "from-env.sock"))
+        flag_sock = "unix://" + os.path.join(self.dir, "from-flag.sock")
+        for f in (path, self._write("s.py", "print(1)\n")):
+            r = subprocess.run([KERNEX, "run", "--docker-image", "kernex-none", "--docker-host", flag_sock,
+                                "--memory", "2g", "--pids-limit", "64", "-o", os.path.join(self.dir, "d.ipynb"), f],
+                               capture_output=True, text=True, env=env, timeout=60, cwd=self.dir)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("Docker daemon at " + flag_sock, r.stderr)
+            self.assert_kernex_lines(r.stderr)
+        # --token-file is read for a notebook as for a script (the same
+        # run_gateway: cli_misuse shows a script's server gets the token):
+        # an empty one is refused before any server is asked.
+        for f in (path, self._write("t.py", "print(1)\n")):
+            r = self.kernex("--gateway", "http://127.0.0.1:9", "--token-file", self._write("token", "\n"),
+                            "-o", os.path.join(self.dir, "g.ipynb"), f, timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("the token file " + os.path.join(self.dir, "token") + " is empty", r.stderr)
+
+    def test_max_output_bytes_keeps_head_and_tail(self):
+        # A flood, then the traceback: the cell keeps its first 60 % and its
+        # last 40 % of the bytes, the notice between, as kernex run --json.
+        nb = nbformat.v4.new_notebook()
+        nb.metadata.kernelspec = {"name": "kernex-test", "display_name": "test", "language": "test"}
+        nb.cells = [nbformat.v4.new_code_cell("lines 2000\nerror ValueError the end"),
+                    nbformat.v4.new_code_cell("print small")]
+        path = os.path.join(self.dir, "flood.ipynb")
+        nbformat.write(nb, path)
+        out = os.path.join(self.dir, "flood.out.ipynb")
+        r = self.kernex("--max-output-bytes", "2000", "--continue", "-o", out, path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        outs = self.read_valid(out).cells[0].outputs
+        self.assertEqual([o.output_type + ":" + o.get("name", "") for o in outs],
+                         ["stream:stdout", "stream:stderr", "stream:stdout", "error:"])
+        self.assertEqual(len(outs[0].text.encode()), 1200)
+        self.assertTrue(outs[0].text.startswith("line 1\nline 2\n"), outs[0].text[:40])
+        full = "".join(f"line {i}\n" for i in range(1, 2001))
+        dropped = len(full) - 1200 - len(outs[2].text)
+        self.assertEqual(outs[1].text, f"[\u2026 {dropped} bytes dropped \u2026]\n")
+        self.assertTrue(full.endswith(outs[2].text), outs[2].text[:40])
+        self.assertEqual(outs[3].ename, "ValueError")  # the traceback survived the flood
+        self.assertLessEqual(len(outs[2].text) + len(outs[3].evalue) + sum(map(len, outs[3].traceback))
+                             + len(outs[3].ename), 800)
+        # --max-output-head moves the split; the default cap keeps everything
+        r = self.kernex("--max-output-bytes", "2000", "--max-output-head", "100", "--continue", "-o", out, path)
+        self.assertEqual(len(self.read_valid(out).cells[0].outputs[0].text), 100)
+        r = self.kernex("--continue", "-o", out, path)
+        kept = self.read_valid(out).cells[0].outputs
+        self.assertEqual([o.output_type for o in kept], ["stream", "error"])
+        self.assertEqual(kept[0].text, full)
+        r = self.kernex("--max-output-bytes", "10", "--max-output-head", "20", "-o", out, path)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--max-output-head 20 is larger than --max-output-bytes 10", r.stderr)
+
+    def _write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
 
     def test_symlink_planted_at_the_output_is_replaced_not_followed(self):
         # The notebook's own code plants a symlink where kernex will write the
