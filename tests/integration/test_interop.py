@@ -541,6 +541,8 @@ class InteropTests(unittest.TestCase):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             self.assertEqual(proc.stdout.readline().strip(), conn_file)
+            with open(conn_file) as f:
+                self.assertEqual(json.load(f)["kernel_name"], "kernex-bash")  # item 8
             typed = "X=5\nread -p 'name? ' N; echo \"hello $N $X\"\nkernex\n"
             out = self.jupyter_console(conn_file, typed, env)
             self.assertIn("name? hello kernex 5", out)
