@@ -21,6 +21,7 @@ namespace kernex {
 struct code_block {
     std::string language;  // lower-case first word of the fence's info string
     std::string code;
+    int line = 0;          // the message's line its code starts on (from 1; 0: not from a message)
 };
 
 // What an approve hook is shown of a block just before it runs: the exact

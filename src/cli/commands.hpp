@@ -3,12 +3,15 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include <CLI/CLI.hpp>
+
+#include "kernex/error.hpp"
 
 namespace kernex::cli {
 
@@ -49,6 +52,29 @@ CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<Args>& args, con
     if constexpr (!std::is_same_v<T, std::string> && requires(T t) { t.push_back(std::string()); })
         option->allow_extra_args(false);
     return option;
+}
+
+// A library message about executor options (make_executor's JSON keys) in
+// the words of the command line, for the keys flags maps to their flags
+// ("kernel_name" -> "--kernel"): "option 'kernel_id' of executor jupyter
+// needs 'gateway_url'" -> "--kernel-id needs --gateway"; "unknown option
+// 'image' for executor local; valid options: ..." -> "--image is not for
+// --executor local; its flags: ..." (option_words.cpp). every (default:
+// flags) is every option's flag, for the list of an executor's flags.
+std::string in_flag_words(std::string text, const std::map<std::string, std::string>& flags,
+                          const std::map<std::string, std::string>* every = nullptr);
+
+// make(), its invalid_argument errors (the library's, about the options)
+// said in flags' words (in_flag_words).
+template <typename F>
+auto in_flag_words_of(const std::map<std::string, std::string>& flags, F&& make,
+                      const std::map<std::string, std::string>* every = nullptr) {
+    try {
+        return make();
+    } catch (const error& e) {
+        if (e.code() != errc::invalid_argument) throw;
+        throw error(e.code(), in_flag_words(e.what(), flags, every));
+    }
 }
 
 // Help text shared by the commands that take --token and --token-file.

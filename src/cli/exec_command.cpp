@@ -9,8 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
-#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/confirm_prompt.hpp"
@@ -19,6 +17,7 @@
 #include "kernex/error.hpp"
 #include "kernex/executor.hpp"
 #include "kernex/gateway.hpp"
+#include "kernex/output_files.hpp"
 
 namespace kernex::cli {
 
@@ -50,39 +49,101 @@ struct exec_args {
                                              {"save_full_output", "--save-full-output"}};
 };
 
-// A library message about executor options (its JSON keys) in the words of
-// the command line: 'kernel_name' -> --kernel, "unknown option 'image' for
-// executor local; valid options: ..." -> "--image is not for --executor
-// local; its flags: ...".
-std::string in_flag_words(std::string text, const std::map<std::string, std::string>& flags) {
-    auto replace_all = [&text](const std::string& from, const std::string& to, bool whole_word) {
-        auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; };
-        for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at)) {
-            if (whole_word && ((at > 0 && word(text[at - 1])) ||
-                               (at + from.size() < text.size() && word(text[at + from.size()])))) {
-                at += from.size();
-                continue;
-            }
-            text.replace(at, from.size(), to);
-            at += to.size();
-        }
-    };
-    static const std::regex unknown(R"(^unknown option '(\w+)' for executor (\w+); valid options: (.*)$)");
-    if (std::smatch m; std::regex_match(text, m, unknown)) {
-        std::string valid;
-        std::istringstream keys(m[3].str());
-        for (std::string key; std::getline(keys >> std::ws, key, ',');)
-            if (auto f = flags.find(key); f != flags.end() && valid.find(f->second + ",") == std::string::npos)
-                valid += f->second + ", ";
-        const auto f = flags.find(m[1].str());
-        return (f != flags.end() ? f->second : "option '" + m[1].str() + "'") + " is not for --executor " +
-               m[2].str() + (valid.empty() ? "" : "; its flags: " + valid.substr(0, valid.size() - 2));
+// Where the error a message's blocks ended with came from: the block (from
+// 1) and the line of the message.
+struct error_place {
+    std::size_t block = 0;
+    int line = 0;
+    bool exact = false;  // the traceback named the line (else: the block's first)
+};
+
+// The digits at text[at...], or -1.
+int number_at(std::string_view text, std::size_t at) {
+    int n = 0, digits = 0;
+    for (; at < text.size() && digits < 9 && text[at] >= '0' && text[at] <= '9'; ++at, ++digits)
+        n = n * 10 + (text[at] - '0');
+    return digits > 0 ? n : -1;
+}
+
+// The innermost frame of the failure's traceback that lies in a block of
+// this message: a block's file ('File ".../tmp_code_X.py", line 3', bash's
+// "tmp_code_X.sh: line 3:", node's "tmp_code_X.js:3") for the local and
+// docker executors, IPython's "Cell In [7], line 2" (or "Input In [7], in
+// <cell line: 2>") for the jupyter executor, its execution counts inferred
+// from the failing block's (the first frame after the last "Traceback (most
+// recent call last)"): one count per block run. Without such a frame, the
+// failing block's first line. nullopt when no block failed (ok, timeout,
+// interrupted, a block refused).
+std::optional<error_place> find_error_place(const code_result& result, const std::vector<code_block>& blocks) {
+    if (result.blocks == 0 || result.exit_code == 0 || result.exit_code == 124 || result.exit_code == 130) return {};
+    std::vector<std::size_t> ran;  // indices of the blocks that ran, in order
+    for (const auto& a : result.approvals) {
+        if (a.verdict == block_verdict::refused) return {};
+        if (a.verdict == block_verdict::approved) ran.push_back(a.index);
     }
-    for (const auto& [key, flag] : flags) replace_all("'" + key + "'", flag, false);
-    for (const auto& [key, flag] : flags)
-        if (key.find('_') != std::string::npos) replace_all(key, flag, true);
-    static const std::regex option_of(R"(option (--[\w-]+) of executor \w+)");
-    return std::regex_replace(text, option_of, "$1");
+    if (result.approvals.empty())
+        for (std::size_t i = 0; i < std::min(result.blocks, blocks.size()); ++i) ran.push_back(i);
+    if (ran.empty() || ran.back() >= blocks.size()) return {};
+    const std::string text = strip_ansi(result.output);
+    std::optional<std::size_t> at;  // the innermost frame's place in text
+    error_place found{ran.back(), blocks[ran.back()].line, false};
+    auto frame = [&](std::size_t where, std::size_t block, int line) {
+        if (line < 1 || (at && where < *at)) return;
+        at = where;
+        found = {block, blocks[block].line + line - 1, true};
+    };
+    // The files the blocks ran from: one per block run, else the last one is the failing block's.
+    std::map<std::string, std::size_t> files;
+    if (result.code_files.size() == ran.size())
+        for (std::size_t j = 0; j < ran.size(); ++j) files[result.code_files[j].filename().string()] = ran[j];
+    else if (!result.code_files.empty())
+        files[result.code_files.back().filename().string()] = ran.back();
+    for (const auto& [name, block] : files) {
+        if (name.empty()) continue;
+        for (std::size_t p = text.find(name); p != std::string::npos; p = text.find(name, p + 1)) {
+            const std::string_view after = std::string_view(text).substr(p + name.size());
+            for (std::string_view lead : {"\", line ", ": line ", ":"})
+                if (after.starts_with(lead)) {
+                    frame(p, block, number_at(after, lead.size()));
+                    break;
+                }
+        }
+    }
+    if (at) return found;
+    // IPython's frames: (place, execution count, line).
+    struct cell_frame {
+        std::size_t where;
+        int count, line;
+    };
+    std::vector<cell_frame> frames;
+    for (std::string_view lead : {"Cell In [", "Cell In[", "Input In ["})
+        for (std::size_t p = text.find(lead); p != std::string::npos; p = text.find(lead, p + 1)) {
+            const std::size_t n = p + lead.size();
+            const int count = number_at(text, n);
+            if (count < 0) continue;
+            const std::size_t close = text.find(']', n);
+            if (close == std::string::npos) continue;
+            const std::string_view after = std::string_view(text).substr(close + 1);
+            int line = -1;
+            if (after.starts_with(", line ")) line = number_at(after, 7);
+            else if (after.starts_with(", in <cell line: ")) line = number_at(after, 17);
+            frames.push_back({p, count, line});
+        }
+    if (frames.empty()) return found;
+    std::sort(frames.begin(), frames.end(), [](const auto& a, const auto& b) { return a.where < b.where; });
+    const std::size_t anchor = text.rfind("Traceback (most recent call last)");
+    const auto first = std::find_if(frames.begin(), frames.end(), [&](const cell_frame& f) {
+        return anchor != std::string::npos && f.where > anchor;
+    });
+    // With no traceback header (a SyntaxError), the last frame is the failing block's.
+    const int failing_count = first != frames.end() ? first->count : frames.back().count;
+    for (const auto& f : frames) {
+        if (anchor != std::string::npos && first != frames.end() && f.where < first->where) continue;
+        const long back = static_cast<long>(failing_count) - f.count;  // blocks before the failing one
+        if (back < 0 || back >= static_cast<long>(ran.size())) continue;
+        frame(f.where, ran[ran.size() - 1 - static_cast<std::size_t>(back)], f.line);
+    }
+    return found;
 }
 
 int run(const exec_args& args) {
@@ -123,14 +184,7 @@ int run(const exec_args& args) {
         throw error(errc::invalid_argument, "--save-full-output needs --work-dir: a temporary work dir is removed "
                                             "when the blocks have run, and the file with it");
     // The library's complaints about the options, in flags.
-    auto in_flags = [&args](auto&& make) {
-        try {
-            return make();
-        } catch (const error& e) {
-            if (e.code() != errc::invalid_argument) throw;
-            throw error(e.code(), in_flag_words(e.what(), args.flags));
-        }
-    };
+    auto in_flags = [&args](auto&& make) { return in_flag_words_of(args.flags, make); };
     if (args.describe) {
         std::cout << in_flags([&] { return describe_executor(config); }) << std::flush;
         return 0;
@@ -171,8 +225,16 @@ int run(const exec_args& args) {
     if (blocks.empty() && !args.json) print = [](std::string_view text) { std::cerr << text << std::flush; };
     code_result result = executor->execute(blocks, print);
     executor->stop();
+    // Where the error came from, in the message's words (as kernex run says a file's cell and line).
+    const auto failed_at = find_error_place(result, blocks);
+    const std::string source = args.file == "-" ? std::string("stdin") : args.file;
+    if (failed_at && !args.json)
+        std::cerr << "kernex: " << source << (failed_at->exact ? " " : ", ") << "block " << failed_at->block + 1
+                  << (failed_at->exact ? ", line " : " (line ") << failed_at->line << (failed_at->exact ? "" : ")")
+                  << "\n" << std::flush;
     if (args.json) {
         nlohmann::json j = result.to_json();
+        if (failed_at) j["error_at"] = {{"file", args.file}, {"block", failed_at->block + 1}, {"line", failed_at->line}};
         // stop() removed the temporary work dir, and the files in it.
         if (result.temporary_work_dir) j["code_files_removed"] = true;
         std::cout << j.dump() << "\n" << std::flush;

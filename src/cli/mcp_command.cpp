@@ -14,6 +14,7 @@
 #include "cli/commands.hpp"
 #include "cli/signal_forwarding.hpp"
 #include "kernex/error.hpp"
+#include "kernex/executor.hpp"
 #include "kernex/gateway.hpp"
 #include "mcp/server.hpp"
 
@@ -25,6 +26,10 @@ struct mcp_args {
     std::string executor = "local";
     std::string config_file;
     nlohmann::json config = nlohmann::json::object();  // the executor options given
+    // Each executor option's flag ("work_dir" -> "--work-dir"), for messages:
+    // the library's name keys, the user typed flags (as kernex exec's).
+    std::map<std::string, std::string> flags{
+        {"timeout", "--timeout"}, {"sandbox", "--sandbox"}, {"inherit_env", "--inherit-env"}};
     mcp::server_options server;
     std::string gateway_url;
     std::string gateway_token;
@@ -56,6 +61,23 @@ int run(mcp_args& args) {
         throw error(errc::invalid_argument, "run_code's executor is local or docker, not '" + executor +
                                                 "' (stateful kernels are run_cell's: --kernel, --docker-image, --gateway)");
     config["timeout"] = args.timeout;
+    // The options checked now, in the words of the flags that gave them (a
+    // key from --config keeps its name: the file says it).
+    std::map<std::string, std::string> given = args.flags;
+    for (const auto& [key, value] : config.items())
+        if (key != "timeout" && !args.config.contains(key)) given.erase(key);
+    try {
+        in_flag_words_of(given, [&] {
+            make_executor(config)->stop();
+            return 0;
+        }, &args.flags);
+    } catch (const error& e) {
+        const std::string text = e.what();
+        if (e.code() != errc::invalid_argument || args.config_file.empty() ||
+            text.find("option '") == std::string::npos)
+            throw;
+        throw error(e.code(), "--config " + args.config_file + ": " + text);
+    }
     mcp::server_options& options = args.server;
     options.executor_config = config;
     options.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(args.timeout * 1000));

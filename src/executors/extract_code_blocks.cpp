@@ -126,6 +126,7 @@ std::vector<code_block> extract_code_blocks(std::string_view markdown, std::stri
         if (close == lines.size()) break;
 
         code_block block;
+        block.line = static_cast<int>(i) + 2;  // the line after the fence, counted from 1
         for (std::size_t k = i + 1; k < close; ++k) {
             std::string_view line = lines[k];
             line.remove_prefix(std::min(open->indent, leading_spaces(line)));

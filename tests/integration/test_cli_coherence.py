@@ -528,6 +528,80 @@ class CoherenceTests(cli_test_case):
                 self.assertTrue(r.stderr.startswith(said), r.stderr)
                 self.assertNotIn(not_said, r.stderr)
 
+    def test_mcp_option_errors_name_the_flag(self):
+        # As exec's: the flag the user typed, checked before serving; a key
+        # from --config keeps its name and says where it came from.
+        cases = [
+            (("--image", "busybox"), "kernex: --image is not for --executor local; its flags: --work-dir, "
+             "--timeout, --max-output, --env, --inherit-env, --sandbox, --rlimit-cpu", "'image'"),
+            (("--rlimit-cpu", "5"), "kernex: --rlimit-cpu needs --sandbox\n", "rlimit_cpu"),
+            (("--executor", "docker", "--memory", "lots"), "kernex: --memory must be a number of bytes or a size like",
+             "option 'memory'"),
+            (("--executor", "docker", "--cpus", "-1"), "kernex: --cpus must be a positive number", "'cpus'"),
+        ]
+        for flags, said, not_said in cases:
+            with self.subTest(flags=flags):
+                r = self.kernex("mcp", *flags, stdin="")
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertTrue(r.stderr.startswith(said), r.stderr)
+                self.assertNotIn(not_said, r.stderr)
+                self.assertEqual(r.stdout, "")
+        config = self.write("config.json", json.dumps({"image": "busybox"}))
+        r = self.kernex("mcp", "--config", config, stdin="")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertTrue(r.stderr.startswith(f"kernex: --config {config}: option 'image' is not for --executor local"),
+                        r.stderr)
+
+    def test_an_exec_error_says_which_block_and_line_of_the_message(self):
+        # As run's "a.py cell 3, line 41": the block and the message's line
+        # of the innermost frame in one of its blocks, in text and --json.
+        message = ("Some prose.\n"          # 1
+                   "```python\n"            # 2
+                   "def f():\n"             # 3
+                   "    return 1 / 0\n"     # 4
+                   "```\n"                  # 5
+                   "More prose.\n"          # 6
+                   "```python\n"            # 7
+                   "x = 2\n"                # 8
+                   "f()\n"                  # 9
+                   "```\n")
+        m = self.write("m.md", message)
+        # jupyter: f is in block 1 (its kernel state); local: each block is
+        # its own process, so block 2's f() fails at once (NameError, line 9).
+        for executor, where in (("jupyter", (1, 4)), ("local", (2, 9))):
+            with self.subTest(executor=executor):
+                r = self.kernex("exec", "--executor", executor, m)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertTrue(r.stderr.endswith(f"kernex: {m} block {where[0]}, line {where[1]}\n"), r.stderr)
+                r = self.kernex("exec", "--executor", executor, "--json", m)
+                self.assertEqual(json.loads(r.stdout)["error_at"], {"file": m, "block": where[0], "line": where[1]})
+        # The local executor's files: the innermost frame of its traceback.
+        local = ("```python\nx = 1\n```\n"
+                 "```python\ndef g():\n    raise ValueError('v')\n\ng()\n```\n")
+        r = self.kernex("exec", "--json", "-", stdin=local)
+        self.assertEqual(json.loads(r.stdout)["error_at"], {"file": "-", "block": 2, "line": 6})
+        r = self.kernex("exec", "-", stdin=local)
+        self.assertTrue(r.stderr.endswith("kernex: stdin block 2, line 6\n"), r.stderr)
+        # bash's "tmp_code_X.sh: line 2:", a SyntaxError in a kernel (no
+        # traceback header), a failure that names no line: the block's first.
+        cases = [("local", "```bash\necho hi\nno_such_command_x\nexit 3\n```\n", 3, (1, 3), True),
+                 ("jupyter", "```python\nx = 1\n```\n```python\ny = (\n```\n", 1, (2, 5), True),
+                 ("local", "text\n```bash\nexit 4\n```\n", 4, (1, 3), False)]
+        for executor, text, status, (block, line), exact in cases:
+            with self.subTest(text=text):
+                r = self.kernex("exec", "--executor", executor, "-", stdin=text)
+                self.assertEqual(r.returncode, status, r.stderr)
+                said = f"stdin block {block}, line {line}" if exact else f"stdin, block {block} (line {line})"
+                self.assertTrue(r.stderr.endswith(f"kernex: {said}\n"), r.stderr)
+                r = self.kernex("exec", "--executor", executor, "--json", "-", stdin=text)
+                self.assertEqual(json.loads(r.stdout)["error_at"], {"file": "-", "block": block, "line": line})
+        # Nothing failed, or a timeout: no error_at.
+        r = self.kernex("exec", "--json", "-", stdin="```python\nprint(1)\n```\n")
+        self.assertNotIn("error_at", json.loads(r.stdout))
+        r = self.kernex("exec", "--timeout", "1", "--json", "-", stdin="```python\nimport time\ntime.sleep(30)\n```\n")
+        self.assertEqual(r.returncode, 124, r.stderr)
+        self.assertNotIn("error_at", json.loads(r.stdout))
+
     def test_results_count_blocks_and_code_files_are_absolute(self):
         # No blocks is said distinctly, in the result and in the text.
         for executor in ("local", "jupyter"):

@@ -202,9 +202,9 @@ test('run_code\'s limits as kernex exec\'s flags: --rlimit-* (local --sandbox), 
 
     // The docker limits reach the docker executor's config: a bad value is
     // refused when the server starts (no daemon is needed to see it).
-    for (const [flag, value, said] of [['--memory', 'lots', /option 'memory' of executor docker must be a number of bytes/],
-                                       ['--pids-limit', '-5', /pids_limit/],
-                                       ['--cpus', '-1', /cpus/]]) {
+    for (const [flag, value, said] of [['--memory', 'lots', /^kernex: --memory must be a number of bytes/],
+                                       ['--pids-limit', '-5', /^kernex: --pids-limit must be/],
+                                       ['--cpus', '-1', /^kernex: --cpus must be/]]) {
         const raw = rawStdio(['--executor', 'docker', '--image', 'kernex-test/none', flag, value]);
         const { code } = await raw.exited;
         assert.notEqual(code, 0, `${flag} ${value}`);
