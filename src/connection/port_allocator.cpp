@@ -18,8 +18,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -37,6 +35,7 @@
 #include "connection/private_dirs.hpp"
 #include "kernex/connection.hpp"
 #include "kernex/error.hpp"
+#include "wire/random_bytes.hpp"
 
 namespace fs = std::filesystem;
 
@@ -221,8 +220,7 @@ std::array<std::uint16_t, ports_per_kernel> allocate_ipc(const std::string& pref
 
 std::string random_key() {
     std::array<unsigned char, 32> bytes{};
-    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
-        throw error(errc::io_error, "OpenSSL's random number generator failed to produce a key");
+    detail::random_bytes(bytes.data(), bytes.size(), "a key");
     static constexpr char digits[] = "0123456789abcdef";
     std::string hex;
     hex.reserve(bytes.size() * 2);

@@ -2,12 +2,10 @@
 #include <chrono>
 #include <cstdio>
 
-#include <openssl/err.h>
-#include <openssl/rand.h>
-
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
 #include "wire/hex.hpp"
+#include "wire/random_bytes.hpp"
 
 namespace kernex {
 
@@ -45,10 +43,7 @@ message_header message_header::from_json(const json& j) {
 
 std::string new_id() {
     unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1) {
-        ERR_clear_error();
-        throw error(errc::io_error, "OpenSSL's random generator failed to make a message id");
-    }
+    detail::random_bytes(bytes, sizeof bytes, "a message id");
     // jupyter_client's new_id(): the 16 bytes in hex, a dash after the fourth.
     std::string id;
     id.reserve(33);
