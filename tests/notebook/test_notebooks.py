@@ -358,6 +358,43 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(len(again.cells), len(nb.cells))
         self.assertEqual(json.loads(again.cells[3].outputs[0].text)["alpha"], 3)
 
+    def test_parameters_r(self):
+        # IRkernel (r-cran-irkernel): the injected cell is R, and nbclient
+        # computes the same from the injected notebook.
+        nb = nbformat.v4.new_notebook()
+        nb.metadata.kernelspec = {"name": "ir", "display_name": "R", "language": "R"}
+        nb.cells = [nbformat.v4.new_code_cell("alpha <- 1\nname <- 'default'", metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell("cat(alpha * 2, name, length(items), items[[2]], is.null(none), flag, '\\n')")]
+        path = os.path.join(self.dir, "r.ipynb")
+        nbformat.write(nb, path)
+        out = os.path.join(self.dir, "r.out.ipynb")
+        r = self.kernex("-o", out, "-p", "alpha", "2.5", "-p", "name", "it's \"q\" \\ $x 🙂", "-p", "items",
+                        "[1, \"two\"]", "-p", "none", "null", "-p", "flag", "true", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ours = self.read_valid(out)
+        self.assertEqual(ours.cells[1].metadata.tags, ["injected-parameters"])
+        self.assertEqual(ours.cells[2].outputs[0].text, "5 it's \"q\" \\ $x 🙂 2 two TRUE TRUE \n")
+        theirs, _ = self.nbclient(out)
+        self.assert_same(ours, theirs)
+
+    def test_timeout_restarts_a_kernel_that_will_not_stop(self):
+        # SIGINT ignored: interrupted, then restarted; said so in the notebook and on stderr
+        nb = nbformat.v4.new_notebook()
+        nb.metadata.kernelspec = {"name": "kernex-test", "display_name": "test", "language": "test"}
+        nb.cells = [nbformat.v4.new_code_cell("print before"), nbformat.v4.new_code_cell("print hanging\nhang"),
+                    nbformat.v4.new_code_cell("print never")]
+        path = os.path.join(self.dir, "hang.ipynb")
+        nbformat.write(nb, path)
+        r = self.kernex("--timeout", "1", path, timeout=120)
+        self.assertEqual(r.returncode, 124, r.stderr)
+        said = "Timeout: the code ran longer than 1 s and was stopped (the kernel was restarted: its state is lost)"
+        self.assertIn(f"kernex: {path}, cell 2 (code cell 2): {said}\n", r.stderr)
+        self.assert_kernex_lines(r.stderr)
+        cells = self.read_valid(os.path.join(self.dir, "hang.out.ipynb")).cells
+        self.assertEqual(cells[1].outputs[0].text, "hanging\n")
+        self.assertEqual((cells[1].outputs[-1].ename, cells[1].outputs[-1].evalue), ("CellTimeoutError", said))
+        self.assertEqual(cells[2].outputs, [])
+
     @unittest.skipIf(NO_BASH, "kernex-bash disabled at configure time")
     def test_parameters_bash_and_unsupported_language(self):
         path = self.copy_in("parameters_bash.ipynb")
@@ -422,10 +459,10 @@ class NotebookTests(unittest.TestCase):
         r = self.kernex("--kernel", "python3", "-o", os.path.join(self.dir, "o.ipynb"), path)
         self.assertEqual(r.returncode, 0, r.stderr)
 
-    def test_progress_line_on_a_terminal_only(self):
-        path = self.copy_in("test_kernel.ipynb")
+    def stderr_in_pty(self, *args):
+        """Runs kernex run with stderr a terminal; returns its status and what it printed there."""
         master, slave = pty.openpty()
-        proc = subprocess.Popen([KERNEX, "run", "-o", os.path.join(self.dir, "p.ipynb"), path],
+        proc = subprocess.Popen([KERNEX, "run", *args],
                                 stdout=subprocess.DEVNULL, stderr=slave, env=self.env, cwd=self.dir)
         os.close(slave)
         seen = b""
@@ -442,11 +479,19 @@ class NotebookTests(unittest.TestCase):
             seen += chunk
         proc.wait(timeout=60)
         os.close(master)
-        self.assertEqual(proc.returncode, 0, seen)
+        return proc.returncode, seen
+
+    def test_progress_line_on_a_terminal_only(self):
+        path = self.copy_in("test_kernel.ipynb")
+        status, seen = self.stderr_in_pty("-o", os.path.join(self.dir, "p.ipynb"), path)
+        self.assertEqual(status, 0, seen)
         self.assertIn("cell 7/7 \xb7 00:0".encode(), seen)
         self.assertIn(b"\r\x1b[K", seen)
         r = self.kernex("-o", os.path.join(self.dir, "q.ipynb"), path)  # stderr is a pipe here
         self.assertNotIn("cell 1/", r.stderr)
+        # --quiet on a terminal: nothing at all
+        status, seen = self.stderr_in_pty("--quiet", "-o", os.path.join(self.dir, "p.ipynb"), path)
+        self.assertEqual((status, seen), (0, b""))
 
     def test_sandbox_applies_to_notebooks(self):
         # --sandbox is not silently dropped for a notebook: the kernel runs in
