@@ -25,6 +25,7 @@ class child_process;
 
 namespace detail {
 struct sandbox_request;
+class runner_session;
 }
 
 struct local_executor_options {
@@ -88,6 +89,9 @@ protected:
 private:
     void make_work_dir();
     detail::sandbox_request sandbox_view(const std::filesystem::path& dir) const;
+    // The sandbox's resident runner for dir, started if needed; nullptr (and
+    // why in m_runner_failure) when it cannot start: each block then gets a bwrap of its own.
+    detail::runner_session* sandbox_runner(const std::filesystem::path& dir);
 
     local_executor_options m_options;
     std::filesystem::path m_work_dir;
@@ -98,6 +102,11 @@ private:
     std::unique_ptr<child_process> m_keeper;
     int m_cancel_read = -1;   // self-pipe: interrupt() writes, run_process polls
     int m_cancel_write = -1;
+    // With a sandbox: one bwrap for the executor's session, whose pid 1 (the
+    // runner, src/runner) runs the blocks and kills what each started.
+    std::unique_ptr<detail::runner_session> m_runner;
+    std::filesystem::path m_runner_dir;  // the work dir it binds
+    std::string m_runner_failure;
 };
 
 }  // namespace kernex

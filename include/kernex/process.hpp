@@ -37,12 +37,14 @@ enum class output_mode {
     file,     // appended to spawn_options::log_file
 };
 
-// stdin is always /dev/null: nothing kernex runs reads from a terminal.
+// stdin is /dev/null (nothing kernex runs reads from a terminal), or a pipe
+// kernex writes (stdin_pipe: a resident runner's requests).
 struct spawn_options {
     std::vector<std::string> argv;                   // argv[0] is searched on the child's PATH when it has no '/'
     std::optional<std::filesystem::path> cwd;
     bool inherit_environment = true;                 // start from the parent's environment
     std::map<std::string, std::string> env;          // set (or override) these
+    bool stdin_pipe = false;                         // a pipe whose write end is child_process::stdin_fd()
     output_mode stdout_mode = output_mode::pipe;
     output_mode stderr_mode = output_mode::pipe;
     bool merge_stderr = true;                        // with pipe: stderr into the stdout pipe, in arrival order
@@ -82,6 +84,8 @@ public:
     // The read end of the stdout pipe (with pipe mode), -1 otherwise. Non-blocking.
     int stdout_fd() const noexcept { return m_stdout; }
     int stderr_fd() const noexcept { return m_stderr; }
+    // The write end of the stdin pipe (with stdin_pipe), -1 otherwise. Non-blocking.
+    int stdin_fd() const noexcept { return m_stdin; }
     void close_stdout() noexcept;
 
     bool running() noexcept;  // false once it has exited (its status is then known)
@@ -111,6 +115,7 @@ private:
     int m_pidfd = -1;
     int m_stdout = -1;
     int m_stderr = -1;
+    int m_stdin = -1;
     std::optional<int> m_status;
     int m_group = -1;     // the reaper
     int m_lifeline = -1;  // a byte: kill now; end of file: kernex died

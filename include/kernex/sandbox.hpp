@@ -17,7 +17,7 @@
 namespace kernex {
 
 struct sandbox_options {
-    // Resource limits of everything in the sandbox (soft = hard), unset: the host's.
+    // Resource limits of everything a block (or a kernel) runs (soft = hard), unset: the host's.
     std::optional<std::uint64_t> cpu_seconds{};    // RLIMIT_CPU, per process
     std::optional<std::uint64_t> address_space{};  // RLIMIT_AS, bytes per process
     std::optional<std::uint64_t> file_size{};      // RLIMIT_FSIZE, bytes per file written
@@ -27,6 +27,12 @@ struct sandbox_options {
     std::optional<std::uint64_t> processes{};
     // More host directories visible read-only inside (a virtualenv outside /usr, say).
     std::vector<std::filesystem::path> read_only{};
+    // The local executor: one sandbox for the executor's session, whose pid 1
+    // is kernex's resident runner (it runs each block in its own process
+    // group, kills everything the block started after it, and empties /tmp),
+    // instead of a bwrap per block. Blocks are confined the same way either
+    // way; false pays a sandbox start per block.
+    bool resident_runner = true;
 };
 
 }  // namespace kernex

@@ -99,10 +99,15 @@ const fs::path& sandbox_program() {
     return *program;
 }
 
-std::vector<std::string> sandbox_argv(const sandbox_request& request, const std::vector<std::string>& command) {
+namespace {
+
+std::vector<std::string> bwrap_argv(const sandbox_request& request, const std::vector<std::string>& command,
+                                    const std::string& runner) {
     std::vector<std::string> args = {sandbox_program().string()};
     args.insert(args.end(), {"--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                              "--unshare-cgroup-try", "--die-with-parent", "--new-session"});
+    if (!runner.empty())
+        args.insert(args.end(), {"--as-pid-1", "--cap-drop", "ALL"});
     std::error_code ec;
     args.insert(args.end(), {"--ro-bind", "/usr", "/usr"});
     for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
@@ -117,10 +122,21 @@ std::vector<std::string> sandbox_argv(const sandbox_request& request, const std:
     for (const auto& p : request.read_only)
         if (fs::exists(p, ec)) args.insert(args.end(), {"--ro-bind", p.string(), p.string()});
     for (const auto& p : request.read_write) args.insert(args.end(), {"--bind", p.string(), p.string()});
+    if (!runner.empty()) args.insert(args.end(), {"--ro-bind", runner, sandbox_runner_path});
     args.insert(args.end(), {"--bind", request.work_dir.string(), request.work_dir.string(), "--chdir",
                              request.work_dir.string(), "--"});
     args.insert(args.end(), command.begin(), command.end());
     return args;
+}
+
+}  // namespace
+
+std::vector<std::string> sandbox_argv(const sandbox_request& request, const std::vector<std::string>& command) {
+    return bwrap_argv(request, command, {});
+}
+
+std::vector<std::string> sandbox_runner_argv(const sandbox_request& request, const std::string& runner) {
+    return bwrap_argv(request, {sandbox_runner_path}, runner);
 }
 
 std::map<std::string, std::string> sandbox_environment(std::map<std::string, std::string> env,

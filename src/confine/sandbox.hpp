@@ -20,6 +20,9 @@ struct sandbox_request {
     std::vector<std::filesystem::path> read_only;     // more dirs bound read-only at the same path
 };
 
+// Where the runner is inside the sandbox.
+inline constexpr const char* sandbox_runner_path = "/kernex-runner";
+
 // The bwrap program, once checked to work here (the check runs once per
 // process). Throws kernex::error(launch_failed) saying how to install
 // bubblewrap or enable user namespaces.
@@ -28,6 +31,12 @@ const std::filesystem::path& sandbox_program();
 // bwrap's arguments, then "--", then command (whose argv[0] must be an
 // absolute path inside the sandbox's view).
 std::vector<std::string> sandbox_argv(const sandbox_request& request, const std::vector<std::string>& command);
+
+// The sandbox of a resident runner (src/runner): runner (a host path bwrap
+// can open) is bound read-only at sandbox_runner_path and runs as the
+// sandbox's pid 1 (it reaps and kills in there), with no capability even
+// for root (so no block can reach its fds through /proc).
+std::vector<std::string> sandbox_runner_argv(const sandbox_request& request, const std::string& runner);
 
 // PATH inside the sandbox: the system's directories.
 const std::string& sandbox_path();

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
 
 #include "confine/environment.hpp"
 #include "confine/sandbox.hpp"
@@ -11,6 +13,7 @@
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
 #include "kernex/process.hpp"
+#include "runner/runner_client.hpp"
 
 namespace kernex {
 
@@ -34,6 +37,47 @@ struct planned_block {
     std::string name;                // as written (directive) or content-hashed, relative to the work dir
     std::vector<std::string> argv;   // interpreter and its arguments; the file goes last
 };
+
+// One block through the sandbox's resident runner, as run_process would run
+// it: the same environment, cwd and rlimits, output merged in arrival order;
+// the runner kills everything the block started before it answers. A runner
+// that fails is said and counts as the block failing (exit code 1); the next
+// block starts a fresh one.
+run_result run_in_runner(detail::runner_session& runner, const spawn_options& spawn, std::chrono::milliseconds left,
+                         int cancel_fd, detail::block_output& out, const std::function<void(const std::string&)>& say) {
+    namespace proto = kernex::runner_protocol;
+    detail::runner_request request;
+    request.argv = spawn.argv;
+    for (const auto& [name, value] : spawn.env) request.env.push_back(name + "=" + value);
+    request.cwd = spawn.cwd ? spawn.cwd->string() : std::string();
+    request.scrub_dir = "/tmp";  // the sandbox's private /tmp is fresh for every block, as with a bwrap per block
+    request.timeout = left;
+    request.rlimits = spawn.rlimits;
+    const auto o = runner.run(request, [&out](char, std::string_view text) { out.emit(text); }, cancel_fd);
+    run_result run;
+    run.timed_out = o.timed_out;
+    run.interrupted = o.interrupted;
+    if (o.timed_out || o.interrupted) return run;
+    if (!o.exit) {
+        say("the sandbox's runner failed (" + o.failure + "); the next block gets a fresh one");
+        run.exit_code = 1;
+        return run;
+    }
+    switch (o.exit->how) {
+    case proto::exit_how::exited: run.exit_code = o.exit->value; break;
+    case proto::exit_how::signaled: run.exit_code = 128 + o.exit->value; break;
+    case proto::exit_how::not_started:
+        say("the block could not start in the sandbox: " + o.exit->message + ": " + std::strerror(o.exit->value));
+        run.exit_code = 127;
+        break;
+    default: break;
+    }
+    if (!o.exit->cleaned) {
+        say("the sandbox could not kill everything the block started; the next block gets a fresh sandbox");
+        if (run.exit_code == 0) run.exit_code = 1;
+    }
+    return run;
+}
 
 }  // namespace
 
@@ -82,6 +126,8 @@ void local_executor::make_work_dir() {
 }
 
 void local_executor::stop() noexcept {
+    m_runner.reset();  // its bwrap and every process in it, before the dir they use goes
+    m_runner_dir.clear();
     if (m_owns_work_dir) {
         std::error_code ec;
         fs::remove_all(m_work_dir, ec);
@@ -100,6 +146,28 @@ detail::sandbox_request local_executor::sandbox_view(const fs::path& dir) const 
     view.read_only = m_options.sandbox->read_only;
     for (const auto& p : m_options.path_prefix) view.read_only.push_back(fs::absolute(p));
     return view;
+}
+
+detail::runner_session* local_executor::sandbox_runner(const fs::path& dir) {
+    if (m_runner && m_runner->usable() && m_runner_dir == dir) return m_runner.get();
+    m_runner.reset();
+    m_runner_dir.clear();
+    try {
+        spawn_options session;
+        const fs::path runner = detail::runner_host_path();
+        session.argv = detail::sandbox_runner_argv(sandbox_view(dir), runner.string());
+        session.remove_if_orphaned = {runner, runner.parent_path()};
+        session.inherit_environment = false;
+        session.env = {{"PATH", detail::sandbox_path()}};
+        // A temporary work dir goes with kernex: the session's reaper removes it after a kill -9.
+        if (m_owns_work_dir) session.remove_tree_if_orphaned = dir;
+        m_runner = std::make_unique<detail::runner_session>(session);
+        m_runner_dir = dir;
+        m_runner_failure.clear();
+    } catch (const error& e) {
+        m_runner_failure = e.what();
+    }
+    return m_runner.get();
 }
 
 void local_executor::interrupt() noexcept { detail::send_cancel(m_cancel_write); }
@@ -178,6 +246,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     }
 
     auto deadline = clock::now() + m_options.timeout;
+    bool said_fallback = false;
     for (std::size_t i = 0; i < plan.size(); ++i) {
         if (const auto a = approve_block(blocks, i, result, deadline, say); a != approval::run) {
             if (a == approval::skip) continue;
@@ -196,12 +265,22 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         // name starting with '-' from being read as an option.
         std::string relative = file->lexically_relative(dir).string();
         spawn.argv.push_back(relative.starts_with("-") ? "./" + relative : relative);
-        if (m_options.sandbox) spawn.argv = detail::sandbox_argv(sandbox_view(dir), spawn.argv);
+        detail::runner_session* runner =
+            m_options.sandbox && m_options.sandbox->resident_runner ? sandbox_runner(dir) : nullptr;
+        if (m_options.sandbox && !runner) {
+            if (!said_fallback && m_options.sandbox->resident_runner)
+                result.notes.push_back("sandbox: a bwrap per block (the resident runner could not start: " +
+                                       m_runner_failure + ")");
+            said_fallback = true;
+            spawn.argv = detail::sandbox_argv(sandbox_view(dir), spawn.argv);
+        }
 
         const auto block = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(block.deadline - clock::now());
         run_result run;
-        if (left.count() > 0) {
+        if (left.count() > 0 && runner) {
+            run = run_in_runner(*runner, spawn, left, m_cancel_read, out, say);
+        } else if (left.count() > 0) {
             run_options limits;
             limits.timeout = left;
             limits.max_output = 0;  // out keeps what is kept, its head and its tail
@@ -254,6 +333,11 @@ std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config)
     }
     if (auto v = c.boolean("inherit_env")) options.inherit_env = *v;
     if (c.boolean("sandbox").value_or(false)) options.sandbox.emplace();
+    if (auto v = c.boolean("resident_runner")) {
+        if (!options.sandbox)
+            throw error(errc::invalid_argument, "option 'resident_runner' of executor local needs sandbox: true");
+        options.sandbox->resident_runner = *v;
+    }
     const std::pair<const char*, std::optional<std::uint64_t> sandbox_options::*> limits[] = {
         {"rlimit_cpu", &sandbox_options::cpu_seconds},  {"rlimit_as", &sandbox_options::address_space},
         {"rlimit_fsize", &sandbox_options::file_size},  {"rlimit_nofile", &sandbox_options::open_files},

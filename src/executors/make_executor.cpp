@@ -16,7 +16,7 @@ struct executor_kind {
 
 const std::vector<executor_kind>& executor_kinds() {
     static const std::vector<executor_kind> kinds = {
-        {"local", {"work_dir", "timeout", "block_timeout", "max_output", "max_output_head", "save_full_output", "env", "path_prefix", "interpreters", "inherit_env", "sandbox",
+        {"local", {"work_dir", "timeout", "block_timeout", "max_output", "max_output_head", "save_full_output", "env", "path_prefix", "interpreters", "inherit_env", "sandbox", "resident_runner",
                     "rlimit_cpu", "rlimit_as", "rlimit_fsize", "rlimit_nofile", "rlimit_nproc"},
          detail::make_local_executor},
         {"jupyter", {"kernel_name", "connection_file", "kernel_id", "work_dir", "output_dir", "output_stem", "timeout", "block_timeout", "max_output", "max_output_head", "save_full_output",

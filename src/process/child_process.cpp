@@ -224,6 +224,15 @@ child_process::child_process(const spawn_options& options) {
         }
         return null_fd.fd;
     };
+    fd_guard in_read, in_write;
+    if (options.stdin_pipe) {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0)
+            throw error(errc::io_error, std::string("pipe2 failed: ") + std::strerror(errno));
+        in_read.fd = fds[0];
+        in_write.fd = fds[1];
+        ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+    }
     const int out_fd = target_fd(1, options.stdout_mode, out_read, out_write);
     const bool share_stdout =
         options.stderr_mode == options.stdout_mode &&
@@ -267,7 +276,7 @@ child_process::child_process(const spawn_options& options) {
     plan.argv = argv.data();
     plan.envp = env.pointers.data();
     plan.cwd = cwd_name.empty() ? nullptr : cwd_name.c_str();
-    plan.stdin_fd = null_fd.fd;
+    plan.stdin_fd = options.stdin_pipe ? in_read.fd : null_fd.fd;
     plan.stdout_fd = out_fd;
     plan.stderr_fd = err_fd;
     plan.lifeline_fd = life_reaper.fd;
@@ -292,6 +301,7 @@ child_process::child_process(const spawn_options& options) {
     life_reaper.reset();
     out_write.reset();
     err_write.reset();
+    in_read.reset();
 
     m_group = reaper;
     m_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, reaper, 0));
@@ -330,6 +340,7 @@ child_process::child_process(const spawn_options& options) {
     }
     m_stdout = out_read.release();
     m_stderr = err_read.release();
+    m_stdin = in_write.release();
 }
 
 child_process::~child_process() { stop(); }
@@ -339,6 +350,7 @@ child_process::child_process(child_process&& other) noexcept
       m_pidfd(std::exchange(other.m_pidfd, -1)),
       m_stdout(std::exchange(other.m_stdout, -1)),
       m_stderr(std::exchange(other.m_stderr, -1)),
+      m_stdin(std::exchange(other.m_stdin, -1)),
       m_status(std::exchange(other.m_status, std::nullopt)),
       m_group(std::exchange(other.m_group, -1)),
       m_lifeline(std::exchange(other.m_lifeline, -1)) {}
@@ -350,6 +362,7 @@ child_process& child_process::operator=(child_process&& other) noexcept {
         m_pidfd = std::exchange(other.m_pidfd, -1);
         m_stdout = std::exchange(other.m_stdout, -1);
         m_stderr = std::exchange(other.m_stderr, -1);
+        m_stdin = std::exchange(other.m_stdin, -1);
         m_status = std::exchange(other.m_status, std::nullopt);
         m_group = std::exchange(other.m_group, -1);
         m_lifeline = std::exchange(other.m_lifeline, -1);
@@ -401,6 +414,7 @@ void child_process::stop(std::chrono::milliseconds grace) noexcept {
     close_fd(m_pidfd);
     close_fd(m_stdout);
     close_fd(m_stderr);
+    close_fd(m_stdin);
 }
 
 std::string describe_status(int wait_status) {

@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
     kernex::local_executor_options sandboxed_options;
     sandboxed_options.sandbox.emplace();
     kernex::local_executor sandboxed(sandboxed_options);
+    sandboxed_options.sandbox->resident_runner = false;
+    kernex::local_executor sandboxed_per_block(sandboxed_options);
     const std::filesystem::path script = executor.work_dir() / "direct.sh";
     std::ofstream(script) << "true\n";
     const std::string bash_path = bash->string();
@@ -99,7 +101,12 @@ int main(int argc, char** argv) {
              if (executor.execute({{"bash", "true\n"}}).exit_code != 0) std::abort();
          },
          {}},
-        {"local_executor sandbox, ```bash true``` block",
+        {"local_executor sandbox, bwrap per block, ```bash true``` block",
+         [&] {
+             if (sandboxed_per_block.execute({{"bash", "true\n"}}).exit_code != 0) std::abort();
+         },
+         {}},
+        {"local_executor sandbox, resident runner, ```bash true``` block",
          [&] {
              if (sandboxed.execute({{"bash", "true\n"}}).exit_code != 0) std::abort();
          },

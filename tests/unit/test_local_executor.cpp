@@ -392,7 +392,7 @@ TEST_CASE("make_executor builds a local executor and validates its options") {
     CHECK(message_of({{"executor", "local"}, {"image", "x"}}) ==
           "unknown option 'image' for executor local; valid options: work_dir, timeout, block_timeout, max_output, max_output_head, "
           "save_full_output, env, "
-          "path_prefix, interpreters, inherit_env, sandbox, rlimit_cpu, rlimit_as, rlimit_fsize, rlimit_nofile, "
+          "path_prefix, interpreters, inherit_env, sandbox, resident_runner, rlimit_cpu, rlimit_as, rlimit_fsize, rlimit_nofile, "
           "rlimit_nproc");
     CHECK(message_of({{"executor", "local"}, {"rlimit_nproc", 10}}) ==
           "option 'rlimit_nproc' of executor local needs sandbox: true");

@@ -1,0 +1,114 @@
+// The runner's frames on kernex's side: encoding requests, decoding what the
+// runner sends (hostile: see runner_client.hpp). Pure functions, no I/O:
+// the fuzz target fuzz_runner_frames runs them alone.
+#include <algorithm>
+
+#include "kernex/error.hpp"
+#include "runner/runner_client.hpp"
+
+namespace kernex::detail {
+
+namespace proto = runner_protocol;
+
+namespace {
+
+void put_u32(std::string& out, std::uint32_t v) {
+    unsigned char b[4];
+    proto::put_u32(b, v);
+    out.append(reinterpret_cast<const char*>(b), 4);
+}
+
+void put_string(std::string& out, const std::string& s) {
+    if (s.find('\0') != std::string::npos)
+        throw error(errc::invalid_argument, "a block's argument, environment or directory holds a NUL byte");
+    put_u32(out, static_cast<std::uint32_t>(s.size()));
+    out += s;
+}
+
+std::string frame_of(char type, const std::string& payload) {
+    if (payload.size() > proto::max_payload)
+        throw error(errc::invalid_argument, "a block's command line and environment exceed " +
+                                                std::to_string(proto::max_payload) + " bytes");
+    std::string f(1, type);
+    put_u32(f, static_cast<std::uint32_t>(payload.size()));
+    return f + payload;
+}
+
+}  // namespace
+
+std::string encode_run_request(const runner_request& r) {
+    if (r.argv.empty()) throw error(errc::invalid_argument, "a block needs a program to run");
+    if (r.rlimits.size() > 16) throw error(errc::invalid_argument, "at most 16 rlimits per block");
+    std::string p;
+    const auto ms = r.timeout.count();
+    put_u32(p, static_cast<std::uint32_t>(ms <= 0 ? 0 : std::min<long long>(ms, 0xffffffffLL)));
+    put_u32(p, r.merge_stderr ? proto::flag_merge_stderr : 0);
+    put_u32(p, static_cast<std::uint32_t>(r.rlimits.size()));
+    for (const auto& [resource, value] : r.rlimits) {
+        put_u32(p, static_cast<std::uint32_t>(resource));
+        unsigned char b[8];
+        proto::put_u64(b, value);
+        p.append(reinterpret_cast<const char*>(b), 8);
+    }
+    put_string(p, r.cwd);
+    put_string(p, r.scrub_dir);
+    put_u32(p, static_cast<std::uint32_t>(r.argv.size()));
+    for (const auto& a : r.argv) put_string(p, a);
+    put_u32(p, static_cast<std::uint32_t>(r.env.size()));
+    for (const auto& e : r.env) put_string(p, e);
+    return frame_of(proto::run, p);
+}
+
+std::string encode_cancel() { return frame_of(proto::cancel, {}); }
+
+bool runner_frame_decoder::feed(std::string_view bytes) {
+    if (broken()) return false;
+    // What was consumed is dropped before more is kept: the buffer holds at
+    // most one frame and what arrived with it.
+    if (m_at > 0 && (m_at == m_buffer.size() || m_at > (1u << 16))) {
+        m_buffer.erase(0, m_at);
+        m_at = 0;
+    }
+    m_buffer.append(bytes);
+    return true;
+}
+
+std::optional<runner_frame> runner_frame_decoder::next() {
+    if (broken() || pending() < proto::header_size) return std::nullopt;
+    const auto* head = reinterpret_cast<const unsigned char*>(m_buffer.data() + m_at);
+    const char type = static_cast<char>(head[0]);
+    if (type != proto::hello && type != proto::out && type != proto::err && type != proto::exit) {
+        m_why = "the runner sent a frame of unknown type " + std::to_string(static_cast<unsigned char>(type));
+        return std::nullopt;
+    }
+    const std::uint32_t size = proto::get_u32(head + 1);
+    const std::uint32_t limit = (type == proto::out || type == proto::err) ? proto::chunk_size : 4096;
+    if (size > limit) {
+        m_why = "the runner sent a frame of " + std::to_string(size) + " bytes (at most " + std::to_string(limit) +
+                ")";
+        return std::nullopt;
+    }
+    if (pending() - proto::header_size < size) return std::nullopt;
+    runner_frame f;
+    f.type = type;
+    f.payload.assign(m_buffer, m_at + proto::header_size, size);
+    m_at += proto::header_size + size;
+    return f;
+}
+
+std::optional<runner_exit> parse_runner_exit(std::string_view payload) {
+    proto::reader r(reinterpret_cast<const unsigned char*>(payload.data()), payload.size());
+    runner_exit x;
+    const auto how = r.u8();
+    x.value = static_cast<std::int32_t>(r.u32());
+    const auto cleaned = r.u8();
+    if (!r.ok() || how > static_cast<std::uint8_t>(proto::exit_how::not_started) || cleaned > 1) return std::nullopt;
+    x.how = static_cast<proto::exit_how>(how);
+    x.cleaned = cleaned == 1;
+    std::size_t n = 0;
+    const char* rest = r.rest(n);
+    x.message.assign(rest, n);
+    return x;
+}
+
+}  // namespace kernex::detail
