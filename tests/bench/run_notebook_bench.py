@@ -7,8 +7,10 @@ Notebooks: 200 small cells (on kernex-test, the native test kernel, where
 client overhead dominates, and on python3), and one cell printing a 50 MB
 stream (python3). Time: wall clock from reading the notebook to the
 executed notebook written, kernel start and shutdown included (median of
-REPEATS, default 3). Memory: the client process's peak RSS (getrusage of
-itself; the kernel is another process and counted for neither).
+REPEATS, default 3). Memory: the client process's peak RSS, VmHWM of
+/proc/self/status (getrusage's ru_maxrss would keep the resident size of the
+python that forked it across execve); the kernel is another process and
+counted for neither.
 kernex: tests/bench/bench_notebook (the library, as `kernex run` uses it);
 also `kernex run` itself: wall time, and its peak RSS read as VmHWM from
 /proc/PID/status every 10 ms while it runs (the last reading: a lower bound,
@@ -28,15 +30,16 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 NBCLIENT = r"""
-import json, resource, sys, time
+import json, sys, time
 t0 = time.monotonic()
 import nbformat
 from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)
 NotebookClient(nb, kernel_name=sys.argv[3]).execute()
 nbformat.write(nb, sys.argv[2])
-print(json.dumps({"seconds": time.monotonic() - t0,
-                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+seconds = time.monotonic() - t0
+hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({"seconds": seconds, "maxrss_kb": hwm}))
 """
 
 

@@ -283,6 +283,8 @@ class NotebookTests(unittest.TestCase):
         ours, theirs, stopped, r = self.run_both("kernel_dies.ipynb", expect_status=3)
         self.assertIsInstance(stopped, DeadKernelError)
         self.assert_same(ours, theirs, cells=[0, 2])
+        # the dead cell's dates: those of the messages that came (no reply, no idle), as nbclient's
+        self.assertEqual(sorted(ours.cells[1].metadata.execution), sorted(theirs.cells[1].metadata.execution))
         outs = ours.cells[1].outputs
         self.assertEqual(outs[0].text, "dying\n")
         self.assertEqual(outs[-1].output_type, "error")
@@ -298,6 +300,10 @@ class NotebookTests(unittest.TestCase):
                                                  nbclient_options={"timeout": 2})
         self.assertIsInstance(stopped, CellTimeoutError)
         self.assert_same(ours, theirs, cells=[0, 2])
+        # nbclient gives up on the cell (no interrupt); kernex interrupts it,
+        # so the reply and the idle status come, and their dates are recorded
+        self.assertEqual(sorted(ours.cells[1].metadata.execution),
+                         ["iopub.execute_input", "iopub.status.busy", "iopub.status.idle", "shell.execute_reply"])
         outs = ours.cells[1].outputs
         self.assertEqual(outs[0].text, "slow\n")
         self.assertEqual(outs[-1].ename, "CellTimeoutError")
