@@ -100,6 +100,11 @@ public:
     // The daemon's address, as given or from DOCKER_HOST: "unix:///var/run/docker.sock".
     const std::string& host() const noexcept;
 
+    // The options as resolved: the host as above; tls.verify true with the
+    // three files found (ca, and cert and key unless the daemon asks for
+    // none), or false when requests go without TLS.
+    const docker_client_options& options() const noexcept;
+
     // True when requests go over TLS.
     bool uses_tls() const noexcept;
 

@@ -200,6 +200,10 @@ struct docker_client::impl {
         if (auto settings = tls_settings(options.tls, where, options.host)) {
             tls_files = *settings;
             tls = tls_detail::make_client_context(tls_files);
+            options.tls.verify = true;
+            options.tls.ca = tls_files.ca_file.value_or(std::filesystem::path{});
+            options.tls.cert = tls_files.cert_file;
+            options.tls.key = tls_files.key_file;
         } else if (!where.is_unix && !is_loopback(where.name)) {
             warning = "the Docker daemon at " + options.host +
                       " is reached over plain tcp, without TLS: anyone on the network can take over the daemon "
@@ -210,6 +214,7 @@ struct docker_client::impl {
             const std::lock_guard guard(lock);
             if (warned.insert(options.host).second) std::cerr << "kernex: warning: " << warning << "\n";
         }
+        if (!tls) options.tls = docker_tls_options{.verify = false, .ca = {}, .cert = {}, .key = {}};  // resolved: no TLS
     }
 
     // Runs handlers until done, or until the deadline: then closes c so its
@@ -490,6 +495,7 @@ docker_client::docker_client(docker_client&& other) noexcept = default;
 docker_client& docker_client::operator=(docker_client&& other) noexcept = default;
 
 const std::string& docker_client::host() const noexcept { return m_impl->options.host; }
+const docker_client_options& docker_client::options() const noexcept { return m_impl->options; }
 bool docker_client::uses_tls() const noexcept { return m_impl->tls != nullptr; }
 const std::string& docker_client::warning() const noexcept { return m_impl->warning; }
 

@@ -13,10 +13,13 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
+#include "process/helper_program.hpp"
 
 namespace kernex::docker {
 
@@ -121,24 +124,13 @@ void remove_container(child_state& s, const char* id) {
     ::close(fd);
 }
 
-[[noreturn]] void run_child(child_state& s, int fd) {
-    ::setsid();
-    const int null = ::open("/dev/null", O_RDWR);
-    if (null >= 0) {
-        ::dup2(null, 0);
-        ::dup2(null, 1);
-        ::dup2(null, 2);
-    }
-    if (fd != 3) {
-        ::dup2(fd, 3);
-        fd = 3;
-    }
-    ::syscall(SYS_close_range, 4u, ~0u, 0u);
+// Reads orders from fd until it ends (async-signal-safe).
+void read_orders(child_state& s, int fd) {
     char buffer[4096];
     for (;;) {
         const ssize_t n = ::read(fd, buffer, sizeof buffer);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
+        if (n <= 0) return;
         for (ssize_t i = 0; i < n; ++i) {
             if (buffer[i] == '\n') {
                 if (s.line_length > 0) handle_line(s);
@@ -148,6 +140,26 @@ void remove_container(child_state& s, const char* id) {
             }
         }
     }
+}
+
+// In the child, first: a session of its own, /dev/null for 0-2, the socket
+// as fd 3 and nothing else open. Returns 3.
+int detach(int fd) {
+    ::setsid();
+    const int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        ::dup2(null, 0);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+    }
+    if (fd != 3) ::dup2(fd, 3);  // a dup2'd fd is not close-on-exec
+    else ::fcntl(3, F_SETFD, 0);
+    ::syscall(SYS_close_range, 4u, ~0u, 0u);
+    return 3;
+}
+
+[[noreturn]] void run_child(child_state& s, int fd) {
+    read_orders(s, detach(fd));
     if (s.goodbye) ::_exit(0);
     // kernex died: its containers first (then nothing in them writes to the dirs).
     for (int i = 0; i < s.container_count; ++i) remove_container(s, s.containers[i]);
@@ -202,9 +214,29 @@ void resolve(const std::string& given, child_state& s) {
 
 }  // namespace
 
-reaper::reaper(const std::string& docker_host) {
+reaper::reaper(const docker_client& client) {
     auto state = std::make_unique<child_state>();
-    resolve(docker_host, *state);
+    // Over TLS: the helper's argv, made before the fork.
+    std::vector<std::string> helper_args;
+    if (client.uses_tls()) {
+        const auto helper = detail::helper_program("kernex-reaper");
+        if (helper.empty()) {
+            m_missing = "kernex-reaper is not in " + detail::helper_dir().string() +
+                        " (install kernex, or set KERNEX_LIBEXEC_DIR to where it is): over TLS, the containers of a "
+                        "killed kernex are removed only by the next start's sweep";
+            return;
+        }
+        const auto& o = client.options();
+        helper_args = {helper.string(), "--host", o.host, "--ca", o.tls.ca.string()};
+        if (!o.tls.cert.empty()) helper_args.insert(helper_args.end(), {"--cert", o.tls.cert.string()});
+        if (!o.tls.key.empty()) helper_args.insert(helper_args.end(), {"--key", o.tls.key.string()});
+    } else {
+        resolve(client.host(), *state);
+    }
+    std::vector<char*> helper_argv;
+    for (auto& a : helper_args) helper_argv.push_back(a.data());
+    helper_argv.push_back(nullptr);
+
     int ends[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
         throw error(errc::io_error, std::string("socketpair failed: ") + std::strerror(errno));
@@ -217,10 +249,41 @@ reaper::reaper(const std::string& docker_host) {
     }
     if (m_pid == 0) {
         ::close(ends[0]);
-        run_child(*state, ends[1]);
+        if (helper_args.empty()) run_child(*state, ends[1]);
+        detach(ends[1]);  // fd 3, without close-on-exec (dup2)
+        char* const no_env[] = {nullptr};
+        ::execve(helper_argv[0], helper_argv.data(), no_env);
+        ::_exit(127);
     }
     ::close(ends[1]);
     m_socket = ends[0];
+}
+
+int run_reaper_helper(int fd, const docker_client_options& options) {
+    auto state = std::make_unique<child_state>();
+    read_orders(*state, fd);
+    if (state->goodbye) return 0;
+    int status = 0;
+    try {
+        docker_client client(options);
+        for (int i = 0; i < state->container_count; ++i) {
+            try {
+                const auto r = client.request("DELETE", std::string("/containers/") + state->containers[i] +
+                                                            "?force=true&v=true");
+                if (r.status != 204 && r.status != 404) status = 1;
+            } catch (const std::exception&) {
+                status = 1;
+            }
+        }
+    } catch (const std::exception&) {
+        status = 1;
+    }
+    for (int i = 0; i < state->dir_count; ++i) {
+        std::error_code ec;
+        std::filesystem::remove_all(state->dirs[i], ec);  // never follows a link
+        if (ec) status = 1;
+    }
+    return status;
 }
 
 reaper::~reaper() {

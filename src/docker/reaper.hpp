@@ -6,7 +6,14 @@
 // dead, and the reaper removes the containers it was told of (DELETE
 // ?force through the Engine API, the same daemon address) and then the dirs
 // (rm -rf), and exits. After fork it only makes system calls on memory
-// prepared before the fork (async-signal-safe), then execs rm. Internal.
+// prepared before the fork (async-signal-safe), then execs rm.
+//
+// A daemon reached over TLS needs OpenSSL, which a forked child of a
+// threaded process must not use (a lock another thread held at the fork
+// stays held forever in the child). There the child execs kernex-reaper
+// (src/docker/reaper_main.cpp; found by helper_program.hpp) at once, a
+// fresh process that reads the same orders and removes the containers
+// through docker_client. Internal.
 #pragma once
 
 #include <sys/types.h>
@@ -14,14 +21,19 @@
 #include <memory>
 #include <string>
 
+#include "kernex/docker_client.hpp"
+
 namespace kernex::docker {
 
 class reaper {
 public:
-    // Forks the reaper for the daemon at docker_host (unix:// or tcp://).
-    // Throws kernex::error: io_error when it cannot be made, invalid_argument
-    // for an address it cannot reach (the tcp name is resolved now).
-    explicit reaper(const std::string& docker_host);
+    // Starts the reaper for the daemon client speaks to (unix://, tcp://,
+    // tcp:// over TLS). Throws kernex::error: io_error when it cannot be
+    // made, invalid_argument for an address it cannot reach (the tcp name is
+    // resolved now). Over TLS without kernex-reaper installed, no reaper is
+    // started and missing() says so (the next start's sweep is then what
+    // removes a killed kernex's containers).
+    explicit reaper(const docker_client& client);
     // Says goodbye (nothing is removed), closes the socket, reaps the child.
     ~reaper();
     reaper(const reaper&) = delete;
@@ -37,11 +49,20 @@ public:
 
     pid_t pid() const noexcept { return m_pid; }
 
+    // Why there is no reaper (empty when there is one), for the user.
+    const std::string& missing() const noexcept { return m_missing; }
+
 private:
     void send(char what, const std::string& value) noexcept;
 
     int m_socket = -1;
     pid_t m_pid = -1;
+    std::string m_missing;
 };
+
+// kernex-reaper's work, in that fresh process: reads the orders from fd
+// until it ends, and when no goodbye came, removes the containers through
+// a docker_client made with options, then the dirs. Returns the exit status.
+int run_reaper_helper(int fd, const docker_client_options& options);
 
 }  // namespace kernex::docker

@@ -139,7 +139,7 @@ docker_executor::docker_executor(docker_executor_options options)
         // The containers (and temporary dirs) of kernex processes that were
         // killed: their reapers may have died with them.
         docker::sweep_orphans(m_client);
-        if (m_options.stop_container) m_reaper = std::make_unique<docker::reaper>(m_client.host());
+        if (m_options.stop_container) m_reaper = std::make_unique<docker::reaper>(m_client);
         make_work_dir();
         start_container();
     } catch (...) {
@@ -482,6 +482,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
                                ? "files: bind (the work dir " + m_work_dir.string() + " is bound at /workspace)"
                                : "files: copy (the work dir " + m_work_dir.string() +
                                      " and /workspace in the container are kept alike through the Engine API)");
+    if (m_reaper && !m_reaper->missing().empty()) result.notes.push_back(m_reaper->missing());
 
     if (m_container_id.empty()) {
         if (m_work_dir.empty()) make_work_dir();

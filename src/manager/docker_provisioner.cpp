@@ -131,7 +131,7 @@ public:
         m_local_daemon = m_client.host().starts_with("unix://");
         m_client.api_version();  // the daemon is reachable (or a clear error now)
         docker::sweep_orphans(m_client);
-        m_reaper = std::make_unique<docker::reaper>(m_client.host());
+        m_reaper = std::make_unique<docker::reaper>(m_client);
 
         try {
             const fs::path runtime = jupyter_runtime_dir();

@@ -524,6 +524,13 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
     const auto inspect = client.call("GET", "/containers/" + out.container + "/json");
     for (const auto& bind : inspect["HostConfig"]["Binds"])
         out.dirs.push_back(bind.get<std::string>().substr(0, bind.get<std::string>().find(':')));
+    // Temporary dirs that are not bound (files: copy): named in a label.
+    const auto labelled = nlohmann::json::parse(
+        inspect["Config"]["Labels"].value("org.kernex.temp_dirs", std::string("[]")), nullptr, false);
+    if (labelled.is_array())
+        for (const auto& d : labelled)
+            if (d.is_string() && std::find(out.dirs.begin(), out.dirs.end(), d.get<std::string>()) == out.dirs.end())
+                out.dirs.push_back(d.get<std::string>());
     ::kill(pid, SIGKILL);
     const auto until = std::chrono::steady_clock::now() + within;
     for (;;) {

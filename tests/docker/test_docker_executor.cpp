@@ -27,11 +27,28 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
+// The run with KERNEX_TEST_DOCKER_TLS=1 (docker_executor_copy) reaches the
+// daemon as a remote one: its tcp port speaks TLS (certificates made here
+// with openssl) and the executors under test go there; the test's own client
+// keeps the unix socket.
+bool over_tls() {
+    const char* v = std::getenv("KERNEX_TEST_DOCKER_TLS");
+    return v && std::string_view(v) == "1";
+}
+
+std::vector<std::string> tls_daemon_args(const fs::path& certs) {
+    if (certs.empty()) return {};
+    return {"--tlsverify", "--tlscacert", (certs / "ca.pem").string(), "--tlscert", (certs / "server.pem").string(),
+            "--tlskey", (certs / "server-key.pem").string()};
+}
+
 // The suite's daemon, started on first use and stopped at exit (also on a
 // crash: it gets SIGTERM when we die).
 struct suite_daemon {
+    kernex::test::temp_dir cert_dir;
+    fs::path certs = over_tls() ? kernex::test::tls_certificates_in(cert_dir.path()) : fs::path{};
     unsigned short tcp_port = kernex::test::free_tcp_port();
-    kernex::test::test_dockerd daemon{tcp_port};
+    kernex::test::test_dockerd daemon{tcp_port, tls_daemon_args(certs)};
     kernex::docker_client client = daemon.client();
     bool python_ready = false;
 
@@ -41,6 +58,12 @@ struct suite_daemon {
         kernex::test::ensure_python_image(client);
         python_ready = true;
     }
+    // Where the executors under test reach the daemon, and with what.
+    std::string host() const { return over_tls() ? "tcp://127.0.0.1:" + std::to_string(tcp_port) : daemon.host(); }
+    kernex::docker_tls_options tls() const {
+        if (certs.empty()) return {};
+        return {.verify = {}, .ca = certs / "ca.pem", .cert = certs / "client.pem", .key = certs / "client-key.pem"};
+    }
 };
 
 suite_daemon& suite() { return kernex::test::suite_once<suite_daemon>("the suite's dockerd"); }
@@ -48,10 +71,12 @@ suite_daemon& suite() { return kernex::test::suite_once<suite_daemon>("the suite
 docker_executor_options busybox(std::chrono::milliseconds timeout = 30s) {
     docker_executor_options o;
     o.image = kernex::test::busybox_image;
-    o.docker_host = suite().daemon.host();
+    o.docker_host = suite().host();
+    o.tls = suite().tls();
     o.timeout = timeout;
     // The suite runs twice: as is (bind, for the unix socket) and with
-    // files "copy" (docker_executor_copy), as for a daemon on another machine.
+    // files "copy" over TLS (docker_executor_copy), as for a daemon on
+    // another machine.
     if (const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES")) o.files = files;
     return o;
 }
@@ -567,6 +592,7 @@ TEST_CASE("errors: missing image, unreachable daemon, bad DOCKER_HOST") {
 
     o = busybox();
     o.docker_host = "unix:///nonexistent/docker.sock";
+    o.tls = {};
     try {
         docker_executor ex(o);
         FAIL("no exception");
@@ -582,7 +608,7 @@ TEST_CASE("errors: missing image, unreachable daemon, bad DOCKER_HOST") {
 TEST_CASE("DOCKER_HOST: tcp://127.0.0.1 and the environment") {
     auto& d = suite();
     const std::string tcp = "tcp://127.0.0.1:" + std::to_string(d.tcp_port);
-    kernex::docker_client client({.host = tcp, .timeout = 10s});
+    kernex::docker_client client({.host = tcp, .tls = d.tls(), .timeout = 10s});
     CHECK(client.ping(5s));
     CHECK(client.api_version() == "1.41");
 
@@ -887,6 +913,50 @@ TEST_CASE("TLS: kernex exec --docker-host --tls-ca --tls-cert --tls-key") {
     CHECK(has(r.output, "speaks TLS on this port"));
 }
 
+TEST_CASE("TLS: kill -9 of kernex exec mid-block: within 5 s neither its container nor its temporary work dir is left") {
+    // The reaper of a TLS daemon is kernex-reaper, a program of its own
+    // (a forked child of a threaded process must not use OpenSSL).
+    auto& t = tls();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::test::temp_dir in;
+    std::ofstream(in.path() / "message.md") << "```sh\necho started\nsleep 300\n```\n";
+    auto client = t.client();
+    const auto left = kernex::test::kill9_mid_run(
+        client,
+        {(fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+         kernex::test::busybox_image, "--tls-ca", (t.certs / "ca.pem").string(), "--tls-cert",
+         (t.certs / "client.pem").string(), "--tls-key", (t.certs / "client-key.pem").string(),
+         (in.path() / "message.md").string()},
+        t.host, "started\n", 5s);
+    REQUIRE_MESSAGE(left.found, left.output);
+    REQUIRE(left.dirs.size() == 1);  // files: copy over tcp, the temporary work dir named in a label
+    CHECK_FALSE(left.container_left);
+    CHECK_MESSAGE(left.dirs_left.empty(), left.dirs_left[0]);
+}
+
+TEST_CASE("TLS: without kernex-reaper the result says that only the next start's sweep removes a killed kernex's container") {
+    auto& t = tls();
+    docker_executor_options o = busybox();
+    o.docker_host = t.host;
+    o.tls = t.tls();
+    const char* saved = std::getenv("KERNEX_LIBEXEC_DIR");
+    const std::string before = saved ? saved : "";
+    kernex::test::temp_dir empty;
+    ::setenv("KERNEX_LIBEXEC_DIR", empty.path().c_str(), 1);
+    std::optional<docker_executor> ex;
+    ex.emplace(o);
+    if (saved) ::setenv("KERNEX_LIBEXEC_DIR", before.c_str(), 1);
+    else ::unsetenv("KERNEX_LIBEXEC_DIR");
+    const auto r = run(*ex, "sh", "echo here");
+    CHECK(r.output == "here\n");
+    bool said = false;
+    for (const auto& n : r.notes) said = said || n.find("kernex-reaper is not in " + empty.path().string()) == 0;
+    CHECK_MESSAGE(said, r.notes.size());
+    ex.reset();
+    CHECK(t.client().call("GET", "/containers/json?all=1").empty());
+}
+
 TEST_CASE("TLS failures: each says what is wrong, within the deadline") {
     auto& t = tls();
     scoped_env no_verify("DOCKER_TLS_VERIFY", nullptr);
@@ -943,6 +1013,10 @@ TEST_CASE("TLS failures: each says what is wrong, within the deadline") {
         CHECK(has(m, "DOCKER_TLS_VERIFY=1"));
     }
     SUBCASE("TLS to a plain port (the suite's daemon)") {
+        if (over_tls()) {
+            MESSAGE("the suite's daemon speaks TLS in this run: the run with files bind has this case");
+            return;
+        }
         o.docker_host = "tcp://127.0.0.1:" + std::to_string(suite().tcp_port);
         o.tls = t.tls();
         const auto m = tls_failure(o);
@@ -1051,6 +1125,8 @@ TEST_CASE("files copy: links, FIFOs and names through a symlink are refused and 
 
 TEST_CASE("files: bind for a unix socket by default; a bad value is refused; the config key and kernex exec --files") {
     docker_executor_options o = busybox();
+    o.docker_host = suite().daemon.host();
+    o.tls = {};
     o.files.clear();
     {
         docker_executor ex(o);

@@ -543,6 +543,20 @@ TEST_CASE("a kernel in a container on a --tlsverify daemon: cells, death seen by
     CHECK(cli.output == "42\n");
     CHECK(client.call("GET", "/containers/json?all=1").empty());
     CHECK(runtime.entries() == 0);
+
+    // kill -9 of kernex kernel start over TLS: its reaper (kernex-reaper,
+    // which speaks TLS) removes the container and the dirs within 5 s.
+    const auto left = test::kill9_mid_run(
+        client,
+        {kernex, "kernel", "start", "--docker-image", test::ipykernel_image, "--tls-ca", (certs / "ca.pem").string(),
+         "--tls-cert", (certs / "client.pem").string(), "--tls-key", (certs / "client-key.pem").string()},
+        t.host, "is running", 5s);
+    REQUIRE_MESSAGE(left.found, left.output);
+    CHECK(left.dirs.size() == 2);  // the temporary work dir and the private dir
+    CHECK_FALSE(left.container_left);
+    for (const auto& d : left.dirs_left) CHECK_MESSAGE(false, d << " is left");
+    CHECK(client.call("GET", "/containers/json?all=1").empty());
+    CHECK(runtime.entries() == 0);
 }
 
 TEST_CASE("kernex mcp --docker-image --executor docker: sessions and run_code in containers through the MCP SDK client; none left after") {

@@ -27,8 +27,27 @@ def free_port():
         return s.getsockname()[1]
 
 
+# A single-user server's config that turns Nagle off on every socket its
+# tornado server accepts (the benchmark's "nodelay" path).
+NODELAY_CONFIG = """
+import socket
+import tornado.iostream
+_init = tornado.iostream.IOStream.__init__
+def _nodelay_init(self, sock, *args, **kwargs):
+    _init(self, sock, *args, **kwargs)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+tornado.iostream.IOStream.__init__ = _nodelay_init
+"""
+
+
 class Hub:
-    def __init__(self, users=("alice", "bob")):
+    def __init__(self, users=("alice", "bob"), nodelay_users=()):
+        """nodelay_users: users whose single-user server sets TCP_NODELAY on
+        its sockets (Jupyter Server leaves Nagle on for its websockets), for
+        the benchmark that shows where the proxy's 40 ms go."""
         self.dir = tempfile.mkdtemp(prefix="kernex-hub-")
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,10 +75,18 @@ c.JupyterHub.load_roles = [{{'name': 'kernex-test-admin',
 c.Authenticator.allowed_users = {set(users)!r}
 ports = {self.server_ports!r}
 c.Spawner.port = 0
+nodelay_users = {set(nodelay_users)!r}
 def pre_spawn(spawner):
     spawner.port = ports[spawner.user.name]
+    if spawner.user.name in nodelay_users:
+        spawner.environment = dict(spawner.environment, JUPYTER_CONFIG_DIR='{self.dir}/nodelay-config')
 c.Spawner.pre_spawn_hook = pre_spawn
 """
+        nodelay = os.path.join(self.dir, "nodelay-config")
+        os.makedirs(nodelay)
+        for name in ("jupyter_server_config.py", "jupyter_notebook_config.py"):
+            with open(os.path.join(nodelay, name), "w") as f:
+                f.write(NODELAY_CONFIG)
         with open(os.path.join(self.dir, "jupyterhub_config.py"), "w") as f:
             f.write(config)
         env = dict(os.environ, NODE_PATH="/usr/share/nodejs", PYDEVD_DISABLE_FILE_VALIDATION="1")

@@ -4,11 +4,13 @@ uses it. kernex run, exec --executor jupyter and kernelspec list; what a
 user is told when the server is not running or the URL is not a user's
 server (the hub answers 302 to /hub/..., then 424); a server stopped mid-cell;
 redirects followed once and only on the same origin (the token is never sent
-elsewhere); nothing left on the hub.
+elsewhere); kernex mcp's sessions on the user's server through the official
+MCP SDK client; nothing left on the hub.
 
 Usage: test_jupyterhub.py KERNEX"""
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +46,27 @@ def cmdline(pid):
             return f.read().replace("\0", " ")
     except OSError:
         return ""
+
+
+def mcp_sessions(url, token):
+    """kernex mcp with its sessions on the user's server through the hub's
+    proxy, driven by the official MCP SDK client (tests/mcp/session_backend.mjs:
+    state, tracebacks, progress, cancel, a figure, a second session, restart,
+    close). The probe proves the kernels run under the hub's user server."""
+    source = os.environ.get("KERNEX_SOURCE_DIR")
+    if not source or not os.environ.get("KERNEX_BUILD_DIR"):
+        check(False, "MCP sessions through the hub (KERNEX_SOURCE_DIR and KERNEX_BUILD_DIR are set by meson test)")
+        return
+    env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1",
+               KERNEX_MCP_SESSION_ARGS=json.dumps(["--gateway", url, "--gateway-token", token]),
+               KERNEX_MCP_PROBE=json.dumps({"code": "import os; print(os.environ.get('JUPYTERHUB_USER'))",
+                                            "expect": "alice"}),
+               KERNEX_MCP_IMAGES="1", KERNEX_GATEWAY_URL="", KERNEX_GATEWAY_TOKEN="")
+    r = subprocess.run(["/bin/sh", os.path.join(source, "tests", "mcp", "run_test.sh"), "session_backend.mjs"],
+                       capture_output=True, text=True, timeout=600, env=env)
+    out = r.stdout + r.stderr
+    check(r.returncode == 0 and "fail 0" in out, "kernex mcp sessions on /user/NAME/ through the MCP SDK client",
+          out[-4000:])
 
 
 def redirect_cases():
@@ -123,6 +146,8 @@ def main():
 
         r = kernex("run", "--gateway", url, "--token", "wrong-token", script)
         check(r.returncode != 0 and "token" in r.stderr, "a wrong token is said", r.stderr)
+
+        mcp_sessions(url, token)
 
         kernels = hub.api("GET", "/user/alice/api/kernels", token=token)
         check(kernels == [], "no kernel left on the user's server", str(kernels))

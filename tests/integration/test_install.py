@@ -7,7 +7,7 @@ kernex-bash there, and that the installed kernel.json starts the installed
 binary (<prefix>/<bindir>/kernex-bash, which inside the DESTDIR is
 <destdir>/<prefix>/<bindir>/kernex-bash).
 
-    test_install.py MESON BUILD_DIR PREFIX BINDIR DATADIR
+    test_install.py MESON BUILD_DIR PREFIX BINDIR DATADIR LIBEXECDIR LIBDIR
 
 Run by meson (suite integration) with the values of its own configuration.
 """
@@ -31,9 +31,11 @@ def in_destdir(destdir, path):
 class install_test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.meson, cls.build, prefix, bindir, datadir = sys.argv[1:6]
+        cls.meson, cls.build, prefix, bindir, datadir, libexecdir, libdir = sys.argv[1:8]
         cls.bindir = os.path.join(prefix, bindir)      # bindir may be absolute already
         cls.datadir = os.path.join(prefix, datadir)
+        cls.libexecdir = os.path.join(prefix, libexecdir)
+        cls.libdir = os.path.join(prefix, libdir)
         cls.root = tempfile.mkdtemp(prefix="kernex-install-")
         cls.destdir = os.path.join(cls.root, "dest")
         # --no-rebuild: meson test has built the targets this test depends on.
@@ -71,6 +73,18 @@ class install_test(unittest.TestCase):
             if fields and fields[0] == "kernex-bash":
                 return fields[1].strip()
         self.fail(f"kernex-bash is not listed:\n{listing}")
+
+    def test_kernex_reaper_is_where_the_installed_library_looks(self):
+        # The library execs it (a daemon over TLS, kill -9 of kernex) from
+        # <libexecdir>/kernex when KERNEX_LIBEXEC_DIR is not set.
+        where = os.path.join(self.libexecdir, "kernex", "kernex-reaper")
+        installed = in_destdir(self.destdir, where)
+        self.assertTrue(os.access(installed, os.X_OK), installed)
+        with open(in_destdir(self.destdir, os.path.join(self.libdir, "libkernex.so.0")), "rb") as f:
+            self.assertIn(os.path.dirname(where).encode() + b"\0", f.read())
+        done = subprocess.run([installed], capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("started by kernex", done.stderr)
 
     def test_installed_kernel_json_names_the_installed_binary(self):
         with open(os.path.join(self.spec_dir, "kernel.json"), encoding="utf-8") as f:
