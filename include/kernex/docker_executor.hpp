@@ -161,7 +161,7 @@ private:
     // when the container had to be replaced (its processes could not be
     // ended from inside), else empty. Throws kernex::error(docker_error)
     // when even that failed.
-    std::string end_block_processes();
+    std::string end_block_processes(const std::function<void(const std::string&)>& say);
     // The processes in the container that are not its first process's (not zombies).
     std::size_t foreign_processes();
     // How a block's exec ended, into result. Returns true to run the next block.

@@ -376,7 +376,7 @@ std::size_t docker_executor::foreign_processes() {
     return foreign;
 }
 
-std::string docker_executor::end_block_processes() {
+std::string docker_executor::end_block_processes(const std::function<void(const std::string&)>& say) {
     if (foreign_processes() == 0) return {};
     // Left running (a timeout, an interrupt, a wrapper killed or stopped by
     // the code): kill -1 again from a fresh exec, as the blocks' user, and
@@ -408,6 +408,9 @@ std::string docker_executor::end_block_processes() {
     }
     // What runs in the container could not be ended from inside: the
     // container goes (every process with it) and a new one takes its place.
+    // With files "copy" what the blocks wrote is fetched first: its
+    // /workspace goes with it.
+    if (m_options.files == "copy") copy_back(say);
     const std::string old_name = m_container_name;
     remove_container();
     start_container();
@@ -580,9 +583,11 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         }
         const bool go_on = block_outcome(end, exec_id, report, block.deadline, block.limit, result, keep, say);
         // Whatever the outcome: nothing the block started runs on.
-        if (const std::string replaced = end_block_processes(); !replaced.empty()) say(replaced);
-        if (m_options.files == "copy") copy_back(say);
-        else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
+        const std::string replaced = end_block_processes(say);
+        if (!replaced.empty()) say(replaced);
+        if (m_options.files == "copy") {
+            if (replaced.empty()) copy_back(say);  // else fetched before the container went
+        } else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
             say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
                 " files the block made in the work dir (another user of the host could run them as their owner)");
         if (!go_on) break;

@@ -409,6 +409,60 @@ TEST_CASE("a fork bomb at the pids limit: the block is ended, the container clea
     CHECK(r.output == "kept\n");
 }
 
+TEST_CASE("a process table kept full by a block that killed its wrapper: nothing left, the files kept, a replacement said") {
+    // Every pid the limit allows is held by sleepers, three loops take each
+    // pid that frees up, and the block's wrapper (whose kill -1 would end
+    // them) is killed. The cleanup's exec then ends them (runc joins the
+    // container's cgroup by migration, which pids.max does not refuse, and
+    // its kill is a builtin) or, when even that exec cannot start, the
+    // container is replaced and that is said; either way nothing is left and
+    // what the block wrote is kept (with files "copy", fetched before the
+    // old container goes).
+    auto& d = suite();
+    kernex::test::temp_dir work;
+    docker_executor_options o = python(6s);
+    o.pids_limit = 32;
+    o.work_dir = work.path();
+    docker_executor ex(o);
+    CHECK(run(ex, "sh", "echo kept > f").exit_code == 0);
+    const std::string first = ex.container_id();
+    // Python, whose failed fork is an exception (a shell's ends the shell).
+    auto r = run(ex, "python",
+                 "import os, time\n"
+                 "null = os.open('/dev/null', os.O_RDWR)\n"
+                 "for fd in (0, 1, 2): os.dup2(null, fd)\n"
+                 "def refill():\n"
+                 "    while True:\n"
+                 "        try:\n"
+                 "            if os.fork() == 0:\n"
+                 "                time.sleep(1000); os._exit(0)\n"
+                 "        except OSError:\n"
+                 "            pass\n"
+                 "for _ in range(3):\n"
+                 "    if os.fork() == 0:\n"
+                 "        refill()\n"
+                 "cur = 0\n"
+                 "while cur < 32:\n"
+                 "    for p in ('/sys/fs/cgroup/pids.current', '/sys/fs/cgroup/pids/pids.current'):\n"
+                 "        if os.path.exists(p): cur = int(open(p).read())\n"
+                 "open('table', 'w').write(f'{cur}\\n')\n"
+                 "os.kill(os.getppid(), 9)\n"
+                 "time.sleep(1000)\n");
+    MESSAGE("full table: " << r.output);
+    CHECK(r.exit_code != 0);
+    const std::string table = kernex::test::read_file(work / "table");
+    CHECK_MESSAGE(std::atoi(table.c_str()) >= 32, table);  // the block saw the table full (pids.current)
+    const auto left = block_processes(d.client, ex.container_id());
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    if (ex.container_id() != first) {
+        CHECK(r.output.find("it was replaced by") != std::string::npos);
+        CHECK_FALSE(has_container(d.client, first));
+    }
+    r = run(ex, "sh", "cat f table");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "kept\n" + table);
+}
+
 TEST_CASE("confinement by default: no caps, no-new-privileges, read-only root, no device node, no setuid-root file, limits") {
     auto& d = suite();
     kernex::test::temp_dir work;
