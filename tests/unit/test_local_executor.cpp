@@ -434,7 +434,8 @@ TEST_CASE("kernex exec: output, exit status, --json, and Ctrl-C passed on to the
     options.argv = {kernex_exe.string(), "exec", (dir / "message.md").string()};
     auto r = kernex::run_process(options, {});
     CHECK(r.exit_code == 4);
-    CHECK(r.output == "out\nerr\n");
+    // The failing block has no line of its own to name: the message says which block, and where it starts.
+    CHECK(r.output == "out\nerr\nkernex: " + (dir / "message.md").string() + ", block 2 (line 7)\n");
 
     options.argv = {kernex_exe.string(), "exec", "--json", "--work-dir", (dir / "wd").string(), "--lang", "sh",
                     (dir / "message.md").string()};
@@ -444,6 +445,7 @@ TEST_CASE("kernex exec: output, exit status, --json, and Ctrl-C passed on to the
     CHECK(j["exit_code"] == 4);
     CHECK(j["output"] == "out\nerr\n");
     CHECK(j["code_files"].size() == 2);
+    CHECK(j["error_at"] == nlohmann::json({{"file", (dir / "message.md").string()}, {"block", 2}, {"line", 7}}));
 
     kernex::test::write_file(dir / "sleep.md", "```bash\necho $$ > " + (dir / "block.pid").string() + "\nsleep 1000\n```\n");
     options.argv = {kernex_exe.string(), "exec", (dir / "sleep.md").string()};
