@@ -42,14 +42,17 @@ namespace kernex::test {
 namespace docker_fs = std::filesystem;
 
 // Unmounts whatever is mounted under dir (deepest first), so that removing
-// dir cannot reach through a mount into what it shows.
+// dir cannot reach through a mount into what it shows. dir may be relative
+// (the image cache under KERNEX_BUILD_DIR, "." when unset): /proc's mount
+// points are absolute, so it is compared made absolute.
 inline void unmount_under(const docker_fs::path& dir) {
     std::vector<std::string> points;
     std::istringstream mounts(read_file("/proc/self/mounts"));
     std::string device, point, rest;
-    const std::string prefix = dir.string() + "/";
+    const std::string absolute = docker_fs::absolute(dir).lexically_normal().string();
+    const std::string prefix = absolute + "/";
     while (mounts >> device >> point && std::getline(mounts, rest))
-        if (point == dir.string() || point.starts_with(prefix)) points.push_back(point);
+        if (point == absolute || point.starts_with(prefix)) points.push_back(point);
     std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
     for (const auto& p : points) ::umount2(p.c_str(), MNT_DETACH);
 }
