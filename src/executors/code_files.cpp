@@ -138,11 +138,30 @@ void block_output::emit(std::string_view text) {
         m_head_room = 0;
         m_holding = true;
     }
+    const std::size_t tail_room = m_cap.max - std::min(m_cap.max, m_cap.head_bytes());
+    if (text.size() >= tail_room) {
+        // Only text's last bytes can stay, and none of the code's held
+        // before it: they are dropped here, before anything is copied (one
+        // 250 MB output message is not held a second time in the tail).
+        for (auto it = m_tail.begin(); it != m_tail.end();) {
+            if (it->ours) {
+                ++it;
+                continue;
+            }
+            m_dropped += it->text.size();
+            m_tail_bytes -= it->text.size();
+            it = m_tail.erase(it);
+        }
+        std::size_t n = text.size() - tail_room;
+        while (n < text.size() && continuation(text[n])) ++n;
+        m_dropped += n;
+        text.remove_prefix(n);
+        if (text.empty()) return;
+    }
     if (!m_tail.empty() && !m_tail.back().ours) m_tail.back().text.append(text);
     else m_tail.push_back({std::string(text), false});
     m_tail_bytes += text.size();
     // Drop the oldest of the code's bytes held back beyond the tail's share.
-    const std::size_t tail_room = m_cap.max - std::min(m_cap.max, m_cap.head_bytes());
     for (auto it = m_tail.begin(); m_tail_bytes > tail_room && it != m_tail.end();) {
         if (it->ours) {
             ++it;
