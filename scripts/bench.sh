@@ -6,10 +6,11 @@
 #
 # Usage: scripts/bench.sh [all]
 #   default: kernels vs jupyter_client (start, per cell, streaming, the bare
-#            floors), local executor vs a bare spawn, MCP overhead, notebooks
-#            vs nbclient
-#   all:     also the gateway (a Jupyter Server of its own) and, as root, the
-#            docker executor and docker kernels (a dockerd of their own)
+#            floors), local executor vs a bare spawn, the CLI's process
+#            start, MCP overhead, notebooks vs nbclient
+#   all:     also the gateway (a Jupyter Server of its own), JupyterHub (a
+#            hub of its own) and, as root, the docker executor and docker
+#            kernels (a dockerd of their own)
 # Environment:
 #   KERNEX_BUILD_DIR  build dir (default: build; configured if missing, with
 #                     the default debugoptimized build type the figures use)
@@ -41,6 +42,9 @@ section "Kernels: kernex vs jupyter_client"
 section "Local executor vs a bare spawn (microseconds per block)"
 "$build/tests/bench/bench_local_executor" 200
 
+section "CLI process start: kernex --version and kernex exec vs /bin/true and a bare spawn (ms)"
+"$build/tests/bench/bench_cli_start" "$build/src/cli/kernex" 200
+
 section "MCP per-call overhead (microseconds)"
 (cd "$build" && tests/bench/bench_mcp 100 src/cli/kernex)
 
@@ -51,6 +55,8 @@ if [[ ${1:-} == all ]]; then
   section "Gateway: websocket through Jupyter Server vs ZeroMQ (ms per cell)"
   "$build/tests/bench/bench_gateway" python3 50 10
   "$build/tests/bench/bench_gateway" kernex-test 50 10
+  section "JupyterHub: cells through the hub's proxy vs straight to the user's server (ms per cell)"
+  /usr/bin/python3 tests/bench/bench_hub.py "$build/src/cli/kernex" 50 2
   if [[ $(id -u) == 0 ]]; then
     section "Docker executor vs a bare Engine API exec (microseconds per block)"
     "$build/tests/bench/bench_docker_executor" 100
