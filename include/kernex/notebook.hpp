@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -144,6 +145,10 @@ struct notebook_options {
     std::string raises_tag = "raises-exception";
     // Asked after each cell; true ends the run (status interrupted).
     std::function<bool()> stop_requested{};
+    // A stop requested here abandons the running cell at once (it may still
+    // be running in the kernel: shut it down or restart it) and ends the run
+    // (status interrupted): for a cell that ignores its interrupt.
+    std::stop_token stop{};
     std::function<void(const notebook_progress&)> on_progress{};
     // Answers input_request; without it the kernel gets "".
     std::function<std::string(const input_request&)> on_input{};

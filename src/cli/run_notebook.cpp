@@ -217,10 +217,16 @@ int run_notebook(CLI::App& run, const notebook_args& a, const notebook_run_setti
         inject_parameters(*nb, params, language);
     }
 
-    // Ctrl-C (SIGTERM, SIGHUP) interrupts the running cell; the run stops
-    // after it and the notebook is written.
-    signal_forwarding forwarding([&](int) { km.interrupt(); });
+    // Ctrl-C interrupts the running cell; the run stops after it and the
+    // notebook is written. As for scripts, a second Ctrl-C (or the cell
+    // still running 3 s later) abandons the cell, as SIGTERM and SIGHUP do at
+    // once: a cell that ignores its interrupt cannot hold the run, and the
+    // kernel is shut down below.
+    std::stop_source abandon;
+    signal_forwarding forwarding([&](int) { km.interrupt(); },
+                                 escalation{.grace = std::chrono::seconds(3), .give_up = [&] { abandon.request_stop(); }});
     no.stop_requested = [&] { return forwarding.received() != 0; };
+    no.stop = abandon.get_token();
     progress_line progress(!a.quiet && ::isatty(STDERR_FILENO));
     no.on_progress = [&](const notebook_progress& p) { progress.update(p); };
 

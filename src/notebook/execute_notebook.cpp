@@ -381,6 +381,7 @@ notebook_result execute_notebook(notebook& nb, kernel_client& kc, const notebook
         eo.stop_on_error = !may_fail;
         eo.max_output_bytes = 0;  // outputs are recorded into the notebook as they arrive
         eo.on_input = options.on_input;
+        eo.stop = options.stop;
         eo.on_output = [&](const output& o) { recorder.add(o); };
         if (options.store_widget_state)
             eo.on_comm = [&](const comm_message& c) {
@@ -418,7 +419,9 @@ notebook_result execute_notebook(notebook& nb, kernel_client& kc, const notebook
             result.message = std::move(message);
             return result;
         };
-        const bool stopping = options.stop_requested && options.stop_requested();
+        const bool stopping = (options.stop_requested && options.stop_requested()) || options.stop.stop_requested();
+        if (r.abandoned)
+            return stop(notebook_status::interrupted, "Interrupted: the cell did not stop and was abandoned");
         if (stopping && r.status != execution_status::kernel_died) return stop(notebook_status::interrupted, "Interrupted");
         switch (r.status) {
         case execution_status::ok: break;

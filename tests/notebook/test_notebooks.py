@@ -342,6 +342,43 @@ class NotebookTests(unittest.TestCase):
         self.assertEqual(nb.cells[1].outputs[-1].ename, "KeyboardInterrupt")
         self.assertEqual(nb.cells[2].outputs, [])
 
+    def test_a_cell_that_ignores_the_interrupt_cannot_hold_the_run(self):
+        # As for scripts: a second Ctrl-C, or the cell still running 3 s
+        # after the first, abandons it; SIGTERM does at once. The partial
+        # notebook is written and the kernel shut down (tearDown: no
+        # connection file left).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with self.subTest(signal=sig.name):
+                started = os.path.join(self.dir, f"started-{sig.name}")
+                nb = nbformat.v4.new_notebook()
+                nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+                nb.cells = [nbformat.v4.new_code_cell("print('quick')"),
+                            nbformat.v4.new_code_cell("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                      f"print('stubborn', flush=True)\nopen({started!r}, 'w').close()\n"
+                                                      "time.sleep(600)"),
+                            nbformat.v4.new_code_cell("print('not reached')")]
+                path = os.path.join(self.dir, f"stubborn-{sig.name}.ipynb")
+                nbformat.write(nb, path)
+                out = os.path.join(self.dir, f"stubborn-{sig.name}.out.ipynb")
+                proc = subprocess.Popen([KERNEX, "run", "-o", out, path], stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.dir)
+                self.addCleanup(lambda p=proc: p.poll() is not None or (p.kill(), p.wait()))
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not os.path.exists(started):
+                    time.sleep(0.1)
+                time.sleep(0.3)  # the 'stubborn' stream is on its way
+                proc.send_signal(sig)
+                _, err = proc.communicate(timeout=90)
+                self.assertEqual(proc.returncode, 130, err)
+                self.assertIn(f"kernex: {path}, cell 2 (code cell 2): Interrupted: the cell did not stop and was "
+                              "abandoned\n", err)
+                self.assert_kernex_lines(err)
+                cells = self.read_valid(out).cells
+                self.assertEqual(cells[0].outputs[0].text, "quick\n")
+                self.assertEqual(cells[1].outputs[0].text, "stubborn\n")
+                self.assertEqual(cells[2].outputs, [])
+                self.assertEqual(os.listdir(os.path.join(self.dir, "runtime")), [])
+
     def test_parameters_python(self):
         path = self.copy_in("parameters.ipynb")
         out = os.path.join(self.dir, "params.out.ipynb")
