@@ -498,7 +498,10 @@ class NotebookTests(unittest.TestCase):
         r = self.kernex(path)
         self.assertEqual(r.returncode, 2)
         self.assertIn("no-such-kernel", r.stderr)
-        self.assertIn("python3", r.stderr)  # an installed one, listed
+        # the installed ones, as jupyter_client finds them
+        from jupyter_client.kernelspec import KernelSpecManager
+        installed = ", ".join(sorted(KernelSpecManager().find_kernel_specs()))
+        self.assertIn(f"Available: {installed}.", r.stderr)
         r = self.kernex("--kernel", "python3", "-o", os.path.join(self.dir, "o.ipynb"), path)
         self.assertEqual(r.returncode, 0, r.stderr)
 
