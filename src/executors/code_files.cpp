@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 
@@ -245,7 +246,7 @@ fs::path write_block_file_or_throw(const fs::path& dir, const std::string& name,
         return dir / used;
     } catch (const error& e) {
         if (e.code() == errc::invalid_argument)
-            throw error(errc::invalid_argument, "filename is not inside the work dir: " + name);
+            throw error(errc::invalid_argument, filename_refusal(name));
         throw;
     }
 }
@@ -293,6 +294,12 @@ std::optional<std::string> name_inside(const fs::path& dir, const std::string& n
         path = path.lexically_relative(dir);
     }
     if (path.empty() || path == "." || *path.begin() == ".." || path.filename().empty()) return std::nullopt;
+    // Too long for the file system (a part over NAME_MAX), or for the
+    // interpreter to open by its path (PATH_MAX): refused before anything
+    // is made (filename_refusal says which).
+    if (path.native().size() >= PATH_MAX) return std::nullopt;
+    for (const auto& part : path)
+        if (part.native().size() > NAME_MAX) return std::nullopt;
     // A symlink on the way now is refused before anything runs, with the
     // message the user expects; one made later (a race) is refused again,
     // for real, when the file is created.
@@ -305,6 +312,20 @@ std::optional<std::string> name_inside(const fs::path& dir, const std::string& n
         if (ec || fs::is_symlink(st) || (at != dir / path && !fs::is_directory(st))) return std::nullopt;
     }
     return path.string();
+}
+
+std::string filename_refusal(const std::string& name) {
+    // A long name is shown by its start: the block's first line holds all of it.
+    const std::string shown = name.size() > 80 ? name.substr(0, 60) + "\u2026 (" + std::to_string(name.size()) + " bytes)" : name;
+    for (const auto& part : fs::path(name))
+        if (part.native().size() > NAME_MAX)
+            return "filename is too long: a part of it has " + std::to_string(part.native().size()) +
+                   " bytes, the file system takes at most " + std::to_string(NAME_MAX) + " (a shorter name, or a "
+                   "directory per part): " + shown;
+    if (name.size() >= PATH_MAX)
+        return "filename is too long: " + std::to_string(name.size()) + " bytes, paths take at most " +
+               std::to_string(PATH_MAX - 1) + ": " + shown;
+    return "filename is not inside the work dir: " + name;
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {
@@ -326,7 +347,7 @@ std::filesystem::path save_code_block(const std::filesystem::path& dir, std::str
                                       std::string_view extension) {
     const auto name = detail::block_file_name(dir, code, extension);
     if (!name)
-        throw error(errc::invalid_argument, "filename is not inside the work dir: " + detail::filename_directive(code));
+        throw error(errc::invalid_argument, detail::filename_refusal(detail::filename_directive(code)));
     return detail::write_block_file_or_throw(dir, *name, code);
 }
 

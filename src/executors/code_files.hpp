@@ -146,9 +146,15 @@ std::string hashed_code_name(std::string_view code, std::string_view extension);
 
 // name (relative to dir, or absolute under dir, itself canonical) as a
 // normalised name relative to dir; nullopt when it leaves dir ("..", another
-// absolute path) or names no file. Lexical only: the file is created with
+// absolute path), names no file, or is too long (a part over NAME_MAX, the
+// whole over PATH_MAX). Lexical only: the file is created with
 // confine::create_beneath, which refuses a symlink anywhere on the way.
 std::optional<std::string> name_inside(const std::filesystem::path& dir, const std::string& name);
+
+// Why a "# filename:" name was refused, in words that say what to do: a
+// part longer than the file system's NAME_MAX (or the whole over PATH_MAX)
+// says so; anything else is "filename is not inside the work dir: NAME".
+std::string filename_refusal(const std::string& name);
 
 // "2 s", "0.5 s": a timeout as the executors' messages show it.
 std::string seconds_text(std::chrono::milliseconds ms);

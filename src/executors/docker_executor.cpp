@@ -510,7 +510,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         }
         const auto name = detail::block_file_name(dir, block.code, lang->extension);
         if (!name) {
-            say("filename is not inside the work dir: " + detail::filename_directive(block.code));
+            say(detail::filename_refusal(detail::filename_directive(block.code)));
             result.exit_code = 1;
             return result;
         }

@@ -235,7 +235,7 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
         planned_block step;
         const auto name = detail::block_file_name(dir, block.code, lang->extension);
         if (!name) {
-            say("filename is not inside the work dir: " + detail::filename_directive(block.code));
+            say(detail::filename_refusal(detail::filename_directive(block.code)));
             result.exit_code = 1;
             return result;
         }

@@ -154,6 +154,23 @@ TEST_CASE("a filename outside the work dir is refused and nothing is written") {
     }
 }
 
+TEST_CASE("a # filename: too long for the file system says so, and nothing runs") {
+    temp_dir dir;
+    kernex::local_executor ex(in(dir));
+    const std::string part(300, 'a');
+    auto r = ex.execute({{"python", "print('first block')\n"}, {"python", "# filename: " + part + ".py\nprint(1)\n"}});
+    CHECK(r.exit_code == 1);
+    CHECK(r.output == "filename is too long: a part of it has 303 bytes, the file system takes at most 255 (a shorter "
+                      "name, or a directory per part): " + part.substr(0, 60) + "\u2026 (303 bytes)\n");
+    std::string deep;
+    for (int i = 0; i < 20; ++i) deep += std::string(250, 'd') + "/";
+    r = ex.execute({{"python", "# filename: " + deep + "x.py\nprint(1)\n"}});
+    CHECK(r.exit_code == 1);
+    CHECK(r.output.starts_with("filename is too long: 5024 bytes, paths take at most 4095: "));
+    CHECK(r.code_files.empty());
+    CHECK(entries(dir.path()) == 0);
+}
+
 TEST_CASE("a symlink made by an earlier block is refused when the later block is written") {
     temp_dir dir;
     temp_dir outside;
