@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,11 @@ struct jupyter_executor_options {
     // (code_result::full_output_file), named in the output when some was dropped.
     bool save_full_output = false;
     std::chrono::milliseconds startup_timeout{60'000};
+    // A kernel kernex starts (locally or in a container) gets a clean
+    // environment (kernel_options: PATH, HOME, LANG, LC_*, TERM, TZ, USER),
+    // then its kernelspec's env, then env; inherit_env: all of kernex's.
+    std::map<std::string, std::string> env{};
+    bool inherit_env = false;
     // Start the kernel on this Jupyter Server / gateway instead of locally
     // (work_dir then only sets the default output_dir).
     std::optional<gateway_options> gateway{};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "confine/environment.hpp"
 #include "kernex/error.hpp"
 
 namespace kernex::detail {
@@ -53,6 +54,16 @@ std::optional<std::map<std::string, std::string>> executor_config::string_map(st
         if (!value.is_string()) wrong(key, "an object of strings");
         out.emplace(name, value.get<std::string>());
     }
+    return out;
+}
+
+std::optional<std::map<std::string, std::string>> executor_config::environment(std::string_view key) const {
+    const auto* v = find(key);
+    if (!v || v->is_object()) return string_map(key);
+    std::map<std::string, std::string> out;
+    const auto items = string_list(key);
+    for (const auto& item : *items)
+        for (auto& [name, value] : parse_env_assignment(item)) out[name] = std::move(value);
     return out;
 }
 

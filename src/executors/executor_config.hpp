@@ -35,6 +35,9 @@ public:
     std::optional<std::map<std::string, std::string>> string_map(std::string_view key) const;
     // A string or an array of strings.
     std::optional<std::vector<std::string>> string_list(std::string_view key) const;
+    // Variables for the code: an object of strings, or "NAME=VALUE" strings
+    // as --env gives them ("NAME" alone: kernex's own value, if it has one).
+    std::optional<std::map<std::string, std::string>> environment(std::string_view key) const;
     std::optional<bool> boolean(std::string_view key) const;
     // A positive number (fractions allowed).
     std::optional<double> positive(std::string_view key) const;

@@ -76,6 +76,8 @@ jupyter_executor::jupyter_executor(jupyter_executor_options options) : m_options
         ko.ready_timeout = m_options.startup_timeout;
         ko.gateway = m_options.gateway;
         ko.docker = m_options.docker;
+        ko.env = m_options.env;
+        ko.inherit_env = m_options.inherit_env;
         if (m_options.work_dir && !ko.gateway) std::filesystem::create_directories(*m_options.work_dir);
         m_manager.emplace(kernel_manager::start(ko));
         info = m_manager->client().kernel_info(m_options.startup_timeout);
@@ -253,6 +255,11 @@ std::unique_ptr<code_executor> make_jupyter_executor(const nlohmann::json& confi
     if (auto v = c.boolean("save_full_output")) o.save_full_output = *v;
     detail::output_cap{o.max_output, o.max_output_head}.check("jupyter");
     if (auto v = c.seconds("startup_timeout")) o.startup_timeout = *v;
+    if (auto v = c.environment("env")) o.env = std::move(*v);
+    if (auto v = c.boolean("inherit_env")) o.inherit_env = *v;
+    if ((config.contains("env") || config.contains("inherit_env")) && (o.connection_file || o.kernel_id))
+        throw error(errc::invalid_argument, "options 'env' and 'inherit_env' of executor jupyter are for a kernel kernex "
+                                            "starts, not one it connects to (connection_file, kernel_id)");
     if (auto v = c.string("gateway_url")) {
         o.gateway.emplace();
         o.gateway->url = *v;

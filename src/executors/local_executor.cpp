@@ -323,14 +323,7 @@ std::unique_ptr<code_executor> make_local_executor(const nlohmann::json& config)
     if (auto v = c.count("max_output_head")) options.max_output_head = *v;
     if (auto v = c.boolean("save_full_output")) options.save_full_output = *v;
     detail::output_cap{options.max_output, options.max_output_head}.check("local");
-    if (config.contains("env") && config["env"].is_array()) {
-        // ["NAME=VALUE", "NAME"] as --env gives them: NAME alone passes the host's value.
-        const auto items = c.string_list("env");
-        for (const auto& item : *items)
-            for (auto& [name, value] : parse_env_assignment(item)) options.env[name] = value;
-    } else if (auto v = c.string_map("env")) {
-        options.env = std::move(*v);
-    }
+    if (auto v = c.environment("env")) options.env = std::move(*v);
     if (auto v = c.boolean("inherit_env")) options.inherit_env = *v;
     if (c.boolean("sandbox").value_or(false)) options.sandbox.emplace();
     if (auto v = c.boolean("resident_runner")) {

@@ -20,7 +20,7 @@ const std::vector<executor_kind>& executor_kinds() {
                     "rlimit_cpu", "rlimit_as", "rlimit_fsize", "rlimit_nofile", "rlimit_nproc"},
          detail::make_local_executor},
         {"jupyter", {"kernel_name", "connection_file", "kernel_id", "work_dir", "output_dir", "output_stem", "timeout", "block_timeout", "max_output", "max_output_head", "save_full_output",
-                     "startup_timeout", "gateway_url", "gateway_token", "gateway_ca", "gateway_headers",
+                     "startup_timeout", "env", "inherit_env", "gateway_url", "gateway_token", "gateway_ca", "gateway_headers",
                      "docker_image", "docker_network", "docker_memory", "docker_cpus", "docker_pids_limit",
                      "docker_host", "tls_verify", "tls_ca", "tls_cert", "tls_key", "network_mode", "memory", "cpus",
                      "pids_limit", "user", "read_only"},

@@ -251,6 +251,31 @@ class EnvironmentTests(Base):
         self.assertEqual(set(seen) - self.expected - own, set())
         self.assertTrue(self.expected - {"TERM"} <= set(seen))
 
+    def test_a_kernel_gets_its_kernelspec_env_then_env_or_everything_with_inherit_env(self):
+        # As jupyter_client launches a kernel: the kernelspec's env on top of
+        # the clean set; the executor's env (--env) on top of that.
+        spec = os.path.join(self.tmp.name, "jupyter", "kernels", "py-spec-env")
+        os.makedirs(spec)
+        with open(os.path.join(spec, "kernel.json"), "w") as f:
+            json.dump({"argv": ["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                       "display_name": "py with env", "language": "python",
+                       "env": {"FROM_SPEC": "spec", "OVERRIDDEN": "spec"}}, f)
+        self.env["JUPYTER_PATH"] = os.path.join(self.tmp.name, "jupyter")
+        seen = self.names_seen("--kernel", "py-spec-env", "--env", "OVERRIDDEN=mine", "--env", "API_KEY",
+                               executor="jupyter")
+        self.assertEqual(seen["FROM_SPEC"], "spec")
+        self.assertEqual(seen["OVERRIDDEN"], "mine")
+        self.assertEqual(seen["API_KEY"], SECRETS["API_KEY"])  # NAME alone: kernex's value
+        for name in set(SECRETS) - {"API_KEY"}:
+            self.assertNotIn(name, seen)
+        seen = self.names_seen("--kernel", "py-spec-env", "--inherit-env", executor="jupyter")
+        for name, value in SECRETS.items():
+            self.assertEqual(seen[name], value)
+        self.assertEqual(seen["FROM_SPEC"], "spec")
+        # A kernel kernex only connects to has the environment it was started with.
+        r = self.exec("```python\n1\n```\n", "--executor", "jupyter", "--existing", "kernel-x.json", "--env", "A=1")
+        self.assertEqual(r.returncode, 2, r.stderr)
+
 
 class SandboxTests(Base):
     """The sandboxed local executor."""
