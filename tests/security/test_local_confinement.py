@@ -360,6 +360,49 @@ class SandboxTests(Base):
         for name in SECRETS:
             self.assertNotIn(name, result["output"])
 
+    def test_cpu_address_space_and_open_files_limits_hold(self):
+        # CPU seconds: a busy loop is ended at the limit (soft and hard are
+        # one: SIGKILL, 128 + 9), not by the timeout.
+        result = self.run_sandboxed("python3 -c 'while True: pass'; echo status=$?", "bash", "--rlimit-cpu", "1",
+                                    "--timeout", "60")
+        self.assertIn("status=137", result["output"])
+        self.assertFalse(result["timed_out"])
+        # Address space: 512 MiB cannot be had under 256 MiB.
+        result = self.run_sandboxed("try:\n    x = bytearray(512 << 20)\n    print('allocated')\n"
+                                    "except MemoryError:\n    print('MemoryError')\n", "python",
+                                    "--rlimit-as", str(256 << 20))
+        self.assertEqual(result["output"], "MemoryError\n")
+        # Open files: the 33rd descriptor is refused (EMFILE).
+        result = self.run_sandboxed("import os\nfds = []\ntry:\n    while True:\n"
+                                    "        fds.append(os.open('/dev/null', os.O_RDONLY))\n"
+                                    "except OSError as e:\n    print(max(fds) < 32, e.errno)\n", "python",
+                                    "--rlimit-nofile", "32")
+        self.assertEqual(result["output"], "True 24\n")
+
+    @unittest.skipUnless(os.geteuid() == 0, "hides bwrap in a mount namespace of its own: needs root")
+    def test_without_bwrap_or_its_namespaces_the_error_says_what_to_do(self):
+        # Never a silent fallback to no sandbox: the block does not run.
+        missing = os.path.join(self.tmp.name, "not-a-program")
+        open(missing, "w").close()
+        failing = os.path.join(self.tmp.name, "bwrap-without-namespaces")
+        with open(failing, "w") as f:
+            f.write("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+        os.chmod(failing, 0o755)
+        ran = os.path.join(self.work, "ran")
+        for stand_in, said in ((missing, "the sandbox needs bubblewrap, which is not installed: apt-get install "
+                                         "bubblewrap"),
+                               (failing, "the sandbox cannot start here: bwrap failed (bwrap: No permissions to "
+                                         "creating new namespace). It needs user namespaces")):
+            with self.subTest(stand_in=os.path.basename(stand_in)):
+                script = 'mount --bind "$0" /usr/bin/bwrap && exec "$@"'
+                r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, stand_in,
+                                    KERNEX, "exec", "--sandbox", "--work-dir", self.work, "-"],
+                                   input=f"```bash\ntouch {ran}\n```\n", capture_output=True, text=True,
+                                   env=self.env, timeout=120)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(said, r.stderr)
+                self.assertFalse(os.path.exists(ran))
+
     def test_fork_bomb_is_contained_by_the_process_limit(self):
         # RLIMIT_NPROC binds users, not root: the bomb runs as nobody, whose
         # processes the test counts before and after.
