@@ -745,8 +745,11 @@ command_runner add_run_command(CLI::App& app) {
         ->capture_default_str();
     cmd->add_flag("--continue", args->keep_going, "Keep going after a failed cell");
     add_colour_option(cmd, args->colour);
-    cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)");
-    cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one");
+    // A kernel kernex only connects to was confined (or not) by whoever started it.
+    cmd->add_flag("--sandbox", args->sandbox, "Run the local kernel in a bubblewrap sandbox (no network, read-only system, ipc)")
+        ->excludes("--existing");
+    cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one")
+        ->excludes("--existing");
     cmd->add_flag("--json", args->json_lines,
                   "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape,\n"
                   "tracebacks without colours); cells not run after a failure: \"status\": \"not_run\"");

@@ -474,6 +474,10 @@ kernel_manager::~kernel_manager() {
 
 kernel_manager kernel_manager::start(kernel_options options) {
     auto p = std::make_unique<impl>();
+    if (options.gateway && (options.sandbox || options.docker || options.inherit_env))
+        throw error(errc::invalid_argument,
+                    "a kernel on a Jupyter Server runs as the server runs it: the sandbox, a container and the whole "
+                    "environment (sandbox, docker, inherit_env) are for a kernel kernex starts itself");
     if (options.gateway) {
         p->remote.emplace(remote_kernel::start(
             *options.gateway,

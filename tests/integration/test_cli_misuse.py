@@ -88,6 +88,21 @@ class MisuseTests(unittest.TestCase):
         pid = int(line.split("(pid ")[1].split(")")[0])
         return connection_file, pid
 
+    def test_confinement_flags_for_a_kernel_kernex_does_not_start_are_refused(self):
+        # Never silently ignored: a kernel kernex only connects to, or one a
+        # server starts, was confined (or not) by whoever started it.
+        f = self.write("c.py", "print(1)\n")
+        connection_file, _ = self.start_kernel()
+        for flag in ("--sandbox", "--inherit-env"):
+            with self.subTest(flag=flag):
+                r = self.kernex("run", "--existing", connection_file, flag, f)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertIn(f"--existing excludes {flag}", r.stderr)
+                r = self.kernex("run", "--gateway", "http://127.0.0.1:9", flag, f)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("a kernel on a Jupyter Server runs as the server runs it", r.stderr)
+
     # --- 1. a kernel restarted under the cell ------------------------------------------------
 
     def test_existing_kernel_restarted_under_the_cell_ends_it_kernel_died(self):
