@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -150,6 +151,14 @@ public:
     // name first). Throws as put_archive, and kernex::error(docker_error)
     // when the tar is larger than max_bytes (saying so).
     std::string get_archive(std::string_view container, std::string_view path, std::uint64_t max_bytes);
+
+    // POST /containers/{container}/attach (stdin, stdout and stderr, as a
+    // stream), the connection taken over: returns its socket, which the
+    // caller owns and closes, and the bytes already read past the response's
+    // header (the start of the multiplexed output). Writing to the socket is
+    // the container's stdin. Over a plain socket only: kernex::error
+    // (invalid_argument) over TLS; otherwise throws as request() does.
+    std::pair<int, std::string> attach_socket(std::string_view container);
 
     // POST /containers/{container}/exec, attached to stdout and stderr. Returns the exec id.
     std::string create_exec(std::string_view container, const docker_exec_options& options);

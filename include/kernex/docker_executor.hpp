@@ -32,6 +32,11 @@ namespace kernex {
 namespace docker {
 class reaper;
 }
+namespace detail {
+class runner_session;
+class block_output;
+struct block_limit;
+}
 
 struct docker_executor_options {
     // Must be present in the daemon: a missing image is an error saying how to get it.
@@ -104,6 +109,14 @@ struct docker_executor_options {
     docker_tls_options tls;
     // Each Engine API request's deadline (creating, starting, inspecting), apart from the code's own timeout.
     std::chrono::milliseconds request_timeout{30'000};
+    // The container's pid 1 is kernex's resident runner (copied in read-only
+    // through the archive endpoint, fed blocks over the attached stream): a
+    // block costs a process spawn in the container instead of an Engine API
+    // exec. It needs a plain connection (not TLS), stop_container, a cap_add
+    // without SYS_PTRACE (or ALL) and an image whose sh can exec a static
+    // program of this machine's architecture; when one of these is missing,
+    // each block is an exec, as false asks, and the result's notes say why.
+    bool resident_runner = true;
 };
 
 class docker_executor final : public code_executor {
@@ -181,6 +194,18 @@ private:
     std::string m_keeper_uid;  // the container's first process runs as this uid
     std::string m_copy_note;   // files "copy": what copy_work_dir_in left out, said at the next block
     std::unique_ptr<docker::reaper> m_reaper;  // removes the container and a temporary work dir should we die
+    // With the resident runner: the container's pid 1, over the attached stream.
+    std::unique_ptr<detail::runner_session> m_runner;
+    std::string m_runner_note;                  // why blocks are execs, when the runner was wanted
+    void start_runner();
+    // One block through the runner; false when the blocks stop here.
+    bool run_in_runner(const std::string& program, const std::string& relative, const std::vector<std::string>& env,
+                       const detail::block_limit& block, code_result& result, detail::block_output& out,
+                       const std::function<void(const std::string&)>& say);
+    // Whether the container stopped under a block (said, with why); false while it runs.
+    bool stopped_under_block(const std::function<void(const std::string&)>& say);
+    // After every block: files back (copy) or setuid bits cleared (bind).
+    void after_block(const std::filesystem::path& dir, const std::function<void(const std::string&)>& say);
     int m_cancel_read = -1;  // self-pipe: interrupt() writes, the exec stream's reader polls
     int m_cancel_write = -1;
 };

@@ -47,6 +47,7 @@ std::string create_container(docker_client& client, const container_config& conf
         {"NetworkMode", config.network_mode},
     };
     if (config.init) host_config["Init"] = true;
+    if (config.no_logs) host_config["LogConfig"] = {{"Type", "none"}, {"Config", nlohmann::json::object()}};
     for (const auto& [target, options] : config.tmpfs_volumes) {
         const nlohmann::json driver = {{"Name", "local"},
                                        {"Options", {{"type", "tmpfs"}, {"device", "tmpfs"}, {"o", options}}}};
@@ -92,6 +93,11 @@ std::string create_container(docker_client& client, const container_config& conf
         {"HostConfig", host_config},
     };
     if (!config.env.empty()) body["Env"] = config.env;
+    if (config.open_stdin) {
+        body["OpenStdin"] = true;
+        body["StdinOnce"] = true;
+        body["AttachStdin"] = true;
+    }
     if (!exposed.empty()) body["ExposedPorts"] = exposed;
     if (!config.user.empty()) body["User"] = config.user;
 
@@ -183,6 +189,20 @@ std::string pid_namespace() {
     return fs::read_symlink("/proc/self/ns/pid", ec).string();
 }
 
+// A temporary dir a dead kernex named: removed only when it is one kernex
+// makes (kernex-* or docker-*), a real directory (not a link) and ours.
+void remove_temp_dir(const std::string& path) noexcept {
+    const fs::path dir(path);
+    const std::string name = dir.filename().string();
+    if (!dir.is_absolute() || !(name.starts_with("kernex-") || name.starts_with("docker-"))) return;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+}  // namespace
+
 std::string url_encode(std::string_view text) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
@@ -197,20 +217,6 @@ std::string url_encode(std::string_view text) {
     }
     return out;
 }
-
-// A temporary dir a dead kernex named: removed only when it is one kernex
-// makes (kernex-* or docker-*), a real directory (not a link) and ours.
-void remove_temp_dir(const std::string& path) noexcept {
-    const fs::path dir(path);
-    const std::string name = dir.filename().string();
-    if (!dir.is_absolute() || !(name.starts_with("kernex-") || name.starts_with("docker-"))) return;
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return;
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-}
-
-}  // namespace
 
 std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs) {
     const std::string pid = std::to_string(::getpid());

@@ -47,6 +47,9 @@ struct container_config {
     container_limits limits;
     std::map<std::string, std::string> labels;
     bool init = false;                     // docker-init as PID 1: forwards signals, reaps, exits with the command
+    // stdin open for one attach (OpenStdin, StdinOnce): closed for the command when that attach ends.
+    bool open_stdin = false;
+    bool no_logs = false;  // the "none" log driver: what the first process prints is kept nowhere (attach still sees it)
     std::vector<std::uint16_t> published_ports;  // tcp ports published on 127.0.0.1 under the same number
     container_confinement confinement;
 };
@@ -88,5 +91,8 @@ std::string daemon_message(const docker_response& response);
 
 // digits random hex digits, for names.
 std::string random_hex(std::size_t digits);
+
+// text percent-encoded for a URL's query (all but unreserved characters).
+std::string url_encode(std::string_view text);
 
 }  // namespace kernex::docker

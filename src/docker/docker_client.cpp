@@ -1,11 +1,14 @@
 #include "kernex/docker_client.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
@@ -574,6 +577,25 @@ std::string docker_client::get_archive(std::string_view container, std::string_v
     }
     if (r.status != 200) m_impl->refused("GET", target, r);
     return std::move(r.body);
+}
+
+std::pair<int, std::string> docker_client::attach_socket(std::string_view container) {
+    if (uses_tls())
+        throw error(errc::invalid_argument, "an attached socket is only given over a plain connection, not TLS");
+    beast::flat_buffer buffer;
+    const std::string path = "/containers/" + std::string(container) + "/attach?stream=1&stdin=1&stdout=1&stderr=1";
+    connection c = m_impl->upgrade(path, {}, buffer);
+    std::string already;
+    if (buffer.size() > 0) {
+        const auto data = buffer.data();
+        already.assign(static_cast<const char*>(data.data()), data.size());
+    }
+    auto& socket = std::get<socket_type>(c);
+    const int fd = ::fcntl(socket.native_handle(), F_DUPFD_CLOEXEC, 3);
+    const int saved = errno;
+    close_connection(c);
+    if (fd < 0) throw error(errc::io_error, std::string("cannot keep the attached socket: ") + std::strerror(saved));
+    return {fd, std::move(already)};
 }
 
 std::string docker_client::create_exec(std::string_view container, const docker_exec_options& options) {

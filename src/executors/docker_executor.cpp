@@ -1,8 +1,10 @@
 #include "kernex/docker_executor.hpp"
 
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -11,10 +13,12 @@
 #include "confine/files.hpp"
 #include "docker/archive.hpp"
 #include "docker/containers.hpp"
+#include "docker/exec_stream.hpp"
 #include "docker/reaper.hpp"
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
+#include "runner/runner_client.hpp"
 
 namespace kernex {
 
@@ -60,6 +64,14 @@ constexpr const char* block_script =
     "echo \"$r\" >&3\n"
     "kill -KILL -1 2>/dev/null\n"
     "exit \"$r\"\n";
+
+// With the resident runner: the container's first process waits for a line
+// on its stdin (the attached stream), which comes once the runner has been
+// copied in, then becomes the runner (pid 1, as the blocks' user). The
+// runner's volume: a tmpfs of its own (the archive endpoint writes to a
+// volume of a running container, not to a read-only root).
+constexpr const char* runner_boot_script = "read -r _ && exec /.kernex/kernex-runner";
+constexpr const char* runner_dir = "/.kernex";
 
 // Kills every process the blocks' user can signal (all but PID 1 and this
 // shell), then says "ok". Run after a block that left something running.
@@ -134,6 +146,20 @@ docker_executor::docker_executor(docker_executor_options options)
     if (m_options.files != "bind" && m_options.files != "copy")
         throw error(errc::invalid_argument, "files must be \"bind\" or \"copy\", not \"" + m_options.files + "\"");
 
+    if (!m_options.resident_runner)
+        m_runner_note = "resident_runner is false";
+    else if (m_client.uses_tls())
+        m_runner_note = "the resident runner needs a plain connection to the daemon, not TLS";
+    else if (!m_options.stop_container)
+        m_runner_note = "the resident runner ends with kernex, and stop_container is false";
+    else if (std::any_of(m_options.cap_add.begin(), m_options.cap_add.end(), [](std::string c) {
+                 // As Docker reads them: any case, with or without CAP_.
+                 for (auto& ch : c) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                 if (c.starts_with("CAP_")) c.erase(0, 4);
+                 return c == "ALL" || c == "SYS_PTRACE";
+             }))
+        m_runner_note = "with SYS_PTRACE the blocks could take over the resident runner";
+
     detail::open_cancel_pipe(m_cancel_read, m_cancel_write);
     try {
         // The containers (and temporary dirs) of kernex processes that were
@@ -190,9 +216,38 @@ void docker_executor::start_container() {
     if (m_reaper) config.labels.merge(docker::owner_labels(m_owns_work_dir ? std::vector{m_work_dir.string()}
                                                                            : std::vector<std::string>{}));
     config.user = m_keeper_uid + ":" + m_keeper_uid;
-    m_container_id = docker::create_container(m_client, config);
-    m_container_name = config.name;
-    if (m_reaper) m_reaper->track_container(m_container_id);
+    const bool with_runner = m_runner_note.empty();
+    if (with_runner) {
+        // The runner is pid 1 as the blocks' user: as the namespace's init
+        // no block can signal it (SIGKILL included), and it is not dumpable.
+        config.cmd = {"sh", "-c", runner_boot_script};
+        config.user = *m_options.user;
+        config.open_stdin = true;
+        config.no_logs = true;  // the blocks' output is not written to the daemon's disk
+        config.tmpfs_volumes.push_back({runner_dir, "nosuid,nodev,mode=0755"});
+    }
+    auto create = [&] {
+        m_container_id = docker::create_container(m_client, config);
+        m_container_name = config.name;
+        if (m_reaper) m_reaper->track_container(m_container_id);
+    };
+    if (with_runner) {
+        try {
+            create();
+            start_runner();
+        } catch (const error& e) {
+            // Not in this image (or daemon): every block an exec, as before.
+            // (A failure that is not the runner's, a missing image, comes again from there.)
+            m_runner.reset();
+            m_runner_note = std::string("the resident runner could not run in the image: ") + e.what();
+            remove_container();
+            start_container();
+            return;
+        }
+        if (m_options.files == "copy") copy_work_dir_in();
+        return;
+    }
+    create();
     try {
         docker::start_container(m_client, m_container_id, m_options.image,
                                 "the image needs sh and sleep; a bad memory, cpus or pids_limit?");
@@ -201,6 +256,41 @@ void docker_executor::start_container() {
         throw;
     }
     if (m_options.files == "copy") copy_work_dir_in();
+}
+
+void docker_executor::start_runner() {
+    // Attached before the start, so nothing it says is missed.
+    auto [socket, already] = m_client.attach_socket(m_container_id);
+    auto demuxer = std::make_shared<docker::exec_stream_demuxer>();
+    auto said = std::make_shared<std::string>();  // its stderr (sh's, should the exec fail), for the error
+    auto unwrap = [demuxer, said](std::string_view raw, std::string& runner_out) {
+        try {
+            demuxer->feed(raw, [&](docker_stream s, std::string_view d) {
+                if (s == docker_stream::standard_output) runner_out.append(d);
+                else if (said->size() < 512) said->append(d.substr(0, 512 - said->size()));
+            });
+            return true;
+        } catch (const error&) {
+            return false;
+        }
+    };
+    const int fd = socket;
+    auto kick = [this, fd] {
+        docker::start_container(m_client, m_container_id, m_options.image,
+                                "the image needs sh; a bad memory, cpus or pids_limit?");
+        m_client.put_archive(m_container_id, runner_dir,
+                             docker::make_tar({{"kernex-runner", false, 0555, 0, 0, std::string(detail::runner_image())}}));
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, 10'000) != 1 || ::write(fd, "\n", 1) != 1)
+            throw error(errc::docker_error, "the container's stdin does not take the go-ahead");
+    };
+    try {
+        m_runner = std::make_unique<detail::runner_session>(socket, std::move(already), unwrap, kick,
+                                                            std::chrono::seconds(10));
+    } catch (const error& e) {
+        if (said->empty()) throw;
+        throw error(e.code(), std::string(e.what()) + ": " + said->substr(0, said->find('\n')));
+    }
 }
 
 docker_executor::copy_owner docker_executor::owner_in_container() const {
@@ -291,6 +381,13 @@ void docker_executor::ensure_running() {
 }
 
 void docker_executor::restart() {
+    if (m_runner) {
+        // A fresh runner comes with a fresh container.
+        m_runner.reset();
+        remove_container();
+        start_container();
+        return;
+    }
     if (m_container_id.empty()) {
         if (m_work_dir.empty()) make_work_dir();
         start_container();
@@ -309,6 +406,7 @@ void docker_executor::restart() {
 }
 
 void docker_executor::remove_container() noexcept {
+    m_runner.reset();  // its stdin closes: the runner kills every block process and exits
     docker::remove_container(m_client, m_container_id);
     if (m_reaper) m_reaper->forget_container(m_container_id);
     m_container_id.clear();
@@ -316,6 +414,7 @@ void docker_executor::remove_container() noexcept {
 }
 
 void docker_executor::stop() noexcept {
+    m_runner.reset();
     bool left_running = false;
     if (!m_container_id.empty()) {
         if (!m_options.stop_container) {
@@ -453,27 +552,75 @@ bool docker_executor::block_outcome(docker_stream_end end, const std::string& ex
         return false;
     }
     if (*code == 0) return true;
-    if (!reported && (*code < 0 || *code >= 126)) {
-        // Killed: by the code itself, the memory limit, or with its
-        // container? The daemon may learn of the container's end
-        // just after the exec's, so it is given a moment to.
-        nlohmann::json state;
-        for (int i = 0; i < 10; ++i) {
-            if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            state = m_client.call("GET", "/containers/" + m_container_id + "/json").value("State", nlohmann::json::object());
-            if (!state.value("Running", false)) break;
-        }
-        if (!state.value("Running", false)) {
-            say("kernex: the container " + m_container_name + " stopped while the block ran (" +
-                (state.value("OOMKilled", false) ? std::string("out of memory")
-                                                 : "exit code " + std::to_string(state.value("ExitCode", -1))) +
-                "); the next execute() starts it again");
-            result.exit_code = 1;
-            return false;
-        }
+    // Killed: by the code itself, the memory limit, or with its container?
+    if (!reported && (*code < 0 || *code >= 126) && stopped_under_block(say)) {
+        result.exit_code = 1;
+        return false;
     }
     result.exit_code = *code < 0 ? 1 : *code;
     return false;
+}
+
+bool docker_executor::stopped_under_block(const std::function<void(const std::string&)>& say) {
+    // The daemon may learn of the container's end just after the block's, so it is given a moment to.
+    nlohmann::json state;
+    for (int i = 0; i < 10; ++i) {
+        if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        const docker_response r = m_client.request("GET", "/containers/" + m_container_id + "/json");
+        if (r.status == 404) {
+            say("kernex: the container " + m_container_name + " was removed while the block ran; the next execute() starts a new one");
+            return true;
+        }
+        const auto info = nlohmann::json::parse(r.body, nullptr, false);
+        if (r.status != 200 || !info.is_object() || !info.contains("State") || !info["State"].is_object())
+            return false;  // nothing known: not said
+        state = info["State"];
+        if (!state.value("Running", false)) break;
+    }
+    if (state.value("Running", false)) return false;
+    say("kernex: the container " + m_container_name + " stopped while the block ran (" +
+        (state.value("OOMKilled", false) ? std::string("out of memory")
+                                         : "exit code " + std::to_string(state.value("ExitCode", -1))) +
+        "); the next execute() starts it again");
+    return true;
+}
+
+void docker_executor::after_block(const fs::path& dir, const std::function<void(const std::string&)>& say) {
+    if (m_options.files == "copy") copy_back(say);
+    else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
+        say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
+            " files the block made in the work dir (another user of the host could run them as their owner)");
+}
+
+bool docker_executor::run_in_runner(const std::string& program, const std::string& relative,
+                                    const std::vector<std::string>& env, const detail::block_limit& block,
+                                    code_result& result, detail::block_output& out,
+                                    const std::function<void(const std::string&)>& say) {
+    detail::runner_request request;
+    request.argv = {program, relative};
+    // The container's environment (the runner's, as Docker gave it to its
+    // first process) under the block's, as an exec would have it.
+    request.env = env;
+    request.inherit_env = true;
+    request.cwd = "/workspace";
+    request.timeout = std::max(std::chrono::milliseconds(1),
+                               std::chrono::ceil<std::chrono::milliseconds>(block.deadline - steady::now()));
+    const auto outcome =
+        m_runner->run(request, [&out](char, std::string_view text) { out.emit(text); }, m_cancel_read);
+    if (!outcome.exit && !outcome.timed_out && !outcome.interrupted && stopped_under_block(say)) {
+        // Killed with its container (from outside, or out of memory): a fresh one comes next.
+        m_runner->stop();
+        result.exit_code = 1;
+        return false;
+    }
+    const auto verdict = detail::judge(outcome, "the container");
+    for (const auto& line : verdict.lines) say(line);
+    if (verdict.timed_out) say(detail::timeout_line(block.limit));
+    if (verdict.interrupted) say("Interrupted");
+    // A runner to replace has been stopped by run(): the next block finds it not idle.
+    result.timed_out = verdict.timed_out;
+    result.exit_code = verdict.exit_code;
+    return verdict.exit_code == 0;
 }
 
 code_result docker_executor::execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) {
@@ -481,16 +628,18 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
     detail::block_output out(result, on_output, {m_options.max_output, m_options.max_output_head});
     auto say = [&](const std::string& line) { out.say(line); };
     detail::drain_cancel(m_cancel_read);
-    result.notes.push_back(m_options.files == "bind"
-                               ? "files: bind (the work dir " + m_work_dir.string() + " is bound at /workspace)"
-                               : "files: copy (the work dir " + m_work_dir.string() +
-                                     " and /workspace in the container are kept alike through the Engine API)");
-    if (m_reaper && !m_reaper->missing().empty()) result.notes.push_back(m_reaper->missing());
-
     if (m_container_id.empty()) {
         if (m_work_dir.empty()) make_work_dir();
         start_container();
     }
+    result.notes.push_back(
+        (m_options.files == "bind"
+             ? "files: bind (the work dir " + m_work_dir.string() + " is bound at /workspace)"
+             : "files: copy (the work dir " + m_work_dir.string() +
+                   " and /workspace in the container are kept alike through the Engine API)") +
+        (m_runner ? std::string("; blocks: the resident runner (the container's pid 1)")
+                  : "; blocks: an Engine API exec each" + (m_runner_note.empty() ? "" : " (" + m_runner_note + ")")));
+    if (m_reaper && !m_reaper->missing().empty()) result.notes.push_back(m_reaper->missing());
     std::error_code ec;
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
@@ -540,6 +689,12 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             break;
         }
         ++result.blocks;
+        if (m_runner && !m_runner->idle()) {
+            // The last block's runner failed, or it (or its container) ended
+            // since: a fresh container (and runner) for this one.
+            remove_container();
+            start_container();
+        }
         const auto file = detail::write_block_file(dir, plan[i].name, blocks[i].code, out);
         if (!file) {
             result.exit_code = 1;
@@ -560,6 +715,12 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         // name starting with '-' from being read as an option.
         std::string relative = file->lexically_relative(dir).string();
         if (relative.starts_with("-")) relative = "./" + relative;
+        if (m_runner) {
+            const bool go_on = run_in_runner(plan[i].program, relative, env, block, result, out, say);
+            after_block(dir, say);
+            if (!go_on) break;
+            continue;
+        }
         report.clear();
         const docker_exec_options exec{.cmd = {"sh", "-c", block_script, "kernex-block", plan[i].program, relative},
                                        .env = env,
@@ -585,11 +746,7 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
         // Whatever the outcome: nothing the block started runs on.
         const std::string replaced = end_block_processes(say);
         if (!replaced.empty()) say(replaced);
-        if (m_options.files == "copy") {
-            if (replaced.empty()) copy_back(say);  // else fetched before the container went
-        } else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
-            say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
-                " files the block made in the work dir (another user of the host could run them as their owner)");
+        if (m_options.files != "copy" || replaced.empty()) after_block(dir, say);  // else fetched before the container went
         if (!go_on) break;
     }
     out.finish();
@@ -636,6 +793,7 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.bytes("max_copy_back")) options.max_copy_back = *v;
     read_docker_tls(c, options.tls);
     if (auto v = c.seconds("request_timeout")) options.request_timeout = *v;
+    if (auto v = c.boolean("resident_runner")) options.resident_runner = *v;
     return std::make_unique<docker_executor>(std::move(options));
 }
 

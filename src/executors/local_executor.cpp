@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 
 #include "confine/environment.hpp"
@@ -41,11 +40,10 @@ struct planned_block {
 // One block through the sandbox's resident runner, as run_process would run
 // it: the same environment, cwd and rlimits, output merged in arrival order;
 // the runner kills everything the block started before it answers. A runner
-// that fails is said and counts as the block failing (exit code 1); the next
-// block starts a fresh one.
+// that fails is said and counts as the block failing; the next block starts
+// a fresh one.
 run_result run_in_runner(detail::runner_session& runner, const spawn_options& spawn, std::chrono::milliseconds left,
                          int cancel_fd, detail::block_output& out, const std::function<void(const std::string&)>& say) {
-    namespace proto = kernex::runner_protocol;
     detail::runner_request request;
     request.argv = spawn.argv;
     for (const auto& [name, value] : spawn.env) request.env.push_back(name + "=" + value);
@@ -53,29 +51,15 @@ run_result run_in_runner(detail::runner_session& runner, const spawn_options& sp
     request.scrub_dir = "/tmp";  // the sandbox's private /tmp is fresh for every block, as with a bwrap per block
     request.timeout = left;
     request.rlimits = spawn.rlimits;
-    const auto o = runner.run(request, [&out](char, std::string_view text) { out.emit(text); }, cancel_fd);
+    const auto verdict =
+        detail::judge(runner.run(request, [&out](char, std::string_view text) { out.emit(text); }, cancel_fd),
+                      "the sandbox");
+    for (const auto& line : verdict.lines) say(line);
+    if (verdict.replace) runner.stop();
     run_result run;
-    run.timed_out = o.timed_out;
-    run.interrupted = o.interrupted;
-    if (o.timed_out || o.interrupted) return run;
-    if (!o.exit) {
-        say("the sandbox's runner failed (" + o.failure + "); the next block gets a fresh one");
-        run.exit_code = 1;
-        return run;
-    }
-    switch (o.exit->how) {
-    case proto::exit_how::exited: run.exit_code = o.exit->value; break;
-    case proto::exit_how::signaled: run.exit_code = 128 + o.exit->value; break;
-    case proto::exit_how::not_started:
-        say("the block could not start in the sandbox: " + o.exit->message + ": " + std::strerror(o.exit->value));
-        run.exit_code = 127;
-        break;
-    default: break;
-    }
-    if (!o.exit->cleaned) {
-        say("the sandbox could not kill everything the block started; the next block gets a fresh sandbox");
-        if (run.exit_code == 0) run.exit_code = 1;
-    }
+    run.exit_code = verdict.exit_code;
+    run.timed_out = verdict.timed_out;
+    run.interrupted = verdict.interrupted;
     return run;
 }
 

@@ -28,7 +28,7 @@ const std::vector<executor_kind>& executor_kinds() {
         {"docker", {"image", "container_name", "work_dir", "timeout", "block_timeout", "max_output", "max_output_head", "save_full_output", "env", "network_mode",
                     "memory", "cpus", "pids_limit", "user", "auto_remove", "stop_container", "docker_host", "tls_verify",
                     "tls_ca", "tls_cert", "tls_key", "request_timeout", "read_only", "no_new_privileges", "cap_add", "files",
-                    "max_copy_back"},
+                    "max_copy_back", "resident_runner"},
          detail::make_docker_executor},
     };
     return kinds;

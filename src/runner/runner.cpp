@@ -32,6 +32,8 @@
 
 #include "runner/runner_protocol.hpp"
 
+extern char** environ;
+
 namespace proto = kernex::runner_protocol;
 
 namespace {
@@ -268,6 +270,32 @@ char** copy_strings(proto::reader& r) {
     return list;
 }
 
+bool same_name(const char* a, const char* b) {
+    while (*a && *a != '=' && *a == *b) ++a, ++b;
+    return (*a == '=' || *a == '\0') && (*b == '=' || *b == '\0');
+}
+
+// The runner's own environment (the container's, as Docker gave it to its
+// first process) under the request's: each name the request does not set.
+void inherit_environment(request& q) {
+    std::size_t own = 0, given = 0;
+    while (environ && environ[own]) ++own;
+    while (q.envp[given]) ++given;
+    char** merged = new char*[given + own + 1]();
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < given; ++i) merged[n++] = q.envp[i];
+    for (std::size_t i = 0; i < own; ++i) {
+        bool set = false;
+        for (std::size_t j = 0; j < given && !set; ++j) set = same_name(environ[i], q.envp[j]);
+        if (set || !std::strchr(environ[i], '=')) continue;
+        const std::size_t len = std::strlen(environ[i]);
+        merged[n] = new char[len + 1];
+        std::memcpy(merged[n++], environ[i], len + 1);
+    }
+    delete[] q.envp;
+    q.envp = merged;
+}
+
 bool parse_request(const frame& f, request& q) {
     proto::reader r(f.payload, f.size);
     q.timeout_ms = r.u32();
@@ -283,7 +311,9 @@ bool parse_request(const frame& f, request& q) {
     q.argv = copy_strings(r);
     if (!q.argv || !q.argv[0]) return false;
     q.envp = copy_strings(r);
-    return r.ok() && r.at_end() && q.cwd && q.scrub && q.envp;
+    if (!(r.ok() && r.at_end() && q.cwd && q.scrub && q.envp)) return false;
+    if (q.flags & proto::flag_inherit_env) inherit_environment(q);
+    return true;
 }
 
 // The file exec runs for argv[0]: itself when it holds a '/', else the first

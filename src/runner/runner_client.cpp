@@ -116,14 +116,36 @@ runner_session::runner_session(spawn_options options) {
     options.merge_stderr = false;
     options.stderr_mode = output_mode::null;
     m_process = child_process(options);
+    m_to = m_process.stdin_fd();
+    m_from = m_process.stdout_fd();
+    greet(clock::now() + 10s);
+}
+
+runner_session::runner_session(int socket, std::string already, unwrap_fn unwrap, const std::function<void()>& kick,
+                               std::chrono::milliseconds hello_within)
+    : m_socket(socket), m_to(socket), m_from(socket), m_unwrap(std::move(unwrap)) {
+    ::fcntl(m_socket, F_SETFL, ::fcntl(m_socket, F_GETFL) | O_NONBLOCK);
+    try {
+        if (!take(already)) throw error(errc::launch_failed, "the runner's stream is broken from the start");
+        if (kick) kick();
+    } catch (...) {
+        stop();
+        throw;
+    }
+    greet(clock::now() + hello_within);
+}
+
+void runner_session::greet(clock::time_point deadline) {
     bool cancelled = false;
-    const auto hello = next_frame(clock::now() + 10s, -1, cancelled);
+    const auto hello = next_frame(deadline, -1, cancelled);
     if (!hello || hello->type != proto::hello || hello->payload != proto::hello_text) {
+        const bool ended = m_socket < 0 && !m_process.running();
         const std::string why = m_decoder.broken() ? m_decoder.why()
                                 : hello         ? "it did not greet as a runner"
-                                : m_process.running() ? "it did not greet within 10 s"
-                                                : "it ended (" + describe_status(m_process.status().value_or(0)) + ")";
-        m_process.stop(0ms);
+                                : ended ? "it ended (" + describe_status(m_process.status().value_or(0)) + ")"
+                                : m_ended ? "it ended before it greeted"
+                                        : "it did not greet in time";
+        stop();
         throw error(errc::launch_failed, why);
     }
     m_usable = true;
@@ -133,26 +155,46 @@ runner_session::~runner_session() { stop(); }
 
 void runner_session::stop() noexcept {
     m_usable = false;
+    if (m_socket >= 0) ::close(m_socket);
+    m_socket = m_to = m_from = -1;
     m_process.stop(0ms);
+}
+
+bool runner_session::idle() noexcept {
+    if (!m_usable || m_from < 0) return false;
+    pollfd p{m_from, POLLIN, 0};
+    if (m_decoder.pending() == 0 && ::poll(&p, 1, 0) == 0) return true;
+    stop();
+    return false;
+}
+
+bool runner_session::take(std::string_view raw) {
+    if (!m_unwrap) return m_decoder.feed(raw);
+    std::string unwrapped;
+    if (!m_unwrap(raw, unwrapped)) return false;
+    return m_decoder.feed(unwrapped);
 }
 
 std::optional<runner_frame> runner_session::next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled) {
     char buffer[64 * 1024];
     for (;;) {
         if (auto f = m_decoder.next()) return f;
-        if (m_decoder.broken()) return std::nullopt;
-        pollfd p[2] = {{m_process.stdout_fd(), POLLIN, 0}, {cancelled ? -1 : cancel_fd, POLLIN, 0}};
+        if (m_decoder.broken() || m_from < 0) return std::nullopt;
+        pollfd p[2] = {{m_from, POLLIN, 0}, {cancelled ? -1 : cancel_fd, POLLIN, 0}};
         const int n = ::poll(p, 2, detail::poll_timeout(deadline));
         if (n < 0 && errno != EINTR) return std::nullopt;
         if (p[1].revents) {
             cancelled = true;
-            if (!write_by(m_process.stdin_fd(), encode_cancel(), deadline)) return std::nullopt;
+            if (!write_by(m_to, encode_cancel(), deadline)) return std::nullopt;
         }
         if (p[0].revents) {
-            const ssize_t got = ::read(m_process.stdout_fd(), buffer, sizeof buffer);
-            if (got == 0) return std::nullopt;  // the runner is gone
+            const ssize_t got = ::read(m_from, buffer, sizeof buffer);
+            if (got == 0) {
+                m_ended = true;  // the runner is gone
+                return std::nullopt;
+            }
             if (got < 0 && errno != EINTR && errno != EAGAIN) return std::nullopt;
-            if (got > 0) m_decoder.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+            if (got > 0 && !take(std::string_view(buffer, static_cast<std::size_t>(got)))) return std::nullopt;
         }
         if (n == 0 && clock::now() >= deadline) return std::nullopt;
     }
@@ -169,7 +211,7 @@ runner_outcome runner_session::run(const runner_request& request,
         return outcome;
     };
     if (!m_usable) return fail("the runner is not running");
-    if (!write_by(m_process.stdin_fd(), encode_run_request(request), deadline))
+    if (!write_by(m_to, encode_run_request(request), deadline))
         return fail("the runner does not take requests");
     bool cancelled = false;
     for (;;) {

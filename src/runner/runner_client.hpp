@@ -39,6 +39,7 @@ struct runner_request {
     std::chrono::milliseconds timeout{0};  // 0: none
     std::vector<std::pair<int, std::uint64_t>> rlimits;
     bool merge_stderr = true;
+    bool inherit_env = false;  // the runner's own environment under env (a container's, as an exec has it)
 };
 
 // The 'R' frame for a request. Throws kernex::error(invalid_argument) for a
@@ -88,13 +89,38 @@ struct runner_outcome {
     std::string failure;              // why the runner failed (it is gone then)
 };
 
-// A runner started as a child process (argv: the runner, possibly behind
-// bwrap), whose stdin and stdout are the channel. One block at a time.
+// A block's outcome through a runner as the executors report it: the exit
+// code (124 timeout, 130 interrupted, 127 could not start, 128+N killed by
+// signal N, 1 when the runner failed), the lines to say, and whether the
+// runner (its sandbox or container) must be replaced before the next block.
+struct runner_verdict {
+    int exit_code = 0;
+    bool timed_out = false;
+    bool interrupted = false;
+    bool replace = false;
+    std::vector<std::string> lines;
+};
+// where: "the sandbox", "the container".
+runner_verdict judge(const runner_outcome& outcome, const std::string& where);
+
+// A runner and the channel to it: a child process's stdin and stdout (the
+// runner, possibly behind bwrap), or a socket (a container's attached
+// stream, whose bytes unwrap turns into the runner's stdout). One block at
+// a time.
 class runner_session {
 public:
+    // Takes what arrives on the socket (in pieces) and appends the runner's
+    // stdout bytes in it to out; false when the stream is broken.
+    using unwrap_fn = std::function<bool(std::string_view raw, std::string& out)>;
+
     // Starts it and waits for its hello. Throws kernex::error(launch_failed)
     // when it cannot start or does not greet within 10 s.
     explicit runner_session(spawn_options options);
+    // Over a socket (owned from now on, closed by stop()): already is what
+    // was read from it before; the hello is waited for (the runner must be
+    // started meanwhile: kick, called once, does that), as above.
+    runner_session(int socket, std::string already, unwrap_fn unwrap, const std::function<void()>& kick,
+                   std::chrono::milliseconds hello_within);
     ~runner_session();
     runner_session(const runner_session&) = delete;
     runner_session& operator=(const runner_session&) = delete;
@@ -110,11 +136,22 @@ public:
     bool usable() const noexcept { return m_usable; }
     void stop() noexcept;
 
+    // Between blocks the runner says nothing: false (and the session
+    // stopped) when its channel has ended or holds bytes nobody asked for.
+    bool idle() noexcept;
+
 private:
+    void greet(clock::time_point deadline);
+    bool take(std::string_view raw);
     std::optional<runner_frame> next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled);
     child_process m_process;
+    int m_socket = -1;
+    int m_to = -1;    // the runner's stdin
+    int m_from = -1;  // the runner's stdout
+    unwrap_fn m_unwrap;
     runner_frame_decoder m_decoder;
     bool m_usable = false;
+    bool m_ended = false;  // its channel reached end of file
 };
 
 }  // namespace kernex::detail

@@ -2,6 +2,7 @@
 // runner sends (hostile: see runner_client.hpp). Pure functions, no I/O:
 // the fuzz target fuzz_runner_frames runs them alone.
 #include <algorithm>
+#include <cstring>
 
 #include "kernex/error.hpp"
 #include "runner/runner_client.hpp"
@@ -42,7 +43,7 @@ std::string encode_run_request(const runner_request& r) {
     std::string p;
     const auto ms = r.timeout.count();
     put_u32(p, static_cast<std::uint32_t>(ms <= 0 ? 0 : std::min<long long>(ms, 0xffffffffLL)));
-    put_u32(p, r.merge_stderr ? proto::flag_merge_stderr : 0);
+    put_u32(p, (r.merge_stderr ? proto::flag_merge_stderr : 0) | (r.inherit_env ? proto::flag_inherit_env : 0));
     put_u32(p, static_cast<std::uint32_t>(r.rlimits.size()));
     for (const auto& [resource, value] : r.rlimits) {
         put_u32(p, static_cast<std::uint32_t>(resource));
@@ -109,6 +110,40 @@ std::optional<runner_exit> parse_runner_exit(std::string_view payload) {
     const char* rest = r.rest(n);
     x.message.assign(rest, n);
     return x;
+}
+
+runner_verdict judge(const runner_outcome& o, const std::string& where) {
+    runner_verdict v;
+    v.timed_out = o.timed_out;
+    v.interrupted = o.interrupted && !o.timed_out;
+    if (!o.exit) v.replace = true;
+    if (v.timed_out || v.interrupted) {
+        v.exit_code = v.timed_out ? 124 : 130;
+        if (o.exit && !o.exit->cleaned) v.replace = true;
+        return v;
+    }
+    if (!o.exit) {
+        v.lines.push_back("kernex: the runner in " + where + " failed (" + o.failure +
+                          "); the next block gets a fresh one");
+        v.exit_code = 1;
+        return v;
+    }
+    switch (o.exit->how) {
+    case proto::exit_how::exited: v.exit_code = o.exit->value; break;
+    case proto::exit_how::signaled: v.exit_code = 128 + o.exit->value; break;
+    case proto::exit_how::not_started:
+        v.lines.push_back("kernex: the block could not start in " + where + ": " + o.exit->message + ": " +
+                          std::strerror(o.exit->value));
+        v.exit_code = 127;
+        break;
+    default: v.exit_code = 1; break;
+    }
+    if (!o.exit->cleaned) {
+        v.lines.push_back("kernex: " + where + " could not kill everything the block started; the next block gets a fresh one");
+        v.replace = true;
+        if (v.exit_code == 0) v.exit_code = 1;
+    }
+    return v;
 }
 
 }  // namespace kernex::detail

@@ -13,7 +13,9 @@
 //
 // kernex -> runner
 //   'R' run      u32 timeout_ms (0: none), u32 flags (bit 0: stderr into the
-//                stdout pipe, in arrival order), u32 rlimit count, then per
+//                stdout pipe, in arrival order; bit 1: the runner's own
+//                environment under the request's, as a Docker exec has the
+//                container's), u32 rlimit count, then per
 //                limit u32 resource + u64 value (soft = hard), then strings:
 //                cwd, scrub_dir ("" : none; a dir emptied after the block),
 //                u32 argc + argc strings (argv[0] absolute, or searched on
@@ -65,6 +67,7 @@ enum class exit_how : std::uint8_t {
 };
 
 inline constexpr std::uint32_t flag_merge_stderr = 1;
+inline constexpr std::uint32_t flag_inherit_env = 2;
 
 inline void put_u32(unsigned char* at, std::uint32_t v) {
     for (int i = 0; i < 4; ++i) at[i] = static_cast<unsigned char>(v >> (8 * i));

@@ -1,9 +1,11 @@
 // Per-block latency of docker_executor (files bind, and files copy: the code
-// file in and /workspace back through the archive endpoint) against a bare
-// Engine API exec of the same command (`sh FILE` in /workspace, FILE holding `true`): create the
-// exec, start it reading its stream, inspect it for the exit code. Both run
-// in one container of one dockerd, interleaved in rounds so that load on the
-// machine falls on both alike. It starts a dockerd of its own (root needed)
+// file in and /workspace back through the archive endpoint; each with the
+// resident runner, the default, and with an Engine API exec per block, the
+// fallback) against a bare Engine API exec of the same command (`sh FILE` in
+// /workspace, FILE holding `true`: create the exec, start it reading its
+// stream, inspect it for the exit code) and against local_executor's block
+// (a process on this host, no sandbox). All run against one dockerd,
+// interleaved in rounds so that load on the machine falls on all alike. It starts a dockerd of its own (root needed)
 // with the docker suite's busybox image, unless --host names a daemon that
 // has --image.
 //
@@ -22,6 +24,7 @@
 #include "../docker/docker_test_support.hpp"
 #include "bench_stats.hpp"
 #include "kernex/docker_executor.hpp"
+#include "kernex/local_executor.hpp"
 
 namespace {
 
@@ -55,11 +58,27 @@ int main(int argc, char** argv) {
         kernex::docker_executor_options copy_options = options;
         copy_options.files = "copy";
         kernex::docker_executor copying(copy_options);
+        // The same two with an Engine API exec per block instead of the
+        // resident runner (the fallback path).
+        options.resident_runner = false;
+        copy_options.resident_runner = false;
+        kernex::docker_executor executor_per_exec(options);
+        kernex::docker_executor copying_per_exec(copy_options);
+        // A local block, the floor the runner is measured against.
+        kernex::local_executor local;
         const std::vector<kernex::code_block> block = {{"sh", "true"}};
         // Writes the block's file, which the bare exec then runs too.
         const auto first = executor.execute(block);
         if (first.exit_code != 0 || first.code_files.size() != 1) {
             std::fprintf(stderr, "the block failed: %s\n", first.output.c_str());
+            return 1;
+        }
+        auto says = [](const kernex::code_result& r, const char* what) {
+            return !r.notes.empty() && r.notes[0].find(what) != std::string::npos;
+        };
+        if (!says(first, "blocks: the resident runner") || !says(copying.execute(block), "blocks: the resident runner") ||
+            !says(executor_per_exec.execute(block), "blocks: an Engine API exec each")) {
+            std::fprintf(stderr, "the executors did not take the paths measured: %s\n", first.notes[0].c_str());
             return 1;
         }
         const std::string file = first.code_files[0].filename().string();
@@ -79,14 +98,29 @@ int main(int argc, char** argv) {
                  if (*code != 0) throw std::runtime_error("the bare exec failed");
              },
              {}},
-            {"docker_executor.execute(```sh true```), files bind",
+            {"docker_executor.execute(```sh true```), files bind, exec per block",
+             [&] {
+                 if (executor_per_exec.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
+             },
+             {}},
+            {"docker_executor.execute(```sh true```), files bind, resident runner",
              [&] {
                  if (executor.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
              },
              {}},
-            {"docker_executor.execute(```sh true```), files copy",
+            {"docker_executor.execute(```sh true```), files copy, exec per block",
+             [&] {
+                 if (copying_per_exec.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
+             },
+             {}},
+            {"docker_executor.execute(```sh true```), files copy, resident runner",
              [&] {
                  if (copying.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
+             },
+             {}},
+            {"local_executor.execute(```sh true```) (no container)",
+             [&] {
+                 if (local.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
              },
              {}},
         };
@@ -104,19 +138,22 @@ int main(int argc, char** argv) {
 
         const double base_median = percentile(methods[0].micros, 0.5);
         const double base_mean = mean(methods[0].micros);
+        const double local_median = percentile(methods.back().micros, 0.5);
         std::printf("%zu blocks per method, %d rounds; times per block in microseconds (daemon: %s)\n\n",
                     methods[0].micros.size(), rounds, host.c_str());
-        std::printf("| method | mean | median | p90 | median vs bare | mean vs bare |\n");
-        std::printf("|---|---:|---:|---:|---:|---:|\n");
+        std::printf("| method | mean | median | p90 | median vs bare | mean vs bare | median vs local |\n");
+        std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
         for (const auto& m : methods) {
             const double med = percentile(m.micros, 0.5);
             const double avg = mean(m.micros);
-            std::printf("| %s | %.0f | %.0f | %.0f | %.2fx (%+.0f) | %.2fx (%+.0f) |\n", m.name.c_str(), avg, med,
-                        percentile(m.micros, 0.9), med / base_median, med - base_median, avg / base_mean,
-                        avg - base_mean);
+            std::printf("| %s | %.0f | %.0f | %.0f | %.2fx (%+.0f) | %.2fx (%+.0f) | %.2fx |\n", m.name.c_str(), avg,
+                        med, percentile(m.micros, 0.9), med / base_median, med - base_median, avg / base_mean,
+                        avg - base_mean, med / local_median);
         }
         executor.stop();
         copying.stop();
+        executor_per_exec.stop();
+        copying_per_exec.stop();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_docker_executor: %s\n", e.what());
         return 1;

@@ -7,11 +7,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <memory>
 #include <thread>
 
+#include "docker/archive.hpp"
 #include "docker/containers.hpp"
 #include "docker_test_support.hpp"
 #include "kernex/docker_executor.hpp"
@@ -116,12 +118,43 @@ std::vector<std::string> processes_of(kernex::docker_client& client, const std::
     return out;
 }
 
-// Those not of the container's first process (uid 65534, or 65533 for blocks running as 65534).
+// The host's pid of the container's first process (0 when it is not running).
+long init_pid(kernex::docker_client& client, const std::string& id) {
+    return client.call("GET", "/containers/" + id + "/json")["State"].value("Pid", 0L);
+}
+
+// Those not of the container's first process: the resident runner (its
+// pid 1, as the blocks' user), or the keeper of the exec path (uid 65534, or
+// 65533 for blocks running as 65534) with its sleep.
 std::vector<std::string> block_processes(kernex::docker_client& client, const std::string& id) {
+    const std::string init = std::to_string(init_pid(client, id));
+    const auto top = client.call("GET", "/containers/" + id + "/top?ps_args=-o%20pid,uid,stat,args");
     std::vector<std::string> out;
-    for (auto& p : processes_of(client, id))
-        if (!p.starts_with("65534 ") && !p.starts_with("65533 ")) out.push_back(p);
+    for (const auto& p : top["Processes"]) {
+        if (p[2].get<std::string>().starts_with("Z") || p[0].get<std::string>() == init) continue;
+        const std::string line = p[1].get<std::string>() + " " + p[2].get<std::string>() + " " + p[3].get<std::string>();
+        if (!line.starts_with("65534 ") && !line.starts_with("65533 ")) out.push_back(line);
+    }
     return out;
+}
+
+// Whether the result's notes say the blocks ran through the resident runner.
+bool through_runner(const kernex::code_result& r) {
+    return std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) {
+        return n.find("; blocks: the resident runner (the container's pid 1)") != std::string::npos;
+    });
+}
+
+// The Engine API execs made in the container so far: its exec_create
+// events (the daemon forgets an exec's id in the container once it ends).
+std::size_t exec_count(kernex::docker_client& client, const std::string& id) {
+    const nlohmann::json filters = {{"container", {id}}, {"event", {"exec_create"}}};
+    const auto r = client.request("GET", "/events?since=0&until=" + std::to_string(::time(nullptr) + 1) +
+                                             "&filters=" + kernex::docker::url_encode(filters.dump()));
+    REQUIRE(r.status == 200);
+    std::size_t n = 0;
+    for (auto at = r.body.find("exec_create"); at != std::string::npos; at = r.body.find("exec_create", at + 1)) ++n;
+    return n;
 }
 
 std::string joined_lines(const std::vector<std::string>& lines) {
@@ -1199,4 +1232,156 @@ TEST_CASE("files: bind for a unix socket by default; a bad value is refused; the
     const auto r = ex->execute({{"sh", "echo via config > f"}});
     CHECK(r.exit_code == 0);
     CHECK(r.to_json()["notes"][0].get<std::string>().starts_with("files: copy"));
+}
+
+namespace {
+
+// busybox with a file where the resident runner's tmpfs goes (/.kernex): its
+// container cannot start with the runner, an exec per block still runs.
+constexpr const char* no_runner_image = "kernex-test/busybox-no-runner:latest";
+
+void ensure_no_runner_image(kernex::docker_client& client) {
+    if (kernex::test::image_present(client, no_runner_image)) return;
+    kernex::docker::container_config config;
+    config.image = kernex::test::busybox_image;
+    config.name = "kernex-test-make-no-runner";
+    config.cmd = {"true"};
+    config.network_mode = "none";
+    config.confinement.read_only = false;  // the archive endpoint writes to the root
+    const std::string id = kernex::docker::create_container(client, config);
+    client.put_archive(id, "/", kernex::docker::make_tar({{".kernex", false, 0644, 0, 0, "not a dir\n"}}));
+    client.call("POST", "/commit?container=" + id + "&repo=kernex-test/busybox-no-runner&tag=latest");
+    kernex::docker::remove_container(client, id);
+}
+
+}  // namespace
+
+TEST_CASE("the resident runner: pid 1 of the container runs every block, no Engine API exec; the notes say which path ran") {
+    auto& d = suite();
+    docker_executor ex(busybox());
+    auto r = run(ex, "sh", "echo one");
+    CHECK(r.output == "one\n");
+    if (over_tls()) {
+        // Over TLS the attached stream is not taken over: an exec per block, said.
+        CHECK_FALSE(through_runner(r));
+        CHECK(r.notes[0].find("; blocks: an Engine API exec each (the resident runner needs a plain connection to "
+                              "the daemon, not TLS)") != std::string::npos);
+        CHECK(exec_count(d.client, ex.container_id()) >= 1);
+        return;
+    }
+    REQUIRE_MESSAGE(through_runner(r), r.notes[0]);
+    // Seen from the host: the container's first process is the runner, as the blocks' user.
+    const std::string init = std::to_string(init_pid(d.client, ex.container_id()));
+    std::string first;
+    const auto top = d.client.call("GET", "/containers/" + ex.container_id() + "/top?ps_args=-o%20pid,uid,args");
+    for (const auto& p : top["Processes"])
+        if (p[0].get<std::string>() == init) first = p[1].get<std::string>() + " " + p[2].get<std::string>();
+    CHECK_MESSAGE(first == std::to_string(::getuid()) + " /.kernex/kernex-runner", "init " << init << ": " << top.dump());
+    r = ex.execute({{"sh", "echo two"}, {"sh", "exit 4"}, {"sh", "echo never"}});
+    CHECK(r.exit_code == 4);
+    CHECK(r.output == "two\n");
+    // The blocks cost the daemon no exec at all.
+    CHECK(exec_count(d.client, ex.container_id()) == 0);
+
+    // The blocks' environment is what an exec gets: the container's (PATH,
+    // HOSTNAME, the image's), under the executor's.
+    docker_executor_options per_exec = busybox();
+    per_exec.resident_runner = false;
+    per_exec.env = {{"KERNEX_TEST_VAR", "set"}};
+    docker_executor execs(per_exec);
+    docker_executor_options with_env = busybox();
+    with_env.env = per_exec.env;
+    docker_executor runner(with_env);
+    const std::string env_of = "env | grep -v '^HOSTNAME=' | sort; test \"$HOSTNAME\" = \"$(hostname)\" && echo hostname-ok";
+    const auto by_exec = run(execs, "sh", env_of);
+    const auto by_runner = run(runner, "sh", env_of);
+    CHECK(through_runner(by_runner));
+    CHECK(by_exec.notes[0].find("; blocks: an Engine API exec each (resident_runner is false)") != std::string::npos);
+    CHECK(exec_count(d.client, execs.container_id()) >= 1);
+    CHECK(by_runner.output == by_exec.output);
+    CHECK(by_runner.output.find("KERNEX_TEST_VAR=set\n") != std::string::npos);
+    CHECK(by_runner.output.find("PATH=/") != std::string::npos);
+    CHECK(by_runner.output.ends_with("hostname-ok\n"));
+
+    // The container killed between blocks: the next block gets a fresh one, with a runner.
+    const std::string old = ex.container_id();
+    d.client.call("POST", "/containers/" + old + "/kill");
+    r = run(ex, "sh", "echo back");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "back\n");
+    CHECK(through_runner(r));
+    CHECK(ex.container_id() != old);
+    CHECK_FALSE(has_container(d.client, old));
+}
+
+TEST_CASE("the resident runner falls back to an exec per block when it cannot run in the image, and says why") {
+    if (over_tls()) return;  // the runner is not tried over TLS (the test above)
+    auto& d = suite();
+    ensure_no_runner_image(d.client);
+    docker_executor_options o = busybox(10s);
+    o.image = no_runner_image;
+    docker_executor ex(o);
+    auto r = run(ex, "sh", "echo fell back; exit 3");
+    CHECK(r.exit_code == 3);
+    CHECK(r.output == "fell back\n");
+    CHECK_FALSE(through_runner(r));
+    CHECK_MESSAGE(r.notes[0].find("; blocks: an Engine API exec each (the resident runner could not run in the image: ") !=
+                      std::string::npos,
+                  r.notes[0]);
+    CHECK(exec_count(d.client, ex.container_id()) >= 1);
+    // The exec path's guarantees hold there: a timeout leaves nothing.
+    r = run(ex, "sh", "setsid sleep 1040 > /dev/null 2>&1 & sleep 1041");
+    CHECK(r.timed_out);
+    const auto left = block_processes(d.client, ex.container_id());
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    // Only the one container is left of the attempt.
+    CHECK(container_ids(d.client) == std::vector<std::string>{ex.container_id()});
+
+    // Blocks that could trace the runner (it runs as their user) do not get one.
+    docker_executor_options tracing = busybox();
+    tracing.cap_add = {"cap_sys_ptrace"};
+    docker_executor traced(tracing);
+    r = run(traced, "sh", "echo traced");
+    CHECK(r.output == "traced\n");
+    CHECK_FALSE(through_runner(r));
+    CHECK(r.notes[0].find("(with SYS_PTRACE the blocks could take over the resident runner)") != std::string::npos);
+}
+
+TEST_CASE("a hostile block cannot kill, stop, reach or impersonate the resident runner") {
+    // The runner is pid 1 (the namespace's init: no signal from inside it
+    // reaches it but those it handles, SIGKILL and SIGSTOP included), not
+    // dumpable (its /proc/1/fd, environ and mem are closed to the blocks,
+    // though they run as its user), and the blocks' output reaches kernex
+    // only framed by it: a block printing frames prints text.
+    auto& d = suite();
+    if (over_tls()) return;
+    docker_executor ex(busybox(20s));
+    const std::string id = ex.container_id();
+    const long runner = init_pid(d.client, id);
+    auto r = run(ex, "sh",
+                 "{ kill -KILL 1; kill -STOP 1; kill -TERM 1; kill -INT 1; kill -KILL -1; } 2> /dev/null\n"
+                 "for fd in 0 1 2 3 10 11 12; do (printf 'O\\000\\000\\000\\004evil' > /proc/1/fd/$fd) 2>/dev/null && echo wrote-fd-$fd; done\n"
+                 "cat /proc/1/environ > /dev/null 2>&1 && echo read-environ\n"
+                 "dd if=/proc/1/mem of=/dev/null bs=1 count=1 skip=4194304 2>/dev/null && echo read-mem\n"
+                 // A forged exit frame (exited 0, cleaned) and a forged hello, on the block's stdout.
+                 "printf 'X\\000\\000\\000\\006\\000\\000\\000\\000\\000\\001'\n"
+                 "printf 'H\\000\\000\\000\\017kernex-runner/1'\n"
+                 "sleep 1050 &\n"
+                 "exit 7\n");
+    REQUIRE(through_runner(r));
+    CHECK(r.exit_code == 7);
+    for (const char* got : {"wrote-fd", "read-environ", "read-mem"})
+        CHECK_MESSAGE(r.output.find(got) == std::string::npos, r.output);
+    const std::string forged = std::string("X\0\0\0\6\0\0\0\0\0\1", 11) + std::string("H\0\0\0\17kernex-runner/1", 20);
+    CHECK(r.output == forged);
+    // The same runner in the same container, untouched, and nothing of the block's left.
+    CHECK(ex.container_id() == id);
+    CHECK(init_pid(d.client, id) == runner);
+    const auto left = block_processes(d.client, id);
+    CHECK_MESSAGE(left.empty(), joined_lines(left));
+    r = run(ex, "sh", "echo alive");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "alive\n");
+    CHECK(ex.container_id() == id);
+    CHECK(init_pid(d.client, id) == runner);
 }

@@ -178,7 +178,7 @@ TEST_CASE("runner: a runner killed mid-block is an error for that block and a fr
     killer.join();
     REQUIRE(killed);
     CHECK(r.exit_code != 0);
-    CHECK(r.output.find("runner failed") != std::string::npos);
+    CHECK(r.output.find("the runner in the sandbox failed") != std::string::npos);
     CHECK(kernex::test::eventually([&] { return processes_with(marker).empty(); }, 5s));
     r = bash(ex, "echo fresh\n");
     CHECK(r.exit_code == 0);
