@@ -42,6 +42,34 @@ std::string base64_decode(std::string_view text);
 // Standard base64 with padding, no line breaks.
 std::string base64_encode(std::string_view bytes);
 
+// A new file beneath dir (created if missing) that keeps all of what a run
+// printed, none of it dropped by an output cap (kernex run and exec
+// --save-full-output, the executors' save_full_output): dir/name, or
+// name-2, name-3... when that is taken, never an existing file and never
+// through a symlink planted at the name or on the way (the file is created
+// as every file in a dir code can write is). Closed by the destructor.
+class full_output_file {
+public:
+    // Throws kernex::error(io_error) when dir or the file cannot be made.
+    explicit full_output_file(const std::filesystem::path& dir, std::string_view name = "kernex-output.txt");
+    ~full_output_file();
+    full_output_file(const full_output_file&) = delete;
+    full_output_file& operator=(const full_output_file&) = delete;
+
+    // Appends text. After a write fails (a full disk) nothing more is
+    // written, and error() says why.
+    void write(std::string_view text) noexcept;
+    // dir/the name used.
+    const std::filesystem::path& path() const noexcept { return m_path; }
+    // Why the file is incomplete; empty while every write succeeded.
+    const std::string& error() const noexcept { return m_error; }
+
+private:
+    int m_fd = -1;
+    std::filesystem::path m_path;
+    std::string m_error;
+};
+
 // Removes ANSI escape sequences (colours in tracebacks).
 std::string strip_ansi(std::string_view text);
 

@@ -2,6 +2,7 @@
 // function that runs it; main.cpp dispatches to the one the user chose.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +40,11 @@ inline constexpr double max_seconds = 365.0 * 24 * 3600;
 // limit") up to max_seconds.
 void check_seconds(const char* flag, double value, const char* zero_means = nullptr);
 
+// "2 s", "1.5 s": seconds as kernex's messages say them ("Timeout: the
+// code ran longer than 2 s and was stopped"), in every command.
+std::string seconds_of(double seconds);
+std::chrono::milliseconds milliseconds_of(double seconds);
+
 // A flag of `kernex exec` or `kernex mcp` that sets args->config[key] (an
 // executor option of make_executor) to its value. A repeatable flag (T a
 // vector) takes one value each time: `--env A=1 -` leaves '-' to the
@@ -59,8 +65,9 @@ CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<Args>& args, con
 // ("kernel_name" -> "--kernel"): "option 'kernel_id' of executor jupyter
 // needs 'gateway_url'" -> "--kernel-id needs --gateway"; "unknown option
 // 'image' for executor local; valid options: ..." -> "--image is not for
-// --executor local; its flags: ..." (option_words.cpp). every (default:
-// flags) is every option's flag, for the list of an executor's flags.
+// --executor local; its flags: ...; its options without a flag: ..."
+// (option_words.cpp). every (default: flags) is every option's flag, for the
+// list of an executor's flags.
 std::string in_flag_words(std::string text, const std::map<std::string, std::string>& flags,
                           const std::map<std::string, std::string>* every = nullptr);
 

@@ -44,9 +44,19 @@ struct exec_args {
                                              {"interpreters", "--interpreter"},
                                              {"inherit_env", "--inherit-env"},
                                              {"sandbox", "--sandbox"},
+                                             {"resident_runner", "--resident-runner"},
                                              {"read_only", "--read-only"},
                                              {"tls_verify", "--tls-verify"},
-                                             {"save_full_output", "--save-full-output"}};
+                                             {"save_full_output", "--save-full-output"},
+                                             {"no_new_privileges", "--no-new-privileges"},
+                                             {"auto_remove", "--auto-remove"},
+                                             {"stop_container", "--stop-container"},
+                                             {"gateway_headers", "--gateway-header"},
+                                             // the jupyter executor's other names for the container flags
+                                             {"docker_network", "--network"},
+                                             {"docker_memory", "--memory"},
+                                             {"docker_cpus", "--cpus"},
+                                             {"docker_pids_limit", "--pids-limit"}};
 };
 
 // Where the error a message's blocks ended with came from: the block (from
@@ -323,12 +333,46 @@ command_runner add_exec_command(CLI::App& app) {
                                "docker, jupyter --docker-image: the client certificate (default cert.pem there)");
     config_option<std::string>(cmd, args, "--tls-key", "tls_key",
                                "docker, jupyter --docker-image: the client certificate's key (default key.pem there)");
+    config_option<std::string>(cmd, args, "--container-name", "container_name",
+                               "docker: the container's name (default kernex-<12 random hex digits>)");
+    config_option<std::vector<std::string>>(cmd, args, "--cap-add", "cap_add",
+                                            "docker: a capability the blocks keep (every one is dropped but these; "
+                                            "repeatable)");
+    cmd->add_flag_function("--no-new-privileges,!--new-privileges",
+                           [args](std::int64_t n) { args->config["no_new_privileges"] = n > 0; },
+                           "docker: a setuid binary or file capability grants nothing (the default), or it does");
+    cmd->add_flag_function("--auto-remove,!--no-auto-remove", [args](std::int64_t n) { args->config["auto_remove"] = n > 0; },
+                           "docker: the container is removed when it is stopped at the end (the default), or kept");
+    cmd->add_flag_function("--stop-container,!--no-stop-container",
+                           [args](std::int64_t n) { args->config["stop_container"] = n > 0; },
+                           "docker: the container is stopped at the end (the default), or left running (then\n"
+                           "nothing removes it)");
+    config_option<double>(cmd, args, "--request-timeout", "request_timeout",
+                          "docker: seconds each Engine API request (create, start, inspect) may take (default 30)");
+    config_option<std::uint64_t>(cmd, args, "--max-copy-back", "max_copy_back",
+                                 "docker --files copy: bytes of files copied back after a block at most (default\n"
+                                 "268435456); the rest is left and said");
+    cmd->add_option_function<std::vector<std::string>>(
+        "--gateway-header",
+        [args](const std::vector<std::string>& items) {
+            for (const auto& item : items) {
+                const auto colon = item.find(':');
+                if (colon == 0 || colon == std::string::npos)
+                    throw CLI::ValidationError("--gateway-header", "'" + item + "': give NAME: VALUE");
+                const auto value = item.find_first_not_of(' ', colon + 1);
+                args->config["gateway_headers"][item.substr(0, colon)] =
+                    value == std::string::npos ? std::string() : item.substr(value);
+            }
+        },
+        "jupyter, with --gateway: an HTTP header sent to the server, 'NAME: VALUE' (repeatable)")
+        ->allow_extra_args(false);
     config_option<std::string>(cmd, args, "--output-dir", "output_dir",
                                "jupyter: where images and HTML outputs are saved (default: --work-dir, else the\n"
                                "current directory; an existing name is never overwritten)");
     config_option<std::string>(cmd, args, "--output-stem", "output_stem",
                                "jupyter: saved outputs are named STEM-blockN-n.EXT (default: FILE's stem, or stdin)");
-    config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local: NAME=VALUE (or NAME: the host's value) added to the clean environment blocks get (repeatable)");
+    config_option<std::vector<std::string>>(cmd, args, "--env", "env", "local, docker, jupyter (a kernel it starts): NAME=VALUE (or NAME: kernex's value)\n"
+                                            "added to the environment the code gets (local, jupyter: to the clean one; repeatable)");
     config_option<std::vector<std::string>>(cmd, args, "--path-prefix", "path_prefix",
                                             "local: a directory put before PATH for the blocks (a virtualenv's bin; "
                                             "repeatable; with --sandbox bound read-only)");
@@ -346,6 +390,10 @@ command_runner add_exec_command(CLI::App& app) {
         ->allow_extra_args(false);
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
+    cmd->add_flag_function("--resident-runner,!--no-resident-runner",
+                           [args](std::int64_t n) { args->config["resident_runner"] = n > 0; },
+                           "local --sandbox: the blocks run in one sandbox by its resident runner (the default),\n"
+                           "or each in a bubblewrap of its own");
     config_option<std::uint64_t>(cmd, args, "--rlimit-cpu", "rlimit_cpu", "local --sandbox: CPU seconds per process");
     config_option<std::uint64_t>(cmd, args, "--rlimit-as", "rlimit_as", "local --sandbox: address space bytes per process");
     config_option<std::uint64_t>(cmd, args, "--rlimit-fsize", "rlimit_fsize", "local --sandbox: largest file a block may write, bytes");

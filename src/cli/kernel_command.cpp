@@ -22,9 +22,14 @@ struct kernel_args {
     std::string docker_image;
     std::string work_dir;
     container_flags container;
+    std::optional<double> ready_timeout;  // unset: the library's 60 s
 };
 
+// What a kernel's death costs, in the words of kernex run's note.
+constexpr const char* state_lost = "its state (variables, imports) was lost";
+
 int start_kernel(const kernel_args& args) {
+    if (args.ready_timeout) check_seconds("--ready-timeout", *args.ready_timeout);
     // Block the signals before any thread starts so that every thread
     // inherits the mask and sigwait below receives them.
     sigset_t signals;
@@ -35,6 +40,7 @@ int start_kernel(const kernel_args& args) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     kernel_options options{.kernel_name = args.kernel};
+    if (args.ready_timeout) options.ready_timeout = milliseconds_of(*args.ready_timeout);
     options.clean_exit_is_shutdown = true;  // other clients may shut it down, most without a broadcast
     if (!args.connection_file.empty()) options.connection_file = std::filesystem::absolute(args.connection_file);
     if (!args.docker_image.empty()) {
@@ -48,9 +54,9 @@ int start_kernel(const kernel_args& args) {
     kernel_record record(km.connection_file(), km.spec().name, km.pid());
     km.on_restarted([&record, &km] {
         record.set_kernel_pid(km.pid());  // kernel list shows the new process
-        std::cerr << "kernex: the kernel died and was restarted\n";
+        std::cerr << "kernex: the kernel died and was restarted: " << state_lost << "\n";
     });
-    km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted; press Ctrl-C\n"; });
+    km.on_dead([] { std::cerr << "kernex: the kernel died and will not be restarted: " << state_lost << "; press Ctrl-C\n"; });
     // A client's shutdown_request ends us as Ctrl-C would (the main thread
     // is woken with SIGTERM, blocked and waited for below).
     std::atomic<bool> client_shut{false};
@@ -71,7 +77,10 @@ int start_kernel(const kernel_args& args) {
               << "kernex: Ctrl-C or SIGTERM shuts it down.\n";
     int sig = 0;
     sigwait(&signals, &sig);
-    std::cerr << (client_shut ? "kernex: a client shut the kernel down\n" : "kernex: shutting the kernel down\n");
+    // Ctrl-C says "Interrupted", as it does in kernex run and exec.
+    std::cerr << (client_shut      ? "kernex: a client shut the kernel down\n"
+                  : sig == SIGINT ? "kernex: Interrupted: shutting the kernel down\n"
+                                  : "kernex: shutting the kernel down\n");
     km.shutdown();
     return 0;
 }
@@ -98,6 +107,9 @@ command_runner add_kernel_command(CLI::App& app) {
                       "With --docker-image: the directory bound at /workspace (default: a temporary one)")
         ->needs(image);
     add_container_flags(start, args->container, image);
+    start->add_option_function<double>(
+        "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
+        "Seconds to wait for the kernel to be ready (default 60), as kernex run's");
     auto list_stop = add_kernel_list_stop(*cmd);  // kernel list, kernel stop: kernel_records.cpp
     auto requests = add_kernel_requests(*cmd);    // kernel interrupt, kernel shutdown: kernel_requests.cpp
     return [args, list_stop, requests] {

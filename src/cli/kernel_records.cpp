@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.hpp"
 #include "kernex/connection.hpp"
 #include "kernex/error.hpp"
 
@@ -229,8 +230,9 @@ void stop_kernel(const record& r) {
     const int ready = ::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(stop_wait).count()));
     ::close(pidfd);
     if (ready <= 0)
-        throw error(errc::timeout, "kernel " + r.id + "'s kernex process " + std::to_string(r.kernex_pid) +
-                                       " was sent SIGTERM and is still shutting it down after 30 s");
+        throw error(errc::timeout, "Timeout: kernel " + r.id + "'s kernex process " + std::to_string(r.kernex_pid) +
+                                       " was sent SIGTERM and did not end within " +
+                                       seconds_of(std::chrono::duration<double>(stop_wait).count()));
     std::cerr << "kernex: kernel " << r.id << " (" << r.kernel_name << ") was shut down\n";
 }
 

@@ -36,6 +36,19 @@ std::chrono::milliseconds timeout_of(const request_args& a) {
 
 kernel_client connect(const request_args& a) { return kernel_client::from_connection_file(find_connection_file(a.kernel)); }
 
+// ask(), a request that went unanswered said as kernex run and exec say a
+// timeout: "Timeout: the kernel did not answer interrupt_request within 10 s".
+template <typename F>
+json answer_of(const request_args& a, const std::string& what, F&& ask, const std::string& hint = {}) {
+    const auto timeout = timeout_of(a);
+    try {
+        return ask(timeout);
+    } catch (const error& e) {
+        if (e.code() != errc::timeout) throw;
+        throw error(errc::timeout, "Timeout: the kernel did not answer " + what + " within " + seconds_of(a.timeout) + hint);
+    }
+}
+
 // The protocol counts the cursor in Unicode code points.
 int code_points(std::string_view utf8) {
     int n = 0;
@@ -101,22 +114,16 @@ std::function<std::optional<int>()> add_kernel_requests(CLI::App& kernel) {
     shutdown->add_flag("--restart", a->restart, "Ask for a restart instead (the kernel's manager restarts it)");
     add_timeout_option(shutdown, *a);
     return [a, interrupt, shutdown]() -> std::optional<int> {
-        if (interrupt->parsed()) {
-            const auto timeout = timeout_of(*a);
-            try {
-                return print_reply(connect(*a).interrupt_request(timeout), "interrupt_request");
-            } catch (const error& e) {
-                if (e.code() != errc::timeout) throw;
-                throw error(errc::timeout,
-                            std::string(e.what()) +
-                                ": a kernel whose kernelspec says interrupt_mode signal may not answer it; its "
-                                "manager interrupts it with SIGINT (Ctrl-C on `kernex kernel start`)");
-            }
-        }
-        if (shutdown->parsed()) {
-            const auto timeout = timeout_of(*a);
-            return print_reply(connect(*a).shutdown(a->restart, timeout), "shutdown_request");
-        }
+        if (interrupt->parsed())
+            return print_reply(
+                answer_of(*a, "interrupt_request", [&](auto timeout) { return connect(*a).interrupt_request(timeout); },
+                          ": a kernel whose kernelspec says interrupt_mode signal may not answer it; its manager "
+                          "interrupts it with SIGINT (Ctrl-C on `kernex kernel start`)"),
+                "interrupt_request");
+        if (shutdown->parsed())
+            return print_reply(
+                answer_of(*a, "shutdown_request", [&](auto timeout) { return connect(*a).shutdown(a->restart, timeout); }),
+                "shutdown_request");
         return std::nullopt;
     };
 }
@@ -130,9 +137,11 @@ command_runner add_complete_command(CLI::App& app) {
     add_code_options(cmd, *a);
     add_timeout_option(cmd, *a);
     return [a] {
-        const auto timeout = timeout_of(*a);
+        timeout_of(*a);  // checked before stdin is read
         if (a->code == "-") a->code = read_input("-");
-        return print_reply(connect(*a).complete(a->code, cursor_of(*a), timeout), "complete_request");
+        return print_reply(answer_of(*a, "complete_request",
+                                     [&](auto timeout) { return connect(*a).complete(a->code, cursor_of(*a), timeout); }),
+                           "complete_request");
     };
 }
 
@@ -148,9 +157,13 @@ command_runner add_inspect_command(CLI::App& app) {
         ->capture_default_str();
     add_timeout_option(cmd, *a);
     return [a] {
-        const auto timeout = timeout_of(*a);
+        timeout_of(*a);  // checked before stdin is read
         if (a->code == "-") a->code = read_input("-");
-        return print_reply(connect(*a).inspect(a->code, cursor_of(*a), a->detail_level, timeout), "inspect_request");
+        return print_reply(answer_of(*a, "inspect_request",
+                                     [&](auto timeout) {
+                                         return connect(*a).inspect(a->code, cursor_of(*a), a->detail_level, timeout);
+                                     }),
+                           "inspect_request");
     };
 }
 

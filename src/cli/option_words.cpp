@@ -26,14 +26,17 @@ std::string in_flag_words(std::string text, const std::map<std::string, std::str
     };
     static const std::regex unknown(R"(^unknown option '(\w+)' for executor (\w+); valid options: (.*)$)");
     if (std::smatch m; std::regex_match(text, m, unknown)) {
-        std::string valid;
+        std::string valid, flagless;
         std::istringstream keys(m[3].str());
-        for (std::string key; std::getline(keys >> std::ws, key, ',');)
-            if (auto f = every->find(key); f != every->end() && valid.find(f->second + ",") == std::string::npos)
-                valid += f->second + ", ";
+        for (std::string key; std::getline(keys >> std::ws, key, ',');) {
+            const auto f = every->find(key);
+            if (f == every->end()) flagless += key + ", ";
+            else if (valid.find(f->second + ",") == std::string::npos) valid += f->second + ", ";
+        }
         const auto f = flags.find(m[1].str());
         return (f != flags.end() ? f->second : "option '" + m[1].str() + "'") + " is not for --executor " +
-               m[2].str() + (valid.empty() ? "" : "; its flags: " + valid.substr(0, valid.size() - 2));
+               m[2].str() + (valid.empty() ? "" : "; its flags: " + valid.substr(0, valid.size() - 2)) +
+               (flagless.empty() ? "" : "; its options without a flag: " + flagless.substr(0, flagless.size() - 2));
     }
     // A switch the option needs ("needs sandbox: true"): its flag.
     for (const auto& [key, flag] : flags) replace_all(key + ": true", flag, true);

@@ -115,4 +115,14 @@ void check_seconds(const char* flag, double value, const char* zero_means) {
                                             " to 31536000 (a year)");
 }
 
+std::string seconds_of(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g s", seconds);
+    return text;
+}
+
+std::chrono::milliseconds milliseconds_of(double seconds) {
+    return std::chrono::milliseconds(std::llround(seconds * 1000));
+}
+
 }  // namespace kernex::cli

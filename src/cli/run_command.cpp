@@ -55,6 +55,7 @@ struct run_args {
     bool inherit_env = false;   // local kernel gets our whole environment
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
     std::optional<std::size_t> max_output_head;             // of those, the first; unset: 60 %
+    bool save_full_output = false;  // all the output in a new file of output_dir
     std::vector<std::string> files;
 };
 
@@ -206,12 +207,15 @@ public:
         trim();
     }
 
-    // The outputs kept, in order, the notice where some were dropped.
-    std::vector<output> take() {
+    // The outputs kept, in order, the notice where some were dropped (and
+    // after the last ones, where all of them are: full, when kept).
+    std::vector<output> take(const full_output_file* full) {
         if (m_dropped > 0)
             m_list.push_back(outputs::stream{"stderr", "[\u2026 " + std::to_string(m_dropped) + " bytes dropped \u2026]\n"});
         for (auto& o : m_tail) m_list.push_back(std::move(o));
         m_tail.clear();
+        if (m_dropped > 0 && full)
+            m_list.push_back(outputs::stream{"stderr", "[saved the full output to " + full->path().string() + "]\n"});
         return std::move(m_list);
     }
     std::uint64_t dropped() const { return m_dropped; }
@@ -295,8 +299,11 @@ std::optional<cell_place> error_place(const outputs::error& e, const std::map<in
 // stdout that fails (the reader went away: `| head -1`) calls on_broken once.
 class printer {
 public:
-    printer(const run_args& args, std::function<void()> on_broken)
+    // full, when set, gets every output as text mode shows it (without
+    // escape sequences), in --json mode too, and kernex's lines about cells.
+    printer(const run_args& args, full_output_file* full, std::function<void()> on_broken)
         : m_args(args),
+          m_full(full),
           m_out_style(args.colour, STDOUT_FILENO),
           m_err_style(args.colour, STDERR_FILENO),
           m_on_broken(std::move(on_broken)) {}
@@ -311,7 +318,7 @@ public:
     }
 
     // The cell's outputs --json records (head and tail within --max-output-bytes).
-    std::vector<output> take_kept() { return m_kept.take(); }
+    std::vector<output> take_kept() { return m_kept.take(m_full); }
 
     // The cell's error output, if any (outputs are not kept in the execution).
     const std::optional<outputs::error>& last_error() const { return m_error; }
@@ -326,36 +333,48 @@ public:
         if (data && !data->is_object()) data = nullptr;
         auto* update = std::get_if<outputs::update_display_data>(&o);
         // An update replaces what a terminal showed long ago: a new line, said to be one.
-        if (update && !m_args.json_lines)
-            out("[display " + (update->display_id.empty() ? std::string("?") : update->display_id) + " updated]\n");
+        if (update) show("[display " + (update->display_id.empty() ? std::string("?") : update->display_id) + " updated]\n");
         if (data && has_file_output(*data)) {
             // <source>-cell<N>-<n>, as kernex exec's <source>-block<N>-<n>.
             const auto stem = m_stem + "-" + std::to_string(++m_count);
             // Its text form first (what a notebook shows a reader without
             // the rich one; an R value's, a DataFrame's), then where the rich
             // form went.
-            if (!m_args.json_lines)
-                if (auto text = text_form(without_file_types(*data))) out(*text + "\n");
+            if (auto text = text_form(without_file_types(*data))) show(*text + "\n");
             // The names save_output_files used (never an existing file's).
             for (auto& p : save_output_files(*data, m_args.output_dir, stem)) {
                 m_saved.push_back(p.string());
-                if (!m_args.json_lines) out(saved_output_line(p) + "\n");
+                show(saved_output_line(p) + "\n");
             }
             return;
         }
-        if (m_args.json_lines) return;
+        if (m_args.json_lines && !m_full) return;
         if (auto* s = std::get_if<outputs::stream>(&o)) {
-            if (s->name == "stderr") err(s->text);
-            else out(s->text);
+            show(s->text, s->name == "stderr");
         } else if (data) {
-            if (auto text = text_form(*data)) out(*text + "\n");
-            else if (!data->empty()) err("kernex: a " + mime_types(*data) + " output has no text form; --json keeps it\n");
+            if (auto text = text_form(*data)) show(*text + "\n");
+            else if (!data->empty()) note("kernex: a " + mime_types(*data) + " output has no text form; --json keeps it\n");
         } else if (auto* e = std::get_if<outputs::error>(&o)) {
             std::string text;
             for (const auto& line : e->traceback) text += (m_err_style.colours ? line : strip_ansi(line)) + "\n";
             if (e->traceback.empty()) text = e->ename + ": " + e->evalue + "\n";
-            err(text);
+            show(text, true);
         }
+    }
+
+    // A cell's output as text mode shows it: printed (not with --json), and
+    // kept in the full output's file without escape sequences.
+    void show(const std::string& text, bool on_stderr = false) {
+        if (m_full) m_full->write(strip_ansi(text));
+        if (m_args.json_lines) return;
+        if (on_stderr) err(text);
+        else out(text);
+    }
+    // kernex's line about a cell (a timeout, where an error came from): on stderr as the cell's output is shown.
+    void note(const std::string& text) { show(text, true); }
+    // Only to the full output's file (a cell's header there).
+    void to_file(const std::string& text) {
+        if (m_full) m_full->write(text);
     }
 
     // What kernex itself prints (prompts, JSON lines) to stdout.
@@ -375,6 +394,7 @@ public:
 
 private:
     const run_args& m_args;
+    full_output_file* m_full;
     stream_style m_out_style, m_err_style;
     std::function<void()> m_on_broken;
     bool m_broken = false;
@@ -426,17 +446,6 @@ std::vector<input_file> read_inputs(const run_args& args) {
         if (same > 0) input.stem += "-" + std::to_string(same + 1);
     }
     return inputs;
-}
-
-// "2 s", "1.5 s": as the executors' messages show a timeout.
-std::string seconds_of(double seconds) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%g s", seconds);
-    return text;
-}
-
-std::chrono::milliseconds milliseconds_of(double seconds) {
-    return std::chrono::milliseconds(std::llround(seconds * 1000));
 }
 
 // What scripts and notebooks (run_notebook.cpp) share, checked before either starts.
@@ -556,7 +565,10 @@ int run(const run_args& args) {
     }
     if (forwarding.received()) return 130;  // a signal while the kernel started: run nothing
 
-    printer out(args, [&] {
+    // --save-full-output: made now, before any cell runs (a bad --output-dir is said before any runs).
+    std::optional<full_output_file> full;
+    if (args.save_full_output) full.emplace(std::filesystem::absolute(args.output_dir));
+    printer out(args, full ? &*full : nullptr, [&] {
         // Nobody reads any more: stop the cell and the run.
         try {
             interrupt();
@@ -573,6 +585,12 @@ int run(const run_args& args) {
     std::vector<std::pair<std::string, std::string>> ran;  // status, "a.py cell 3"
     const auto started = std::chrono::steady_clock::now();
     auto summary = [&] {
+        if (full) {
+            if (!full->error().empty())
+                out.err("kernex: the full output's file " + full->path().string() + " is incomplete: " + full->error() +
+                        "\n");
+            if (!args.json_lines) out.out("[saved the full output to " + full->path().string() + "]\n");
+        }
         if (args.quiet || args.json_lines) return;
         const bool all_ok = ran.size() == all_cells &&
                             std::all_of(ran.begin(), ran.end(), [](const auto& r) { return r.first == "ok"; });
@@ -613,10 +631,11 @@ int run(const run_args& args) {
             if (forwarding.received()) return stop_at(f, i, 130);  // between cells: run no more
             const cell_place at{input.name, i + 1, input.cells[i].line};
             const std::string shown = input.name == "-" ? "stdin" : input.name;
-            if (terminal)
-                out.err("\x1b[2m\u2500\u2500 " + shown + " \u00b7 cell " + std::to_string(i + 1) + " of " +
-                        std::to_string(input.cells.size()) + " \u00b7 line " + std::to_string(at.line) +
-                        " \u2500\u2500\x1b[0m\n");
+            const std::string header = "\u2500\u2500 " + shown + " \u00b7 cell " + std::to_string(i + 1) + " of " +
+                                       std::to_string(input.cells.size()) + " \u00b7 line " + std::to_string(at.line) +
+                                       " \u2500\u2500";
+            if (terminal) out.err("\x1b[2m" + header + "\x1b[0m\n");
+            out.to_file(header + "\n");
             out.begin_cell(input.stem + "-cell" + std::to_string(i + 1));
             execute_options eo;
             if (args.timeout > 0) eo.timeout = milliseconds_of(args.timeout);
@@ -658,6 +677,7 @@ int run(const run_args& args) {
                 if (!r.note.empty()) j["note"] = r.note;
                 if (failed_at)
                     j["error_at"] = {{"file", failed_at->file}, {"cell", failed_at->cell}, {"line", failed_at->line}};
+                if (full) j["full_output_file"] = full->path().string();
                 if (r.restarted) j["restarted"] = true;
                 if (r.state_lost) j["state_lost"] = true;
                 if (r.outputs_lost) j["outputs_lost"] = true;
@@ -667,24 +687,24 @@ int run(const run_args& args) {
                 if (comms_dropped > 0) j["comms_dropped"] = comms_dropped;
                 out.out(json_line(j));
                 if (out.broken()) return 141;
-            } else {
-                // The kernel's "Cell In[7], line 2" in the files' words.
-                if (failed_at) out.err("kernex: " + failed_at->line_text() + "\n");
-                if (r.status == execution_status::timeout)  // the words of kernex exec
-                    out.err("kernex: " + at.text() + ": Timeout: the code ran longer than " + seconds_of(args.timeout) +
-                            " and was stopped" +
-                            (r.restarted ? " (the kernel was restarted: its state is lost)" : "") + "\n");
-                else if (!r.note.empty()) out.err("kernex: " + at.text() + ": " + r.note + "\n");
-                if (r.input_unanswered)
-                    out.err("kernex: " + at.text() +
-                            ": the cell asked for input and got an empty answer: stdin is not a terminal (or is "
-                            "the code), so nobody could answer it\n");
             }
+            // kernex's lines about the cell: printed in text mode, in the full output's file in both.
+            // The kernel's "Cell In[7], line 2" in the files' words.
+            if (failed_at) out.note("kernex: " + failed_at->line_text() + "\n");
+            if (r.status == execution_status::timeout)  // the words of kernex exec
+                out.note("kernex: " + at.text() + ": Timeout: the code ran longer than " + seconds_of(args.timeout) +
+                         " and was stopped" + (r.restarted ? " (the kernel was restarted: its state is lost)" : "") +
+                         "\n");
+            else if (!r.note.empty()) out.note("kernex: " + at.text() + ": " + r.note + "\n");
+            if (r.input_unanswered)
+                out.note("kernex: " + at.text() +
+                         ": the cell asked for input and got an empty answer: stdin is not a terminal (or is "
+                         "the code), so nobody could answer it\n");
             ran.emplace_back(to_string(r.status), shown + " cell " + std::to_string(i + 1));
             if (r.status == execution_status::timeout) status = 124;
             else if (r.status != execution_status::ok && status == 0) status = 1;
             if (forwarding.received()) {
-                if (!args.json_lines) out.err("kernex: " + at.text() + ": Interrupted\n");  // as kernex exec says it
+                out.note("kernex: " + at.text() + ": Interrupted\n");  // as kernex exec says it
                 return stop_at(f, i + 1, 130);
             }
             if (r.status != execution_status::ok && !args.keep_going) return stop_at(f, i + 1, status);
@@ -738,7 +758,7 @@ command_runner add_run_command(CLI::App& app) {
         "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
         "Seconds to wait for the kernel to be ready (default 60; 30 for --existing)");
     cmd->add_option("-t,--timeout", args->timeout,
-                    "Seconds per cell, 0 to 31536000; a cell over it is interrupted (0: none)");
+                    "Seconds per cell, 0 to 31536000; a cell over it is interrupted (0: none, the default)");
     cmd->add_option("-o,--output-dir", args->output_dir,
                     "Where images and HTML outputs are saved (an existing name is never overwritten:\n"
                     "a new one is used and printed); a notebook run: the notebook written")
@@ -762,11 +782,18 @@ command_runner add_run_command(CLI::App& app) {
         "--max-output-head", [args](std::size_t bytes) { args->max_output_head = bytes; },
         "With --json and in notebook runs: of --max-output-bytes, the bytes kept from the start of\n"
         "a cell's outputs (default 60 %); the rest are its last ones");
+    cmd->add_flag("--save-full-output", args->save_full_output,
+                  "Also keep all of the output, as text mode shows it (with --json too, none of it dropped),\n"
+                  "in a new file of --output-dir, kernex-output.txt (-2, -3...: never an existing one), named\n"
+                  "at the end: [saved the full output to PATH] (--json: full_output_file)");
     cmd->add_option("files", args->files, "Files to run ('-' for stdin)")->required();
     auto notebook_run = add_notebook_run_options(*cmd);  // FILE.ipynb, or -o FILE.ipynb: see run_notebook.cpp
     auto* quiet = cmd->get_option("--quiet");  // shared with notebook runs
     return [args, notebook_run, quiet, kernel] {
         args->quiet = quiet->count() > 0;
+        if (args->save_full_output && (args->files[0].ends_with(".ipynb") || args->output_dir.ends_with(".ipynb")))
+            throw error(errc::invalid_argument, "--save-full-output is for scripts: a notebook run keeps every "
+                                                "output in the notebook it writes");
         check_kernel_arguments(*args);
         notebook_run_settings shared;  // what a notebook run takes from the flags above
         shared.new_kernel = [args, kernel] {

@@ -2,7 +2,11 @@
 // showing outputs to people and agents.
 #include "kernex/output_files.hpp"
 
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 #include "confine/files.hpp"
 #include "kernex/error.hpp"
@@ -40,6 +44,14 @@ std::string text_of(const nlohmann::json& value) {
         for (const auto& part : value)
             if (part.is_string()) out += part.get<std::string>();
     return out;
+}
+
+// dir (a path the user gave, created when missing) as the fd files are
+// created beneath. Throws kernex::error(io_error) when it cannot be opened.
+confine::unique_fd open_output_dir(const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);  // a failure is said by open_dir
+    return confine::open_dir(dir);
 }
 
 }  // namespace
@@ -149,11 +161,7 @@ std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data,
         auto it = data.find(t.mime);
         if (it == data.end()) continue;
         const auto bytes = t.base64 ? base64_decode(text_of(*it)) : text_of(*it);
-        if (!dir_fd) {
-            std::error_code ec;
-            std::filesystem::create_directories(dir, ec);
-            dir_fd = confine::open_dir(dir);
-        }
+        if (!dir_fd) dir_fd = open_output_dir(dir);
         // The dir may be the kernel's work dir: a new file beneath its fd,
         // never through a link or a FIFO planted at the name, never over
         // what is there (a taken name gets "-2", "-3").
@@ -162,6 +170,31 @@ std::vector<std::filesystem::path> save_output_files(const nlohmann::json& data,
         written.push_back(dir / used);
     }
     return written;
+}
+
+full_output_file::full_output_file(const std::filesystem::path& dir, std::string_view name) {
+    const confine::unique_fd dir_fd = open_output_dir(dir);
+    confine::created_file file = confine::create_beneath(dir_fd.get(), name, {.mode = 0600, .make_parents = false});
+    m_path = dir / file.name;
+    m_fd = file.fd.release();
+}
+
+full_output_file::~full_output_file() {
+    if (m_fd >= 0) ::close(m_fd);
+}
+
+void full_output_file::write(std::string_view text) noexcept {
+    while (m_fd >= 0 && !text.empty()) {
+        const ssize_t n = ::write(m_fd, text.data(), text.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            m_error = std::strerror(n < 0 ? errno : ENOSPC);
+            ::close(m_fd);
+            m_fd = -1;
+            return;
+        }
+        text.remove_prefix(static_cast<std::size_t>(n));
+    }
 }
 
 }  // namespace kernex

@@ -23,6 +23,8 @@ public:
 
     int get() const noexcept { return m_fd; }
     explicit operator bool() const noexcept { return m_fd >= 0; }
+    // Gives the fd up: the caller closes it.
+    int release() noexcept { return std::exchange(m_fd, -1); }
     // Closes the fd held (if any) and holds fd instead.
     void reset(int fd = -1) noexcept {
         if (m_fd >= 0) ::close(m_fd);

@@ -110,16 +110,7 @@ void block_output::pass(std::string_view text) {
 }
 
 void block_output::copy(std::string_view text) {
-    while (m_full && !text.empty()) {
-        const ssize_t n = ::write(m_full.get(), text.data(), text.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            m_full_error = std::strerror(n < 0 ? errno : ENOSPC);
-            m_full.reset();
-            return;
-        }
-        text.remove_prefix(static_cast<std::size_t>(n));
-    }
+    if (m_full) m_full->write(text);
 }
 
 void block_output::emit(std::string_view text) {
@@ -186,11 +177,8 @@ void block_output::say(const std::string& line) {
 }
 
 void block_output::save_full_output(const std::filesystem::path& dir) {
-    const confine::unique_fd dir_fd = confine::open_dir(dir);
-    confine::created_file file =
-        confine::create_beneath(dir_fd.get(), "kernex-output.txt", {.mode = 0600, .make_parents = false});
-    m_full = std::move(file.fd);
-    m_result.full_output_file = dir / file.name;
+    m_full.emplace(dir);
+    m_result.full_output_file = m_full->path();
 }
 
 void block_output::finish() {
@@ -206,9 +194,8 @@ void block_output::finish() {
         const std::string where = "[saved the full output to " + m_result.full_output_file->string() + "]\n";
         pass((m_result.output.empty() || m_result.output.back() == '\n' ? "" : "\n") + where);
     }
-    if (!m_full_error.empty())
-        pass("kernex: the full output's file " + m_result.full_output_file->string() + " is incomplete: " +
-             m_full_error + "\n");
+    if (m_full && !m_full->error().empty())
+        pass("kernex: the full output's file " + m_full->path().string() + " is incomplete: " + m_full->error() + "\n");
     m_dropped = 0;
 }
 

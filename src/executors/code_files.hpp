@@ -17,6 +17,7 @@
 
 #include "confine/unique_fd.hpp"
 #include "kernex/executor.hpp"
+#include "kernex/output_files.hpp"
 
 namespace kernex::detail {
 
@@ -103,8 +104,7 @@ private:
     std::size_t m_tail_bytes = 0;  // the code's bytes in m_tail
     std::uint64_t m_dropped = 0;
     char m_last = '\n';          // of everything emitted or said, for say()'s line
-    unique_fd m_full;           // the full output's file, when asked for
-    std::string m_full_error;   // why the file stopped being written
+    std::optional<full_output_file> m_full;  // the full output's file, when asked for
 };
 
 // When the next block must end, from now: the call's deadline, or sooner

@@ -774,7 +774,7 @@ std::unique_ptr<code_executor> make_docker_executor(const nlohmann::json& config
     if (auto v = c.count("max_output_head")) options.max_output_head = *v;
     if (auto v = c.boolean("save_full_output")) options.save_full_output = *v;
     detail::output_cap{options.max_output, options.max_output_head}.check("docker");
-    if (auto v = c.string_map("env")) options.env = std::move(*v);
+    if (auto v = c.environment("env")) options.env = std::move(*v);
     if (auto v = c.string("network_mode")) options.network_mode = *v;
     // 0 (or "0") for memory and pids_limit: no limit.
     if (is_zero(config, "memory")) options.memory.reset();

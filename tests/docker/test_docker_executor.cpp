@@ -106,6 +106,32 @@ bool has_container(kernex::docker_client& client, const std::string& id) {
     return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
+// `kernex exec --executor docker --image BUSYBOX FLAGS... --json MESSAGE` on
+// the suite's daemon (with --files $KERNEX_TEST_DOCKER_FILES when set).
+kernex::spawn_options kernex_exec_json(const fs::path& message, const std::vector<std::string>& flags = {}) {
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::spawn_options spawn;
+    spawn.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+                  kernex::test::busybox_image};
+    spawn.argv.insert(spawn.argv.end(), flags.begin(), flags.end());
+    if (const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES")) spawn.argv.insert(spawn.argv.end(), {"--files", files});
+    spawn.argv.insert(spawn.argv.end(), {"--json", message.string()});
+    spawn.env["DOCKER_HOST"] = suite().daemon.host();
+    spawn.merge_stderr = false;
+    return spawn;
+}
+
+// Its run: the exit code and the result (a JSON object, else the test stops).
+std::pair<int, nlohmann::json> run_exec_json(const kernex::spawn_options& spawn, std::chrono::seconds timeout) {
+    kernex::run_options limits;
+    limits.timeout = timeout;
+    const auto r = kernex::run_process(spawn, limits);
+    auto result = nlohmann::json::parse(r.output, nullptr, false);
+    REQUIRE_MESSAGE(result.is_object(), r.output);
+    return {r.exit_code, std::move(result)};
+}
+
 // The container's processes as the daemon sees them from the host (its
 // cgroup, the host's ps): "UID STAT ARGS" lines, zombies left out.
 std::vector<std::string> processes_of(kernex::docker_client& client, const std::string& id) {
@@ -748,33 +774,60 @@ TEST_CASE("docker_client: exec streams, exit codes and deadlines") {
 
 TEST_CASE("kernex exec --executor docker --image IMAGE") {
     auto& d = suite();
-    const char* build = std::getenv("KERNEX_BUILD_DIR");
-    REQUIRE(build != nullptr);
     kernex::test::temp_dir work;
     std::ofstream(work.path() / "message.md") << "Run this:\n```sh\necho from the cli\nls /sys/class/net\n```\n";
-    kernex::spawn_options spawn;
-    spawn.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(),
-                  "exec",
-                  "--executor",
-                  "docker",
-                  "--image",
-                  kernex::test::busybox_image,
-                  "--json",
-                  (work.path() / "message.md").string()};
-    const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES");
-    if (files) spawn.argv.insert(spawn.argv.end() - 1, {"--files", files});
-    spawn.env["DOCKER_HOST"] = d.daemon.host();
-    spawn.merge_stderr = false;
-    kernex::run_options limits;
-    limits.timeout = 60s;
-    const auto r = kernex::run_process(spawn, limits);
-    CHECK(r.exit_code == 0);
-    const auto result = nlohmann::json::parse(r.output, nullptr, false);
-    REQUIRE_MESSAGE(result.is_object(), r.output);
+    const auto [code, result] = run_exec_json(kernex_exec_json(work.path() / "message.md"), 60s);
+    CHECK(code == 0);
     CHECK(result["exit_code"] == 0);
     CHECK(result["output"] == "from the cli\nlo\n");
     REQUIRE(result["notes"].size() == 1);
+    const char* files = std::getenv("KERNEX_TEST_DOCKER_FILES");
     CHECK(result["notes"][0].get<std::string>().starts_with(files ? std::string("files: ") + files : "files: bind"));
+    CHECK(container_ids(d.client).empty());
+}
+
+TEST_CASE("kernex exec in a container: --timeout per block (blocks under it run past it together), --env, every block checked first, the container flags") {
+    auto& d = suite();
+    kernex::test::temp_dir work;
+    const auto message = work.path() / "message.md";
+    // Three blocks of 3 s (9 s together) under --timeout 8, then one over it.
+    std::ofstream(message) << "```sh\nsleep 3; echo one $GREETING\n```\n```sh\nsleep 3; echo two\n```\n"
+                              "```sh\nsleep 3; echo three\n```\n```sh\necho four; sleep 300\n```\n"
+                              "```sh\necho never\n```\n";
+    const auto started = steady::now();
+    // kernex exec's --env reaches the container too.
+    const auto [code, result] = run_exec_json(kernex_exec_json(message, {"--timeout", "8", "--env", "GREETING=hi"}), 120s);
+    CHECK(steady::now() - started < 100s);  // not the 300 s sleep: no hang
+    CHECK(code == 124);
+    CHECK(result["exit_code"] == 124);
+    CHECK(result["timed_out"] == true);
+    CHECK(result["blocks"] == 4);
+    CHECK(result["output"] == "one hi\ntwo\nthree\nfour\nTimeout: the code ran longer than 8 s and was stopped\n");
+    CHECK(container_ids(d.client).empty());
+
+    // A block the executor cannot run refuses the message whole: the sh block before it does not run.
+    std::ofstream(message, std::ios::trunc) << "```sh\necho first-block-ran\n```\n```ruby\nputs 1\n```\n";
+    const auto [refused, whole] = run_exec_json(kernex_exec_json(message), 120s);
+    CHECK(refused == 1);
+    CHECK(whole["blocks"] == 0);
+    CHECK(whole["output"].get<std::string>().find("first-block-ran") == std::string::npos);
+    CHECK(whole["output"].get<std::string>().find("unknown language 'ruby'") != std::string::npos);
+    CHECK(container_ids(d.client).empty());
+
+    // The container flags reach the container: its name, a capability kept,
+    // setuid allowed, and the stopped container kept (removed here).
+    std::ofstream(message, std::ios::trunc) << "```sh\ngrep -E '^(CapEff|NoNewPrivs):' /proc/self/status\n```\n";
+    const auto [flagged, kept] =
+        run_exec_json(kernex_exec_json(message, {"--container-name", "kernex-exec-flags", "--cap-add", "CHOWN",
+                                                 "--new-privileges", "--no-auto-remove", "--request-timeout", "20"}),
+                      120s);
+    CHECK(flagged == 0);
+    CHECK(kept["output"] == "CapEff:\t0000000000000001\nNoNewPrivs:\t0\n");
+    const auto info = d.client.call("GET", "/containers/kernex-exec-flags/json");
+    CHECK(info["Name"] == "/kernex-exec-flags");
+    CHECK(info["State"]["Running"] == false);
+    CHECK(info["HostConfig"]["CapAdd"] == nlohmann::json{"CHOWN"});
+    d.client.call("DELETE", "/containers/kernex-exec-flags?force=true");
     CHECK(container_ids(d.client).empty());
 }
 

@@ -13,6 +13,22 @@ import unittest
 from cli_test_support import KERNEX, alive, cli_test_case, run_in_pty, wait_gone
 
 
+# A kernel that binds its ports and echoes heartbeats but answers nothing.
+SILENT_KERNEL = """
+import json, sys, zmq
+ctx = zmq.Context()
+socks = {name: ctx.socket(kind) for name, kind in (("shell", zmq.ROUTER), ("control", zmq.ROUTER),
+         ("stdin", zmq.ROUTER), ("iopub", zmq.PUB), ("hb", zmq.REP))}
+info = {name + "_port": s.bind_to_random_port("tcp://127.0.0.1") for name, s in socks.items()}
+info.update(ip="127.0.0.1", transport="tcp", key="k" * 32, signature_scheme="hmac-sha256", kernel_name="silent")
+with open(sys.argv[1], "w") as f:
+    json.dump(info, f)
+print(sys.argv[1], flush=True)
+while True:
+    socks["hb"].send(socks["hb"].recv())
+"""
+
+
 def start_time(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[19])
@@ -477,6 +493,63 @@ class CoherenceTests(cli_test_case):
         self.assertTrue(text.startswith(("x" * 99 + "\n") * 60), text[:200])
         self.assertLess(len(text), 10000)
 
+    def test_run_saves_the_full_output(self):
+        # As exec --save-full-output: all of it in a new kernex-output.txt of
+        # --output-dir (a symlink planted at the name is not written through),
+        # the path said; with --json the cap drops nothing from the file.
+        out = os.path.join(self.tmp.name, "out")
+        os.mkdir(out)
+        target = self.write("target", "untouched")
+        os.symlink(target, os.path.join(out, "kernex-output.txt"))
+        f = self.write("s.txt", "print one\n# %%\nerror Boom two\n# %%\nprint three\n")
+        r = self.kernex("run", "--kernel", "kernex-test", "--continue", "--save-full-output", "-o", out, f)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        saved = os.path.join(out, "kernex-output-2.txt")
+        self.assertTrue(r.stdout.endswith(f"[saved the full output to {saved}]\n"), r.stdout)
+        with open(target) as t:
+            self.assertEqual(t.read(), "untouched")
+        with open(saved) as s:
+            full = s.read()
+        self.assertNotIn("\x1b", full)
+        # Each cell under its header, its output as text mode shows it.
+        self.assertTrue(full.startswith(f"\u2500\u2500 {f} \u00b7 cell 1 of 3 \u00b7 line 1 \u2500\u2500\none\n"
+                                        f"\u2500\u2500 {f} \u00b7 cell 2 of 3 \u00b7 line 3 \u2500\u2500\n"), full)
+        self.assertIn("Boom", full)
+        self.assertTrue(full.endswith(f"\u2500\u2500 {f} \u00b7 cell 3 of 3 \u00b7 line 5 \u2500\u2500\nthree\n"), full)
+        # --json: the flood the cap cuts is whole in the file; each record names it.
+        flood = "for i in range(10000):\n    print('x' * 99)\n"
+        g = self.write("flood.py", flood + "1 / 0\n")
+        r = self.kernex("run", "--json", "--max-output-bytes", "10000", "--save-full-output", "-o", out, g)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        record = json.loads(r.stdout)
+        saved = os.path.join(out, "kernex-output-3.txt")
+        self.assertEqual(record["full_output_file"], saved)
+        notices = [o["text"] for o in record["outputs"] if o["output_type"] == "stream" and o["name"] == "stderr"]
+        self.assertEqual(len(notices), 2, record["outputs"])
+        self.assertRegex(notices[0], r"^\[\u2026 \d+ bytes dropped \u2026\]\n$")
+        self.assertEqual(notices[1], f"[saved the full output to {saved}]\n")
+        with open(saved) as s:
+            full = s.read()
+        self.assertIn(("x" * 99 + "\n") * 10000, full)
+        self.assertIn("ZeroDivisionError", full)
+        self.assertNotIn("\x1b", full)
+        # A notebook keeps its outputs itself.
+        r = self.kernex("run", "--save-full-output", "x.ipynb")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--save-full-output is for scripts", r.stderr)
+
+    def test_run_keeps_the_head_and_tail_of_one_output_over_the_cap(self):
+        # One stream message larger than --max-output-bytes is cut, not
+        # dropped whole: its first 60 %, the notice, its last 40 %.
+        f = self.write("big.py", "print('y' * 19999)\n")
+        r = self.kernex("run", "--json", "--max-output-bytes", "10000", f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        outputs = json.loads(r.stdout)["outputs"]
+        self.assertEqual([(o["name"], len(o["text"])) for o in outputs][0], ("stdout", 6000), outputs)
+        self.assertEqual(outputs[1], {"output_type": "stream", "name": "stderr",
+                                      "text": "[\u2026 10000 bytes dropped \u2026]\n"})
+        self.assertEqual(outputs[2]["text"], "y" * 3999 + "\n")
+
     def test_saved_outputs_have_one_naming_scheme_and_one_message(self):
         # run: <file>-cell<N>-<n>; exec: <file>-block<N>-<n>; both print
         # "[saved MIME to PATH]"; two inputs with one stem never collide.
@@ -515,7 +588,7 @@ class CoherenceTests(cli_test_case):
             (("--executor", "jupyter", "--kernel-id", "abc"), "kernex: --kernel-id needs --gateway", "kernel_id"),
             (("--executor", "local", "--image", "busybox"), "kernex: --image is not for --executor local; its flags: "
              "--work-dir, --total-timeout, --timeout, --max-output, --max-output-head, --save-full-output, --env, "
-             "--path-prefix, --interpreter, --inherit-env, --sandbox, --rlimit-cpu", "'image'"),
+             "--path-prefix, --interpreter, --inherit-env, --sandbox, --resident-runner, --rlimit-cpu", "'image'"),
             (("--executor", "docker", "--memory", "lots"), "kernex: --memory must be a number of bytes or a size like",
              "option 'memory'"),
             (("--max-output", "10", "--max-output-head", "20"),
@@ -601,6 +674,33 @@ class CoherenceTests(cli_test_case):
         r = self.kernex("exec", "--timeout", "1", "--json", "-", stdin="```python\nimport time\ntime.sleep(30)\n```\n")
         self.assertEqual(r.returncode, 124, r.stderr)
         self.assertNotIn("error_at", json.loads(r.stdout))
+
+    def test_every_executor_option_has_an_exec_flag(self):
+        # A flag of another executor makes exec list this one's options: all
+        # of them as flags, none "without a flag" (mcp, which has --config
+        # for the rest, says which it lacks).
+        env = {k: v for k, v in self.env.items() if not k.startswith("KERNEX_GATEWAY")}
+        for executor, other in (("local", ("--image", "x")), ("docker", ("--kernel", "x")),
+                                ("jupyter", ("--image", "x"))):
+            with self.subTest(executor=executor):
+                r = self.kernex("exec", "--executor", executor, *other, "-", stdin="```python\nprint(1)\n```\n", env=env)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(f"is not for --executor {executor}; its flags: --", r.stderr)
+                self.assertNotIn("without a flag", r.stderr)
+        r = self.kernex("mcp", "--image", "x", stdin="")
+        self.assertIn("; its options without a flag: block_timeout, max_output_head", r.stderr)
+        # The new flags reach the executor's config, named in its errors (in a
+        # container: the docker suite's "kernex exec in a container" case).
+        r = self.kernex("exec", "--executor", "docker", "--image", "busybox", "--request-timeout", "0", "-",
+                        stdin="```sh\necho hi\n```\n")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("kernex: --request-timeout must be a positive number of seconds", r.stderr)
+        r = self.kernex("exec", "--executor", "jupyter", "--gateway-header", "X-A: 1", "-", stdin="", env=env)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--gateway-header needs --gateway", r.stderr)
+        r = self.kernex("exec", "--no-resident-runner", "-", stdin="")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("--resident-runner needs --sandbox", r.stderr)
 
     def test_results_count_blocks_and_code_files_are_absolute(self):
         # No blocks is said distinctly, in the result and in the text.
@@ -728,6 +828,67 @@ class CoherenceTests(cli_test_case):
                  "cli_coherence checks it -->\n")
         table = doc.split(start, 1)[1].split("<!-- end of flag-table -->", 1)[0]
         self.assertEqual(table, r.stdout, "docs/cli.md's flag table is out of date: run scripts/update_flag_table.sh")
+
+    def test_kernel_commands_say_events_in_run_and_execs_words(self):
+        # kernel start: a death costs the state (run's note), Ctrl-C is
+        # "Interrupted"; every line on stderr is kernex's.
+        proc = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "kernex-test", "--ready-timeout", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+                                cwd=self.tmp.name)
+        self.addCleanup(lambda: proc.poll() is not None or (proc.kill(), proc.wait()))
+        path = proc.stdout.readline().strip()
+        os.kill(self.kernels()[0]["pid"], signal.SIGKILL)
+        said = "kernex: the kernel died and was restarted: its state (variables, imports) was lost\n"
+        seen = ""
+        while said not in seen:
+            line = proc.stderr.readline()
+            self.assertTrue(line, seen)
+            seen += line
+        r = self.kernex("run", "--existing", path, "-", stdin="print back\n")
+        self.assertEqual(r.stdout, "back\n", r.stderr)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        seen += err
+        self.assertTrue(seen.endswith("kernex: Interrupted: shutting the kernel down\n"), seen)
+        self.assert_all_kernex_lines(seen)
+        # Requests a kernel leaves unanswered: "Timeout: ... within N s", as
+        # run and exec say a timeout. A kernel that keeps its heartbeat but
+        # never answers: ports bound, nothing read.
+        fake = subprocess.Popen(["/usr/bin/python3", "-c", SILENT_KERNEL, os.path.join(self.tmp.name, "silent.json")],
+                                stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: fake.poll() is not None or (fake.kill(), fake.wait()))
+        silent = fake.stdout.readline().strip()
+        for args, what in ((("kernel", "interrupt"), "interrupt_request"), (("kernel", "shutdown"), "shutdown_request"),
+                           (("complete",), "complete_request")):
+            with self.subTest(what=what):
+                extra = ("x",) if what == "complete_request" else ()
+                r = self.kernex(*args, silent, *extra, "--timeout", "1")
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertTrue(r.stderr.startswith(f"kernex: Timeout: the kernel did not answer {what} within 1 s"),
+                                r.stderr)
+                self.assert_all_kernex_lines(r.stderr)
+        # kernel start --ready-timeout: the kernel not ready in time, in run's words.
+        said = "kernex: kernel 'kernex-test' was not ready in time: the kernel was not ready within 0.001 s\n"
+        r = self.kernex("kernel", "start", "--kernel", "kernex-test", "--ready-timeout", "0.001")
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (2, "", said))
+        r = self.kernex("run", "--kernel", "kernex-test", "--ready-timeout", "0.001", "-", stdin="print 1\n")
+        self.assertEqual((r.returncode, r.stderr), (2, said))
+        r = self.kernex("kernel", "start", "--kernel", "kernex-test", "--ready-timeout", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("kernex: --ready-timeout 0: give a number of seconds from above 0", r.stderr)
+
+    def test_a_death_has_the_same_words_in_run_and_exec(self):
+        said = "the kernel died while running the cell: its state (variables, imports) was lost"
+        f = self.write("c.txt", "print before\ncrash\n")
+        r = self.kernex("run", "--kernel", "kernex-test", f)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"kernex: {f}, cell 1 (line 1): {said}", r.stderr)
+        self.assert_all_kernex_lines(r.stderr)
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "-",
+                        stdin="```test\nprint before\ncrash\n```\n")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"kernex: {said}", r.stdout)
 
     def test_kernel_list_shows_the_restarted_kernels_pid(self):
         proc, path = self.start_kernel()
