@@ -1,5 +1,7 @@
 #include "cli/container_flags.hpp"
 
+#include "confine/environment.hpp"
+
 namespace kernex::cli {
 
 void add_container_flags(CLI::App* cmd, container_flags& flags, CLI::Option* needs) {
@@ -43,6 +45,19 @@ void apply_container_flags(const container_flags& flags, docker_kernel_options& 
     if (flags.tls_ca) options.tls.ca = *flags.tls_ca;
     if (flags.tls_cert) options.tls.cert = *flags.tls_cert;
     if (flags.tls_key) options.tls.key = *flags.tls_key;
+}
+
+void add_env_flag(CLI::App* cmd, std::vector<std::string>& assignments) {
+    cmd->add_option("--env", assignments,
+                    "NAME=VALUE (or NAME: kernex's value) in the kernel's environment, over the clean one and\n"
+                    "the kernelspec's env (repeatable)")
+        ->allow_extra_args(false)
+        ->type_name("NAME[=VALUE]");
+}
+
+void apply_env_flag(const std::vector<std::string>& assignments, kernel_options& options) {
+    for (const auto& item : assignments)
+        for (auto& [name, value] : detail::parse_env_assignment(item)) options.env[name] = std::move(value);
 }
 
 }  // namespace kernex::cli

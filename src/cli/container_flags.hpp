@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -33,5 +34,11 @@ void add_container_flags(CLI::App* cmd, container_flags& flags, CLI::Option* nee
 
 // Sets in options what the flags say.
 void apply_container_flags(const container_flags& flags, docker_kernel_options& options);
+
+// The kernel's environment, for `kernex run` and `kernex kernel start`:
+// --env NAME=VALUE (NAME alone: kernex's value; repeatable) on top of the
+// clean set and the kernelspec's env, kernel_options::env.
+void add_env_flag(CLI::App* cmd, std::vector<std::string>& assignments);
+void apply_env_flag(const std::vector<std::string>& assignments, kernel_options& options);
 
 }  // namespace kernex::cli

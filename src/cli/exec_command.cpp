@@ -388,7 +388,8 @@ command_runner add_exec_command(CLI::App& app) {
         },
         "local: LANG=PROGRAM runs LANG's blocks with PROGRAM instead of the usual one (repeatable)")
         ->allow_extra_args(false);
-    cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
+    cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local, jupyter (a kernel it starts): blocks get kernex's whole environment (API keys and\n"
+                           "tokens included), not a clean one");
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
     cmd->add_flag_function("--resident-runner,!--no-resident-runner",
                            [args](std::int64_t n) { args->config["resident_runner"] = n > 0; },

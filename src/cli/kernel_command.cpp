@@ -23,6 +23,8 @@ struct kernel_args {
     std::string work_dir;
     container_flags container;
     std::optional<double> ready_timeout;  // unset: the library's 60 s
+    std::vector<std::string> env;         // --env NAME[=VALUE]
+    bool inherit_env = false;
 };
 
 // What a kernel's death costs, in the words of kernex run's note.
@@ -41,6 +43,8 @@ int start_kernel(const kernel_args& args) {
 
     kernel_options options{.kernel_name = args.kernel};
     if (args.ready_timeout) options.ready_timeout = milliseconds_of(*args.ready_timeout);
+    apply_env_flag(args.env, options);
+    options.inherit_env = args.inherit_env;
     options.clean_exit_is_shutdown = true;  // other clients may shut it down, most without a broadcast
     if (!args.connection_file.empty()) options.connection_file = std::filesystem::absolute(args.connection_file);
     if (!args.docker_image.empty()) {
@@ -110,6 +114,8 @@ command_runner add_kernel_command(CLI::App& app) {
     start->add_option_function<double>(
         "--ready-timeout", [args](double seconds) { args->ready_timeout = seconds; },
         "Seconds to wait for the kernel to be ready (default 60), as kernex run's");
+    add_env_flag(start, args->env);
+    start->add_flag("--inherit-env", args->inherit_env, "The kernel gets kernex's whole environment, not a clean one");
     auto list_stop = add_kernel_list_stop(*cmd);  // kernel list, kernel stop: kernel_records.cpp
     auto requests = add_kernel_requests(*cmd);    // kernel interrupt, kernel shutdown: kernel_requests.cpp
     return [args, list_stop, requests] {

@@ -143,7 +143,8 @@ command_runner add_mcp_command(CLI::App& app) {
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; },
                            "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; },
-                           "local: blocks get kernex's whole environment (API keys and tokens included), not a clean one");
+                           "local, jupyter (a kernel it starts): blocks get kernex's whole environment (API keys and\n"
+                           "tokens included), not a clean one");
     config_option<std::string>(cmd, args, "--image", "image", "docker: the image run_code's blocks run in (never pulled)");
     // run_code's limits, as kernex exec's (make_executor's keys).
     config_option<std::string>(cmd, args, "--memory", "memory", "docker: run_code's memory limit (512m, 2g; 0: none; default 1g)");
@@ -156,8 +157,8 @@ command_runner add_mcp_command(CLI::App& app) {
                                           {"--rlimit-nproc", "rlimit_nproc", "processes of the user (counted host-wide; root is exempt)"}})
         config_option<std::uint64_t>(cmd, args, flag, key, std::string("local --sandbox: run_code's ") + help);
     config_option<std::vector<std::string>>(cmd, args, "--env", "env",
-                                            "local: NAME=VALUE (or NAME: the host's value) added to the clean environment "
-                                            "run_code's blocks get (repeatable)");
+                                            "local, docker, jupyter (a kernel it starts): NAME=VALUE (or NAME: kernex's "
+                                            "value) added to the environment run_code's blocks get (repeatable)");
     cmd->add_option("--timeout", args->timeout, "Seconds a call may run, and the most a call may ask for")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

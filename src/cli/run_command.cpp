@@ -53,6 +53,7 @@ struct run_args {
     bool quiet = false;         // no cell headers, no summary
     bool sandbox = false;       // local kernel in the bubblewrap sandbox
     bool inherit_env = false;   // local kernel gets our whole environment
+    std::vector<std::string> env;  // --env NAME[=VALUE]
     std::size_t max_output_bytes = std::size_t{256} << 20;  // kept per cell, with --json
     std::optional<std::size_t> max_output_head;             // of those, the first; unset: 60 %
     bool save_full_output = false;  // all the output in a new file of output_dir
@@ -495,6 +496,7 @@ kernel_options new_kernel_options(const run_args& args, const std::optional<gate
     ko.kernel_name = args.kernel;
     ko.gateway = gateway;
     ko.inherit_env = args.inherit_env;
+    apply_env_flag(args.env, ko);
     if (args.ready_timeout) ko.ready_timeout = milliseconds_of(*args.ready_timeout);
     if (!args.cwd.empty()) {
         if (gateway) throw error(errc::invalid_argument, "--cwd is for a local kernel; a --gateway kernel runs "
@@ -770,6 +772,8 @@ command_runner add_run_command(CLI::App& app) {
         ->excludes("--existing");
     cmd->add_flag("--inherit-env", args->inherit_env, "The local kernel gets kernex's whole environment, not a clean one")
         ->excludes("--existing");
+    add_env_flag(cmd, args->env);
+    cmd->get_option("--env")->excludes("--existing");
     cmd->add_flag("--json", args->json_lines,
                   "Print one JSON object per cell instead of the outputs (outputs in nbformat's shape,\n"
                   "tracebacks without colours); cells not run after a failure: \"status\": \"not_run\"");

@@ -478,6 +478,9 @@ kernel_manager kernel_manager::start(kernel_options options) {
         throw error(errc::invalid_argument,
                     "a kernel on a Jupyter Server runs as the server runs it: the sandbox, a container and the whole "
                     "environment (sandbox, docker, inherit_env) are for a kernel kernex starts itself");
+    if (options.docker && options.inherit_env)
+        throw error(errc::invalid_argument, "a kernel in a container gets only the variables env names: inherit_env "
+                                            "is for a local kernel");
     if (options.gateway) {
         p->remote.emplace(remote_kernel::start(
             *options.gateway,

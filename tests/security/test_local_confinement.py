@@ -251,6 +251,38 @@ class EnvironmentTests(Base):
         self.assertEqual(set(seen) - self.expected - own, set())
         self.assertTrue(self.expected - {"TERM"} <= set(seen))
 
+    def cli_kernel_environment(self, *args, start=()):
+        """The environment a python3 kernel sees: kernex run ARGS, or a kernel from kernex kernel start START."""
+        code = "import json, os\nprint(json.dumps(dict(os.environ)))\n"
+        if not start:
+            r = subprocess.run([KERNEX, "run", "--kernel", "python3", *args, "-"], input=code, capture_output=True,
+                               text=True, env=self.env, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        server = subprocess.Popen([KERNEX, "kernel", "start", "--kernel", "python3", *start], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, env=self.env)
+        try:
+            path = server.stdout.readline().strip()
+            self.assertTrue(path)
+            r = subprocess.run([KERNEX, "run", "--existing", path, "-"], input=code, capture_output=True, text=True,
+                               env=self.env, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+
+    def test_kernex_run_and_kernel_start_take_env_and_inherit_env(self):
+        for seen in (self.cli_kernel_environment("--env", "EXTRA=1", "--env", "API_KEY"),
+                     self.cli_kernel_environment(start=("--env", "EXTRA=1", "--env", "API_KEY"))):
+            self.assertEqual(seen["EXTRA"], "1")
+            self.assertEqual(seen["API_KEY"], SECRETS["API_KEY"])
+            for name in set(SECRETS) - {"API_KEY"}:
+                self.assertNotIn(name, seen)
+        for seen in (self.cli_kernel_environment("--inherit-env"), self.cli_kernel_environment(start=("--inherit-env",))):
+            for name, value in SECRETS.items():
+                self.assertEqual(seen[name], value)
+
     def test_a_kernel_gets_its_kernelspec_env_then_env_or_everything_with_inherit_env(self):
         # As jupyter_client launches a kernel: the kernelspec's env on top of
         # the clean set; the executor's env (--env) on top of that.
