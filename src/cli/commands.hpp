@@ -60,6 +60,27 @@ CLI::Option* config_option(CLI::App* cmd, const std::shared_ptr<Args>& args, con
     return option;
 }
 
+// --interpreter LANG=PROGRAM (repeatable): the local executor's
+// interpreters option, as kernex exec and kernex mcp take it.
+template <typename Args>
+CLI::Option* interpreter_option(CLI::App* cmd, const std::shared_ptr<Args>& args, const std::string& help) {
+    auto* option = cmd->add_option_function<std::vector<std::string>>(
+        "--interpreter",
+        [args](const std::vector<std::string>& items) {
+            for (const auto& item : items) {
+                const auto eq = item.find('=');
+                if (eq == 0 || eq == std::string::npos || eq + 1 == item.size())
+                    throw CLI::ValidationError("--interpreter",
+                                               "'" + item + "': give LANG=PROGRAM (python=/opt/py/bin/python3)");
+                args->config["interpreters"][item.substr(0, eq)] = item.substr(eq + 1);
+            }
+        },
+        help);
+    option->allow_extra_args(false);
+    if constexpr (requires { args->flags["interpreters"] = "--interpreter"; }) args->flags["interpreters"] = "--interpreter";
+    return option;
+}
+
 // A library message about executor options (make_executor's JSON keys) in
 // the words of the command line, for the keys flags maps to their flags
 // ("kernel_name" -> "--kernel"): "option 'kernel_id' of executor jupyter

@@ -376,25 +376,14 @@ command_runner add_exec_command(CLI::App& app) {
     config_option<std::vector<std::string>>(cmd, args, "--path-prefix", "path_prefix",
                                             "local: a directory put before PATH for the blocks (a virtualenv's bin; "
                                             "repeatable; with --sandbox bound read-only)");
-    cmd->add_option_function<std::vector<std::string>>(
-        "--interpreter",
-        [args](const std::vector<std::string>& items) {
-            for (const auto& item : items) {
-                const auto eq = item.find('=');
-                if (eq == 0 || eq == std::string::npos || eq + 1 == item.size())
-                    throw CLI::ValidationError("--interpreter", "'" + item + "': give LANG=PROGRAM (python=/opt/py/bin/python3)");
-                args->config["interpreters"][item.substr(0, eq)] = item.substr(eq + 1);
-            }
-        },
-        "local: LANG=PROGRAM runs LANG's blocks with PROGRAM instead of the usual one (repeatable)")
-        ->allow_extra_args(false);
+    interpreter_option(cmd, args, "local: LANG=PROGRAM runs LANG's blocks with PROGRAM instead of the usual one (repeatable)");
     cmd->add_flag_callback("--inherit-env", [args] { args->config["inherit_env"] = true; }, "local, jupyter (a kernel it starts): blocks get kernex's whole environment (API keys and\n"
                            "tokens included), not a clean one");
     cmd->add_flag_callback("--sandbox", [args] { args->config["sandbox"] = true; }, "local: run each block in a bubblewrap sandbox (no network, read-only system, only the work dir writable)");
     cmd->add_flag_function("--resident-runner,!--no-resident-runner",
                            [args](std::int64_t n) { args->config["resident_runner"] = n > 0; },
-                           "local --sandbox: the blocks run in one sandbox by its resident runner (the default),\n"
-                           "or each in a bubblewrap of its own");
+                           "local --sandbox, docker: the blocks run by a resident runner in one sandbox or in the\n"
+                           "container (the default), or each in a bubblewrap or an Engine API exec of its own");
     config_option<std::uint64_t>(cmd, args, "--rlimit-cpu", "rlimit_cpu", "local --sandbox: CPU seconds per process");
     config_option<std::uint64_t>(cmd, args, "--rlimit-as", "rlimit_as", "local --sandbox: address space bytes per process");
     config_option<std::uint64_t>(cmd, args, "--rlimit-fsize", "rlimit_fsize", "local --sandbox: largest file a block may write, bytes");

@@ -90,6 +90,17 @@ void print_flag_table(CLI::App& app, const std::string& path, std::ostream& out)
     }
 }
 
+// Every line kernex prints on stderr is its own: a message of several lines
+// (an unknown kernelspec's, with the dirs searched) gets "kernex: " on each.
+void say_error(std::string_view text) {
+    while (!text.empty()) {
+        const auto end = text.find('\n');
+        std::cerr << "kernex: " << text.substr(0, end) << "\n";
+        if (end == std::string_view::npos) break;
+        text.remove_prefix(end + 1);
+    }
+}
+
 int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
     // The deepest command the parser entered, and the words after its name.
     CLI::App* cmd = &app;
@@ -104,7 +115,9 @@ int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
                 break;
             }
     }
-    std::cerr << "kernex: " << e.what() << "\n";
+    // A word that is not a command of cmd says so (with the nearest one);
+    // then CLI11's own complaint ("A subcommand is required") would mislead.
+    std::string unknown;
     const auto commands = cmd->get_subcommands([](CLI::App*) { return true; });
     for (int i = next; i < argc && !commands.empty(); ++i) {
         const std::string word = argv[i];
@@ -117,10 +130,10 @@ int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
                 best = c->get_name();
             }
         if (best_distance == 0) break;
-        if (!best.empty()) std::cerr << "kernex: '" << word << "' is not a " << path << " command; did you mean '" << best << "'?\n";
-        else std::cerr << "kernex: '" << word << "' is not a " << path << " command\n";
+        unknown = "'" + word + "' is not a " + path + " command" + (best.empty() ? "" : "; did you mean '" + best + "'?");
         break;
     }
+    say_error(unknown.empty() ? std::string(e.what()) : unknown);
     std::cerr << "kernex: see '" << path << " --help'\n";
     return 2;
 }
@@ -170,7 +183,7 @@ int main(int argc, char** argv) {
         for (auto& [sub, run] : commands)
             if (sub->parsed()) return run();
     } catch (const kernex::error& e) {
-        std::cerr << "kernex: " << e.what() << "\n";
+        say_error(e.what());
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "kernex: internal error: " << e.what() << "\n";

@@ -29,7 +29,8 @@ struct mcp_args {
     // Each executor option's flag ("work_dir" -> "--work-dir"), for messages:
     // the library's name keys, the user typed flags (as kernex exec's).
     std::map<std::string, std::string> flags{
-        {"timeout", "--timeout"}, {"sandbox", "--sandbox"}, {"inherit_env", "--inherit-env"}};
+        {"timeout", "--timeout"}, {"sandbox", "--sandbox"}, {"inherit_env", "--inherit-env"},
+        {"resident_runner", "--resident-runner"}, {"save_full_output", "--save-full-output"}};
     mcp::server_options server;
     std::string gateway_url;
     std::string gateway_token;
@@ -61,6 +62,9 @@ int run(mcp_args& args) {
         throw error(errc::invalid_argument, "run_code's executor is local or docker, not '" + executor +
                                                 "' (stateful kernels are run_cell's: --kernel, --docker-image, --gateway)");
     config["timeout"] = args.timeout;
+    if (config.value("save_full_output", false) && !config.contains("work_dir"))
+        throw error(errc::invalid_argument, "--save-full-output needs --work-dir: run_code's temporary work dir is "
+                                            "removed when the call ends, and the file with it");
     // The options checked now, in the words of the flags that gave them (a
     // key from --config keeps its name: the file says it).
     std::map<std::string, std::string> given = args.flags;
@@ -164,6 +168,22 @@ command_runner add_mcp_command(CLI::App& app) {
         ->check(CLI::PositiveNumber);
     config_option<std::uint64_t>(cmd, args, "--max-output", "max_output",
                                  "Bytes of a call's output kept (default 1048576); the rest is counted");
+    cmd->add_flag_callback("--save-full-output", [args] { args->config["save_full_output"] = true; },
+                           "Also keep all of a run_code call's output in a new file of its work dir,\n"
+                           "kernex-output.txt, named in the output when some was dropped");
+    config_option<std::vector<std::string>>(cmd, args, "--path-prefix", "path_prefix",
+                                            "local: a directory put before PATH for run_code's blocks (a virtualenv's bin; "
+                                            "repeatable; with --sandbox bound read-only)");
+    interpreter_option(cmd, args,
+                       "local: LANG=PROGRAM runs run_code's LANG blocks with PROGRAM instead of the usual one (repeatable)");
+    config_option<std::uint64_t>(cmd, args, "--max-output-head", "max_output_head",
+                                 "Of --max-output, the bytes kept from the start (default 60 %); the rest are the last ones");
+    config_option<double>(cmd, args, "--block-timeout", "block_timeout",
+                          "Seconds each block of a run_code call may run (within the call's --timeout)");
+    cmd->add_flag_function("--resident-runner,!--no-resident-runner",
+                           [args](std::int64_t n) { args->config["resident_runner"] = n > 0; },
+                           "local --sandbox, docker: run_code's blocks run by a resident runner (the default), or\n"
+                           "each in a bubblewrap or an Engine API exec of its own");
     cmd->add_option("--kernel", args->server.kernel_name, "Sessions: the default kernelspec")->capture_default_str();
     cmd->add_option_function<std::string>(
         "--docker-image", [args](const std::string& image) { args->server.docker_image = image; },

@@ -269,12 +269,15 @@ class CoherenceTests(cli_test_case):
                 self.assertEqual(r.returncode, 2)
                 self.assertIn(f"'{argv[-1] if argv[-1] != 'x.py' else argv[0]}' is not a", r.stderr)
                 self.assertIn(f"did you mean '{meant}'?", r.stderr)
+                self.assertNotIn("A subcommand is required", r.stderr)  # CLI11's words would mislead
                 self.assert_all_kernex_lines(r.stderr)
 
     def test_every_stderr_line_of_a_usage_error_starts_with_kernex(self):
         x = self.write("x.txt", "print x\n")
         for argv in (["run", "--timeout", "-1", x], ["exec", "--timeout", "abc"], ["run", "missing.py"],
-                     ["run", "--no-such-flag", x], ["kernel", "stop", "nosuch"], ["run"], []):
+                     ["run", "--no-such-flag", x], ["kernel", "stop", "nosuch"], ["run"], [],
+                     # a message of several lines (the dirs searched for a kernelspec): each line kernex's
+                     ["run", "--kernel", "nosuch", x], ["exec", "--executor", "jupyter", "--kernel", "nosuch", x]):
             with self.subTest(argv=argv):
                 r = self.kernex(*argv)
                 self.assertEqual(r.returncode, 2)
@@ -606,7 +609,8 @@ class CoherenceTests(cli_test_case):
         # from --config keeps its name and says where it came from.
         cases = [
             (("--image", "busybox"), "kernex: --image is not for --executor local; its flags: --work-dir, "
-             "--timeout, --max-output, --env, --inherit-env, --sandbox, --rlimit-cpu", "'image'"),
+             "--timeout, --block-timeout, --max-output, --max-output-head, --save-full-output, --env, --path-prefix, "
+             "--interpreter, --inherit-env, --sandbox, --resident-runner, --rlimit-cpu", "'image'"),
             (("--rlimit-cpu", "5"), "kernex: --rlimit-cpu needs --sandbox\n", "rlimit_cpu"),
             (("--executor", "docker", "--memory", "lots"), "kernex: --memory must be a number of bytes or a size like",
              "option 'memory'"),
@@ -676,9 +680,8 @@ class CoherenceTests(cli_test_case):
         self.assertNotIn("error_at", json.loads(r.stdout))
 
     def test_every_executor_option_has_an_exec_flag(self):
-        # A flag of another executor makes exec list this one's options: all
-        # of them as flags, none "without a flag" (mcp, which has --config
-        # for the rest, says which it lacks).
+        # A flag of another executor makes exec (and mcp) list this one's
+        # options: all of them as flags, none "without a flag".
         env = {k: v for k, v in self.env.items() if not k.startswith("KERNEX_GATEWAY")}
         for executor, other in (("local", ("--image", "x")), ("docker", ("--kernel", "x")),
                                 ("jupyter", ("--image", "x"))):
@@ -688,7 +691,9 @@ class CoherenceTests(cli_test_case):
                 self.assertIn(f"is not for --executor {executor}; its flags: --", r.stderr)
                 self.assertNotIn("without a flag", r.stderr)
         r = self.kernex("mcp", "--image", "x", stdin="")
-        self.assertIn("; its options without a flag: block_timeout, max_output_head", r.stderr)
+        self.assertIn("is not for --executor local; its flags: --", r.stderr)
+        self.assertNotIn("without a flag", r.stderr)
+        self.assertIn("--block-timeout", r.stderr)
         # The new flags reach the executor's config, named in its errors (in a
         # container: the docker suite's "kernex exec in a container" case).
         r = self.kernex("exec", "--executor", "docker", "--image", "busybox", "--request-timeout", "0", "-",
