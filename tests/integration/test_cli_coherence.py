@@ -481,6 +481,20 @@ class CoherenceTests(cli_test_case):
         r = self.kernex("exec", "--save-full-output", "-", stdin=message)
         self.assertEqual(r.returncode, 2)
         self.assertIn("--save-full-output needs --work-dir", r.stderr)
+        # In a kernel (the jupyter executor): the file goes to --output-dir.
+        out = os.path.join(self.tmp.name, "kernel-out")
+        r = self.kernex("exec", "--executor", "jupyter", "--kernel", "kernex-test", "--output-dir", out,
+                        "--max-output", "10000", "--save-full-output", "--json", "-",
+                        stdin="```test\nlines 10000\nerror Boom at-the-end\n```\n")
+        result = json.loads(r.stdout)
+        saved = result["full_output_file"]
+        self.assertEqual(os.path.dirname(saved), os.path.realpath(out))
+        self.assertIn(f"[saved the full output to {saved}]\n", result["output"])
+        with open(saved) as f:
+            full = f.read()
+        self.assertTrue(full.startswith("".join(f"line {i}\n" for i in range(1, 10001))), full[:200])
+        self.assertIn("at-the-end", full)
+        self.assertIn("at-the-end", result["output"])  # the tail kept the error
         # kernex run --json: the cell's first outputs, the notice, the last
         # ones (the error among them).
         f = self.write("flood.py", flood + "1 / 0\n")
@@ -771,6 +785,25 @@ class CoherenceTests(cli_test_case):
                 proc.wait()
         self.assertEqual(proc.returncode, 130, err)
         self.assertIn(f"kernex: {f}, cell 1 (line 1): Interrupted\n", err)
+        # exec, in a kernel and in a local process: the same word, ending its output.
+        for executor, block in (("jupyter", "```test\nprint started\nsleep 30000\n```\n"),
+                                ("local", "```python\nimport time\nprint('started', flush=True)\ntime.sleep(30)\n```\n")):
+            with self.subTest(executor=executor):
+                args = [KERNEX, "exec", "--executor", executor, self.write(f"{executor}.md", block)]
+                args += ["--kernel", "kernex-test"] if executor == "jupyter" else []
+                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+                                        cwd=self.tmp.name)
+                try:
+                    self.assertEqual(proc.stdout.readline(), "started\n")
+                    proc.send_signal(signal.SIGINT)
+                    out, err = proc.communicate(timeout=60)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                self.assertEqual(proc.returncode, 130, err)
+                self.assertTrue(out.endswith("Interrupted\n"), out)
+                self.assertEqual([line for line in err.splitlines() if not line.startswith("kernex:")], [])
         # A notebook run's progress line on a terminal is kernex's too.
         nb = os.path.join(self.tmp.name, "p.ipynb")
         self.assertEqual(self.kernex("run", "--kernel", "kernex-test", self.write("p.txt", "print x\n"), "-o", nb)
