@@ -81,7 +81,10 @@ void print_flag_table(CLI::App& app, const std::string& path, std::ostream& out)
             std::string names = o->nonpositional() ? o->get_name(false, true) : o->get_name(true);
             for (std::size_t at = names.find(','); at != std::string::npos; at = names.find(',', at + 2))
                 names.replace(at, 1, ", ");
-            std::string takes = o->get_type_size() == 0 ? std::string() : o->get_type_name();
+            // What --help shows it takes (option_text: "auto|always|never"), else its type.
+            std::string takes = o->get_type_size() == 0            ? std::string()
+                                : !o->get_option_text().empty() ? o->get_option_text()
+                                                                : o->get_type_name();
             if (!o->get_default_str().empty()) takes += " (default " + o->get_default_str() + ")";
             out << "| `" << command << "` | `" << names << "` | " << table_cell(takes) << " | "
                 << table_cell(o->get_description()) << " |\n";
