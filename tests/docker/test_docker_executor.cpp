@@ -819,7 +819,9 @@ TEST_CASE("kernex exec in a container: --timeout per block (blocks under it run 
     std::ofstream(message, std::ios::trunc) << "```sh\ngrep -E '^(CapEff|NoNewPrivs):' /proc/self/status\n```\n";
     const auto [flagged, kept] =
         run_exec_json(kernex_exec_json(message, {"--container-name", "kernex-exec-flags", "--cap-add", "CHOWN",
-                                                 "--new-privileges", "--no-auto-remove", "--request-timeout", "20"}),
+                                                 "--new-privileges", "--no-auto-remove", "--request-timeout", "20",
+                                                 "--memory", "96m", "--cpus", "0.5", "--pids-limit", "64",
+                                                 "--network", "none", "--no-read-only"}),
                       120s);
     CHECK(flagged == 0);
     CHECK(kept["output"] == "CapEff:\t0000000000000001\nNoNewPrivs:\t0\n");
@@ -827,6 +829,12 @@ TEST_CASE("kernex exec in a container: --timeout per block (blocks under it run 
     CHECK(info["Name"] == "/kernex-exec-flags");
     CHECK(info["State"]["Running"] == false);
     CHECK(info["HostConfig"]["CapAdd"] == nlohmann::json{"CHOWN"});
+    // The limits' flags, as kernex run's and kernel start's (issue 12 item 4).
+    CHECK(info["HostConfig"]["Memory"] == 96 << 20);
+    CHECK(info["HostConfig"]["NanoCpus"] == 500'000'000);
+    CHECK(info["HostConfig"]["PidsLimit"] == 64);
+    CHECK(info["HostConfig"]["NetworkMode"] == "none");
+    CHECK(info["HostConfig"]["ReadonlyRootfs"] == false);
     d.client.call("DELETE", "/containers/kernex-exec-flags?force=true");
     CHECK(container_ids(d.client).empty());
 }
