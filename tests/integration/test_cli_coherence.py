@@ -757,6 +757,20 @@ class CoherenceTests(cli_test_case):
             self.assertTrue(os.path.isabs(path), path)
             self.assertFalse(os.path.exists(path), path)
 
+    def interrupt_once_started(self, *args):
+        """kernex ARGS, sent SIGINT once its code has printed 'started': (exit status, stdout, stderr)."""
+        proc = subprocess.Popen([KERNEX, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env, cwd=self.tmp.name)
+        try:
+            self.assertEqual(proc.stdout.readline(), "started\n")
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, out, err
+
     def test_same_words_for_the_same_events(self):
         # A timeout: one sentence in run and in exec (jupyter and local).
         said = "Timeout: the code ran longer than 1 s and was stopped"
@@ -773,35 +787,17 @@ class CoherenceTests(cli_test_case):
         self.assertIn(said + "\n", r.stdout)
         # An interrupt: "Interrupted", as exec says it.
         f = self.write("i.txt", "print started\nsleep 30000\n")
-        proc = subprocess.Popen([KERNEX, "run", "--kernel", "kernex-test", f], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.tmp.name)
-        try:
-            self.assertEqual(proc.stdout.readline(), "started\n")
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.assertEqual(proc.returncode, 130, err)
+        status, _, err = self.interrupt_once_started("run", "--kernel", "kernex-test", f)
+        self.assertEqual(status, 130, err)
         self.assertIn(f"kernex: {f}, cell 1 (line 1): Interrupted\n", err)
         # exec, in a kernel and in a local process: the same word, ending its output.
         for executor, block in (("jupyter", "```test\nprint started\nsleep 30000\n```\n"),
                                 ("local", "```python\nimport time\nprint('started', flush=True)\ntime.sleep(30)\n```\n")):
             with self.subTest(executor=executor):
-                args = [KERNEX, "exec", "--executor", executor, self.write(f"{executor}.md", block)]
+                args = ["exec", "--executor", executor, self.write(f"{executor}.md", block)]
                 args += ["--kernel", "kernex-test"] if executor == "jupyter" else []
-                proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-                                        cwd=self.tmp.name)
-                try:
-                    self.assertEqual(proc.stdout.readline(), "started\n")
-                    proc.send_signal(signal.SIGINT)
-                    out, err = proc.communicate(timeout=60)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-                self.assertEqual(proc.returncode, 130, err)
+                status, out, err = self.interrupt_once_started(*args)
+                self.assertEqual(status, 130, err)
                 self.assertTrue(out.endswith("Interrupted\n"), out)
                 self.assertEqual([line for line in err.splitlines() if not line.startswith("kernex:")], [])
         # A notebook run's progress line on a terminal is kernex's too.
