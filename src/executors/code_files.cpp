@@ -273,6 +273,16 @@ std::string filename_directive(std::string_view code) {
     return {};
 }
 
+std::string length_problem(const fs::path& name) {
+    for (const auto& part : name)
+        if (part.native().size() > NAME_MAX)
+            return "a part of it has " + std::to_string(part.native().size()) + " bytes, the file system takes at most " +
+                   std::to_string(NAME_MAX) + " (a shorter name, or a directory per part)";
+    if (name.native().size() >= PATH_MAX)
+        return std::to_string(name.native().size()) + " bytes, paths take at most " + std::to_string(PATH_MAX - 1);
+    return {};
+}
+
 std::optional<std::string> name_inside(const fs::path& dir, const std::string& name) {
     fs::path path = fs::path(name).lexically_normal();
     if (path.is_absolute()) {
@@ -281,12 +291,9 @@ std::optional<std::string> name_inside(const fs::path& dir, const std::string& n
         path = path.lexically_relative(dir);
     }
     if (path.empty() || path == "." || *path.begin() == ".." || path.filename().empty()) return std::nullopt;
-    // Too long for the file system (a part over NAME_MAX), or for the
-    // interpreter to open by its path (PATH_MAX): refused before anything
-    // is made (filename_refusal says which).
-    if (path.native().size() >= PATH_MAX) return std::nullopt;
-    for (const auto& part : path)
-        if (part.native().size() > NAME_MAX) return std::nullopt;
+    // Too long for the file system or for the interpreter to open by its
+    // path: refused before anything is made (filename_refusal says which).
+    if (!length_problem(path).empty()) return std::nullopt;
     // A symlink on the way now is refused before anything runs, with the
     // message the user expects; one made later (a race) is refused again,
     // for real, when the file is created.
@@ -302,17 +309,11 @@ std::optional<std::string> name_inside(const fs::path& dir, const std::string& n
 }
 
 std::string filename_refusal(const std::string& name) {
+    const std::string problem = length_problem(name);
+    if (problem.empty()) return "filename is not inside the work dir: " + name;
     // A long name is shown by its start: the block's first line holds all of it.
     const std::string shown = name.size() > 80 ? name.substr(0, 60) + "\u2026 (" + std::to_string(name.size()) + " bytes)" : name;
-    for (const auto& part : fs::path(name))
-        if (part.native().size() > NAME_MAX)
-            return "filename is too long: a part of it has " + std::to_string(part.native().size()) +
-                   " bytes, the file system takes at most " + std::to_string(NAME_MAX) + " (a shorter name, or a "
-                   "directory per part): " + shown;
-    if (name.size() >= PATH_MAX)
-        return "filename is too long: " + std::to_string(name.size()) + " bytes, paths take at most " +
-               std::to_string(PATH_MAX - 1) + ": " + shown;
-    return "filename is not inside the work dir: " + name;
+    return "filename is too long: " + problem + ": " + shown;
 }
 
 std::string seconds_text(std::chrono::milliseconds ms) {

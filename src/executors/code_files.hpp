@@ -151,6 +151,10 @@ std::string hashed_code_name(std::string_view code, std::string_view extension);
 // confine::create_beneath, which refuses a symlink anywhere on the way.
 std::optional<std::string> name_inside(const std::filesystem::path& dir, const std::string& name);
 
+// Why name is too long for the file system (a part over NAME_MAX) or for
+// an interpreter to open by its path (PATH_MAX); empty when it is not.
+std::string length_problem(const std::filesystem::path& name);
+
 // Why a "# filename:" name was refused, in words that say what to do: a
 // part longer than the file system's NAME_MAX (or the whole over PATH_MAX)
 // says so; anything else is "filename is not inside the work dir: NAME".
