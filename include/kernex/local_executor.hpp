@@ -26,6 +26,7 @@ class child_process;
 namespace detail {
 struct sandbox_request;
 class runner_session;
+class dir_keeper;
 }
 
 struct local_executor_options {
@@ -96,10 +97,10 @@ private:
     local_executor_options m_options;
     std::filesystem::path m_work_dir;
     bool m_owns_work_dir = false;
-    // With a temporary work dir: a process (sleep) that does nothing but
-    // carry the dir on kernex's reaper, so that a kill -9 of kernex between
-    // blocks removes it too (during a block, the block's own reaper does).
-    std::unique_ptr<child_process> m_keeper;
+    // With a temporary work dir: a small process (kernex-keeper) that does
+    // nothing but remove the dir if kernex dies, so that a kill -9 of kernex
+    // between blocks removes it too (during a block, the block's own reaper does).
+    std::unique_ptr<detail::dir_keeper> m_keeper;
     int m_cancel_read = -1;   // self-pipe: interrupt() writes, run_process polls
     int m_cancel_write = -1;
     // With a sandbox: one bwrap for the executor's session, whose pid 1 (the

@@ -12,6 +12,7 @@
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
 #include "kernex/process.hpp"
+#include "process/dir_keeper.hpp"
 #include "runner/runner_client.hpp"
 
 namespace kernex {
@@ -100,10 +101,8 @@ void local_executor::make_work_dir() {
     m_work_dir = std::move(made.path);
     m_owns_work_dir = made.temporary;
     if (!m_owns_work_dir) return;
-    spawn_options keeper = keeper_spawn_options();
-    keeper.remove_tree_if_orphaned = m_work_dir;
     try {
-        m_keeper = std::make_unique<child_process>(keeper);
+        m_keeper = std::make_unique<detail::dir_keeper>(m_work_dir);
     } catch (const error&) {
         // Without it, only a kill -9 between blocks leaves the dir (mid-block the block's reaper removes it).
     }
@@ -118,10 +117,7 @@ void local_executor::stop() noexcept {
         m_work_dir.clear();
         m_owns_work_dir = false;
     }
-    if (m_keeper) {
-        m_keeper->stop(std::chrono::milliseconds(0));
-        m_keeper.reset();
-    }
+    m_keeper.reset();
 }
 
 detail::sandbox_request local_executor::sandbox_view(const fs::path& dir) const {

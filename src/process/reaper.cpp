@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <ctime>
 
+#include "process/remove_tree.hpp"
+
 // Nothing here may allocate, lock or touch state another thread of the
 // parent may have held at fork(): plain system calls and stack buffers only.
 
@@ -195,67 +197,6 @@ void kill_all(reap_state& state) noexcept {
             sleep_ms(1);  // a child the list did not show yet
         }
     }
-}
-
-// Removes everything inside the directory dir_fd (then closed) on the file
-// system dev: each entry unlinked relative to its dir's fd, a directory
-// entered with O_NOFOLLOW (a symlink is unlinked, never followed) and only
-// on the same file system. No allocation: entries are read with getdents64
-// into a buffer on the stack, subdirectories by recursion, bounded by depth.
-// The program's tree is dead by now, so nothing writes meanwhile; a pass
-// that removed something is followed by another (deleting while reading a
-// directory may skip entries).
-void empty_dir(int dir_fd, dev_t dev, int depth) noexcept {
-    struct linux_dirent64 {
-        std::uint64_t d_ino;
-        std::int64_t d_off;
-        unsigned short d_reclen;
-        unsigned char d_type;
-        char d_name[];
-    };
-    alignas(8) char buf[2048];
-    for (int pass = 0; pass < 16; ++pass) {
-        bool removed = false;
-        ::lseek(dir_fd, 0, SEEK_SET);
-        for (;;) {
-            const long n = ::syscall(SYS_getdents64, dir_fd, buf, sizeof buf);
-            if (n <= 0) break;
-            for (long at = 0; at < n;) {
-                const auto* e = reinterpret_cast<const linux_dirent64*>(buf + at);
-                at += e->d_reclen;
-                const char* name = e->d_name;
-                if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
-                if (::unlinkat(dir_fd, name, 0) == 0) {
-                    removed = true;
-                    continue;
-                }
-                if (errno != EISDIR || depth >= 64) continue;
-                const int sub = ::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sub < 0) continue;
-                struct stat st;
-                if (::fstat(sub, &st) != 0 || st.st_dev != dev) {
-                    ::close(sub);
-                    continue;
-                }
-                empty_dir(sub, dev, depth + 1);
-                if (::unlinkat(dir_fd, name, AT_REMOVEDIR) == 0) removed = true;
-            }
-        }
-        if (!removed) break;
-    }
-    ::close(dir_fd);
-}
-
-void remove_tree(const char* path) noexcept {
-    const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return;
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-        ::close(fd);
-        return;
-    }
-    empty_dir(fd, st.st_dev, 0);
-    ::rmdir(path);
 }
 
 [[noreturn]] void exit_like(const reap_state& state) noexcept {

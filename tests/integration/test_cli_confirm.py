@@ -119,21 +119,28 @@ class confirm_test(cli_test_case):
         self.assertIn("Language: python", r.stdout)
 
 
-    def test_kill_9_between_blocks_removes_the_temporary_work_dir(self):
-        # No --work-dir: kernex makes one under TMPDIR. Block 1 runs; at the
-        # prompt for block 2 no block runs (no block's reaper holds the dir),
-        # and kernex is killed there.
+    def kill_9_between_blocks(self, libexec_dir):
+        """No --work-dir: kernex makes one under TMPDIR. Block 1 runs and
+        plants links to a dir outside; at the prompt for block 2 no block
+        runs (no block's reaper holds the dir), and kernex is killed there:
+        within 5 s the dir is gone, the outside untouched. Returns the
+        programs (/proc/PID/exe) of kernex's children at the prompt."""
         tmpdir = os.path.join(self.tmp.name, "tmpdir")
+        outside = os.path.join(self.tmp.name, "outside")
         os.makedirs(tmpdir)
+        os.makedirs(outside)
+        with open(os.path.join(outside, "canary"), "w") as f:
+            f.write("precious")
         ready = os.path.join(self.tmp.name, "ready")
         master, slave = pty.openpty()
         proc = subprocess.Popen([KERNEX, "exec", "--confirm", "-"], stdin=subprocess.PIPE, stdout=slave,
-                                stderr=slave, env=dict(self.env, TMPDIR=tmpdir), cwd=self.tmp.name,
-                                start_new_session=True,
+                                stderr=slave, env=dict(self.env, TMPDIR=tmpdir, KERNEX_LIBEXEC_DIR=libexec_dir),
+                                cwd=self.tmp.name, start_new_session=True,
                                 preexec_fn=lambda: fcntl.ioctl(1, termios.TIOCSCTTY, 0))
         os.close(slave)
         try:
-            proc.stdin.write(blocks(f"mkdir -p d/e && echo x > d/e/f && pwd > {ready}", "echo never").encode())
+            proc.stdin.write(blocks(f"mkdir -p d/e && echo x > d/e/f && ln -s {outside} link && "
+                                    f"ln -s {outside}/canary canary-link && pwd > {ready}", "echo never").encode())
             proc.stdin.close()
             seen = b""
             answered = False
@@ -152,6 +159,13 @@ class confirm_test(cli_test_case):
                 work = f.read().strip()
             self.assertTrue(work.startswith(tmpdir), work)
             self.assertTrue(os.path.isfile(os.path.join(work, "d", "e", "f")))
+            children = []
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                for pid in f.read().split():
+                    try:
+                        children.append(os.path.basename(os.readlink(f"/proc/{pid}/exe")))
+                    except OSError:
+                        pass
         finally:
             proc.kill()
             proc.wait()
@@ -161,7 +175,20 @@ class confirm_test(cli_test_case):
             time.sleep(0.05)
         self.assertFalse(os.path.exists(work), os.listdir(work) if os.path.exists(work) else None)
         self.assertEqual(os.listdir(tmpdir), [])
+        with open(os.path.join(outside, "canary")) as f:
+            self.assertEqual(f.read(), "precious")
+        return children
 
+    def test_kill_9_between_blocks_removes_the_temporary_work_dir(self):
+        # The keeper is kernex-keeper, a small program of its own (not a fork of kernex).
+        children = self.kill_9_between_blocks(os.environ["KERNEX_LIBEXEC_DIR"])
+        self.assertEqual(children, ["kernex-keeper"])
+
+    def test_without_kernex_keeper_the_forked_keeper_removes_it(self):
+        empty = os.path.join(self.tmp.name, "no-helpers")
+        os.makedirs(empty)
+        children = self.kill_9_between_blocks(empty)
+        self.assertEqual(children, ["kernex"])  # the fork of kernex that runs `sleep infinity` under it
 
 if __name__ == "__main__":
     unittest.main()
