@@ -157,9 +157,14 @@ private:
     void start_container();
     // files "copy": the work dir's regular files into the container's /workspace.
     void copy_work_dir_in();
-    // files "copy": one file (name relative to the work dir) into /workspace.
-    void copy_file_in(const std::string& name, const std::string& content);
-    // files "copy": what the blocks wrote in /workspace, back into the work dir; what was left out is said.
+    // files "copy": one file (name relative to the work dir) into
+    // /workspace, on the runner's stream when there is one, else through the
+    // archive endpoint. False (and said) when the runner could not make it.
+    bool copy_file_in(const std::string& name, const std::string& content,
+                      const std::function<void(const std::string&)>& say);
+    // files "copy": what the blocks wrote in /workspace, back into the work
+    // dir (packed by the runner when there is one, else through the archive
+    // endpoint; either way unpacked as hostile); what was left out is said.
     void copy_back(const std::function<void(const std::string&)>& say);
     // The owner and modes the files put into /workspace get (files "copy").
     struct copy_owner {

@@ -318,11 +318,23 @@ void add_with_parents(std::vector<docker::tar_entry>& entries, const std::string
 
 }  // namespace
 
-void docker_executor::copy_file_in(const std::string& name, const std::string& content) {
+bool docker_executor::copy_file_in(const std::string& name, const std::string& content,
+                                   const std::function<void(const std::string&)>& say) {
+    if (m_runner && m_runner->usable() && content.size() <= detail::max_write_bytes) {
+        // On the runner's stream, made by the runner beneath /workspace: no
+        // archive request. (Larger files, rare for code, take the archive.)
+        const auto done = m_runner->write_file("/workspace", name, content, 0600, m_options.request_timeout);
+        if (done && done->ok) return true;
+        say(done ? "kernex: the block's file " + name + " could not be made in the container: " + done->message
+                 : "kernex: the runner in the container failed (" + m_runner->failure() +
+                       "); the next block gets a fresh one");
+        return false;
+    }
     const copy_owner owner = owner_in_container();
     std::vector<docker::tar_entry> entries;
     add_with_parents(entries, name, content, owner.uid, owner.gid, owner.known);
     m_client.put_archive(m_container_id, "/workspace", docker::make_tar(entries));
+    return true;
 }
 
 void docker_executor::copy_work_dir_in() {
@@ -356,14 +368,34 @@ void docker_executor::copy_work_dir_in() {
 }
 
 void docker_executor::copy_back(const std::function<void(const std::string&)>& say) {
+    // The tar carries headers and padding besides the files' bytes.
+    const std::uint64_t max_tar = m_options.max_copy_back * 2 + (16u << 20);
     try {
-        // The tar carries headers and padding besides the files' bytes.
-        const std::string tar = m_client.get_archive(m_container_id, "/workspace", m_options.max_copy_back * 2 + (16u << 20));
+        std::string tar;
+        std::uint64_t left_out = 0;
+        bool packed = false;
+        if (m_runner && m_runner->usable()) {
+            // On the runner's stream: the runner packs /workspace (nothing of
+            // the blocks' runs any more), bounded here like the archive's.
+            const auto done = m_runner->pack("/workspace", "workspace", m_options.max_copy_back, max_tar, tar,
+                                             m_options.request_timeout);
+            if (done && done->ok) {
+                packed = true;
+                left_out = done->count;
+            } else if (done) {
+                say("kernex: the files the blocks wrote could not be packed in the container: " + done->message);
+                return;
+            } else {
+                // The runner failed (or sent what kernex does not take): the archive endpoint, once more.
+                tar.clear();
+            }
+        }
+        if (!packed) tar = m_client.get_archive(m_container_id, "/workspace", max_tar);
         const unique_fd dir = confine::open_dir(m_work_dir);
         const auto report = docker::unpack_beneath(dir.get(), tar, m_options.max_copy_back);
         for (const auto& refused : report.refused) say("kernex: not copied back from the container: " + refused);
-        if (report.dropped_bytes > 0)
-            say("kernex: " + std::to_string(report.dropped_bytes) +
+        if (report.dropped_bytes + left_out > 0)
+            say("kernex: " + std::to_string(report.dropped_bytes + left_out) +
                 " bytes of files the blocks wrote were not copied back (max_copy_back is " +
                 std::to_string(m_options.max_copy_back) + ")");
     } catch (const error& e) {
@@ -701,7 +733,10 @@ code_result docker_executor::execute_blocks(const std::vector<code_block>& block
             break;
         }
         result.code_files.push_back(*file);
-        if (m_options.files == "copy") copy_file_in(file->lexically_relative(dir).generic_string(), blocks[i].code);
+        if (m_options.files == "copy" && !copy_file_in(file->lexically_relative(dir).generic_string(), blocks[i].code, say)) {
+            result.exit_code = 1;
+            break;
+        }
         if (!m_copy_note.empty()) say(std::exchange(m_copy_note, {}));
         const auto block = detail::limit_for_block(deadline, m_options.timeout, m_options.block_timeout);
         if (steady::now() >= block.deadline) {

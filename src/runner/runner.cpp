@@ -525,6 +525,324 @@ void run_block(const frame& f, unsigned char* buf) {
     delete[] q.scrub;
 }
 
+// ---- files "copy": a block's code file in, what the blocks wrote out.
+
+void send_done(bool ok, std::int32_t error, std::uint64_t count, const char* message) {
+    unsigned char buf[512];
+    buf[0] = ok ? 1 : 0;
+    proto::put_u32(buf + 1, static_cast<std::uint32_t>(error));
+    proto::put_u64(buf + 5, count);
+    std::size_t n = 13;
+    for (const char* m = message; m && *m && n < sizeof buf; ++m) buf[n++] = static_cast<unsigned char>(*m);
+    send_frame(proto::done, buf, static_cast<std::uint32_t>(n));
+}
+
+// message = "what: strerror(err)", into out (size n).
+void describe(char* out, std::size_t n, const char* what, const char* name, int err) {
+    std::size_t at = 0;
+    auto add = [&](const char* s) {
+        while (s && *s && at + 1 < n) out[at++] = *s++;
+    };
+    add(what);
+    add(name);
+    if (err) {
+        add(": ");
+        add(std::strerror(err));
+    }
+    out[at] = '\0';
+}
+
+// A new file at name beneath dir, as confine::create_beneath makes one on
+// the host (its comments say why): every dir on the way opened with
+// O_NOFOLLOW, a symlink there refused, a missing one made 0700; what stands
+// at the name unlinked, never opened; the file made O_CREAT | O_EXCL.
+void write_file(const frame& f) {
+    proto::reader r(f.payload, f.size);
+    const mode_t mode = static_cast<mode_t>(r.u32()) & 0777;
+    char* dir = copy_string(r);
+    char* name = copy_string(r);
+    std::size_t size = 0;
+    const char* bytes = r.rest(size);
+    if (!r.ok() || !dir || !name) die();  // kernex sent garbage
+    char why[400];
+    int dir_fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    bool failed = dir_fd < 0;
+    int err = errno;
+    if (failed) describe(why, sizeof why, "cannot open ", dir, err);
+    char* part = name;
+    if (!failed && (*name == '\0' || *name == '/')) {
+        failed = true;
+        err = EINVAL;
+        describe(why, sizeof why, "not a name beneath the dir: ", name, 0);
+    }
+    // Each dir on the way.
+    while (!failed) {
+        char* slash = std::strchr(part, '/');
+        if (!slash) break;
+        *slash = '\0';
+        if (std::strcmp(part, "..") == 0) {
+            failed = true;
+            err = EINVAL;
+            describe(why, sizeof why, "not a name beneath the dir: ..", "", 0);
+            break;
+        }
+        if (*part && std::strcmp(part, ".") != 0) {
+            int next = -1;
+            for (int attempt = 0; attempt < 3 && next < 0; ++attempt) {
+                next = ::openat(dir_fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0 && errno == ENOENT) ::mkdirat(dir_fd, part, 0700);
+                else if (next < 0) break;
+            }
+            if (next < 0) {
+                err = errno;
+                failed = true;
+                describe(why, sizeof why,
+                         err == ELOOP || err == ENOTDIR ? "a symlink or not a directory on the way: " : "cannot open the dir ",
+                         part, err == ELOOP || err == ENOTDIR ? 0 : err);
+                break;
+            }
+            ::close(dir_fd);
+            dir_fd = next;
+        }
+        part = slash + 1;
+    }
+    if (!failed && (*part == '\0' || std::strcmp(part, ".") == 0 || std::strcmp(part, "..") == 0)) {
+        failed = true;
+        err = EINVAL;
+        describe(why, sizeof why, "not a file name: ", name, 0);
+    }
+    int fd = -1;
+    for (int attempt = 0; !failed && fd < 0 && attempt < 1000; ++attempt) {
+        fd = ::openat(dir_fd, part, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd >= 0) break;
+        err = errno;
+        struct stat st;
+        if (err != EEXIST || (::fstatat(dir_fd, part, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))) {
+            failed = true;
+            describe(why, sizeof why, err == EEXIST ? "a directory stands at " : "cannot create ", part,
+                     err == EEXIST ? 0 : err);
+        } else if (::unlinkat(dir_fd, part, 0) != 0 && errno != ENOENT) {
+            err = errno;
+            failed = true;
+            describe(why, sizeof why, "cannot replace ", part, err);
+        }
+    }
+    if (!failed && fd < 0) {
+        failed = true;
+        describe(why, sizeof why, "something keeps putting back ", part, 0);
+    }
+    if (!failed && !write_all(fd, bytes, size)) {
+        err = errno;
+        failed = true;
+        describe(why, sizeof why, "cannot write ", part, err);
+    }
+    if (fd >= 0) ::close(fd);
+    if (dir_fd >= 0) ::close(dir_fd);
+    delete[] dir;
+    delete[] name;
+    if (failed) send_done(false, err, 0, why);
+    else send_done(true, 0, size, "");
+}
+
+// The tar a 'P' asks for, written into 'T' frames as it is made.
+struct tar_out {
+    unsigned char* buf = nullptr;  // chunk_size bytes
+    std::size_t used = 0;
+    std::uint64_t max_file_bytes = 0;
+    std::uint64_t taken = 0;     // file bytes sent
+    std::uint64_t left_out = 0;  // file bytes that did not fit
+    dev_t dev = 0;
+    char path[4096];             // the entry's name, top/...
+    std::size_t path_len = 0;
+
+    void flush() {
+        if (used) send_frame(proto::tar, buf, static_cast<std::uint32_t>(used));
+        used = 0;
+    }
+    void add(const void* data, std::size_t n) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        while (n > 0) {
+            std::size_t room = proto::chunk_size - used;
+            if (room > n) room = n;
+            std::memcpy(buf + used, p, room);
+            used += room;
+            p += room;
+            n -= room;
+            if (used == proto::chunk_size) flush();
+        }
+    }
+    void zeros(std::size_t n) {
+        static const unsigned char none[512] = {};
+        while (n > 0) {
+            const std::size_t k = n < sizeof none ? n : sizeof none;
+            add(none, k);
+            n -= k;
+        }
+    }
+    static void octal(char* field, std::size_t width, std::uint64_t v) {
+        std::memset(field, '0', width - 1);
+        field[width - 1] = '\0';
+        for (std::size_t i = width - 1; i-- > 0 && v > 0; v >>= 3) field[i] = static_cast<char>('0' + (v & 7));
+    }
+    void raw_header(const char* name, std::size_t name_len, char type, mode_t mode, std::uint64_t size,
+                    const char* link) {
+        char h[512] = {};
+        std::memcpy(h, name, name_len > 100 ? 100 : name_len);
+        octal(h + 100, 8, mode & 07777);
+        octal(h + 108, 8, 0);
+        octal(h + 116, 8, 0);
+        octal(h + 124, 12, size);
+        octal(h + 136, 12, 0);
+        h[156] = type;
+        if (link) std::strncpy(h + 157, link, 100);
+        std::memcpy(h + 257, "ustar", 6);
+        std::memcpy(h + 263, "00", 2);
+        std::memset(h + 148, ' ', 8);
+        unsigned sum = 0;
+        for (unsigned char c : h) sum += c;
+        octal(h + 148, 7, sum);
+        h[155] = ' ';
+        add(h, sizeof h);
+    }
+    // A header for path (a PAX record before it when it is over 100 bytes).
+    void header(char type, mode_t mode, std::uint64_t size, const char* link = nullptr) {
+        if (path_len > 100) {
+            // "LEN path=...\n", LEN counting itself.
+            char record[4200];
+            const std::size_t body = 7 + path_len;  // " path=" + name + "\n"
+            std::size_t len = body + 1;
+            while (true) {
+                std::size_t digits = 0;
+                for (std::size_t v = len; v; v /= 10) ++digits;
+                if (digits + body == len) break;
+                len = digits + body;
+            }
+            std::size_t at = 0;
+            char num[24];
+            std::size_t nd = 0;
+            for (std::size_t v = len; v; v /= 10) num[nd++] = static_cast<char>('0' + v % 10);
+            while (nd) record[at++] = num[--nd];
+            std::memcpy(record + at, " path=", 6);
+            at += 6;
+            std::memcpy(record + at, path, path_len);
+            at += path_len;
+            record[at++] = '\n';
+            raw_header("PaxHeaders/entry", 16, 'x', 0644, at, nullptr);
+            add(record, at);
+            zeros((512 - at % 512) % 512);
+        }
+        raw_header(path, path_len, type, mode, size, link);
+    }
+    bool push(const char* name) {
+        const std::size_t n = std::strlen(name);
+        if (path_len + 1 + n >= sizeof path) return false;
+        path[path_len++] = '/';
+        std::memcpy(path + path_len, name, n + 1);
+        path_len += n;
+        return true;
+    }
+};
+
+// Whether a regular file's bytes go in whole; its header and bytes when they do.
+void pack_file(tar_out& t, int dir_fd, const char* name, const struct stat& seen) {
+    const std::uint64_t size = static_cast<std::uint64_t>(seen.st_size);
+    if (t.taken + size > t.max_file_bytes) {
+        t.left_out += size;
+        return;
+    }
+    // Nothing runs between blocks (the runner killed it all): what was seen is what is opened.
+    const int fd = ::openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != seen.st_ino) {
+        if (fd >= 0) ::close(fd);
+        return;
+    }
+    t.taken += size;
+    t.header('0', st.st_mode, size);
+    std::uint64_t done = 0;
+    while (done < size) {
+        if (t.used == proto::chunk_size) t.flush();
+        std::size_t want = proto::chunk_size - t.used;
+        if (want > size - done) want = static_cast<std::size_t>(size - done);
+        const ssize_t n = ::read(fd, t.buf + t.used, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // shorter than it was: the rest as zeros
+        t.used += static_cast<std::size_t>(n);
+        done += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    t.zeros(static_cast<std::size_t>(size - done));
+    t.zeros(static_cast<std::size_t>((512 - size % 512) % 512));
+}
+
+void pack_dir(tar_out& t, int dir_fd, int depth) {
+    DIR* d = ::fdopendir(dir_fd);
+    if (!d) {
+        ::close(dir_fd);
+        return;
+    }
+    while (dirent* e = ::readdir(d)) {
+        const char* name = e->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+        struct stat st;
+        if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        const std::size_t at = t.path_len;
+        if (!t.push(name)) continue;
+        if (S_ISDIR(st.st_mode)) {
+            // Another file system mounted beneath is not the work dir's.
+            if (st.st_dev == t.dev && depth < 256) {
+                t.header('5', st.st_mode, 0);
+                const int sub = ::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0) pack_dir(t, sub, depth + 1);
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            pack_file(t, dir_fd, name, st);
+        } else if (S_ISLNK(st.st_mode)) {
+            char link[101] = {};
+            [[maybe_unused]] const ssize_t n = ::readlinkat(dir_fd, name, link, sizeof link - 1);
+            t.header('2', 0777, 0, link);
+        } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+            t.header(S_ISFIFO(st.st_mode) ? '6' : S_ISCHR(st.st_mode) ? '3' : '4', st.st_mode, 0);
+        }
+        t.path_len = at;
+        t.path[at] = '\0';
+    }
+    ::closedir(d);
+}
+
+void pack(const frame& f, unsigned char* buf) {
+    proto::reader r(f.payload, f.size);
+    const std::uint64_t max_file_bytes = r.u64();
+    char* dir = copy_string(r);
+    char* top = copy_string(r);
+    if (!r.ok() || !r.at_end() || !dir || !top) die();  // kernex sent garbage
+    tar_out t;
+    t.buf = buf;
+    t.max_file_bytes = max_file_bytes;
+    const int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+        const int err = errno;
+        char why[400];
+        describe(why, sizeof why, "cannot open ", dir, err);
+        if (fd >= 0) ::close(fd);
+        send_done(false, err, 0, why);
+    } else {
+        t.dev = st.st_dev;
+        const std::size_t n = std::strlen(top);
+        t.path_len = n < sizeof t.path - 1 ? n : sizeof t.path - 1;
+        std::memcpy(t.path, top, t.path_len);
+        t.path[t.path_len] = '\0';
+        t.header('5', st.st_mode, 0);
+        pack_dir(t, fd, 0);
+        t.zeros(1024);
+        t.flush();
+        send_done(true, 0, t.left_out, "");
+    }
+    delete[] dir;
+    delete[] top;
+}
+
 }  // namespace
 
 int main() {
@@ -558,6 +876,10 @@ int main() {
     while (read_frame(f)) {
         if (f.type == proto::run)
             run_block(f, buf);
+        else if (f.type == proto::write)
+            write_file(f);
+        else if (f.type == proto::pack)
+            pack(f, buf);
         else if (f.type != proto::cancel)
             break;
     }

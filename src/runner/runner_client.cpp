@@ -200,6 +200,50 @@ std::optional<runner_frame> runner_session::next_frame(clock::time_point deadlin
     }
 }
 
+std::optional<runner_done> runner_session::answer(std::string_view request, clock::time_point deadline,
+                                                  const std::function<bool(std::string_view)>& on_tar) {
+    auto fail = [&](std::string why) -> std::optional<runner_done> {
+        m_failure = std::move(why);
+        stop();
+        return std::nullopt;
+    };
+    if (!m_usable) return fail("the runner is not running");
+    if (!write_by(m_to, request, deadline)) return fail("the runner does not take requests");
+    bool cancelled = false;
+    for (;;) {
+        auto f = next_frame(deadline, -1, cancelled);
+        if (!f) {
+            if (m_decoder.broken()) return fail(m_decoder.why());
+            if (clock::now() >= deadline) return fail("the runner did not answer in time");
+            return fail("the runner ended");
+        }
+        if (f->type == proto::tar && on_tar) {
+            if (!on_tar(f->payload)) return fail("the runner sent a tar larger than kernex takes");
+            continue;
+        }
+        if (f->type != proto::done) return fail("the runner sent a frame out of turn");
+        auto done = parse_runner_done(f->payload);
+        if (!done) return fail("the runner sent a malformed answer");
+        return done;
+    }
+}
+
+std::optional<runner_done> runner_session::write_file(const std::string& dir, const std::string& name,
+                                                      std::string_view content, unsigned mode,
+                                                      std::chrono::milliseconds within) {
+    return answer(encode_write_request(dir, name, content, mode), clock::now() + within, {});
+}
+
+std::optional<runner_done> runner_session::pack(const std::string& dir, const std::string& top,
+                                                std::uint64_t max_file_bytes, std::uint64_t max_tar, std::string& tar,
+                                                std::chrono::milliseconds within) {
+    return answer(encode_pack_request(dir, top, max_file_bytes), clock::now() + within, [&](std::string_view bytes) {
+        if (bytes.size() > max_tar || tar.size() > max_tar - bytes.size()) return false;
+        tar.append(bytes);
+        return true;
+    });
+}
+
 runner_outcome runner_session::run(const runner_request& request,
                                    const std::function<void(char, std::string_view)>& on_output, int cancel_fd) {
     runner_outcome outcome;
@@ -229,7 +273,7 @@ runner_outcome runner_session::run(const runner_request& request,
             if (on_output) on_output(f->type, f->payload);
             continue;
         }
-        if (f->type != proto::exit) return fail("the runner sent a hello in the middle of a block");
+        if (f->type != proto::exit) return fail("the runner sent a frame out of turn in the middle of a block");
         outcome.exit = parse_runner_exit(f->payload);
         if (!outcome.exit) return fail("the runner sent a malformed exit frame");
         outcome.timed_out = outcome.exit->how == proto::exit_how::timed_out;

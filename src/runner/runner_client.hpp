@@ -46,6 +46,15 @@ struct runner_request {
 // string holding a NUL or a request larger than the protocol allows.
 std::string encode_run_request(const runner_request& request);
 std::string encode_cancel();
+// The 'W' frame: content as a new file at name beneath dir (mode as
+// create_beneath's). Throws kernex::error(invalid_argument) for a NUL in dir
+// or name, or a frame larger than the protocol allows (see max_write_bytes).
+std::string encode_write_request(const std::string& dir, const std::string& name, std::string_view content,
+                                 unsigned mode);
+// The most file bytes a 'W' carries with names of up to PATH_MAX bytes each.
+inline constexpr std::size_t max_write_bytes = runner_protocol::max_payload - 3 * 4096;
+// The 'P' frame: a tar of dir, its entries named top/..., file bytes past max_file_bytes left out.
+std::string encode_pack_request(const std::string& dir, const std::string& top, std::uint64_t max_file_bytes);
 
 struct runner_frame {
     char type = 0;
@@ -80,6 +89,16 @@ struct runner_exit {
 };
 // An 'X' payload, or nullopt when it is malformed.
 std::optional<runner_exit> parse_runner_exit(std::string_view payload);
+
+// The runner's answer to a 'W' or a 'P'.
+struct runner_done {
+    bool ok = false;
+    std::int32_t error = 0;   // errno of what failed
+    std::uint64_t count = 0;  // 'W': bytes written; 'P': file bytes left out
+    std::string message;      // what failed (the runner's words: as hostile as the rest)
+};
+// A 'D' payload, or nullopt when it is malformed.
+std::optional<runner_done> parse_runner_done(std::string_view payload);
 
 // What became of a block run through a runner.
 struct runner_outcome {
@@ -136,6 +155,22 @@ public:
     bool usable() const noexcept { return m_usable; }
     void stop() noexcept;
 
+    // Between blocks (files "copy" in a container): content as a new file at
+    // name beneath dir in the runner's file system (see the 'W' frame).
+    // Returns the runner's answer, or nullopt when the runner failed (the
+    // session is stopped; failure() says why). Never throws for what the
+    // runner does; throws as encode_write_request.
+    std::optional<runner_done> write_file(const std::string& dir, const std::string& name, std::string_view content,
+                                          unsigned mode, std::chrono::milliseconds within);
+    // Between blocks: a tar of dir (see the 'P' frame) appended to tar. More
+    // than max_tar bytes of it, an answer not in time or anything out of
+    // turn stop the session (nullopt, failure() says why): the runner's
+    // bytes are as hostile as the code it runs, and they are bounded here.
+    std::optional<runner_done> pack(const std::string& dir, const std::string& top, std::uint64_t max_file_bytes,
+                                    std::uint64_t max_tar, std::string& tar, std::chrono::milliseconds within);
+    // Why the last write_file or pack failed.
+    const std::string& failure() const noexcept { return m_failure; }
+
     // Between blocks the runner says nothing: false (and the session
     // stopped) when its channel has ended or holds bytes nobody asked for.
     bool idle() noexcept;
@@ -143,6 +178,9 @@ public:
 private:
     void greet(clock::time_point deadline);
     bool take(std::string_view raw);
+    std::optional<runner_done> answer(std::string_view request, clock::time_point deadline,
+                                      const std::function<bool(std::string_view)>& on_tar);
+    std::string m_failure;
     std::optional<runner_frame> next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled);
     child_process m_process;
     int m_socket = -1;

@@ -62,6 +62,27 @@ std::string encode_run_request(const runner_request& r) {
 
 std::string encode_cancel() { return frame_of(proto::cancel, {}); }
 
+std::string encode_write_request(const std::string& dir, const std::string& name, std::string_view content,
+                                 unsigned mode) {
+    std::string p;
+    p.reserve(12 + dir.size() + name.size() + content.size());
+    put_u32(p, mode & 0777);
+    put_string(p, dir);
+    put_string(p, name);
+    p.append(content);
+    return frame_of(proto::write, p);
+}
+
+std::string encode_pack_request(const std::string& dir, const std::string& top, std::uint64_t max_file_bytes) {
+    std::string p;
+    unsigned char b[8];
+    proto::put_u64(b, max_file_bytes);
+    p.append(reinterpret_cast<const char*>(b), 8);
+    put_string(p, dir);
+    put_string(p, top);
+    return frame_of(proto::pack, p);
+}
+
 bool runner_frame_decoder::feed(std::string_view bytes) {
     if (broken()) return false;
     // What was consumed is dropped before more is kept: the buffer holds at
@@ -78,12 +99,14 @@ std::optional<runner_frame> runner_frame_decoder::next() {
     if (broken() || pending() < proto::header_size) return std::nullopt;
     const auto* head = reinterpret_cast<const unsigned char*>(m_buffer.data() + m_at);
     const char type = static_cast<char>(head[0]);
-    if (type != proto::hello && type != proto::out && type != proto::err && type != proto::exit) {
+    if (type != proto::hello && type != proto::out && type != proto::err && type != proto::exit && type != proto::tar &&
+        type != proto::done) {
         m_why = "the runner sent a frame of unknown type " + std::to_string(static_cast<unsigned char>(type));
         return std::nullopt;
     }
     const std::uint32_t size = proto::get_u32(head + 1);
-    const std::uint32_t limit = (type == proto::out || type == proto::err) ? proto::chunk_size : 4096;
+    const std::uint32_t limit =
+        (type == proto::out || type == proto::err || type == proto::tar) ? proto::chunk_size : 4096;
     if (size > limit) {
         m_why = "the runner sent a frame of " + std::to_string(size) + " bytes (at most " + std::to_string(limit) +
                 ")";
@@ -110,6 +133,20 @@ std::optional<runner_exit> parse_runner_exit(std::string_view payload) {
     const char* rest = r.rest(n);
     x.message.assign(rest, n);
     return x;
+}
+
+std::optional<runner_done> parse_runner_done(std::string_view payload) {
+    proto::reader r(reinterpret_cast<const unsigned char*>(payload.data()), payload.size());
+    runner_done d;
+    const auto ok = r.u8();
+    d.error = static_cast<std::int32_t>(r.u32());
+    d.count = r.u64();
+    if (!r.ok() || ok > 1) return std::nullopt;
+    d.ok = ok == 1;
+    std::size_t n = 0;
+    const char* rest = r.rest(n);
+    d.message.assign(rest, n);
+    return d;
 }
 
 runner_verdict judge(const runner_outcome& o, const std::string& where) {

@@ -22,6 +22,20 @@
 //                the env's PATH), u32 envc + envc "NAME=VALUE" strings.
 //                A string is u32 length + bytes, no NUL inside.
 //   'C' cancel   (empty) kill the running block now; ignored between blocks.
+//   'W' write    u32 mode, strings dir, name, then the file's bytes (the
+//                rest): a new file at name beneath dir (files "copy": a
+//                block's code file in the container), made as confine's
+//                create_beneath makes files on the host: each dir on the
+//                way opened with O_NOFOLLOW (made 0700 when missing), what
+//                stands at the name unlinked (never opened) and the file
+//                created O_EXCL. Answered by one 'D'. Between blocks only.
+//   'P' pack     u64 max file bytes, strings dir, top: a tar of dir (every
+//                entry named top/...: regular files with their bytes, dirs,
+//                and symlinks, FIFOs and devices as bare headers, none of
+//                them followed; files past max file bytes, summed in walk
+//                order, left out and counted), sent as 'T' frames and ended
+//                by one 'D' whose count is the bytes left out. Between
+//                blocks only.
 // runner -> kernex
 //   'H' hello    "kernex-runner/1", once, when ready for requests.
 //   'O' stdout   bytes the block wrote (at most chunk_size per frame).
@@ -30,6 +44,9 @@
 //                errno), u8 cleaned (1: every process the block started is
 //                dead and reaped), then a message (text, may be empty).
 //                Sent once per 'R', after the cleanup.
+//   'T' tar      bytes of the tar a 'P' asked for (at most chunk_size per frame).
+//   'D' done     u8 ok (1) or failed (0), i32 errno, u64 count, then a
+//                message (text, may be empty): the answer to a 'W' or a 'P'.
 //
 // The block never holds the runner's stdin or stdout: its stdin is
 // /dev/null, its stdout and stderr are pipes the runner reads, every other
@@ -52,10 +69,14 @@ inline constexpr std::size_t header_size = 5;
 enum frame_type : char {
     run = 'R',
     cancel = 'C',
+    write = 'W',
+    pack = 'P',
     hello = 'H',
     out = 'O',
     err = 'E',
     exit = 'X',
+    tar = 'T',
+    done = 'D',
 };
 
 enum class exit_how : std::uint8_t {

@@ -171,16 +171,23 @@ bool through_runner(const kernex::code_result& r) {
     });
 }
 
-// The Engine API execs made in the container so far: its exec_create
-// events (the daemon forgets an exec's id in the container once it ends).
-std::size_t exec_count(kernex::docker_client& client, const std::string& id) {
-    const nlohmann::json filters = {{"container", {id}}, {"event", {"exec_create"}}};
+// The events of one kind the daemon recorded for the container so far:
+// exec_create (an Engine API exec; the daemon forgets an exec's id in the
+// container once it ends), extract-to-dir (PUT archive), archive-path (GET archive).
+std::size_t event_count(kernex::docker_client& client, const std::string& id, const std::string& event) {
+    const nlohmann::json filters = {{"container", {id}}, {"event", {event}}};
     const auto r = client.request("GET", "/events?since=0&until=" + std::to_string(::time(nullptr) + 1) +
                                              "&filters=" + kernex::docker::url_encode(filters.dump()));
     REQUIRE(r.status == 200);
+    // As a field's value ("Action":"exec_create: sh ..."; each event names it more than once).
+    const std::string quoted = "\"" + event;
     std::size_t n = 0;
-    for (auto at = r.body.find("exec_create"); at != std::string::npos; at = r.body.find("exec_create", at + 1)) ++n;
+    for (auto at = r.body.find(quoted); at != std::string::npos; at = r.body.find(quoted, at + 1)) ++n;
     return n;
+}
+
+std::size_t exec_count(kernex::docker_client& client, const std::string& id) {
+    return event_count(client, id, "exec_create");
 }
 
 std::string joined_lines(const std::vector<std::string>& lines) {
@@ -1272,6 +1279,77 @@ TEST_CASE("files copy: links, FIFOs and names through a symlink are refused and 
           std::string::npos);
     CHECK_FALSE(fs::exists(work.path() / "big"));
     CHECK(kernex::test::read_file(work / "small") == "small\n");
+}
+
+TEST_CASE("files copy with the resident runner: code in and files back on the runner's stream, no request per block") {
+    auto& d = suite();
+    kernex::test::temp_dir work;
+    kernex::test::write_file(work / "input.txt", "given\n");
+    docker_executor_options o = busybox();
+    o.files = "copy";
+    o.work_dir = work.path();
+    docker_executor ex(o);
+    auto r = run(ex, "sh", "cat input.txt; echo made > out.txt");
+    REQUIRE_MESSAGE(through_runner(r), r.notes[0]);
+    CHECK(r.output == "given\n");
+    CHECK(kernex::test::read_file(work / "out.txt") == "made\n");
+    // From now on: neither an exec nor an archive request, in or out, per block.
+    const std::string id = ex.container_id();
+    const auto puts = event_count(d.client, id, "extract-to-dir");
+    const auto gets = event_count(d.client, id, "archive-path");
+    r = ex.execute({{"sh", "# filename: d/e/two.sh\necho two > two.txt; cat out.txt"}, {"sh", "echo three >> two.txt"}});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "made\n");
+    CHECK(kernex::test::read_file(work / "two.txt") == "two\nthree\n");
+    CHECK(fs::is_regular_file(work.path() / "d" / "e" / "two.sh"));
+    CHECK(event_count(d.client, id, "extract-to-dir") == puts);
+    CHECK(event_count(d.client, id, "archive-path") == gets);
+    CHECK(exec_count(d.client, id) == 0);
+
+    // What a block planted at the next block's names is never written
+    // through: a FIFO (no hang), a hard link to a file the blocks keep, a
+    // symlinked dir on the way (refused, said), a directory (refused, said).
+    r = run(ex, "sh",
+            "mkfifo fifo.sh; echo keep > keep; ln keep link.sh; mkdir -p /tmp/away; ln -s /tmp/away sub; "
+            "mkdir dir.sh; echo planted");
+    CHECK(r.output.starts_with("planted\n"));
+    r = run(ex, "sh", "# filename: fifo.sh\necho through the fifo");
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.starts_with("through the fifo\n"));
+    r = run(ex, "sh", "# filename: link.sh\necho through the link");
+    CHECK(r.output.starts_with("through the link\n"));
+    r = run(ex, "sh", "cat keep; ls /tmp/away | wc -l");
+    CHECK(r.output.starts_with("keep\n0\n"));
+    // (Each block's copy back says that the symlink sub is not copied back.)
+    // On the host sub is no symlink (it was not copied back): the host makes
+    // sub/x.sh, the runner refuses to make it through the container's link.
+    r = run(ex, "sh", "# filename: sub/x.sh\necho ran");
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(r.output.find("could not be made in the container: a symlink or not a directory on the way: sub") !=
+                      std::string::npos,
+                  r.output);
+    r = run(ex, "sh", "# filename: dir.sh\necho ran");
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(r.output.find("could not be made in the container: a directory stands at dir.sh") != std::string::npos,
+                  r.output);
+    r = run(ex, "sh", "ls /tmp/away | wc -l; cat keep");
+    CHECK(r.output.starts_with("0\nkeep\n"));
+    CHECK(ex.container_id() == id);
+    CHECK(event_count(d.client, id, "extract-to-dir") == puts);
+    CHECK(event_count(d.client, id, "archive-path") == gets);
+
+    // Without the runner the same blocks take the archive endpoint, both ways, every block.
+    docker_executor_options per_exec = o;
+    per_exec.resident_runner = false;
+    docker_executor execs(per_exec);
+    const std::string exec_id = execs.container_id();
+    const auto exec_puts = event_count(d.client, exec_id, "extract-to-dir");
+    const auto exec_gets = event_count(d.client, exec_id, "archive-path");
+    r = run(execs, "sh", "echo four > four.txt");
+    CHECK_FALSE(through_runner(r));
+    CHECK(kernex::test::read_file(work / "four.txt") == "four\n");
+    CHECK(event_count(d.client, exec_id, "extract-to-dir") > exec_puts);
+    CHECK(event_count(d.client, exec_id, "archive-path") > exec_gets);
 }
 
 TEST_CASE("files: bind for a unix socket by default; a bad value is refused; the config key and kernex exec --files") {

@@ -10,7 +10,9 @@
 //  - once broken, the decoder stays broken and hands on nothing more;
 //  - the bytes it keeps stay bounded (one frame and what came with it);
 //  - the stream cut into pieces gives the same frames and outcome as whole;
-//  - every exit payload either parses to values in range or is refused.
+//  - every exit payload either parses to values in range or is refused;
+//  - a done payload ('D', the answer to a file write or a pack) parses when
+//    it holds its fixed fields with a valid ok byte, and only then.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -42,7 +44,9 @@ outcome decode(std::string_view stream, std::size_t piece) {
         while (auto f = decoder.next()) {
             require(!out.broken);
             require(f->type == proto::hello || f->type == proto::out || f->type == proto::err ||
-                    f->type == proto::exit);
+                    f->type == proto::exit || f->type == proto::tar || f->type == proto::done);
+            if (f->type != proto::out && f->type != proto::err && f->type != proto::tar)
+                require(f->payload.size() <= 4096);
             require(f->payload.size() <= proto::chunk_size);
             payload_bytes += f->payload.size() + proto::header_size;
             require(payload_bytes <= stream.size());
@@ -51,6 +55,10 @@ outcome decode(std::string_view stream, std::size_t piece) {
                     require(static_cast<int>(x->how) <= static_cast<int>(proto::exit_how::not_started));
                     require(x->message.size() + 6 == f->payload.size());
                 }
+            }
+            if (f->type == proto::done) {
+                if (auto d = kernex::detail::parse_runner_done(f->payload)) require(d->message.size() + 13 == f->payload.size());
+                else require(f->payload.size() < 13 || static_cast<unsigned char>(f->payload[0]) > 1);
             }
             out.frames.push_back(std::move(*f));
         }
