@@ -3,12 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-// SHA256_Init & co., not EVP_Digest: the first EVP digest of a process loads
-// OpenSSL's configuration file and providers (about 0.9 ms of every
-// `kernex exec`); the low-level functions need neither.
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -17,23 +11,20 @@
 
 #include "confine/files.hpp"
 #include "kernex/error.hpp"
+#include "wire/sha256.hpp"
 
 namespace kernex::detail {
 
 namespace fs = std::filesystem;
 
+// Ours, not OpenSSL's: `kernex exec` does not load libcrypto (wire/sha256.hpp).
 std::string sha256_hex(std::string_view data) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    constexpr unsigned int size = SHA256_DIGEST_LENGTH;
-    SHA256_CTX ctx;
-    if (SHA256_Init(&ctx) != 1 || SHA256_Update(&ctx, data.data(), data.size()) != 1 ||
-        SHA256_Final(digest, &ctx) != 1)
-        throw error(errc::io_error, "SHA-256 failed");
+    const sha256_digest digest = sha256(data);
     static constexpr char digits[] = "0123456789abcdef";
     std::string hex;
-    for (unsigned int i = 0; i < size; ++i) {
-        hex += digits[digest[i] >> 4];
-        hex += digits[digest[i] & 0x0f];
+    for (const unsigned char byte : digest) {
+        hex += digits[byte >> 4];
+        hex += digits[byte & 0x0f];
     }
     return hex;
 }

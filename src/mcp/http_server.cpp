@@ -10,10 +10,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -32,6 +28,8 @@
 #include "kernex/error.hpp"
 #include "mcp/connection.hpp"
 #include "mcp/server.hpp"
+#include "wire/random_bytes.hpp"
+#include "wire/sha256.hpp"
 
 namespace kernex::mcp {
 
@@ -45,8 +43,7 @@ using json = nlohmann::json;
 
 std::string random_hex(std::size_t bytes) {
     std::vector<unsigned char> raw(bytes);
-    if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1)
-        throw error(errc::io_error, "OpenSSL's random number generator failed");
+    detail::random_bytes(raw.data(), raw.size(), "a token");
     static constexpr char hex[] = "0123456789abcdef";
     std::string out;
     for (unsigned char b : raw) {
@@ -54,14 +51,6 @@ std::string random_hex(std::size_t bytes) {
         out += hex[b & 15];
     }
     return out;
-}
-
-// Equal in constant time, whatever the lengths: the digests are compared.
-bool same_secret(std::string_view a, std::string_view b) {
-    unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(a.data()), a.size(), da);
-    SHA256(reinterpret_cast<const unsigned char*>(b.data()), b.size(), db);
-    return CRYPTO_memcmp(da, db, sizeof da) == 0;
 }
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
@@ -273,7 +262,7 @@ private:
             const auto auth = req.find(http::field::authorization);
             const std::string_view value = auth == req.end() ? std::string_view() : sv(auth->value());
             const bool bearer = value.size() > 7 && lower(value.substr(0, 7)) == "bearer ";
-            if (!bearer || !same_secret(value.substr(7), m_http.token)) {
+            if (!bearer || !detail::same_secret(value.substr(7), m_http.token)) {
                 auto res = rpc_error(req, http::status::unauthorized, rpc_code::invalid_request,
                                      "a bearer token is required: Authorization: Bearer <the token kernex mcp printed>");
                 res.set(http::field::www_authenticate, "Bearer");

@@ -22,6 +22,7 @@
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
 #include "wire/json_text.hpp"
+#include "wire/sha256.hpp"
 
 using kernex::frame_codec;
 using kernex::json;
@@ -770,4 +771,27 @@ TEST_CASE("message helpers") {
         CHECK(h.msg_type == "a");
         CHECK(h.msg_id.empty());
     }
+}
+
+TEST_CASE("kernex's own SHA-256 is OpenSSL's, at every length around the block and padding edges") {
+    CHECK(to_hex(std::string_view(reinterpret_cast<const char*>(kernex::detail::sha256("").data()), 32)) ==
+          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(to_hex(std::string_view(reinterpret_cast<const char*>(kernex::detail::sha256("abc").data()), 32)) ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    std::mt19937 rng(17);
+    for (std::size_t n = 0; n < 300; ++n) {
+        std::string data(n, '\0');
+        for (char& c : data) c = static_cast<char>(rng());
+        unsigned char expected[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        REQUIRE(EVP_Digest(data.data(), data.size(), expected, &len, EVP_sha256(), nullptr) == 1);
+        CAPTURE(n);
+        const auto ours = kernex::detail::sha256(data);
+        CHECK(std::string_view(reinterpret_cast<const char*>(ours.data()), ours.size()) ==
+              std::string_view(reinterpret_cast<const char*>(expected), len));
+    }
+    CHECK(kernex::detail::same_secret("token-1", "token-1"));
+    CHECK_FALSE(kernex::detail::same_secret("token-1", "token-2"));
+    CHECK_FALSE(kernex::detail::same_secret("token-1", "token-10"));
+    CHECK_FALSE(kernex::detail::same_secret("", "x"));
 }
