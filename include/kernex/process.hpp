@@ -9,9 +9,11 @@
 // the program starts (job control, setsid, double forks, nohup) stays its
 // descendant. When the program ends, when stop() asks, or when kernex dies
 // (kill -9 included), the reaper SIGKILLs every descendant, then exits with
-// the program's status. Code running as the same user can still kill the
-// reaper itself; the sandbox (a pid namespace) is the confinement that holds
-// against that.
+// the program's status. Code running as the same user can kill a plain
+// reaper; with own_pid_namespace (and the privilege to make one) the reaper
+// is the init of a pid namespace of the program's own, which nothing in it
+// can kill and whose end takes every process in it. Without the privilege,
+// the sandbox (bubblewrap's pid namespace) is the confinement that holds.
 #pragma once
 
 #include <chrono>
@@ -59,6 +61,14 @@ struct spawn_options {
     std::filesystem::path remove_tree_if_orphaned;
     // Resource limits set on the program before exec (soft = hard): {RLIMIT_NPROC, 64}, ...
     std::vector<std::pair<int, std::uint64_t>> rlimits;
+    // The reaper becomes pid 1 of a new pid namespace and the program its
+    // child: no process of the program's tree can signal the reaper (init
+    // of its namespace) or see any process outside it by pid, and when the
+    // reaper ends the kernel kills whatever is left in the namespace. Needs
+    // CAP_SYS_ADMIN (root); without it the reaper is a plain child
+    // subreaper, as it is for every program (child_process::own_pid_namespace()
+    // says which). pid() is the program's pid as kernex sees it.
+    bool own_pid_namespace = false;
 };
 
 // A running (or exited, not yet reaped) program under its reaper, which
@@ -78,6 +88,9 @@ public:
 
     // The program's pid (its reaper's is the group id).
     int pid() const noexcept { return m_pid; }
+    // True when the program runs in a pid namespace of its own (asked with
+    // spawn_options::own_pid_namespace, and kernex could make one).
+    bool own_pid_namespace() const noexcept { return m_own_namespace; }
     // A pidfd: becomes readable once the program has exited and its reaper
     // has killed everything it left (poll it with others). -1 if none.
     int pidfd() const noexcept { return m_pidfd; }
@@ -111,6 +124,8 @@ public:
     void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000)) noexcept;
 
 private:
+    int program_status(int reaper_status) noexcept;
+
     int m_pid = -1;
     int m_pidfd = -1;
     int m_stdout = -1;
@@ -118,6 +133,7 @@ private:
     int m_stdin = -1;
     std::optional<int> m_status;
     int m_group = -1;     // the reaper
+    bool m_own_namespace = false;
     int m_lifeline = -1;  // a byte: kill now; end of file: kernex died
 };
 

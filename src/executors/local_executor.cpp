@@ -170,6 +170,9 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
 
     spawn_options spawn;
     spawn.cwd = dir;
+    // Nothing the block starts can kill its reaper, nor outlive it (when
+    // kernex may make a pid namespace; the sandbox has its own).
+    spawn.own_pid_namespace = true;
     // A temporary work dir goes with kernex: removed by the block's reaper
     // if kernex dies mid-block (between blocks, by m_keeper's).
     if (m_owns_work_dir) spawn.remove_tree_if_orphaned = dir;

@@ -292,7 +292,17 @@ child_process::child_process(const spawn_options& options) {
     sigset_t all, old;
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
-    const pid_t reaper = ::fork();
+    pid_t reaper = -1;
+    if (options.own_pid_namespace) {
+        // A raw clone: the child runs only plain system calls (run_reaper),
+        // so glibc's fork handlers are not needed. A mount namespace too,
+        // for the namespace's own /proc. Without the privilege
+        // (EPERM) or with namespaces used up, a plain reaper as below.
+        reaper = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0));
+        if (reaper == 0) detail::run_reaper(plan);
+        m_own_namespace = reaper > 0;
+    }
+    if (reaper < 0) reaper = ::fork();
     if (reaper == 0) detail::run_reaper(plan);
     const int fork_errno = errno;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -353,6 +363,7 @@ child_process::child_process(child_process&& other) noexcept
       m_stdin(std::exchange(other.m_stdin, -1)),
       m_status(std::exchange(other.m_status, std::nullopt)),
       m_group(std::exchange(other.m_group, -1)),
+      m_own_namespace(std::exchange(other.m_own_namespace, false)),
       m_lifeline(std::exchange(other.m_lifeline, -1)) {}
 
 child_process& child_process::operator=(child_process&& other) noexcept {
@@ -365,6 +376,7 @@ child_process& child_process::operator=(child_process&& other) noexcept {
         m_stdin = std::exchange(other.m_stdin, -1);
         m_status = std::exchange(other.m_status, std::nullopt);
         m_group = std::exchange(other.m_group, -1);
+        m_own_namespace = std::exchange(other.m_own_namespace, false);
         m_lifeline = std::exchange(other.m_lifeline, -1);
     }
     return *this;
@@ -375,8 +387,34 @@ void child_process::close_stdout() noexcept { close_fd(m_stdout); }
 bool child_process::running() noexcept { return !wait_until(clock::now()); }
 
 std::optional<int> child_process::wait_until(clock::time_point deadline) noexcept {
-    if (!m_status && m_group >= 0) m_status = detail::wait_exit_until(m_group, m_pidfd, deadline);
+    if (!m_status && m_group >= 0) {
+        m_status = detail::wait_exit_until(m_group, m_pidfd, deadline);
+        if (m_status) m_status = program_status(*m_status);
+    }
     return m_status;
+}
+
+int child_process::program_status(int reaper_status) noexcept {
+    // The reaper's last words on the lifeline: 'S' and the program's wait
+    // status (an init of a pid namespace cannot die of a signal it sends
+    // itself, so its own status may not be the program's). A reaper that
+    // was SIGKILLed said nothing: its own status it is.
+    char record[5];
+    std::size_t got = 0;
+    while (m_lifeline >= 0 && got < sizeof record) {
+        const ssize_t n = ::recv(m_lifeline, record + got, sizeof record - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += static_cast<std::size_t>(n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            break;
+        }
+    }
+    if (got != sizeof record || record[0] != 'S') return reaper_status;
+    std::int32_t status = 0;
+    std::memcpy(&status, record + 1, sizeof status);
+    return status;
 }
 
 bool child_process::signal_group(int sig) noexcept {
@@ -396,7 +434,6 @@ void child_process::stop(std::chrono::milliseconds grace) noexcept {
         if (grace.count() > 0 && running() && ::kill(-m_group, SIGTERM) == 0)
             detail::wait_exit_until(m_group, m_pidfd, clock::now() + grace);
         kill();
-        close_fd(m_lifeline);
         // SIGKILL cannot be caught; the bound only matters for a process
         // stuck in uninterruptible I/O, which we would rather leave than hang on.
         if (!wait_until(clock::now() + std::chrono::seconds(10))) {
@@ -406,7 +443,7 @@ void child_process::stop(std::chrono::milliseconds grace) noexcept {
         int status = 0;
         pid_t r;
         while ((r = ::waitpid(m_group, &status, 0)) < 0 && errno == EINTR) {}
-        if (r == m_group) m_status = status;
+        if (r == m_group && !m_status) m_status = program_status(status);
         m_group = -1;
         m_pid = -1;
     }

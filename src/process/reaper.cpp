@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,7 +31,8 @@ constexpr int report = 4;
 constexpr int program_in = 5;
 constexpr int program_out = 6;
 constexpr int program_err = 7;
-constexpr int first_free = 8;
+constexpr int host_proc = 8;  // in a pid namespace of our own: the host's /proc
+constexpr int first_free = 9;
 
 void close_from(int first, int max_fd) noexcept {
 #ifdef SYS_close_range
@@ -173,10 +176,36 @@ int kill_children_scanned(pid_t self) noexcept {
     return killed;
 }
 
+// A fork() of this single-threaded process made with the raw system call:
+// the reaper may itself be a raw clone of a multithreaded kernex (see
+// child_process), whose copies of glibc's locks fork() would wait on.
+pid_t plain_fork() noexcept { return static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }
+
+// As init of the program's pid namespace: kill(-1) reaches every process in
+// it but us, and every orphan is our child, so kill and reap until no child
+// is left. (The pids /proc shows are the host's, not the namespace's.)
+void kill_namespace(reap_state& state) noexcept {
+    for (;;) {
+        ::kill(-1, SIGKILL);
+        const int reaped = reap_ready(state);
+        if (reaped < 0) return;  // no child left
+        if (reaped > 0) continue;
+        int status = 0;
+        const pid_t r = ::waitpid(-1, &status, __WALL);
+        if (r == state.program) {
+            state.status = status;
+            state.program_done = true;
+        } else if (r < 0 && errno == ECHILD) {
+            return;
+        }
+    }
+}
+
 // Kills every descendant: the children are killed, their own children are
 // reparented to us (we are their subreaper) and killed in the next round, a
 // fork racing a round is caught in the next one; done when no child is left.
-void kill_all(reap_state& state) noexcept {
+void kill_all(reap_state& state, bool namespace_init) noexcept {
+    if (namespace_init) return kill_namespace(state);
     const pid_t self = static_cast<pid_t>(::syscall(SYS_getpid));
     for (;;) {
         int killed = kill_children_listed();
@@ -199,10 +228,17 @@ void kill_all(reap_state& state) noexcept {
     }
 }
 
-[[noreturn]] void exit_like(const reap_state& state) noexcept {
+[[noreturn]] void exit_like(const reap_state& state, bool namespace_init) noexcept {
     if (!state.program_done) ::_exit(128 + SIGKILL);
+    // kernex reads the program's own status here (see child_process); the
+    // exit status below says the same where it can.
+    char record[5] = {'S'};
+    const std::int32_t status = state.status;
+    __builtin_memcpy(record + 1, &status, sizeof status);
+    [[maybe_unused]] auto n = ::send(lifeline, record, sizeof record, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (WIFEXITED(state.status)) ::_exit(WEXITSTATUS(state.status));
-    if (WIFSIGNALED(state.status)) {
+    // The init of a pid namespace cannot die of a signal it sends itself.
+    if (WIFSIGNALED(state.status) && !namespace_init) {
         // Die of the same signal, so kernex sees the program's own status;
         // no core of ours.
         const int sig = WTERMSIG(state.status);
@@ -221,7 +257,25 @@ void kill_all(reap_state& state) noexcept {
     ::_exit(1);
 }
 
-[[noreturn]] void exec_program(const reaper_plan& plan) noexcept {
+// Our pid as kernex sees it: in a pid namespace of our own, getpid() is the
+// namespace's number, the host's /proc names us by kernex's. 0 if it
+// cannot tell.
+pid_t pid_seen_by_kernex() noexcept {
+    char link[32];
+    const ssize_t n = ::readlinkat(host_proc, "self", link, sizeof link);
+    pid_t pid = 0;
+    for (ssize_t i = 0; i < n; ++i) {
+        if (link[i] < '0' || link[i] > '9') return 0;
+        pid = pid * 10 + (link[i] - '0');
+    }
+    return pid;
+}
+
+[[noreturn]] void exec_program(const reaper_plan& plan, bool namespace_init) noexcept {
+    if (namespace_init) {
+        const pid_t seen = pid_seen_by_kernex();
+        write_record('P', seen > 0 ? seen : static_cast<pid_t>(::syscall(SYS_getppid)));
+    }
     // Default dispositions and an empty mask: what the reaper ignores or
     // blocks is not the program's business.
     struct sigaction dfl {};
@@ -276,8 +330,24 @@ void run_reaper(const reaper_plan& plan) noexcept {
     ::dup2(program_in, 0);
     ::dup2(program_in, 1);
     ::dup2(program_in, 2);
-    close_from(first_free, plan.max_fd);
+    close_from(host_proc, plan.max_fd);
 
+    // Made by child_process as pid 1 of a pid namespace of the program's own,
+    // or a plain subreaper.
+    const bool namespace_init = ::syscall(SYS_getpid) == 1;
+    if (namespace_init) {
+        // The program's /proc shows its namespace (so ps, pgrep and kill
+        // agree on pids): a proc of its own, mounted in the mount namespace
+        // the clone made, once that is private (else the mount would reach
+        // the host's). The host's stays open here for pid_seen_by_kernex().
+        const int fd = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0 && fd != host_proc) {
+            ::dup3(fd, host_proc, O_CLOEXEC);
+            ::close(fd);
+        }
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0)
+            ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+    }
     ::setsid();
     ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     // Signals sent to the group (SIGINT for an interrupt, SIGTERM to stop)
@@ -291,13 +361,13 @@ void run_reaper(const reaper_plan& plan) noexcept {
     ::sigaction(SIGCHLD, &dfl, nullptr);  // not SIG_IGN: that would reap behind our back
 
     reap_state state;
-    state.program = ::fork();
-    if (state.program == 0) exec_program(plan);
+    state.program = plain_fork();
+    if (state.program == 0) exec_program(plan, namespace_init);
     if (state.program < 0) {
         write_record('E', errno);
         ::_exit(127);
     }
-    write_record('P', state.program);
+    if (!namespace_init) write_record('P', state.program);  // else the program says its pid as kernex sees it
     ::close(report);
     ::close(program_out);
     ::close(program_err);
@@ -332,12 +402,12 @@ void run_reaper(const reaper_plan& plan) noexcept {
             while (::read(sfd, &info, sizeof info) > 0) {}
         }
     }
-    kill_all(state);
+    kill_all(state, namespace_init);
     if (orphaned && plan.remove_if_orphaned)
         for (const char* const* path = plan.remove_if_orphaned; *path; ++path)
             if (::unlink(*path) != 0 && errno == EISDIR) ::rmdir(*path);
     if (orphaned && plan.remove_tree_if_orphaned) remove_tree(plan.remove_tree_if_orphaned);
-    exit_like(state);
+    exit_like(state, namespace_init);
 }
 
 }  // namespace kernex::detail

@@ -6,7 +6,11 @@
 // or when kernex dies (end of file on the lifeline, whose write end only
 // kernex holds), it SIGKILLs all its descendants until none is left, removes
 // the files (and the directory tree) it was told about if kernex died, and
-// exits with the program's status. Internal to the process module.
+// exits with the program's status. Made by a clone with CLONE_NEWPID when
+// spawn_options::own_pid_namespace asks (and kernex may), it is pid 1 of
+// the program's pid namespace instead: nothing there can signal it, its
+// kill is kill(-1), and its end is the end of every process in it.
+// Internal to the process module.
 //
 // The forked child of a multithreaded program may only make async-signal-
 // safe calls: everything the reaper needs is prepared in a reaper_plan

@@ -103,7 +103,7 @@ run_result run_process(spawn_options options, const run_options& limits) {
         if (::poll(fds, 3, timeout) < 0 && errno != EINTR)
             throw error(errc::io_error, std::string("poll failed: ") + std::strerror(errno));
         if (!eof && fds[0].revents) eof = read_available(out, sink);
-        if (pidfd >= 0 ? fds[1].revents != 0 : detail::exit_status(child.pid()).has_value()) break;
+        if (pidfd >= 0 ? fds[1].revents != 0 : !child.running()) break;
         if (fds[2].revents) {
             result.interrupted = true;
             break;

@@ -4,6 +4,7 @@
 // RSS and open fds.
 #pragma once
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -64,6 +65,45 @@ inline bool process_gone(pid_t pid, std::chrono::milliseconds within = std::chro
         if (stat.empty() || (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z'))
             return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+// A word for a command line (`exec -a WORD sleep 1000`) no other process has.
+inline std::string unique_marker() {
+    static int count = 0;
+    return "kxmark" + std::to_string(::getpid()) + "n" + std::to_string(++count) +
+           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
+}
+
+// pids of running processes whose command line holds marker (a /proc walk).
+// For processes of a block in a pid namespace of its own, whose $$ and $!
+// mean nothing here.
+inline std::vector<pid_t> processes_with(const std::string& marker) {
+    std::vector<pid_t> found;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const pid_t pid = static_cast<pid_t>(std::stol(name));
+        if (read_file(entry.path() / "cmdline").find(marker) != std::string::npos && !process_gone(pid, {}))
+            found.push_back(pid);
+    }
+    return found;
+}
+
+// Whether no process with marker in its command line is running, waiting up
+// to within; SIGKILLs what is left when not, so a failing test leaves nothing.
+inline bool no_process_with(const std::string& marker,
+                            std::chrono::milliseconds within = std::chrono::milliseconds(3000)) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    for (;;) {
+        const auto left = processes_with(marker);
+        if (left.empty()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) {
+            for (const pid_t pid : left) ::kill(pid, SIGKILL);
+            return false;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
 }

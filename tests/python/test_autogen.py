@@ -13,6 +13,8 @@ import pytest
 
 from kernex import autogen
 
+from conftest import none_left, unique_marker
+
 
 class StandInCodeBlock:
     """Shaped like autogen_core.code_executor.CodeBlock (a dataclass: code, language)."""
@@ -123,33 +125,36 @@ async def _wait_for_file(path: Path):
 
 
 def test_cancellation_interrupts_the_block_and_keeps_its_output(tmp_path):
+    marker = unique_marker()
+
     async def main():
         async with autogen.LocalCommandLineCodeExecutor(work_dir=tmp_path, timeout=90) as executor:
             token = StandInCancellationToken()
             run = asyncio.create_task(executor.execute_code_blocks(
-                [StandInCodeBlock("echo partial; echo $$ > pid; sleep 120; echo never", "bash")], token))
+                [StandInCodeBlock(f"echo partial; echo started > pid; (exec -a {marker} sleep 120); echo never", "bash")],
+                token))
             await _wait_for_file(tmp_path / "pid")
             token.cancel()
             result = await run
             assert result.exit_code == autogen.CANCELLED_EXIT_CODE == 125
             assert "partial" in result.output and "never" not in result.output
-            with pytest.raises(ProcessLookupError):
-                os.kill(int((tmp_path / "pid").read_text()), 0)
+            assert none_left(marker)
 
     asyncio.run(main())
 
 
 def test_a_cancelled_task_stops_the_block(tmp_path):
+    marker = unique_marker()
+
     async def main():
         async with autogen.LocalCommandLineCodeExecutor(work_dir=tmp_path, timeout=90) as executor:
             run = asyncio.create_task(executor.execute_code_blocks(
-                [StandInCodeBlock("echo $$ > pid; sleep 120", "bash")], StandInCancellationToken()))
+                [StandInCodeBlock(f"echo started > pid; exec -a {marker} sleep 120", "bash")], StandInCancellationToken()))
             await _wait_for_file(tmp_path / "pid")
             run.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await run
-            with pytest.raises(ProcessLookupError):
-                os.kill(int((tmp_path / "pid").read_text()), 0)
+            assert none_left(marker)
 
     asyncio.run(main())
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import kernex
-from conftest import wait_for
+from conftest import none_left, unique_marker, wait_for
 
 
 def test_state_survives_across_cells(kernel):
@@ -260,18 +260,15 @@ def test_executor_timeout_and_interrupt_from_another_thread(tmp_path):
 
 
 def test_ctrl_c_stops_an_executor_block_and_reaps_it(tmp_path):
-    pid_file = tmp_path / "pid"
-
     def on_output(text):
         if "started" in text:
             threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
 
+    marker = unique_marker()
     with kernex.make_executor("local", work_dir=tmp_path, timeout=90) as ex:
         with pytest.raises(KeyboardInterrupt):
-            ex.execute([("bash", f"echo $$ > {pid_file}; echo started; sleep 120")], on_output=on_output)
-        pid = int(pid_file.read_text())
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+            ex.execute([("bash", f"echo started; exec -a {marker} sleep 120")], on_output=on_output)
+        assert none_left(marker)
         # Still usable after the interrupt.
         assert ex.execute([("bash", "echo again")]).output == "again\n"
 

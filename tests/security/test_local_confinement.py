@@ -130,6 +130,27 @@ class BlockEndTests(Base):
                 self.assertEqual(eventually_none(self.marker, 3.0), [], f"{what} child outlived its block")
                 kill_leftovers(self.marker)
 
+    def test_a_block_that_kills_its_reaper_still_leaves_nothing(self):
+        # The reaper by $PPID and by the pid /proc shows (the host's number),
+        # then a second escaped child: as init of the block's own pid
+        # namespace the reaper survives both, kills the child at block end,
+        # and the block's own status comes back.
+        if os.geteuid() != 0:
+            self.skipTest("a pid namespace of the block's own needs CAP_SYS_ADMIN; unprivileged, --sandbox holds")
+        script = (f"setsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\n"
+                  "read -r _ _ _ host_ppid _ < /proc/self/stat\n"
+                  "kill -9 $PPID; kill -9 $host_ppid\n"
+                  f"sleep 0.3; nohup bash -c '{self.sleep}' >/dev/null 2>&1 &\n"
+                  "sleep 0.3; echo survived; exit 3\n")
+        r = self.exec(f"```bash\n{script}```\n", "--work-dir", self.work)
+        result = json.loads(r.stdout)
+        self.assertIn("survived", result["output"], result)
+        self.assertEqual(result["exit_code"], 3, result)
+        self.assertEqual(eventually_none(self.marker, 3.0), [], "a child outlived its block after it killed its reaper")
+        # The status of a block killed by a signal is the block's own.
+        r = self.exec("```bash\nkill -SEGV $$\n```\n", "--work-dir", self.work)
+        self.assertEqual(json.loads(r.stdout)["exit_code"], 128 + signal.SIGSEGV, r.stdout)
+
     def test_the_next_block_sees_nothing_of_the_previous_one(self):
         message = (f"```bash\nsetsid bash -c '{self.sleep}' >/dev/null 2>&1 < /dev/null &\nsleep 0.3\n```\n"
                    f"```bash\npgrep -f {self.marker} || echo none\n```\n")

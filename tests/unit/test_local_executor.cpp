@@ -16,7 +16,6 @@
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using kernex::code_block;
-using kernex::test::process_gone;
 using kernex::test::read_file;
 using kernex::test::temp_dir;
 
@@ -204,15 +203,16 @@ TEST_CASE("a timeout kills the block's whole process group, keeps partial output
     options.timeout = 1s;
     kernex::local_executor ex(options);
     const auto start = kernex::clock::now();
-    auto r = ex.execute({{"bash", "echo before\nsleep 1000 &\necho $! > bg.pid\nwait\n"}, {"bash", "echo never\n"}});
+    const std::string marker = kernex::test::unique_marker();
+    auto r = ex.execute(
+        {{"bash", "echo before\n(exec -a " + marker + " sleep 1000) &\nwait\n"}, {"bash", "echo never\n"}});
     const auto took = kernex::clock::now() - start;
     CHECK(r.exit_code == 124);
     CHECK(r.timed_out);
     CHECK(r.output == "before\nTimeout: the code ran longer than 1 s and was stopped\n");
     CHECK(took >= 1s);
     CHECK(took < 4s);
-    const int background = std::stoi(read_file(dir / "bg.pid"));
-    CHECK(process_gone(background));
+    CHECK(kernex::test::no_process_with(marker));
 
     // The timeout is for the whole call: two blocks of 0.6 s do not fit in 1 s.
     r = ex.execute({{"sh", "sleep 0.6; echo a\n"}, {"sh", "sleep 0.6; echo b\n"}});
@@ -322,12 +322,10 @@ TEST_CASE("blocks get a clean environment unless env names a variable or inherit
 TEST_CASE("a job-control child of a block is killed when the block ends normally") {
     temp_dir dir;
     kernex::local_executor ex(in(dir));
-    auto r = ex.execute({{"bash", "set -m\nsleep 1000 >/dev/null 2>&1 &\necho $!\n"}});
+    const std::string marker = kernex::test::unique_marker();
+    auto r = ex.execute({{"bash", "set -m\n(exec -a " + marker + " sleep 1000) >/dev/null 2>&1 &\necho $!\n"}});
     CHECK(r.exit_code == 0);
-    const int job = std::stoi(r.output);
-    const bool gone = process_gone(job);
-    CHECK(gone);
-    if (!gone) ::kill(job, SIGKILL);
+    CHECK(kernex::test::no_process_with(marker));
 }
 
 TEST_CASE("the default work dir is a fresh temporary dir that stop() removes") {
@@ -464,7 +462,9 @@ TEST_CASE("kernex exec: output, exit status, --json, and Ctrl-C passed on to the
     CHECK(j["code_files"].size() == 2);
     CHECK(j["error_at"] == nlohmann::json({{"file", (dir / "message.md").string()}, {"block", 2}, {"line", 7}}));
 
-    kernex::test::write_file(dir / "sleep.md", "```bash\necho $$ > " + (dir / "block.pid").string() + "\nsleep 1000\n```\n");
+    const std::string marker = kernex::test::unique_marker();
+    kernex::test::write_file(dir / "sleep.md", "```bash\necho started > " + (dir / "block.pid").string() +
+                                                   "\nexec -a " + marker + " sleep 1000\n```\n");
     options.argv = {kernex_exe.string(), "exec", (dir / "sleep.md").string()};
     options.stdout_mode = kernex::output_mode::null;
     kernex::child_process cli(options);
@@ -475,7 +475,7 @@ TEST_CASE("kernex exec: output, exit status, --json, and Ctrl-C passed on to the
     const auto status = cli.wait_until(kernex::clock::now() + 5s);
     REQUIRE(status);
     CHECK(kernex::exit_code_of(*status) == 130);
-    CHECK(process_gone(std::stoi(read_file(dir / "block.pid"))));
+    CHECK(kernex::test::no_process_with(marker));
 }
 
 TEST_CASE("save_code_block: a kept block is written as executors write theirs, never outside the dir") {
