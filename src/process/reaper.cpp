@@ -181,35 +181,21 @@ int kill_children_scanned(pid_t self) noexcept {
 // child_process), whose copies of glibc's locks fork() would wait on.
 pid_t plain_fork() noexcept { return static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }
 
-// As init of the program's pid namespace: kill(-1) reaches every process in
-// it but us, and every orphan is our child, so kill and reap until no child
-// is left. (The pids /proc shows are the host's, not the namespace's.)
-void kill_namespace(reap_state& state) noexcept {
-    for (;;) {
-        ::kill(-1, SIGKILL);
-        const int reaped = reap_ready(state);
-        if (reaped < 0) return;  // no child left
-        if (reaped > 0) continue;
-        int status = 0;
-        const pid_t r = ::waitpid(-1, &status, __WALL);
-        if (r == state.program) {
-            state.status = status;
-            state.program_done = true;
-        } else if (r < 0 && errno == ECHILD) {
-            return;
-        }
-    }
-}
-
 // Kills every descendant: the children are killed, their own children are
 // reparented to us (we are their subreaper) and killed in the next round, a
 // fork racing a round is caught in the next one; done when no child is left.
+// As init of the program's pid namespace, kill(-1) reaches every process in
+// it but us at once (and the pids /proc shows are not the namespace's).
 void kill_all(reap_state& state, bool namespace_init) noexcept {
-    if (namespace_init) return kill_namespace(state);
     const pid_t self = static_cast<pid_t>(::syscall(SYS_getpid));
     for (;;) {
-        int killed = kill_children_listed();
-        if (killed < 0) killed = kill_children_scanned(self);
+        int killed = 0;
+        if (namespace_init) {
+            killed = ::kill(-1, SIGKILL) == 0 ? 1 : 0;
+        } else {
+            killed = kill_children_listed();
+            if (killed < 0) killed = kill_children_scanned(self);
+        }
         const int reaped = reap_ready(state);
         if (reaped < 0) return;  // no child left
         if (reaped > 0) continue;

@@ -28,48 +28,15 @@ def wait_for(predicate, seconds=60.0):
         time.sleep(0.02)
 
 
-def unique_marker():
-    """A word for a block's command line (`exec -a WORD sleep 120`): a block runs in a
-    pid namespace of its own when kernex may make one, so its $$ means nothing here."""
-    import uuid
-
-    return "kxmark" + uuid.uuid4().hex[:12]
-
-
-def processes_with(marker):
-    """pids of running processes whose command line holds marker (a /proc walk)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+from process_walk import eventually_none, kill_leftovers, unique_marker  # noqa: E402,F401
 
 
 def none_left(marker, seconds=5.0):
     """True once no process holds marker; SIGKILLs what is left after seconds and says False."""
-    import signal
-    import time
-
-    deadline = time.monotonic() + seconds
-    while processes_with(marker):
-        if time.monotonic() > deadline:
-            for pid in processes_with(marker):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            return False
-        time.sleep(0.02)
-    return True
+    left = eventually_none(marker, seconds)
+    kill_leftovers(marker)
+    return not left
 
 
 class _UnixHTTPConnection:

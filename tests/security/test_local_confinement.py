@@ -10,10 +10,14 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+from process_walk import eventually_none, kill_leftovers, processes_with  # noqa: E402
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
 ALLOWED = {"PATH", "HOME", "LANG", "TERM", "TZ", "USER"}
@@ -24,47 +28,12 @@ def allowed(name):
     return name in ALLOWED or name.startswith("LC_") or (len(name) > 10 and name.endswith("SAN_OPTIONS"))
 
 
-def processes_with(marker):
-    """pids whose command line holds marker (a /proc walk)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
-
-
-def eventually_none(marker, within=5.0):
-    deadline = time.monotonic() + within
-    while True:
-        left = processes_with(marker)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
-
-
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def kill_leftovers(marker):
-    for pid in processes_with(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 class Base(unittest.TestCase):

@@ -352,3 +352,37 @@ TEST_CASE("separate stdout and stderr pipes") {
     CHECK(::read(child.stdout_fd(), buffer, sizeof buffer) == 4);
     CHECK(::read(child.stderr_fd(), buffer, sizeof buffer) == 4);
 }
+
+TEST_CASE("own_pid_namespace: the reaper is the namespace's init, which the program can neither kill nor outlive") {
+    kernex::spawn_options options = shell(
+        "echo $$ $PPID; kill -9 $PPID; read -r _ _ _ p _ < /proc/self/stat; echo $p\n"
+        "setsid bash -c 'exec -a " +
+        std::string("kxmark_ns_") + std::to_string(::getpid()) + " sleep 1000' >/dev/null 2>&1 </dev/null &\n"
+        "sleep 0.1; exit 7");
+    options.own_pid_namespace = true;
+    kernex::child_process child(options);
+    std::string output;
+    const auto deadline = kernex::clock::now() + 20s;
+    while (child.running() && kernex::clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    REQUIRE(child.status());
+    if (!child.own_pid_namespace()) {
+        CHECK(::geteuid() != 0);  // root may always make one
+        return;
+    }
+    CHECK(child.pid() > 1);  // as kernex sees it
+    CHECK(kernex::exit_code_of(*child.status()) == 7);  // the reaper survived the kill, the status is the program's
+    char buffer[256];
+    const ssize_t n = ::read(child.stdout_fd(), buffer, sizeof buffer);
+    REQUIRE(n > 0);
+    // Inside: the program is pid 2 under init 1, and its /proc is the namespace's.
+    CHECK(std::string(buffer, static_cast<std::size_t>(n)) == "2 1\n1\n");
+    CHECK(kernex::test::no_process_with("kxmark_ns_" + std::to_string(::getpid())));
+
+    kernex::spawn_options segv = shell("kill -SEGV $$");
+    segv.own_pid_namespace = true;
+    kernex::child_process crash(segv);
+    const auto status = crash.wait_until(kernex::clock::now() + 20s);
+    REQUIRE(status);
+    CHECK(WIFSIGNALED(*status));
+    CHECK(WTERMSIG(*status) == SIGSEGV);
+}
