@@ -2,8 +2,9 @@
 // plain tcp or tcp with TLS and client certificates (DOCKER_HOST's unix://
 // and tcp://, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as the docker CLI reads
 // them), with a deadline on every
-// request: JSON calls, `docker import` of a tar file, and exec with its
-// multiplexed stdout/stderr stream read as it arrives. It never runs the
+// request: JSON calls, `docker import` of a tar file, exec with its
+// multiplexed stdout/stderr stream read as it arrives, and a container's
+// attached stream kept open (on any of the three). It never runs the
 // docker CLI. Single-threaded: one client per thread.
 #pragma once
 
@@ -84,6 +85,42 @@ enum class docker_stream_end {
     interrupted,  // cancel_fd became readable first
 };
 
+class docker_client;
+
+// A container's attached stdin and its multiplexed stdout and stderr (the
+// frames of exec_stream: no TTY), on a connection of its own taken over
+// from HTTP, plain or TLS. Single-threaded; every wait has a deadline. What
+// arrives is as the container made it: the caller demultiplexes and judges it.
+class docker_attached_stream {
+public:
+    ~docker_attached_stream();  // closes the connection: the container's stdin ends
+    docker_attached_stream(const docker_attached_stream&) = delete;
+    docker_attached_stream& operator=(const docker_attached_stream&) = delete;
+
+    enum class wait {
+        data,       // bytes were appended
+        cancelled,  // cancel_fd became readable first (nothing is read from it)
+        ended,      // the daemon closed the stream
+        failed,     // the connection broke (or was closed by a write that failed)
+        timed_out,  // the deadline came first
+    };
+    // Waits until bytes arrive (appended to into), cancel_fd (-1: none)
+    // becomes readable, the stream ends or breaks, or the deadline.
+    wait read(std::string& into, std::chrono::steady_clock::time_point deadline, int cancel_fd = -1);
+    // Writes all of data to the container's stdin by the deadline. False
+    // when it could not: the connection is then closed.
+    bool write(std::string_view data, std::chrono::steady_clock::time_point deadline);
+    // Without waiting: whether bytes have arrived, or the stream has ended,
+    // that no read has handed on yet.
+    bool stirred();
+
+private:
+    friend class docker_client;
+    struct impl;
+    explicit docker_attached_stream(std::unique_ptr<impl> i);
+    std::unique_ptr<impl> m_impl;
+};
+
 class docker_client {
 public:
     // Does not connect yet. Throws kernex::error: invalid_argument for a host
@@ -153,12 +190,10 @@ public:
     std::string get_archive(std::string_view container, std::string_view path, std::uint64_t max_bytes);
 
     // POST /containers/{container}/attach (stdin, stdout and stderr, as a
-    // stream), the connection taken over: returns its socket, which the
-    // caller owns and closes, and the bytes already read past the response's
-    // header (the start of the multiplexed output). Writing to the socket is
-    // the container's stdin. Over a plain socket only: kernex::error
-    // (invalid_argument) over TLS; otherwise throws as request() does.
-    std::pair<int, std::string> attach_socket(std::string_view container);
+    // stream), the connection taken over, over whatever this client speaks
+    // (a unix socket, tcp, or TLS): see docker_attached_stream. Throws as
+    // request() does, and as refused for another status than 101 or 200.
+    std::unique_ptr<docker_attached_stream> attach(std::string_view container);
 
     // POST /containers/{container}/exec, attached to stdout and stderr. Returns the exec id.
     std::string create_exec(std::string_view container, const docker_exec_options& options);
@@ -174,6 +209,7 @@ public:
     std::optional<int> exec_exit_code(std::string_view exec_id);
 
 private:
+    friend class docker_attached_stream;
     struct impl;
     std::unique_ptr<impl> m_impl;
 };

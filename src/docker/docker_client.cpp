@@ -197,6 +197,13 @@ struct docker_client::impl {
     tls_detail::client_settings tls_files;
     net::io_context ioc{1};
 
+    // The same daemon, settings and TLS context, with an io_context of its
+    // own: for a connection that outlives one request (an attached stream),
+    // whose pending read must not be run, nor waited for, by other requests.
+    impl(const impl& other)
+        : options(other.options), where(other.where), version(other.version), warning(other.warning),
+          tls(other.tls), tls_files(other.tls_files) {}
+
     explicit impl(docker_client_options o) : options(std::move(o)) {
         if (options.host.empty()) options.host = default_docker_host();
         where = parse_host(options.host);
@@ -579,23 +586,143 @@ std::string docker_client::get_archive(std::string_view container, std::string_v
     return std::move(r.body);
 }
 
-std::pair<int, std::string> docker_client::attach_socket(std::string_view container) {
-    if (uses_tls())
-        throw error(errc::invalid_argument, "an attached socket is only given over a plain connection, not TLS");
+// The attached stream: its own client (so its own io_context), the
+// connection, and at most one read pending at a time, whose bytes wait in
+// inbox for the next read(). The same code for plain and TLS connections.
+struct docker_attached_stream::impl {
+    std::unique_ptr<docker_client::impl> client;
+    connection c;
+    std::string inbox;
+    std::array<char, 64 * 1024> chunk{};
+    bool reading = false;
+    bool ended = false;
+    error_code broke;  // set when it ended by an error, not an end of stream
+
+    impl(std::unique_ptr<docker_client::impl> own, connection conn, std::string already)
+        : client(std::move(own)), c(std::move(conn)), inbox(std::move(already)) {}
+    ~impl() { close(); }
+
+    net::io_context& ioc() { return client->ioc; }
+
+    void start_read() {
+        if (reading || ended) return;
+        reading = true;
+        docker_client::impl::on_stream(c, [this](auto& s) {
+            s.async_read_some(net::buffer(chunk), [this](const error_code& e, std::size_t n) {
+                reading = false;
+                inbox.append(chunk.data(), n);
+                if (e) {
+                    ended = true;
+                    // A TLS peer that closes without close_notify has ended the stream all the same.
+                    if (e != net::error::eof && e != net::ssl::error::stream_truncated) broke = e;
+                }
+            });
+        });
+    }
+
+    // Runs what is ready without waiting (a read that completed).
+    void poll() {
+        ioc().restart();
+        ioc().poll();
+    }
+
+    void close() noexcept {
+        try {
+            if (!ended) broke = net::error::operation_aborted;
+            ended = true;
+            close_connection(c);
+            // The pending read ends (aborted): its handler runs before anything it touches goes.
+            ioc().restart();
+            ioc().run();
+        } catch (...) {
+        }
+    }
+};
+
+docker_attached_stream::docker_attached_stream(std::unique_ptr<impl> i) : m_impl(std::move(i)) {}
+docker_attached_stream::~docker_attached_stream() = default;
+
+docker_attached_stream::wait docker_attached_stream::read(std::string& into, steady::time_point deadline,
+                                                          int cancel_fd) {
+    impl& d = *m_impl;
+    auto handed_on = [&] {
+        if (d.inbox.empty()) return false;
+        into.append(d.inbox);
+        d.inbox.clear();
+        return true;
+    };
+    if (handed_on()) return wait::data;
+    if (d.ended) return d.broke ? wait::failed : wait::ended;
+    d.start_read();
+    auto cancelled = std::make_shared<bool>(false);
+    std::optional<net::posix::stream_descriptor> cancel;
+    if (cancel_fd >= 0) {
+        cancel.emplace(d.ioc(), cancel_fd);
+        cancel->async_wait(net::posix::descriptor_base::wait_read, [cancelled](const error_code& e) {
+            if (!e) *cancelled = true;
+        });
+    }
+    d.ioc().restart();
+    while (d.inbox.empty() && !d.ended && !*cancelled && steady::now() < deadline) {
+        d.ioc().run_one_until(deadline);
+        if (d.ioc().stopped()) d.ioc().restart();
+    }
+    if (cancel) {
+        error_code ignored;
+        cancel->cancel(ignored);
+        d.poll();  // the wait's handler, aborted
+        cancel->release();
+    }
+    if (handed_on()) return wait::data;
+    if (*cancelled) return wait::cancelled;
+    if (d.ended) return d.broke ? wait::failed : wait::ended;
+    return wait::timed_out;
+}
+
+bool docker_attached_stream::write(std::string_view data, steady::time_point deadline) {
+    impl& d = *m_impl;
+    if (d.ended) return false;
+    bool done = false;
+    error_code result;
+    docker_client::impl::on_stream(d.c, [&](auto& s) {
+        net::async_write(s, net::buffer(data.data(), data.size()), [&](const error_code& e, std::size_t) {
+            result = e;
+            done = true;
+        });
+    });
+    d.ioc().restart();
+    while (!done && steady::now() < deadline) {
+        d.ioc().run_one_until(deadline);
+        if (d.ioc().stopped()) d.ioc().restart();
+    }
+    if (done && !result) return true;
+    // Not written in time, or broken: the stream is no use any more (close() runs the write's handler).
+    d.close();
+    return false;
+}
+
+bool docker_attached_stream::stirred() {
+    impl& d = *m_impl;
+    if (!d.ended) {
+        d.start_read();
+        d.poll();
+    }
+    return !d.inbox.empty() || d.ended;
+}
+
+std::unique_ptr<docker_attached_stream> docker_client::attach(std::string_view container) {
+    m_impl->api_version();  // asked once, on the client's own connection
+    auto own = std::make_unique<impl>(*m_impl);
     beast::flat_buffer buffer;
     const std::string path = "/containers/" + std::string(container) + "/attach?stream=1&stdin=1&stdout=1&stderr=1";
-    connection c = m_impl->upgrade(path, {}, buffer);
+    connection c = own->upgrade(path, {}, buffer);
     std::string already;
     if (buffer.size() > 0) {
         const auto data = buffer.data();
         already.assign(static_cast<const char*>(data.data()), data.size());
     }
-    auto& socket = std::get<socket_type>(c);
-    const int fd = ::fcntl(socket.native_handle(), F_DUPFD_CLOEXEC, 3);
-    const int saved = errno;
-    close_connection(c);
-    if (fd < 0) throw error(errc::io_error, std::string("cannot keep the attached socket: ") + std::strerror(saved));
-    return {fd, std::move(already)};
+    return std::unique_ptr<docker_attached_stream>(new docker_attached_stream(
+        std::make_unique<docker_attached_stream::impl>(std::move(own), std::move(c), std::move(already))));
 }
 
 std::string docker_client::create_exec(std::string_view container, const docker_exec_options& options) {

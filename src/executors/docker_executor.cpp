@@ -148,8 +148,6 @@ docker_executor::docker_executor(docker_executor_options options)
 
     if (!m_options.resident_runner)
         m_runner_note = "resident_runner is false";
-    else if (m_client.uses_tls())
-        m_runner_note = "the resident runner needs a plain connection to the daemon, not TLS";
     else if (!m_options.stop_container)
         m_runner_note = "the resident runner ends with kernex, and stop_container is false";
     else if (std::any_of(m_options.cap_add.begin(), m_options.cap_add.end(), [](std::string c) {
@@ -258,35 +256,64 @@ void docker_executor::start_container() {
     if (m_options.files == "copy") copy_work_dir_in();
 }
 
+namespace {
+
+// The runner's channel in a container: the attached stream (plain or TLS),
+// whose multiplexed frames carry the runner's stdout (its frames) and sh's
+// stderr (kept for an error, should the runner not start).
+class attached_channel final : public detail::runner_channel {
+public:
+    attached_channel(std::unique_ptr<docker_attached_stream> stream, std::shared_ptr<std::string> said)
+        : m_stream(std::move(stream)), m_said(std::move(said)) {}
+    got read(std::string& into, steady::time_point deadline, int cancel_fd) override {
+        for (;;) {
+            std::string raw;
+            switch (m_stream->read(raw, deadline, cancel_fd)) {
+            case docker_attached_stream::wait::data: break;
+            case docker_attached_stream::wait::cancelled: return got::cancelled;
+            case docker_attached_stream::wait::ended: return got::ended;
+            case docker_attached_stream::wait::failed: return got::failed;
+            case docker_attached_stream::wait::timed_out: return got::timed_out;
+            }
+            const std::size_t before = into.size();
+            try {
+                m_demuxer.feed(raw, [&](docker_stream s, std::string_view d) {
+                    if (s == docker_stream::standard_output) into.append(d);
+                    else if (m_said->size() < 512) m_said->append(d.substr(0, 512 - m_said->size()));
+                });
+            } catch (const error&) {
+                return got::failed;  // not the daemon's framing
+            }
+            if (into.size() > before) return got::bytes;
+        }
+    }
+    bool write(std::string_view data, steady::time_point deadline) override { return m_stream->write(data, deadline); }
+    bool stirred() override { return m_stream->stirred(); }
+
+private:
+    std::unique_ptr<docker_attached_stream> m_stream;
+    std::shared_ptr<std::string> m_said;
+    docker::exec_stream_demuxer m_demuxer;
+};
+
+}  // namespace
+
 void docker_executor::start_runner() {
     // Attached before the start, so nothing it says is missed.
-    auto [socket, already] = m_client.attach_socket(m_container_id);
-    auto demuxer = std::make_shared<docker::exec_stream_demuxer>();
+    auto stream = m_client.attach(m_container_id);
+    docker_attached_stream* to_container = stream.get();  // owned by the session's channel from here on
     auto said = std::make_shared<std::string>();  // its stderr (sh's, should the exec fail), for the error
-    auto unwrap = [demuxer, said](std::string_view raw, std::string& runner_out) {
-        try {
-            demuxer->feed(raw, [&](docker_stream s, std::string_view d) {
-                if (s == docker_stream::standard_output) runner_out.append(d);
-                else if (said->size() < 512) said->append(d.substr(0, 512 - said->size()));
-            });
-            return true;
-        } catch (const error&) {
-            return false;
-        }
-    };
-    const int fd = socket;
-    auto kick = [this, fd] {
+    auto kick = [this, to_container] {
         docker::start_container(m_client, m_container_id, m_options.image,
                                 "the image needs sh; a bad memory, cpus or pids_limit?");
         m_client.put_archive(m_container_id, runner_dir,
                              docker::make_tar({{"kernex-runner", false, 0555, 0, 0, std::string(detail::runner_image())}}));
-        pollfd p{fd, POLLOUT, 0};
-        if (::poll(&p, 1, 10'000) != 1 || ::write(fd, "\n", 1) != 1)
+        if (!to_container->write("\n", steady::now() + std::chrono::seconds(10)))
             throw error(errc::docker_error, "the container's stdin does not take the go-ahead");
     };
     try {
-        m_runner = std::make_unique<detail::runner_session>(socket, std::move(already), unwrap, kick,
-                                                            std::chrono::seconds(10));
+        m_runner = std::make_unique<detail::runner_session>(std::make_unique<attached_channel>(std::move(stream), said),
+                                                            kick, std::chrono::seconds(10));
     } catch (const error& e) {
         if (said->empty()) throw;
         throw error(e.code(), std::string(e.what()) + ": " + said->substr(0, said->find('\n')));

@@ -110,23 +110,58 @@ bool write_by(int fd, std::string_view data, clock::time_point deadline) {
 
 }  // namespace
 
+namespace {
+
+// A child's stdin and stdout pipes.
+class pipe_channel final : public runner_channel {
+public:
+    pipe_channel(int to, int from) : m_to(to), m_from(from) {}
+    got read(std::string& into, clock::time_point deadline, int cancel_fd) override {
+        char buffer[64 * 1024];
+        for (;;) {
+            pollfd p[2] = {{m_from, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+            const int n = ::poll(p, 2, detail::poll_timeout(deadline));
+            if (n < 0 && errno != EINTR) return got::failed;
+            if (p[1].revents) return got::cancelled;
+            if (p[0].revents) {
+                const ssize_t r = ::read(m_from, buffer, sizeof buffer);
+                if (r == 0) return got::ended;
+                if (r > 0) {
+                    into.append(buffer, static_cast<std::size_t>(r));
+                    return got::bytes;
+                }
+                if (errno != EINTR && errno != EAGAIN) return got::failed;
+            }
+            if (n == 0 && clock::now() >= deadline) return got::timed_out;
+        }
+    }
+    bool write(std::string_view data, clock::time_point deadline) override { return write_by(m_to, data, deadline); }
+    bool stirred() override {
+        pollfd p{m_from, POLLIN, 0};
+        return ::poll(&p, 1, 0) != 0;
+    }
+
+private:
+    int m_to, m_from;  // the child_process's, closed by it
+};
+
+}  // namespace
+
 runner_session::runner_session(spawn_options options) {
     options.stdin_pipe = true;
     options.stdout_mode = output_mode::pipe;
     options.merge_stderr = false;
     options.stderr_mode = output_mode::null;
     m_process = child_process(options);
-    m_to = m_process.stdin_fd();
-    m_from = m_process.stdout_fd();
+    m_spawned = true;
+    m_channel = std::make_unique<pipe_channel>(m_process.stdin_fd(), m_process.stdout_fd());
     greet(clock::now() + 10s);
 }
 
-runner_session::runner_session(int socket, std::string already, unwrap_fn unwrap, const std::function<void()>& kick,
+runner_session::runner_session(std::unique_ptr<runner_channel> channel, const std::function<void()>& kick,
                                std::chrono::milliseconds hello_within)
-    : m_socket(socket), m_to(socket), m_from(socket), m_unwrap(std::move(unwrap)) {
-    ::fcntl(m_socket, F_SETFL, ::fcntl(m_socket, F_GETFL) | O_NONBLOCK);
+    : m_channel(std::move(channel)) {
     try {
-        if (!take(already)) throw error(errc::launch_failed, "the runner's stream is broken from the start");
         if (kick) kick();
     } catch (...) {
         stop();
@@ -139,7 +174,7 @@ void runner_session::greet(clock::time_point deadline) {
     bool cancelled = false;
     const auto hello = next_frame(deadline, -1, cancelled);
     if (!hello || hello->type != proto::hello || hello->payload != proto::hello_text) {
-        const bool ended = m_socket < 0 && !m_process.running();
+        const bool ended = m_spawned && !m_process.running();
         const std::string why = m_decoder.broken() ? m_decoder.why()
                                 : hello         ? "it did not greet as a runner"
                                 : ended ? "it ended (" + describe_status(m_process.status().value_or(0)) + ")"
@@ -155,48 +190,42 @@ runner_session::~runner_session() { stop(); }
 
 void runner_session::stop() noexcept {
     m_usable = false;
-    if (m_socket >= 0) ::close(m_socket);
-    m_socket = m_to = m_from = -1;
+    m_channel.reset();  // a container's stream closes: its stdin ends
     m_process.stop(0ms);
 }
 
 bool runner_session::idle() noexcept {
-    if (!m_usable || m_from < 0) return false;
-    pollfd p{m_from, POLLIN, 0};
-    if (m_decoder.pending() == 0 && ::poll(&p, 1, 0) == 0) return true;
+    if (!m_usable || !m_channel) return false;
+    try {
+        if (m_decoder.pending() == 0 && !m_channel->stirred()) return true;
+    } catch (...) {
+    }
     stop();
     return false;
 }
 
-bool runner_session::take(std::string_view raw) {
-    if (!m_unwrap) return m_decoder.feed(raw);
-    std::string unwrapped;
-    if (!m_unwrap(raw, unwrapped)) return false;
-    return m_decoder.feed(unwrapped);
-}
-
 std::optional<runner_frame> runner_session::next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled) {
-    char buffer[64 * 1024];
+    std::string bytes;
     for (;;) {
         if (auto f = m_decoder.next()) return f;
-        if (m_decoder.broken() || m_from < 0) return std::nullopt;
-        pollfd p[2] = {{m_from, POLLIN, 0}, {cancelled ? -1 : cancel_fd, POLLIN, 0}};
-        const int n = ::poll(p, 2, detail::poll_timeout(deadline));
-        if (n < 0 && errno != EINTR) return std::nullopt;
-        if (p[1].revents) {
+        if (m_decoder.broken() || !m_channel) return std::nullopt;
+        bytes.clear();
+        const auto got = m_channel->read(bytes, deadline, cancelled ? -1 : cancel_fd);
+        switch (got) {
+        case runner_channel::got::bytes:
+            if (!m_decoder.feed(bytes)) return std::nullopt;
+            break;
+        case runner_channel::got::cancelled:
             cancelled = true;
-            if (!write_by(m_to, encode_cancel(), deadline)) return std::nullopt;
+            if (!m_channel->write(encode_cancel(), deadline)) return std::nullopt;
+            break;
+        case runner_channel::got::ended:
+            m_ended = true;  // the runner is gone
+            return std::nullopt;
+        case runner_channel::got::failed:
+        case runner_channel::got::timed_out:
+            return std::nullopt;
         }
-        if (p[0].revents) {
-            const ssize_t got = ::read(m_from, buffer, sizeof buffer);
-            if (got == 0) {
-                m_ended = true;  // the runner is gone
-                return std::nullopt;
-            }
-            if (got < 0 && errno != EINTR && errno != EAGAIN) return std::nullopt;
-            if (got > 0 && !take(std::string_view(buffer, static_cast<std::size_t>(got)))) return std::nullopt;
-        }
-        if (n == 0 && clock::now() >= deadline) return std::nullopt;
     }
 }
 
@@ -208,7 +237,7 @@ std::optional<runner_done> runner_session::answer(std::string_view request, cloc
         return std::nullopt;
     };
     if (!m_usable) return fail("the runner is not running");
-    if (!write_by(m_to, request, deadline)) return fail("the runner does not take requests");
+    if (!m_channel->write(request, deadline)) return fail("the runner does not take requests");
     bool cancelled = false;
     for (;;) {
         auto f = next_frame(deadline, -1, cancelled);
@@ -255,7 +284,7 @@ runner_outcome runner_session::run(const runner_request& request,
         return outcome;
     };
     if (!m_usable) return fail("the runner is not running");
-    if (!write_by(m_to, encode_run_request(request), deadline))
+    if (!m_channel->write(encode_run_request(request), deadline))
         return fail("the runner does not take requests");
     bool cancelled = false;
     for (;;) {

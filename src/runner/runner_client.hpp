@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,23 +123,34 @@ struct runner_verdict {
 // where: "the sandbox", "the container".
 runner_verdict judge(const runner_outcome& outcome, const std::string& where);
 
+// The way to a runner that is not kernex's child: a container's attached
+// stream (plain or TLS), whose runner bytes the implementation unwraps.
+// Everything that comes through it is as hostile as the runner.
+class runner_channel {
+public:
+    virtual ~runner_channel() = default;
+    enum class got { bytes, cancelled, ended, failed, timed_out };
+    // Waits until runner bytes arrive (appended to into), cancel_fd (-1:
+    // none) becomes readable (not read), the channel ends or breaks, or the deadline.
+    virtual got read(std::string& into, clock::time_point deadline, int cancel_fd) = 0;
+    // All of data to the runner by the deadline; false when it could not.
+    virtual bool write(std::string_view data, clock::time_point deadline) = 0;
+    // Without waiting: whether anything (bytes, its end) came that no read handed on.
+    virtual bool stirred() = 0;
+};
+
 // A runner and the channel to it: a child process's stdin and stdout (the
-// runner, possibly behind bwrap), or a socket (a container's attached
-// stream, whose bytes unwrap turns into the runner's stdout). One block at
-// a time.
+// runner, possibly behind bwrap), or a runner_channel (a container's
+// attached stream). One block at a time.
 class runner_session {
 public:
-    // Takes what arrives on the socket (in pieces) and appends the runner's
-    // stdout bytes in it to out; false when the stream is broken.
-    using unwrap_fn = std::function<bool(std::string_view raw, std::string& out)>;
-
     // Starts it and waits for its hello. Throws kernex::error(launch_failed)
     // when it cannot start or does not greet within 10 s.
     explicit runner_session(spawn_options options);
-    // Over a socket (owned from now on, closed by stop()): already is what
-    // was read from it before; the hello is waited for (the runner must be
-    // started meanwhile: kick, called once, does that), as above.
-    runner_session(int socket, std::string already, unwrap_fn unwrap, const std::function<void()>& kick,
+    // Over a channel (owned from now on, closed by stop()); the hello is
+    // waited for (the runner must be started meanwhile: kick, called once,
+    // does that), as above.
+    runner_session(std::unique_ptr<runner_channel> channel, const std::function<void()>& kick,
                    std::chrono::milliseconds hello_within);
     ~runner_session();
     runner_session(const runner_session&) = delete;
@@ -177,17 +189,14 @@ public:
 
 private:
     void greet(clock::time_point deadline);
-    bool take(std::string_view raw);
+    std::optional<runner_frame> next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled);
     std::optional<runner_done> answer(std::string_view request, clock::time_point deadline,
                                       const std::function<bool(std::string_view)>& on_tar);
-    std::string m_failure;
-    std::optional<runner_frame> next_frame(clock::time_point deadline, int cancel_fd, bool& cancelled);
-    child_process m_process;
-    int m_socket = -1;
-    int m_to = -1;    // the runner's stdin
-    int m_from = -1;  // the runner's stdout
-    unwrap_fn m_unwrap;
+    child_process m_process;  // the runner, when it is our child
+    bool m_spawned = false;
+    std::unique_ptr<runner_channel> m_channel;
     runner_frame_decoder m_decoder;
+    std::string m_failure;
     bool m_usable = false;
     bool m_ended = false;  // its channel reached end of file
 };

@@ -7,7 +7,10 @@
 // (a process on this host, no sandbox). All run against one dockerd,
 // interleaved in rounds so that load on the machine falls on all alike. It starts a dockerd of its own (root needed)
 // with the docker suite's busybox image, unless --host names a daemon that
-// has --image.
+// has --image. Its own dockerd also speaks TLS (--tlsverify, certificates
+// made with openssl, on 127.0.0.1) for the rows "over TLS": files copy (the
+// default for a tcp:// daemon), with the runner and with an exec per block,
+// as a remote daemon is reached; those rows are left out with --host.
 //
 //   bench_docker_executor [N=200] [--host unix:///path/docker.sock --image IMAGE]
 #include <algorithm>
@@ -46,7 +49,14 @@ int main(int argc, char** argv) {
     std::string& host = args.host;
     const std::string& image = args.image;
     try {
-        const auto daemon = kernex::test::bench_daemon(host, kernex::test::ensure_busybox_image);
+        // Our own daemon: plain on its unix socket, TLS on 127.0.0.1.
+        std::unique_ptr<kernex::test::tls_dockerd> daemon;
+        if (host.empty()) {
+            daemon = std::make_unique<kernex::test::tls_dockerd>();
+            host = daemon->daemon.host();
+            auto c = daemon->daemon.client();
+            kernex::test::ensure_busybox_image(c);
+        }
         kernex::docker_client client({.host = host, .timeout = std::chrono::seconds(30)});
         kernex::docker_executor_options options;
         options.image = image;
@@ -64,6 +74,17 @@ int main(int argc, char** argv) {
         copy_options.resident_runner = false;
         kernex::docker_executor executor_per_exec(options);
         kernex::docker_executor copying_per_exec(copy_options);
+        // Over TLS, as a remote daemon is reached (files copy, its default there).
+        std::unique_ptr<kernex::docker_executor> tls_copying, tls_copying_per_exec;
+        if (daemon) {
+            kernex::docker_executor_options t = copy_options;
+            t.docker_host = daemon->host;
+            t.tls = daemon->tls();
+            t.resident_runner = false;
+            tls_copying_per_exec = std::make_unique<kernex::docker_executor>(t);
+            t.resident_runner = true;
+            tls_copying = std::make_unique<kernex::docker_executor>(t);
+        }
         // A local block, the floor the runner is measured against.
         kernex::local_executor local;
         const std::vector<kernex::code_block> block = {{"sh", "true"}};
@@ -77,7 +98,8 @@ int main(int argc, char** argv) {
             return !r.notes.empty() && r.notes[0].find(what) != std::string::npos;
         };
         if (!says(first, "blocks: the resident runner") || !says(copying.execute(block), "blocks: the resident runner") ||
-            !says(executor_per_exec.execute(block), "blocks: an Engine API exec each")) {
+            !says(executor_per_exec.execute(block), "blocks: an Engine API exec each") ||
+            (tls_copying && !says(tls_copying->execute(block), "blocks: the resident runner"))) {
             std::fprintf(stderr, "the executors did not take the paths measured: %s\n", first.notes[0].c_str());
             return 1;
         }
@@ -118,12 +140,27 @@ int main(int argc, char** argv) {
                  if (copying.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
              },
              {}},
+        };
+        if (tls_copying) {
+            methods.push_back({"docker_executor.execute(```sh true```), files copy, exec per block, over TLS",
+                               [&] {
+                                   if (tls_copying_per_exec->execute(block).exit_code != 0)
+                                       throw std::runtime_error("the block failed");
+                               },
+                               {}});
+            methods.push_back({"docker_executor.execute(```sh true```), files copy, resident runner, over TLS",
+                               [&] {
+                                   if (tls_copying->execute(block).exit_code != 0)
+                                       throw std::runtime_error("the block failed");
+                               },
+                               {}});
+        }
+        methods.push_back(
             {"local_executor.execute(```sh true```) (no container)",
              [&] {
                  if (local.execute(block).exit_code != 0) throw std::runtime_error("the block failed");
              },
-             {}},
-        };
+             {}});
 
         for (auto& m : methods) m.run_once();  // warm up
         const int rounds = 10;
@@ -154,6 +191,8 @@ int main(int argc, char** argv) {
         copying.stop();
         executor_per_exec.stop();
         copying_per_exec.stop();
+        if (tls_copying) tls_copying->stop();
+        if (tls_copying_per_exec) tls_copying_per_exec->stop();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_docker_executor: %s\n", e.what());
         return 1;

@@ -317,6 +317,16 @@ TEST_CASE("files: blocks are written in the work dir, files made in /workspace a
     r = run(ex, "sh", "# filename: link/passwd\necho no");
     if (ex.files_mode() == "bind") {
         CHECK(r.exit_code == 1);  // the link is in the work dir: never written through
+    } else if (through_runner(r)) {
+        // The link stayed in the container (links are not copied back); the
+        // runner makes the block's file there without following it: refused, said.
+        CHECK(r.exit_code == 1);
+        CHECK_MESSAGE(r.output.find("could not be made in the container: a symlink or not a directory on the way: link") !=
+                          std::string::npos,
+                      r.output);
+        CHECK_FALSE(fs::is_symlink(work.path() / "sub" / "link"));
+        CHECK(run(ex, "sh", "test -e /etc/passwd || echo no-passwd; test -L link && echo still-a-link").output.starts_with(
+            "no-passwd\nstill-a-link\n"));
     } else {
         // The link stayed in the container (links are not copied back); the
         // daemon's extraction replaced it with a dir: /etc is untouched.
@@ -1025,6 +1035,35 @@ TEST_CASE("TLS: blocks run through the docker executor on a --tlsverify daemon, 
         CHECK(run(ex, "sh", "echo back > came-back.txt").exit_code == 0);
         CHECK(kernex::test::read_file(ex.work_dir() / "came-back.txt") == "back\n");
         CHECK(run(ex, "sh", "seq 1 20000 | tail -n 1").output == "20000\n");
+        // The resident runner over TLS: the attached stream is taken over on
+        // the TLS connection; pid 1 is the runner, the blocks (and their
+        // files, both ways) cost the daemon no exec and no archive request.
+        CHECK_MESSAGE(through_runner(r), r.notes[0]);
+        kernex::docker_client tls_client = t.client(10s);
+        const std::string id = ex.container_id();
+        const auto init = std::to_string(tls_client.call("GET", "/containers/" + id + "/json")["State"].value("Pid", 0L));
+        std::string first;
+        const auto top = tls_client.call("GET", "/containers/" + id + "/top?ps_args=-o%20pid,args");
+        for (const auto& p : top["Processes"])
+            if (p[0].get<std::string>() == init) first = p[1].get<std::string>();
+        CHECK_MESSAGE(first == "/.kernex/kernex-runner", "init " << init << ": " << top.dump());
+        const auto puts = event_count(tls_client, id, "extract-to-dir");
+        const auto gets = event_count(tls_client, id, "archive-path");
+        const auto big = run(ex, "sh", "# filename: w/big.sh\nhead -c 300000 /dev/zero | tr '\\0' x > big.txt; echo 1 >&2; exit 5");
+        CHECK(big.exit_code == 5);
+        CHECK(big.output == "1\n");
+        CHECK(fs::file_size(ex.work_dir() / "big.txt") == 300000);
+        CHECK(event_count(tls_client, id, "extract-to-dir") == puts);
+        CHECK(event_count(tls_client, id, "archive-path") == gets);
+        CHECK(exec_count(tls_client, id) == 0);
+        // An interrupt and a timeout reach the runner over TLS as over a socket.
+        docker_executor_options short_o = o;
+        short_o.timeout = 2s;
+        docker_executor timed(short_o);
+        const auto slow = run(timed, "sh", "echo started; sleep 30");
+        CHECK(slow.timed_out);
+        CHECK(slow.output.starts_with("started\n"));
+        CHECK(run(timed, "sh", "echo after").output == "after\n");
     }
     // By host name (the certificate names localhost too), from the environment as the docker CLI reads it.
     scoped_env host("DOCKER_HOST", ("tcp://localhost:" + std::to_string(t.port)).c_str());
@@ -1403,14 +1442,7 @@ TEST_CASE("the resident runner: pid 1 of the container runs every block, no Engi
     docker_executor ex(busybox());
     auto r = run(ex, "sh", "echo one");
     CHECK(r.output == "one\n");
-    if (over_tls()) {
-        // Over TLS the attached stream is not taken over: an exec per block, said.
-        CHECK_FALSE(through_runner(r));
-        CHECK(r.notes[0].find("; blocks: an Engine API exec each (the resident runner needs a plain connection to "
-                              "the daemon, not TLS)") != std::string::npos);
-        CHECK(exec_count(d.client, ex.container_id()) >= 1);
-        return;
-    }
+    // Over TLS too (docker_executor_copy): the attached stream is taken over on either connection.
     REQUIRE_MESSAGE(through_runner(r), r.notes[0]);
     // Seen from the host: the container's first process is the runner, as the blocks' user.
     const std::string init = std::to_string(init_pid(d.client, ex.container_id()));
@@ -1457,7 +1489,6 @@ TEST_CASE("the resident runner: pid 1 of the container runs every block, no Engi
 }
 
 TEST_CASE("the resident runner falls back to an exec per block when it cannot run in the image, and says why") {
-    if (over_tls()) return;  // the runner is not tried over TLS (the test above)
     auto& d = suite();
     ensure_no_runner_image(d.client);
     docker_executor_options o = busybox(10s);
@@ -1496,7 +1527,6 @@ TEST_CASE("a hostile block cannot kill, stop, reach or impersonate the resident 
     // though they run as its user), and the blocks' output reaches kernex
     // only framed by it: a block printing frames prints text.
     auto& d = suite();
-    if (over_tls()) return;
     docker_executor ex(busybox(20s));
     const std::string id = ex.container_id();
     const long runner = init_pid(d.client, id);
