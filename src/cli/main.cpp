@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
+#include "docker/ledger.hpp"
 #include "kernex/error.hpp"
 
 namespace {
@@ -144,6 +145,9 @@ int usage_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Containers of kernex processes killed with their container reaper
+    // (docker/ledger.hpp): removed at the next start, whatever the command.
+    kernex::docker::sweep_ledger();
     CLI::App app{
         "kernex: run code for programs and people, statefully in any Jupyter kernel\n"
         "(local or remote) or statelessly in a local process or a Docker container.",

@@ -169,19 +169,6 @@ std::string first_line(const fs::path& file) {
     return line;
 }
 
-// A process's start time (clock ticks after boot, /proc/PID/stat's 22nd
-// field): with the pid, it names one process of this boot. Empty when there
-// is no such process.
-std::string start_time(const std::string& pid) {
-    const std::string stat = first_line("/proc/" + pid + "/stat");
-    const auto close = stat.rfind(')');  // the name in parentheses may hold spaces
-    if (close == std::string::npos) return {};
-    std::istringstream fields(stat.substr(close + 2));
-    std::string field;
-    for (int i = 3; i <= 22 && fields >> field; ++i) {}  // fields 3..22
-    return field;
-}
-
 std::string boot_id() { return first_line("/proc/sys/kernel/random/boot_id"); }
 
 std::string pid_namespace() {
@@ -203,6 +190,16 @@ void remove_temp_dir(const std::string& path) noexcept {
 
 }  // namespace
 
+std::string process_start_time(const std::string& pid) {
+    const std::string stat = first_line("/proc/" + pid + "/stat");
+    const auto close = stat.rfind(')');  // the name in parentheses may hold spaces
+    if (close == std::string::npos) return {};
+    std::istringstream fields(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 22 && fields >> field; ++i) {}  // fields 3..22
+    return field;
+}
+
 std::string url_encode(std::string_view text) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
@@ -221,7 +218,7 @@ std::string url_encode(std::string_view text) {
 std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs) {
     const std::string pid = std::to_string(::getpid());
     std::map<std::string, std::string> labels = {
-        {label_pid, pid}, {label_start, start_time(pid)}, {label_boot, boot_id()}, {label_pidns, pid_namespace()}};
+        {label_pid, pid}, {label_start, process_start_time(pid)}, {label_boot, boot_id()}, {label_pidns, pid_namespace()}};
     if (!temp_dirs.empty()) labels[label_dirs] = nlohmann::json(temp_dirs).dump();
     return labels;
 }
@@ -241,7 +238,7 @@ int sweep_orphans(docker_client& client) noexcept {
             const std::string pid = labels.value(label_pid, "");
             const std::string start = labels.value(label_start, "");
             if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-            if (!start.empty() && start_time(pid) == start) continue;  // its kernex lives
+            if (!start.empty() && process_start_time(pid) == start) continue;  // its kernex lives
             remove_container(client, c.value("Id", ""));
             ++removed;
             const auto dirs = nlohmann::json::parse(labels.value(label_dirs, "[]"), nullptr, false);

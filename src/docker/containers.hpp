@@ -59,6 +59,11 @@ struct container_config {
 // that kernex made and a sweep removes with it.
 std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs = {});
 
+// A process's start time (/proc/PID/stat's 22nd field, clock ticks after
+// boot): with the pid it names one process of this boot. Empty when there is
+// no such process.
+std::string process_start_time(const std::string& pid);
+
 // Removes the containers of kernex processes of this host that no longer
 // exist (killed before they could remove theirs), with their temporary dirs
 // when they are still there and ours. Containers of another boot or host are

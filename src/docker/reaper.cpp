@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "docker/ledger.hpp"
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
 #include "process/helper_program.hpp"
@@ -214,7 +215,7 @@ void resolve(const std::string& given, child_state& s) {
 
 }  // namespace
 
-reaper::reaper(const docker_client& client) {
+reaper::reaper(const docker_client& client) : m_ledger_entry(ledger_note(client)) {
     auto state = std::make_unique<child_state>();
     // Over TLS: the helper's argv, made before the fork.
     std::vector<std::string> helper_args;
@@ -257,6 +258,8 @@ reaper::reaper(const docker_client& client) {
     }
     ::close(ends[1]);
     m_socket = ends[0];
+    // Removed by the child after the containers, should kernex die.
+    if (!m_ledger_entry.empty()) track_dir(m_ledger_entry.string());
 }
 
 int run_reaper_helper(int fd, const docker_client_options& options) {
@@ -287,6 +290,7 @@ int run_reaper_helper(int fd, const docker_client_options& options) {
 }
 
 reaper::~reaper() {
+    ledger_forget(m_ledger_entry);
     if (m_socket >= 0) {
         send('q', {});
         ::close(m_socket);

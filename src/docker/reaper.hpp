@@ -13,11 +13,14 @@
 // stays held forever in the child). There the child execs kernex-reaper
 // (src/docker/reaper_main.cpp; found by helper_program.hpp) at once, a
 // fresh process that reads the same orders and removes the containers
-// through docker_client. Internal.
+// through docker_client. Each reaper also writes an entry in the ledger
+// (ledger.hpp), which the next kernex start of any command reads should
+// kernex and the reaper both be killed. Internal.
 #pragma once
 
 #include <sys/types.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -55,6 +58,7 @@ public:
 private:
     void send(char what, const std::string& value) noexcept;
 
+    std::filesystem::path m_ledger_entry;  // see ledger.hpp
     int m_socket = -1;
     pid_t m_pid = -1;
     std::string m_missing;

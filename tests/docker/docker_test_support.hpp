@@ -453,6 +453,7 @@ struct tls_dockerd {
 // What kill -9 of a kernex process left: found is false when its container
 // never showed up (the output says why).
 struct kill9_outcome {
+    pid_t pid = -1;  // the CLI's
     bool found = false;
     std::string container;
     std::vector<docker_fs::path> dirs;  // the host dirs bound into the container
@@ -466,9 +467,11 @@ struct kill9_outcome {
 // returns what is left `within` after. The CLI is started with a plain
 // posix_spawn, as a shell would: kernex::child_process's reaper would kill
 // whatever the CLI leaves when it dies, kernex's own reaper included.
+// With its_children, every child of the CLI (its container reaper above
+// all) is SIGKILLed first, as an attacker or a kill of the whole tree would.
 inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vector<std::string>& argv,
                                    const std::string& docker_host, const std::string& ready,
-                                   std::chrono::milliseconds within) {
+                                   std::chrono::milliseconds within, bool its_children = false) {
     kill9_outcome out;
     int pipe_fds[2];
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
@@ -502,6 +505,7 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
         }
     } cleanup{spawned == 0 ? pid : -1, pipe_fds[0]};
     if (spawned != 0) throw std::runtime_error("cannot spawn " + argv[0]);
+    out.pid = pid;
     ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
     nlohmann::json list;
@@ -534,6 +538,14 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
         for (const auto& d : labelled)
             if (d.is_string() && std::find(out.dirs.begin(), out.dirs.end(), d.get<std::string>()) == out.dirs.end())
                 out.dirs.push_back(d.get<std::string>());
+    if (its_children) {
+        ::kill(pid, SIGSTOP);  // no new child meanwhile
+        std::error_code ec;
+        for (const auto& task : docker_fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+            std::ifstream children(task.path() / "children");
+            for (pid_t child; children >> child;) ::kill(child, SIGKILL);
+        }
+    }
     ::kill(pid, SIGKILL);
     const auto until = std::chrono::steady_clock::now() + within;
     for (;;) {

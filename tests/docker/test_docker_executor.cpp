@@ -15,6 +15,7 @@
 
 #include "docker/archive.hpp"
 #include "docker/containers.hpp"
+#include "docker/ledger.hpp"
 #include "docker_test_support.hpp"
 #include "kernex/docker_executor.hpp"
 #include "kernex/error.hpp"
@@ -874,6 +875,37 @@ TEST_CASE("kill -9 of kernex exec mid-block: within 5 s neither its container no
     REQUIRE(left.dirs.size() == 1);
     CHECK_FALSE(left.container_left);
     CHECK_MESSAGE(left.dirs_left.empty(), left.dirs_left[0]);
+}
+
+TEST_CASE("kernex killed with its container reaper: the next kernex start of any command removes what it left") {
+    auto& d = suite();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    const fs::path kernex_exe = fs::path(build) / "src" / "cli" / "kernex";
+    kernex::test::temp_dir in;
+    std::ofstream(in.path() / "message.md") << "```sh\necho started\nsleep 300\n```\n";
+    const auto left = kernex::test::kill9_mid_run(
+        d.client,
+        {kernex_exe.string(), "exec", "--executor", "docker", "--image", kernex::test::busybox_image,
+         (in.path() / "message.md").string()},
+        d.daemon.host(), "started\n", 2s, true);
+    REQUIRE_MESSAGE(left.found, left.output);
+    REQUIRE(left.dirs.size() == 1);
+    // Nothing removed them: the reaper died with kernex.
+    REQUIRE(left.container_left);
+    REQUIRE(left.dirs_left.size() == 1);
+    // The ledger names the daemon; no DOCKER_HOST is needed to find it again.
+    kernex::spawn_options version;
+    version.argv = {kernex_exe.string(), "--version"};
+    version.env = {{"DOCKER_HOST", "unix:///nonexistent/docker.sock"}};
+    const auto r = kernex::run_process(version, {});
+    CHECK(r.exit_code == 0);
+    CHECK(r.output == "kernex 0.1.0\n");
+    CHECK(d.client.request("GET", "/containers/" + left.container + "/json").status == 404);
+    CHECK_FALSE(fs::exists(left.dirs[0]));
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(kernex::docker::ledger_dir(), ec))  // <pid>-<start>-<random>.json
+        CHECK_FALSE(entry.path().filename().string().starts_with(std::to_string(left.pid) + "-"));
 }
 
 TEST_CASE("the containers of kernex processes that died are swept at the next start, with their temporary dirs") {
