@@ -37,7 +37,11 @@ void add_examples(CLI::App& app) {
     for (const auto& [path, example] : examples) {
         CLI::App* cmd = &app;
         std::istringstream words(path);
-        for (std::string word; words >> word;) cmd = cmd->get_subcommand(word);
+        for (std::string word; cmd && words >> word;) {
+            const auto found = cmd->get_subcommands([&word](CLI::App* s) { return s->get_name() == word; });
+            cmd = found.empty() ? nullptr : found.front();  // a command not built for this call
+        }
+        if (!cmd) continue;
         const std::string footer = cmd->get_footer();
         cmd->footer((footer.empty() ? "" : footer + "\n") + "Example: " + example);
     }
@@ -155,20 +159,31 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", "kernex 0.1.0");
 
-    std::vector<std::pair<CLI::App*, kernex::cli::command_runner>> commands;
-    auto add = [&](kernex::cli::command_runner runner) {
-        // get_subcommands() without a filter lists only the parsed ones.
-        auto all = app.get_subcommands([](CLI::App*) { return true; });
-        commands.emplace_back(all.back(), std::move(runner));
+    // Subcommands, in the order --help lists them. Only the one named on the
+    // command line gets its options built (with its subcommands): building
+    // every command's options was most of the CPU `kernex --version` spent
+    // once the dynamic loader's share was gone (docs/benchmarks.md, CLI
+    // process start). --version builds none; --help, a word that is no
+    // command, flag-table: all of them.
+    static constexpr std::pair<const char*, kernex::cli::command_runner (*)(CLI::App&)> all_commands[] = {
+        {"run", kernex::cli::add_run_command},
+        {"exec", kernex::cli::add_exec_command},
+        {"mcp", kernex::cli::add_mcp_command},
+        {"kernel", kernex::cli::add_kernel_command},
+        {"kernelspec", kernex::cli::add_kernelspec_command},
+        {"complete", kernex::cli::add_complete_command},
+        {"inspect", kernex::cli::add_inspect_command},
     };
-    // Subcommands, in the order --help lists them.
-    add(kernex::cli::add_run_command(app));
-    add(kernex::cli::add_exec_command(app));
-    add(kernex::cli::add_mcp_command(app));
-    add(kernex::cli::add_kernel_command(app));
-    add(kernex::cli::add_kernelspec_command(app));
-    add(kernex::cli::add_complete_command(app));
-    add(kernex::cli::add_inspect_command(app));
+    const std::string first = argc > 1 ? argv[1] : "";
+    const bool named = std::any_of(std::begin(all_commands), std::end(all_commands),
+                                   [&](const auto& c) { return first == c.first; });
+    std::vector<std::pair<CLI::App*, kernex::cli::command_runner>> commands;
+    for (const auto& [name, add_command] : all_commands) {
+        if (named ? first != name : argc == 2 && first == "--version") continue;
+        kernex::cli::command_runner runner = add_command(app);
+        // get_subcommands() without a filter lists only the parsed ones.
+        commands.emplace_back(app.get_subcommands([](CLI::App*) { return true; }).back(), std::move(runner));
+    }
 
     add_examples(app);
     // Hidden (no group): prints docs/cli.md's flag table.
