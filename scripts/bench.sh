@@ -43,7 +43,8 @@ section "Local executor vs a bare spawn (microseconds per block)"
 "$build/tests/bench/bench_local_executor" 200
 
 section "CLI process start: kernex --version and kernex exec vs /bin/true and a bare spawn (ms)"
-"$build/tests/bench/bench_cli_start" "$build/src/cli/kernex" 200
+# KERNEX_LIBEXEC_DIR: kernex-keeper, as an installed kernex finds it.
+KERNEX_LIBEXEC_DIR="$build" "$build/tests/bench/bench_cli_start" "$build/src/cli/kernex" 200
 
 section "MCP per-call overhead (microseconds)"
 (cd "$build" && tests/bench/bench_mcp 100 src/cli/kernex)
