@@ -200,6 +200,26 @@ std::string process_start_time(const std::string& pid) {
     return field;
 }
 
+std::size_t clear_setuid_bits(const fs::path& dir) noexcept {
+    std::size_t cleared = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
+         !ec && it != end; it.increment(ec)) {
+        const fs::file_status st = it->symlink_status(ec);
+        if (ec) {
+            ec.clear();
+            continue;
+        }
+        if (st.type() != fs::file_type::regular) continue;
+        if ((st.permissions() & (fs::perms::set_uid | fs::perms::set_gid)) == fs::perms::none) continue;
+        fs::permissions(it->path(), fs::perms::set_uid | fs::perms::set_gid,
+                        fs::perm_options::remove | fs::perm_options::nofollow, ec);
+        if (!ec) ++cleared;
+        ec.clear();
+    }
+    return cleared;
+}
+
 std::string url_encode(std::string_view text) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;

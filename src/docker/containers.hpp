@@ -7,7 +7,9 @@
 // away (see reaper.hpp for the removal at kernex's death). Internal to kernex.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -70,6 +72,15 @@ std::string process_start_time(const std::string& pid);
 // left alone. Returns how many were removed; never throws.
 int sweep_orphans(docker_client& client) noexcept;
 
+
+// Docker cannot mount a bind nosuid (moby#12143), and the flag would act
+// only on exec through the container's mount anyway: a file the code made
+// setuid or setgid (root's, when it runs as root; the caller's otherwise)
+// would let another user of the host who can reach the work dir run it as
+// that user through the host's own mount. Once no process of the code runs
+// any more (nothing can swap a name meanwhile), clear_setuid_bits clears
+// those bits in dir. Links are not followed. Returns how many files had them.
+std::size_t clear_setuid_bits(const std::filesystem::path& dir) noexcept;
 
 // Throws kernex::error(invalid_argument) for cpus out of (0, 1024].
 void check_limits(const container_limits& limits);

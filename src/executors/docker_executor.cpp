@@ -96,32 +96,6 @@ std::optional<int> reported_exit_code(const std::string& report) {
     return code;
 }
 
-// Docker cannot mount the work dir nosuid: a file the blocks made setuid or
-// setgid (root's, when the blocks run as root; the caller's otherwise) would
-// let another user of the host who can reach the work dir run it as that
-// user. Once no process of the blocks' runs any more (nothing can swap a
-// name meanwhile), those bits are cleared. Links are not followed. Returns
-// how many files had them.
-std::size_t clear_setuid_bits(const fs::path& dir) noexcept {
-    std::size_t cleared = 0;
-    std::error_code ec;
-    for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end;
-         !ec && it != end; it.increment(ec)) {
-        const fs::file_status st = it->symlink_status(ec);
-        if (ec) {
-            ec.clear();
-            continue;
-        }
-        if (st.type() != fs::file_type::regular) continue;
-        if ((st.permissions() & (fs::perms::set_uid | fs::perms::set_gid)) == fs::perms::none) continue;
-        fs::permissions(it->path(), fs::perms::set_uid | fs::perms::set_gid,
-                        fs::perm_options::remove | fs::perm_options::nofollow, ec);
-        if (!ec) ++cleared;
-        ec.clear();
-    }
-    return cleared;
-}
-
 // What one block needs to run, worked out before anything runs.
 struct planned_block {
     std::string name;     // as written (directive) or content-hashed, relative to the work dir
@@ -646,7 +620,7 @@ bool docker_executor::stopped_under_block(const std::function<void(const std::st
 
 void docker_executor::after_block(const fs::path& dir, const std::function<void(const std::string&)>& say) {
     if (m_options.files == "copy") copy_back(say);
-    else if (const std::size_t n = clear_setuid_bits(dir); n > 0)
+    else if (const std::size_t n = docker::clear_setuid_bits(dir); n > 0)
         say("kernex: cleared the setuid/setgid bits of " + std::to_string(n) +
             " files the block made in the work dir (another user of the host could run them as their owner)");
 }

@@ -377,6 +377,8 @@ private:
         docker::remove_container(m_client, m_container_id);
         if (m_reaper) m_reaper->forget_container(m_container_id);
         m_container_id.clear();
+        // Nothing of the kernel runs now: no setuid file of its stays in a work dir that stays.
+        if (!m_owns_work_dir && !m_work_dir.empty()) docker::clear_setuid_bits(m_work_dir);
     }
 
     void release_dirs() noexcept {

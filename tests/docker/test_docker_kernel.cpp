@@ -304,12 +304,21 @@ TEST_CASE("kernex run --docker-image with the container flags, and kill -9 of ke
                      "            return open(p).read().strip()\n"
                      "print(first('/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max'),\n"
                      "      first('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'))\n"
-                     "print(os.getuid(), os.access('/usr', os.W_OK))\n");
+                     "print(os.getuid(), os.access('/usr', os.W_OK))\n"
+                     "open('suid', 'w').write('#!/bin/sh\\nid -u\\n')\n"
+                     "os.chmod('suid', 0o6755)\n"
+                     "print(oct(os.stat('suid').st_mode & 0o7777))\n");
     auto r = run_cli({kernex, "run", "--docker-image", test::ipykernel_image, "--work-dir", work.path().string(),
                       "--pids-limit", "100", "--memory", "768m", "--no-read-only", "--user", "0:0",
                       (work.path() / "cells.py").string()});
     CHECK(r.exit_code == 0);
-    CHECK(r.output == "100 " + std::to_string(768ull << 20) + "\n0 True\n");
+    CHECK(r.output == "100 " + std::to_string(768ull << 20) + "\n0 True\n0o6755\n");
+    // A setuid-root file the kernel made in the work dir, which another user of
+    // the host could run: its bits cleared once the kernel is gone.
+    struct stat st {};
+    REQUIRE(::stat((work.path() / "suid").c_str(), &st) == 0);
+    CHECK(st.st_uid == 0);
+    CHECK((st.st_mode & 07777) == 0755);
 
     const auto left = test::kill9_mid_run(suite().client, {kernex, "kernel", "start", "--docker-image", test::ipykernel_image},
                                           suite().daemon.host(), "is running", 5s);
