@@ -1373,6 +1373,16 @@ TEST_CASE("files copy with the resident runner: code in and files back on the ru
     CHECK(r.output == "made\n");
     CHECK(kernex::test::read_file(work / "two.txt") == "two\nthree\n");
     CHECK(fs::is_regular_file(work.path() / "d" / "e" / "two.sh"));
+    // A name over a tar header's 100 bytes comes back whole (a PAX record),
+    // an empty file and an executable one too.
+    const std::string a(60, 'a'), b(60, 'b'), c(40, 'c');
+    r = run(ex, "sh", "mkdir -p " + a + "/" + b + " && echo long > " + a + "/" + b + "/" + c + "; : > empty; " +
+                          "printf '#!/bin/sh\\n' > tool; chmod 755 tool");
+    CHECK(r.exit_code == 0);
+    CHECK(kernex::test::read_file(work.path() / a / b / c) == "long\n");
+    CHECK(fs::is_regular_file(work.path() / "empty"));
+    CHECK(fs::file_size(work.path() / "empty") == 0);
+    CHECK((fs::status(work.path() / "tool").permissions() & fs::perms::owner_exec) != fs::perms::none);
     CHECK(event_count(d.client, id, "extract-to-dir") == puts);
     CHECK(event_count(d.client, id, "archive-path") == gets);
     CHECK(exec_count(d.client, id) == 0);
