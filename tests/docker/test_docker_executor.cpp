@@ -1522,6 +1522,9 @@ TEST_CASE("the resident runner: pid 1 of the container runs every block, no Engi
     // The container killed between blocks: the next block gets a fresh one, with a runner.
     const std::string old = ex.container_id();
     d.client.call("POST", "/containers/" + old + "/kill");
+    // Between blocks means after it is dead: a block sent while the kill is
+    // still on its way is a block the container died under (another test).
+    d.client.call("POST", "/containers/" + old + "/wait?condition=not-running");
     r = run(ex, "sh", "echo back");
     CHECK(r.exit_code == 0);
     CHECK(r.output == "back\n");
