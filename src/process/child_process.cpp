@@ -344,6 +344,9 @@ child_process::child_process(const spawn_options& options) {
         if (records[at] == 'P') m_pid = value;
         if (records[at] == 'E') exec_errno = value;
     }
+    // A program in a namespace of its own that could not tell its pid: its
+    // reaper's (whose signals from kernex it ignores, SIGKILL ending all).
+    if (m_own_namespace && exec_errno == 0 && m_pid < 0) m_pid = reaper;
     if (exec_errno != 0 || m_pid < 0) {
         stop(std::chrono::milliseconds(0));
         throw_launch(program, exec_errno != 0 ? std::strerror(exec_errno) : "its reaper did not start it");

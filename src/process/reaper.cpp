@@ -259,8 +259,10 @@ pid_t pid_seen_by_kernex() noexcept {
 
 [[noreturn]] void exec_program(const reaper_plan& plan, bool namespace_init) noexcept {
     if (namespace_init) {
+        // Unknown (no /proc): no record, and kernex takes the reaper's pid,
+        // never a number of the namespace's, which would name another process.
         const pid_t seen = pid_seen_by_kernex();
-        write_record('P', seen > 0 ? seen : static_cast<pid_t>(::syscall(SYS_getppid)));
+        if (seen > 0) write_record('P', seen);
     }
     // Default dispositions and an empty mask: what the reaper ignores or
     // blocks is not the program's business.
