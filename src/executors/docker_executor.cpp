@@ -18,6 +18,7 @@
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
 #include "kernex/error.hpp"
+#include "process/remove_tree.hpp"
 #include "runner/runner_client.hpp"
 
 namespace kernex {
@@ -466,8 +467,8 @@ void docker_executor::stop() noexcept {
     }
     // A container left running still has the work dir bound: it stays too.
     if (m_owns_work_dir && !left_running) {
+        detail::remove_tree(m_work_dir.c_str());  // dirs the blocks made read-only too
         std::error_code ec;
-        fs::remove_all(m_work_dir, ec);
         if (m_reaper && !fs::exists(m_work_dir, ec)) m_reaper->forget_dir(m_work_dir.string());
     }
     if (m_owns_work_dir) m_work_dir.clear();

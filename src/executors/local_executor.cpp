@@ -13,6 +13,7 @@
 #include "kernex/error.hpp"
 #include "kernex/process.hpp"
 #include "process/dir_keeper.hpp"
+#include "process/remove_tree.hpp"
 #include "runner/runner_client.hpp"
 
 namespace kernex {
@@ -112,8 +113,7 @@ void local_executor::stop() noexcept {
     m_runner.reset();  // its bwrap and every process in it, before the dir they use goes
     m_runner_dir.clear();
     if (m_owns_work_dir) {
-        std::error_code ec;
-        fs::remove_all(m_work_dir, ec);
+        detail::remove_tree(m_work_dir.c_str());  // dirs the blocks made read-only too
         m_work_dir.clear();
         m_owns_work_dir = false;
     }

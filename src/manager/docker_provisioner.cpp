@@ -43,6 +43,7 @@
 #include "docker/reaper.hpp"
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
+#include "process/remove_tree.hpp"
 #include "manager/provisioner.hpp"
 
 namespace kernex::detail {
@@ -64,8 +65,7 @@ fs::path make_temp_dir(const fs::path& parent, const std::string& prefix) {
 }
 
 void remove_tree(const fs::path& dir) noexcept {
-    std::error_code ec;
-    if (!dir.empty()) fs::remove_all(dir, ec);
+    if (!dir.empty()) detail::remove_tree(dir.c_str());  // dirs the kernel made read-only too
 }
 
 void close_fd(int& fd) noexcept {

@@ -45,13 +45,8 @@ void empty_dir(int dir_fd, dev_t dev, int depth) noexcept {
                     continue;
                 }
                 if (errno != EISDIR || depth >= 64) continue;
-                const int sub = ::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                const int sub = open_emptiable_dir(dir_fd, name, &dev);
                 if (sub < 0) continue;
-                struct stat st;
-                if (::fstat(sub, &st) != 0 || st.st_dev != dev) {
-                    ::close(sub);
-                    continue;
-                }
                 empty_dir(sub, dev, depth + 1);
                 if (::unlinkat(dir_fd, name, AT_REMOVEDIR) == 0) removed = true;
             }
@@ -63,8 +58,29 @@ void empty_dir(int dir_fd, dev_t dev, int depth) noexcept {
 
 }  // namespace
 
+int open_emptiable_dir(int at, const char* name, const dev_t* dev) noexcept {
+    constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = ::openat(at, name, flags);
+    if (fd < 0 && errno == EACCES) {
+        // Made unreadable by the code (chmod 000): its owner's rights back,
+        // by name, once it is known to be a directory here (not a link).
+        struct stat st;
+        if (::fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+            (!dev || st.st_dev == *dev) && ::fchmodat(at, name, 0700, 0) == 0)
+            fd = ::openat(at, name, flags);
+    }
+    if (fd < 0) return -1;
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || (dev && st.st_dev != *dev)) {
+        ::close(fd);
+        return -1;
+    }
+    ::fchmod(fd, 0700);  // made read-only (chmod 500): its entries could not be unlinked
+    return fd;
+}
+
 void remove_tree(const char* path) noexcept {
-    const int fd = ::open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int fd = open_emptiable_dir(AT_FDCWD, path, nullptr);
     if (fd < 0) return;
     struct stat st;
     if (::fstat(fd, &st) != 0) {

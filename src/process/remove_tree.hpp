@@ -5,10 +5,20 @@
 // process module.
 #pragma once
 
+#include <sys/types.h>
+
 namespace kernex::detail {
 
+// Opens the directory name (relative to at; AT_FDCWD for a path) to empty it,
+// never through a symlink, and only on file system *dev when dev is given.
+// One the code made unreadable or read-only (chmod 000, chmod 500) gets its
+// owner's rights back first: nothing of the code runs by then. -1 when it
+// cannot be had.
+int open_emptiable_dir(int at, const char* name, const dev_t* dev) noexcept;
+
 // Removes path (a directory, not followed if it is a symlink) and its
-// contents, best effort: what cannot be removed stays, silently.
+// contents, dirs the code made unreadable or read-only included, best
+// effort: what cannot be removed stays, silently.
 void remove_tree(const char* path) noexcept;
 
 }  // namespace kernex::detail

@@ -134,6 +134,38 @@ class DeathTests(Base):
     def test_kill_9_mid_block_leaves_no_process(self):
         self.kill_kernex_mid_block()
 
+    def test_dirs_the_code_made_unreadable_or_read_only_do_not_keep_the_temporary_dir(self):
+        # As a user (root's rights pass over modes): a chmod 500 dir with a
+        # file in it and a chmod 000 dir, in the temporary work dir, at a
+        # normal end and at a kill -9 of kernex mid-block.
+        nobody = pwd.getpwnam("nobody")
+        os.chmod(self.tmp.name, 0o755)
+        tmpdir = os.path.join(self.tmp.name, "tmp")
+        os.mkdir(tmpdir)
+        for d in (tmpdir, self.work):
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        env = {k: v for k, v in self.env.items() if k in ("PATH", "LANG", "KERNEX_LIBEXEC_DIR")}
+        env.update(HOME="/nonexistent", TMPDIR=tmpdir)
+        lock = "mkdir -p d/e; touch d/e/f; chmod 500 d; mkdir z; chmod 000 z; chmod 500 .\n"
+        r = self.exec(f"```bash\n{lock}```\n", env=env, user=nobody.pw_uid)
+        self.assertEqual(json.loads(r.stdout)["exit_code"], 0, r.stderr)
+        self.assertEqual(os.listdir(tmpdir), [])
+
+        message = f"```bash\n{lock}echo up > {self.work}/ready; {self.sleep}\n```\n"
+        proc = subprocess.Popen([KERNEX, "exec", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env, text=True, user=nobody.pw_uid)
+        proc.stdin.write(message)
+        proc.stdin.close()
+        self.wait_for_file(os.path.join(self.work, "ready"))
+        self.assertEqual(len(os.listdir(tmpdir)), 1)
+        proc.kill()
+        proc.wait()
+        self.assertEqual(eventually_none(self.marker, 5.0), [])
+        deadline = time.monotonic() + 5
+        while os.listdir(tmpdir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(os.listdir(tmpdir), [])
+
     def test_kill_9_mid_block_removes_the_temporary_work_dir_and_follows_no_link(self):
         # No --work-dir: kernex makes one under TMPDIR. The block plants a
         # link to a dir outside and a deep tree, then waits to be killed.
