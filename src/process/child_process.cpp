@@ -299,7 +299,6 @@ child_process::child_process(const spawn_options& options) {
         // for the namespace's own /proc. Without the privilege
         // (EPERM) or with namespaces used up, a plain reaper as below.
         reaper = static_cast<pid_t>(::syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, 0, 0, 0, 0));
-        if (reaper == 0) detail::run_reaper(plan);
         m_own_namespace = reaper > 0;
     }
     if (reaper < 0) reaper = ::fork();
