@@ -6,7 +6,11 @@
 // besides wall time, the CPU time of the command and the children it
 // waited for (wait4's rusage), which load on the machine inflates less.
 //
-//   bench_cli_start KERNEX [N=200]
+//   bench_cli_start KERNEX [N=200] [BASELINE_KERNEX]
+//
+// BASELINE_KERNEX (another build of kernex, say main's before a change):
+// its `exec` joins the rounds, so a before/after comparison sees the same
+// load.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -74,7 +78,7 @@ std::string load_average() {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: bench_cli_start KERNEX [N=200]\n");
+        std::fprintf(stderr, "usage: bench_cli_start KERNEX [N=200] [BASELINE_KERNEX]\n");
         return 2;
     }
     const std::string kernex = std::filesystem::absolute(argv[1]).string();
@@ -98,6 +102,9 @@ int main(int argc, char** argv) {
         {"bash block.sh (bare spawn)", {bash, script}, {}, {}},
         {"kernex exec message.md", {kernex, "exec", message}, {}, {}},
     };
+    if (argc > 3)
+        commands.push_back({"baseline kernex exec message.md",
+                            {std::filesystem::absolute(argv[3]).string(), "exec", message}, {}, {}});
     // Warm-up: page cache, and a failure to run is said before any figure.
     for (auto& c : commands) {
         if (!spawn_and_wait(c.argv)) {
@@ -133,6 +140,12 @@ int main(int argc, char** argv) {
     std::printf("\nN=%d rounds; load average %s", n, load_average().c_str());
     std::printf("kernex exec above the bare spawn of its block: %.3f ms wall, %.3f ms CPU (medians)\n",
                 exec_over, exec_over_cpu);
+    if (commands.size() > 4)
+        std::printf("baseline kernex exec above the bare spawn: %.3f ms wall, %.3f ms CPU (medians)\n",
+                    (kernex::bench::percentile(commands[4].micros, 0.5) -
+                     kernex::bench::percentile(commands[2].micros, 0.5)) / 1000,
+                    (kernex::bench::percentile(commands[4].cpu_micros, 0.5) -
+                     kernex::bench::percentile(commands[2].cpu_micros, 0.5)) / 1000);
     std::printf("kernex --version / /bin/true: %.2fx wall, %.2fx CPU (medians)\n",
                 kernex::bench::percentile(commands[1].micros, 0.5) /
                     kernex::bench::percentile(commands[0].micros, 0.5),
