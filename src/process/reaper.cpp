@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -176,11 +177,6 @@ int kill_children_scanned(pid_t self) noexcept {
     return killed;
 }
 
-// A fork() of this single-threaded process made with the raw system call:
-// the reaper may itself be a raw clone of a multithreaded kernex (see
-// child_process), whose copies of glibc's locks fork() would wait on.
-pid_t plain_fork() noexcept { return static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }
-
 // Kills every descendant: the children are killed, their own children are
 // reparented to us (we are their subreaper) and killed in the next round, a
 // fork racing a round is caught in the next one; done when no child is left.
@@ -297,6 +293,31 @@ pid_t pid_seen_by_kernex() noexcept {
     ::_exit(127);
 }
 
+struct program_start {
+    const reaper_plan* plan;
+    bool namespace_init;
+};
+
+int program_main(void* arg) {
+    const auto* start = static_cast<const program_start*>(arg);
+    exec_program(*start->plan, start->namespace_init);
+}
+
+// The program's process: a clone that shares our memory and suspends us
+// until it has exec'd (or died), as posix_spawn does. A fork of the reaper
+// (a copy of kernex's address space) would copy all its page tables for a
+// process that execs at once. What the clone runs (exec_program) writes
+// only its own stack (stack, here) and errno (our thread's: read by us only
+// when the clone itself failed); the plan it reads nobody writes. No
+// handler of ours can run in it: every signal is blocked and every
+// disposition SIG_IGN or SIG_DFL. Its fds, cwd and rlimits are its own
+// (no CLONE_FILES, CLONE_FS, CLONE_THREAD).
+pid_t spawn_program(const reaper_plan& plan, bool namespace_init) noexcept {
+    alignas(64) char stack[32 * 1024];
+    program_start start{&plan, namespace_init};
+    return ::clone(program_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
+}
+
 }  // namespace
 
 void run_reaper(const reaper_plan& plan) noexcept {
@@ -349,8 +370,7 @@ void run_reaper(const reaper_plan& plan) noexcept {
     ::sigaction(SIGCHLD, &dfl, nullptr);  // not SIG_IGN: that would reap behind our back
 
     reap_state state;
-    state.program = plain_fork();
-    if (state.program == 0) exec_program(plan, namespace_init);
+    state.program = spawn_program(plan, namespace_init);
     if (state.program < 0) {
         write_record('E', errno);
         ::_exit(127);

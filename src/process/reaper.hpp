@@ -1,8 +1,8 @@
 // The reaper: the process between kernex and every program it spawns. A
 // forked child that leads its own session, makes itself a child subreaper
 // (every orphan of the program's tree is reparented to it, whatever it does:
-// setsid, double forks, nohup, job control), then forks and execs the
-// program. When the program ends, when kernex asks (a byte on the lifeline)
+// setsid, double forks, nohup, job control), then starts the program (a
+// clone that shares its memory until the exec, as vfork). When the program ends, when kernex asks (a byte on the lifeline)
 // or when kernex dies (end of file on the lifeline, whose write end only
 // kernex holds), it SIGKILLs all its descendants until none is left, removes
 // the files (and the directory tree) it was told about if kernex died, and

@@ -75,7 +75,9 @@ int open_emptiable_dir(int at, const char* name, const dev_t* dev) noexcept {
         ::close(fd);
         return -1;
     }
-    ::fchmod(fd, 0700);  // made read-only (chmod 500): its entries could not be unlinked
+    // Made read-only (chmod 500): its entries could not be unlinked. A dir
+    // that has its owner's rights already is not written (an inode update).
+    if ((st.st_mode & 0700) != 0700) ::fchmod(fd, 0700);
     return fd;
 }
 
