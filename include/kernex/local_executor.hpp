@@ -65,16 +65,19 @@ struct local_executor_options {
 
 class local_executor final : public code_executor {
 public:
-    // Creates the work dir. Throws kernex::error: invalid_argument for an
-    // interpreter given for an unknown language, io_error when the work dir
-    // cannot be created.
+    // Creates the given work dir (a temporary one is made when first needed:
+    // by the first execute() or work_dir()). Throws kernex::error:
+    // invalid_argument for an interpreter given for an unknown language,
+    // io_error when the work dir cannot be created.
     explicit local_executor(local_executor_options options = {});
     ~local_executor() override;
     local_executor(const local_executor&) = delete;
     local_executor& operator=(const local_executor&) = delete;
 
-    // The work dir (a new temporary one after stop() and the next execute()).
-    const std::filesystem::path& work_dir() const noexcept { return m_work_dir; }
+    // The work dir; a temporary one is made now if there is none yet (none
+    // before the first execute(), a new one after stop()). Throws
+    // kernex::error(io_error) when it cannot be made.
+    const std::filesystem::path& work_dir();
 
     void restart() override {}
     // Removes the temporary work dir, if it made one. A later execute() makes a new one.
@@ -88,7 +91,11 @@ protected:
     code_result execute_blocks(const std::vector<code_block>& blocks, const output_handler& on_output) override;
 
 private:
-    void make_work_dir();
+    // Makes the work dir; a temporary one is held by a keeper when with_keeper
+    // (no block's reaper will hold it right away).
+    void make_work_dir(bool with_keeper);
+    // Between calls: a temporary work dir that no reaper holds gets a keeper.
+    void hold_work_dir() noexcept;
     detail::sandbox_request sandbox_view(const std::filesystem::path& dir) const;
     // The sandbox's resident runner for dir, started if needed; nullptr (and
     // why in m_runner_failure) when it cannot start: each block then gets a bwrap of its own.
@@ -97,9 +104,13 @@ private:
     local_executor_options m_options;
     std::filesystem::path m_work_dir;
     bool m_owns_work_dir = false;
-    // With a temporary work dir: a small process (kernex-keeper) that does
-    // nothing but remove the dir if kernex dies, so that a kill -9 of kernex
-    // between blocks removes it too (during a block, the block's own reaper does).
+    // What removes a temporary work dir if kernex dies when no block runs
+    // (during a block, the block's own reaper does): the reaper of the last
+    // block, which stays (spawn_options::linger) until the next block's
+    // reaper holds the dir or the dir goes; or, when the dir must be held
+    // before a block ran (a prompt, a full-output file, the sandbox's runner),
+    // kernex-keeper, a small process that does nothing else.
+    std::unique_ptr<child_process> m_holder;
     std::unique_ptr<detail::dir_keeper> m_keeper;
     int m_cancel_read = -1;   // self-pipe: interrupt() writes, run_process polls
     int m_cancel_write = -1;

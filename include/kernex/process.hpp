@@ -69,6 +69,14 @@ struct spawn_options {
     // subreaper, as it is for every program (child_process::own_pid_namespace()
     // says which). pid() is the program's pid as kernex sees it.
     bool own_pid_namespace = false;
+    // With remove_tree_if_orphaned: once the program and every process it
+    // started are gone, the reaper stays (idle, nothing under it) as the
+    // holder of that tree, so a kill -9 of kernex still removes it, until
+    // stop() tells it to go (leaving the tree alone). status() is known as
+    // soon as the program's tree is gone (ended_fd() turns readable). A
+    // temporary work dir is held between blocks this way, by the last
+    // block's reaper, without a process of its own.
+    bool linger = false;
 };
 
 // A running (or exited, not yet reaped) program under its reaper, which
@@ -92,8 +100,14 @@ public:
     // spawn_options::own_pid_namespace, and kernex could make one).
     bool own_pid_namespace() const noexcept { return m_own_namespace; }
     // A pidfd: becomes readable once the program has exited and its reaper
-    // has killed everything it left (poll it with others). -1 if none.
+    // has killed everything it left and exited (a lingering one: once it
+    // has gone; see ended_fd()). -1 if none.
     int pidfd() const noexcept { return m_pidfd; }
+    // Becomes readable once the program has exited and everything it left
+    // is killed: pidfd(), or with spawn_options::linger (whose reaper does
+    // not exit then) the reaper's lifeline, where it says the status. Then
+    // wait_until() returns the status at once. -1 if none.
+    int ended_fd() const noexcept { return m_linger ? m_lifeline : m_pidfd; }
     // The read end of the stdout pipe (with pipe mode), -1 otherwise. Non-blocking.
     int stdout_fd() const noexcept { return m_stdout; }
     int stderr_fd() const noexcept { return m_stderr; }
@@ -125,6 +139,8 @@ public:
 
 private:
     int program_status(int reaper_status) noexcept;
+    std::optional<int> said_status() noexcept;
+    std::optional<int> wait_lingering(clock::time_point deadline) noexcept;
 
     int m_pid = -1;
     int m_pidfd = -1;
@@ -134,7 +150,8 @@ private:
     std::optional<int> m_status;
     int m_group = -1;     // the reaper
     bool m_own_namespace = false;
-    int m_lifeline = -1;  // a byte: kill now; end of file: kernex died
+    bool m_linger = false;
+    int m_lifeline = -1;  // 'k': kill now; 'l': kill now and go; end of file: kernex died
 };
 
 // The file that exec would run for name with this PATH value (the system's
@@ -156,6 +173,11 @@ struct run_options {
     // on_output sees every byte read, those beyond max_output too (for a
     // caller that caps the output itself: max_output 0 then keeps none here).
     bool on_output_uncapped = false;
+    // With spawn_options::linger: the child, its program's tree gone and its
+    // reaper holding the tree, is moved here (empty it, or what it held is
+    // stopped first) instead of being stopped: the caller stops it once
+    // something else holds the tree. nullptr: stopped as any other.
+    child_process* lingering = nullptr;
     // When this fd becomes readable the child is killed as on timeout, but
     // with exit_code 130 and interrupted = true (a self-pipe for Ctrl-C). -1: none.
     int cancel_fd = -1;

@@ -83,7 +83,7 @@ local_executor::local_executor(local_executor_options options) : m_options(std::
 
     detail::open_cancel_pipe(m_cancel_read, m_cancel_write);
     try {
-        make_work_dir();
+        if (m_options.work_dir) make_work_dir(false);
     } catch (...) {
         ::close(m_cancel_read);
         ::close(m_cancel_write);
@@ -97,14 +97,27 @@ local_executor::~local_executor() {
     ::close(m_cancel_write);
 }
 
-void local_executor::make_work_dir() {
+const fs::path& local_executor::work_dir() {
+    if (m_work_dir.empty()) make_work_dir(true);
+    return m_work_dir;
+}
+
+void local_executor::make_work_dir(bool with_keeper) {
+    // What held a dir made before (removed by someone since) must not
+    // remove whatever takes its name later.
+    m_holder.reset();
+    m_keeper.reset();
     auto made = detail::make_work_dir(m_options.work_dir);
     m_work_dir = std::move(made.path);
     m_owns_work_dir = made.temporary;
-    if (!m_owns_work_dir) return;
+    if (with_keeper) hold_work_dir();
+}
+
+void local_executor::hold_work_dir() noexcept {
+    if (!m_owns_work_dir || m_holder || m_keeper) return;
     try {
         m_keeper = std::make_unique<detail::dir_keeper>(m_work_dir);
-    } catch (const error&) {
+    } catch (...) {
         // Without it, only a kill -9 between blocks leaves the dir (mid-block the block's reaper removes it).
     }
 }
@@ -113,10 +126,12 @@ void local_executor::stop() noexcept {
     m_runner.reset();  // its bwrap and every process in it, before the dir they use goes
     m_runner_dir.clear();
     if (m_owns_work_dir) {
+        // Removed with its holder still there: a kill -9 meanwhile, and the holder finishes it.
         detail::remove_tree(m_work_dir.c_str());  // dirs the blocks made read-only too
         m_work_dir.clear();
         m_owns_work_dir = false;
     }
+    m_holder.reset();  // told to leave the dir alone: it is gone, or not ours
     m_keeper.reset();
 }
 
@@ -161,8 +176,19 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     detail::drain_cancel(m_cancel_read);
 
     std::error_code ec;
-    // After stop(), or when someone removed it: made again (a fresh temporary one, or the one given).
-    if (m_work_dir.empty() || !fs::is_directory(m_work_dir, ec)) make_work_dir();
+    // The first time, after stop(), or when someone removed it: made (a
+    // fresh temporary one, or the one given). Held from the start by a
+    // keeper only when something comes before the first block's reaper,
+    // which holds it otherwise: a prompt, the full output's file, the
+    // sandbox's runner. Between mkdtemp and that reaper's start (the plan
+    // and the block's file, well under a millisecond), a kill -9 leaves it.
+    if (m_work_dir.empty() || !fs::is_directory(m_work_dir, ec))
+        make_work_dir(has_approve() || m_options.save_full_output || m_options.sandbox.has_value());
+    // Whatever ends this call, a temporary dir no reaper holds gets a keeper.
+    struct hold_at_end {
+        local_executor* self;
+        ~hold_at_end() { self->hold_work_dir(); }
+    } hold{this};
     const fs::path dir = fs::canonical(m_work_dir, ec);
     if (ec) throw error(errc::io_error, "the work dir " + m_work_dir.string() + " is gone: " + ec.message());
     if (m_options.save_full_output) out.save_full_output(dir);
@@ -174,8 +200,12 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
     // kernex may make a pid namespace; the sandbox has its own).
     spawn.own_pid_namespace = true;
     // A temporary work dir goes with kernex: removed by the block's reaper
-    // if kernex dies mid-block (between blocks, by m_keeper's).
-    if (m_owns_work_dir) spawn.remove_tree_if_orphaned = dir;
+    // if kernex dies mid-block; between blocks, by the last block's reaper,
+    // which stays until the next block's has it (m_holder).
+    if (m_owns_work_dir) {
+        spawn.remove_tree_if_orphaned = dir;
+        spawn.linger = true;
+    }
     spawn.inherit_environment = false;
     spawn.env = detail::code_environment(m_options.env, m_options.inherit_env);
     // Python's stdout is block-buffered into a pipe: its prints would come
@@ -270,7 +300,14 @@ code_result local_executor::execute_blocks(const std::vector<code_block>& blocks
             limits.on_output_uncapped = true;
             limits.on_output = [&out](std::string_view text) { out.emit(text); };
             limits.cancel_fd = m_cancel_read;
+            child_process lingering;
+            limits.lingering = &lingering;
             run = run_process(spawn, limits);
+            if (lingering.status()) {
+                // The new holder first, then the old one (or the keeper) goes.
+                m_holder = std::make_unique<child_process>(std::move(lingering));
+                m_keeper.reset();
+            }
         } else {
             run.timed_out = true;
         }

@@ -283,6 +283,7 @@ child_process::child_process(const spawn_options& options) {
     plan.report_fd = report_write.fd;
     plan.remove_if_orphaned = remove_pointers.data();
     plan.remove_tree_if_orphaned = tree_name.empty() ? nullptr : tree_name.c_str();
+    plan.linger = options.linger && !tree_name.empty();
     plan.limits = limits.data();
     plan.limit_count = limits.size();
     plan.max_fd = static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536));
@@ -313,6 +314,7 @@ child_process::child_process(const spawn_options& options) {
     in_read.reset();
 
     m_group = reaper;
+    m_linger = plan.linger;
     m_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, reaper, 0));
     m_lifeline = life_ours.release();
 
@@ -366,6 +368,7 @@ child_process::child_process(child_process&& other) noexcept
       m_status(std::exchange(other.m_status, std::nullopt)),
       m_group(std::exchange(other.m_group, -1)),
       m_own_namespace(std::exchange(other.m_own_namespace, false)),
+      m_linger(std::exchange(other.m_linger, false)),
       m_lifeline(std::exchange(other.m_lifeline, -1)) {}
 
 child_process& child_process::operator=(child_process&& other) noexcept {
@@ -379,6 +382,7 @@ child_process& child_process::operator=(child_process&& other) noexcept {
         m_status = std::exchange(other.m_status, std::nullopt);
         m_group = std::exchange(other.m_group, -1);
         m_own_namespace = std::exchange(other.m_own_namespace, false);
+        m_linger = std::exchange(other.m_linger, false);
         m_lifeline = std::exchange(other.m_lifeline, -1);
     }
     return *this;
@@ -390,10 +394,39 @@ bool child_process::running() noexcept { return !wait_until(clock::now()); }
 
 std::optional<int> child_process::wait_until(clock::time_point deadline) noexcept {
     if (!m_status && m_group >= 0) {
+        if (m_linger) return m_status = wait_lingering(deadline);
         m_status = detail::wait_exit_until(m_group, m_pidfd, deadline);
         if (m_status) m_status = program_status(*m_status);
     }
     return m_status;
+}
+
+std::optional<int> child_process::wait_lingering(clock::time_point deadline) noexcept {
+    for (;;) {
+        // Said once the program's tree is gone; the reaper stays.
+        if (auto status = said_status()) return status;
+        // Gone without a word (SIGKILLed by someone): its own status.
+        if (auto status = detail::exit_status(m_group)) return program_status(*status);
+        const int ms = detail::poll_timeout(deadline);
+        if (ms == 0) return std::nullopt;
+        pollfd p[2] = {{m_lifeline, POLLIN, 0}, {m_pidfd, POLLIN, 0}};
+        ::poll(p, 2, ms);
+        // The socket's end without a record: the reaper is exiting, its
+        // zombie comes next (the lifeline stays readable until then).
+        if (p[0].revents & (POLLHUP | POLLERR)) std::this_thread::yield();
+    }
+}
+
+std::optional<int> child_process::said_status() noexcept {
+    // 'S' and the program's wait status, taken off the lifeline only whole.
+    char record[5];
+    ssize_t n;
+    while ((n = ::recv(m_lifeline, record, sizeof record, MSG_PEEK | MSG_DONTWAIT)) < 0 && errno == EINTR) {}
+    if (n != static_cast<ssize_t>(sizeof record) || record[0] != 'S') return std::nullopt;
+    while (::recv(m_lifeline, record, sizeof record, MSG_DONTWAIT) < 0 && errno == EINTR) {}
+    std::int32_t status = 0;
+    std::memcpy(&status, record + 1, sizeof status);
+    return status;
 }
 
 int child_process::program_status(int reaper_status) noexcept {
@@ -433,12 +466,12 @@ void child_process::kill() noexcept {
 
 void child_process::stop(std::chrono::milliseconds grace) noexcept {
     if (m_group >= 0) {
-        if (grace.count() > 0 && running() && ::kill(-m_group, SIGTERM) == 0)
-            detail::wait_exit_until(m_group, m_pidfd, clock::now() + grace);
-        kill();
+        if (grace.count() > 0 && running() && ::kill(-m_group, SIGTERM) == 0) wait_until(clock::now() + grace);
+        // Kill what is left, and go (a lingering reaper: leave its tree alone).
+        if (m_lifeline >= 0) [[maybe_unused]] auto n = ::send(m_lifeline, "l", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         // SIGKILL cannot be caught; the bound only matters for a process
         // stuck in uninterruptible I/O, which we would rather leave than hang on.
-        if (!wait_until(clock::now() + std::chrono::seconds(10))) {
+        if (!detail::wait_exit_until(m_group, m_pidfd, clock::now() + std::chrono::seconds(10))) {
             ::kill(-m_group, SIGKILL);
             ::kill(m_group, SIGKILL);
         }

@@ -210,14 +210,36 @@ void kill_all(reap_state& state, bool namespace_init) noexcept {
     }
 }
 
-[[noreturn]] void exit_like(const reap_state& state, bool namespace_init) noexcept {
-    if (!state.program_done) ::_exit(128 + SIGKILL);
-    // kernex reads the program's own status here (see child_process); the
-    // exit status below says the same where it can.
+// kernex reads the program's own status here (see child_process); the
+// reaper's exit status says the same where it can.
+void say_status(const reap_state& state) noexcept {
     char record[5] = {'S'};
     const std::int32_t status = state.status;
     __builtin_memcpy(record + 1, &status, sizeof status);
     [[maybe_unused]] auto n = ::send(lifeline, record, sizeof record, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Lingering: nothing is left under us (the namespace, if ours, is empty),
+// and we hold what is removed if kernex dies. Returns true when kernex died
+// (end of file), false when it said 'l'; other bytes ('k', a kill that
+// came after the program ended) change nothing.
+bool hold_until_told() noexcept {
+    for (;;) {
+        pollfd p{lifeline, POLLIN, 0};
+        if (::poll(&p, 1, -1) < 0) continue;
+        char c;
+        const ssize_t got = ::read(lifeline, &c, 1);
+        if (got > 0) {
+            if (c == 'l') return false;
+        } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+            return true;
+        }
+    }
+}
+
+[[noreturn]] void exit_like(const reap_state& state, bool namespace_init, bool status_said) noexcept {
+    if (!state.program_done) ::_exit(128 + SIGKILL);
+    if (!status_said) say_status(state);
     if (WIFEXITED(state.status)) ::_exit(WEXITSTATUS(state.status));
     // The init of a pid namespace cannot die of a signal it sends itself.
     if (WIFSIGNALED(state.status) && !namespace_init) {
@@ -390,6 +412,7 @@ void run_reaper(const reaper_plan& plan) noexcept {
     sigaddset(&chld, SIGCHLD);
     const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     bool orphaned = false;
+    bool leave = false;
     for (;;) {
         reap_ready(state);
         if (state.program_done) break;
@@ -399,7 +422,10 @@ void run_reaper(const reaper_plan& plan) noexcept {
         if (p[0].revents) {
             char c;
             const ssize_t got = ::read(lifeline, &c, 1);
-            if (got > 0) break;  // kernex asks
+            if (got > 0) {  // kernex asks: kill now ('k'), and then go too ('l')
+                leave = c == 'l';
+                break;
+            }
             if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 orphaned = true;
                 break;
@@ -411,11 +437,18 @@ void run_reaper(const reaper_plan& plan) noexcept {
         }
     }
     kill_all(state, namespace_init);
+    bool status_said = false;
+    if (plan.linger && !orphaned && !leave && state.program_done) {
+        if (sfd >= 0) ::close(sfd);
+        say_status(state);
+        status_said = true;
+        orphaned = hold_until_told();
+    }
     if (orphaned && plan.remove_if_orphaned)
         for (const char* const* path = plan.remove_if_orphaned; *path; ++path)
             if (::unlink(*path) != 0 && errno == EISDIR) ::rmdir(*path);
     if (orphaned && plan.remove_tree_if_orphaned) remove_tree(plan.remove_tree_if_orphaned);
-    exit_like(state, namespace_init);
+    exit_like(state, namespace_init, status_said);
 }
 
 }  // namespace kernex::detail

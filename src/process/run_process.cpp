@@ -92,18 +92,18 @@ run_result run_process(spawn_options options, const run_options& limits) {
     output_sink sink(result, limits);
     child_process child(options);
     const int out = child.stdout_fd();
-    const int pidfd = child.pidfd();
+    const int ended = child.ended_fd();
     bool eof = false;
 
     // Until the child exits, the deadline passes or the caller cancels.
     for (;;) {
-        pollfd fds[3] = {{eof ? -1 : out, POLLIN, 0}, {pidfd, POLLIN, 0}, {limits.cancel_fd, POLLIN, 0}};
+        pollfd fds[3] = {{eof ? -1 : out, POLLIN, 0}, {ended, POLLIN, 0}, {limits.cancel_fd, POLLIN, 0}};
         int timeout = detail::poll_timeout(deadline);
-        if (pidfd < 0) timeout = std::min(timeout, 5);  // no pidfd: look at the status now and then
+        if (ended < 0) timeout = std::min(timeout, 5);  // no pidfd: look at the status now and then
         if (::poll(fds, 3, timeout) < 0 && errno != EINTR)
             throw error(errc::io_error, std::string("poll failed: ") + std::strerror(errno));
         if (!eof && fds[0].revents) eof = read_available(out, sink);
-        if (pidfd >= 0 ? fds[1].revents != 0 : !child.running()) break;
+        if (ended >= 0 ? fds[1].revents != 0 : !child.running()) break;
         if (fds[2].revents) {
             result.interrupted = true;
             break;
@@ -122,14 +122,23 @@ run_result run_process(spawn_options options, const run_options& limits) {
     // Only a process that got the pipe's end passed outside the tree (over
     // a unix socket) could hold it open now: read briefly, then give up.
     if (!eof) drain_until(out, sink, clock::now() + drain_grace);
-    child.stop(0ms);
+    std::optional<int> status = child.status();
+    // A lingering reaper (its program's tree gone) goes to the caller; any
+    // other child is stopped, a reaper that did not finish included.
+    if (options.linger && limits.lingering && status) {
+        child.close_stdout();  // its writers are gone
+        *limits.lingering = std::move(child);
+    } else {
+        child.stop(0ms);
+        status = child.status();
+    }
 
     if (result.timed_out)
         result.exit_code = 124;
     else if (result.interrupted)
         result.exit_code = 130;
     else
-        result.exit_code = child.status() ? exit_code_of(*child.status()) : 128 + SIGKILL;
+        result.exit_code = status ? exit_code_of(*status) : 128 + SIGKILL;
     result.elapsed = clock::now() - start;
     return result;
 }

@@ -119,19 +119,19 @@ class confirm_test(cli_test_case):
         self.assertIn("Language: python", r.stdout)
 
 
-    def kill_9_between_blocks(self, libexec_dir):
-        """No --work-dir: kernex makes one under TMPDIR. Block 1 runs and
-        plants links to a dir outside; at the prompt for block 2 no block
-        runs (no block's reaper holds the dir), and kernex is killed there:
-        within 5 s the dir is gone, the outside untouched. Returns the
-        programs (/proc/PID/exe) of kernex's children at the prompt."""
-        tmpdir = os.path.join(self.tmp.name, "tmpdir")
-        outside = os.path.join(self.tmp.name, "outside")
+    def kill_9_at_prompt(self, libexec_dir, prompt):
+        """No --work-dir: kernex makes one under TMPDIR. Block 1 plants links
+        to a dir outside; kernex is killed -9 at prompt 1 (no block ran yet)
+        or 2 (block 1 ran; no block runs now): within 5 s the dir is gone,
+        the outside untouched. Returns the programs (/proc/PID/exe) of
+        kernex's children at the prompt: what holds the dir then."""
+        tmpdir = os.path.join(self.tmp.name, f"tmpdir-{prompt}")
+        outside = os.path.join(self.tmp.name, f"outside-{prompt}")
         os.makedirs(tmpdir)
         os.makedirs(outside)
         with open(os.path.join(outside, "canary"), "w") as f:
             f.write("precious")
-        ready = os.path.join(self.tmp.name, "ready")
+        ready = os.path.join(self.tmp.name, f"ready-{prompt}")
         master, slave = pty.openpty()
         proc = subprocess.Popen([KERNEX, "exec", "--confirm", "-"], stdin=subprocess.PIPE, stdout=slave,
                                 stderr=slave, env=dict(self.env, TMPDIR=tmpdir, KERNEX_LIBEXEC_DIR=libexec_dir),
@@ -145,20 +145,23 @@ class confirm_test(cli_test_case):
             seen = b""
             answered = False
             deadline = time.monotonic() + 60
-            while seen.count(PROMPT) < 2 and time.monotonic() < deadline:
+            while seen.count(PROMPT) < prompt and time.monotonic() < deadline:
                 if select.select([master], [], [], 0.2)[0]:
                     chunk = os.read(master, 65536)
                     if not chunk:
                         break
                     seen += chunk
-                    if seen.count(PROMPT) == 1 and not answered:
+                    if seen.count(PROMPT) == 1 and prompt > 1 and not answered:
                         os.write(master, b"y\n")
                         answered = True
-            self.assertEqual(seen.count(PROMPT), 2, seen.decode(errors="replace"))
-            with open(ready) as f:
-                work = f.read().strip()
-            self.assertTrue(work.startswith(tmpdir), work)
-            self.assertTrue(os.path.isfile(os.path.join(work, "d", "e", "f")))
+            self.assertEqual(seen.count(PROMPT), prompt, seen.decode(errors="replace"))
+            made = os.listdir(tmpdir)
+            self.assertEqual(len(made), 1, made)
+            work = os.path.join(tmpdir, made[0])
+            if prompt > 1:
+                with open(ready) as f:
+                    self.assertEqual(f.read().strip(), work)
+                self.assertTrue(os.path.isfile(os.path.join(work, "d", "e", "f")))
             children = []
             with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
                 for pid in f.read().split():
@@ -180,15 +183,32 @@ class confirm_test(cli_test_case):
         return children
 
     def test_kill_9_between_blocks_removes_the_temporary_work_dir(self):
-        # The keeper is kernex-keeper, a small program of its own (not a fork of kernex).
-        children = self.kill_9_between_blocks(os.environ["KERNEX_LIBEXEC_DIR"])
+        # Block 1's reaper (a fork of kernex) stays, idle, as the dir's
+        # holder until the next block's reaper has it: no keeper then.
+        children = self.kill_9_at_prompt(os.environ["KERNEX_LIBEXEC_DIR"], 2)
+        self.assertEqual(children, ["kernex"])
+
+    def test_kill_9_before_the_first_block_removes_the_temporary_work_dir(self):
+        # At the first prompt no reaper holds the dir: kernex-keeper does, a
+        # small program of its own (not a fork of kernex).
+        children = self.kill_9_at_prompt(os.environ["KERNEX_LIBEXEC_DIR"], 1)
+        self.assertEqual(children, ["kernex-keeper"])
+
+    def test_a_relative_libexec_dir_still_finds_kernex_keeper(self):
+        # kernex-keeper starts in /: a relative KERNEX_LIBEXEC_DIR is made
+        # absolute first, or its exec fails and the forked keeper stands in.
+        libexec = os.path.relpath(os.environ["KERNEX_LIBEXEC_DIR"], self.tmp.name)
+        children = self.kill_9_at_prompt(libexec, 1)
         self.assertEqual(children, ["kernex-keeper"])
 
     def test_without_kernex_keeper_the_forked_keeper_removes_it(self):
         empty = os.path.join(self.tmp.name, "no-helpers")
         os.makedirs(empty)
-        children = self.kill_9_between_blocks(empty)
+        children = self.kill_9_at_prompt(empty, 1)
         self.assertEqual(children, ["kernex"])  # the fork of kernex that runs `sleep infinity` under it
+        children = self.kill_9_at_prompt(empty, 2)
+        self.assertEqual(children, ["kernex"])  # block 1's reaper
+
 
 if __name__ == "__main__":
     unittest.main()

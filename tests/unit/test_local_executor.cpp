@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
@@ -497,4 +498,50 @@ TEST_CASE("save_code_block: a kept block is written as executors write theirs, n
                              ("filename is not inside the work dir: " + name).c_str(), kernex::error);
     }
     CHECK(entries(outside.path()) == 0);
+}
+
+namespace {
+
+// The programs (/proc/PID/exe, by name) of this process's living children.
+std::vector<std::string> child_programs() {
+    std::vector<std::string> names;
+    for (const int pid : kernex::test::children()) {
+        std::error_code ec;
+        const auto exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec);
+        if (!ec) names.push_back(exe.filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+}  // namespace
+
+TEST_CASE("a temporary work dir is held between calls: by the last block's reaper, else by a keeper") {
+    const std::string self = fs::read_symlink("/proc/self/exe").filename().string();
+    REQUIRE(kernex::test::eventually([] { return kernex::test::children().empty(); }, 5000ms));
+    {
+        kernex::local_executor ex;  // no dir and no process until it is needed
+        CHECK(kernex::test::children().empty());
+        CHECK(ex.execute({{"sh", "true\n"}}).exit_code == 0);
+        // The block's reaper (a fork of this program) stays as the dir's holder, alone.
+        CHECK(child_programs() == std::vector<std::string>{self});
+        CHECK(ex.execute({{"sh", "true\n"}, {"sh", "true\n"}}).exit_code == 0);
+        CHECK(child_programs() == std::vector<std::string>{self});  // the last block's, the others went
+    }
+    CHECK(kernex::test::eventually([] { return kernex::test::children().empty(); }, 5000ms));
+    {
+        // A call that runs no block: nothing but a keeper can hold the dir it made.
+        kernex::local_executor ex;
+        CHECK(ex.execute({{"no-such-language", "x\n"}}).exit_code == 1);
+        CHECK(child_programs() == std::vector<std::string>{"kernex-keeper"});
+        CHECK(ex.execute({{"sh", "true\n"}}).exit_code == 0);
+        CHECK(child_programs() == std::vector<std::string>{self});  // the keeper went
+    }
+    {
+        // work_dir() before any block: made, with a keeper.
+        kernex::local_executor ex;
+        CHECK(fs::is_directory(ex.work_dir()));
+        CHECK(child_programs() == std::vector<std::string>{"kernex-keeper"});
+    }
+    CHECK(kernex::test::eventually([] { return kernex::test::children().empty(); }, 5000ms));
 }

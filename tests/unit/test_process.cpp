@@ -386,3 +386,89 @@ TEST_CASE("own_pid_namespace: the reaper is the namespace's init, which the prog
     CHECK(WIFSIGNALED(*status));
     CHECK(WTERMSIG(*status) == SIGSEGV);
 }
+
+namespace {
+
+// A program that leaves a setsid'd process behind and exits 3, in a
+// lingering reaper's care of tree (with and without a pid namespace).
+kernex::spawn_options lingering_program(const std::filesystem::path& tree, const std::string& mark, bool ns) {
+    kernex::spawn_options options =
+        shell("setsid sh -c 'exec -a " + mark + " sleep 1000' >/dev/null 2>&1 </dev/null & echo out; exit 3");
+    options.own_pid_namespace = ns;
+    options.remove_tree_if_orphaned = tree;
+    options.linger = true;
+    return options;
+}
+
+}  // namespace
+
+TEST_CASE("linger: once the program's tree is gone its reaper stays, holding the tree, until stop() (which leaves it)") {
+    for (const bool ns : {false, true}) {
+        CAPTURE(ns);
+        temp_dir dir;
+        const auto tree = dir.path() / "work";
+        std::filesystem::create_directories(tree / "sub");
+        const std::string mark = "kxmark_linger_" + std::to_string(::getpid());
+        kernex::child_process holder;
+        kernex::run_options limits;
+        limits.lingering = &holder;
+        const auto r = kernex::run_process(lingering_program(tree, mark, ns), limits);
+        CHECK(r.exit_code == 3);
+        CHECK(r.output == "out\n");
+        REQUIRE(holder.status());
+        CHECK(kernex::exit_code_of(*holder.status()) == 3);
+        CHECK_FALSE(holder.running());
+        CHECK(kernex::test::no_process_with(mark, 0ms));  // gone before the status was said
+        // The reaper has not exited: its pidfd is not readable.
+        pollfd p{holder.pidfd(), POLLIN, 0};
+        REQUIRE(p.fd >= 0);
+        CHECK(::poll(&p, 1, 200) == 0);
+        holder.stop();
+        CHECK(holder.pidfd() == -1);
+        CHECK(std::filesystem::is_directory(tree / "sub"));
+        CHECK(kernex::exit_code_of(*holder.status()) == 3);
+    }
+}
+
+TEST_CASE("linger: a kill -9 of kernex after the program ended still removes the tree, and nothing outside") {
+    for (const bool ns : {false, true}) {
+        CAPTURE(ns);
+        temp_dir dir;
+        const auto tree = dir.path() / "work";
+        const auto outside = dir.path() / "outside";
+        std::filesystem::create_directories(tree / "sub");
+        std::filesystem::create_directories(outside);
+        kernex::test::write_file(outside / "canary", "precious");
+        kernex::test::write_file(tree / "sub" / "f", "x");
+        std::filesystem::create_directory_symlink(outside, tree / "link");
+        const std::string mark = "kxmark_linger9_" + std::to_string(::getpid());
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        // "kernex": a forked copy of this (single-threaded) test that runs
+        // the program, keeps its lingering reaper, says so and waits.
+        const pid_t kernex_pid = ::fork();
+        REQUIRE(kernex_pid >= 0);
+        if (kernex_pid == 0) {
+            ::close(ready[0]);
+            kernex::child_process holder;
+            kernex::run_options limits;
+            limits.lingering = &holder;
+            const auto r = kernex::run_process(lingering_program(tree, mark, ns), limits);
+            const char said = holder.status() && r.exit_code == 3 ? 'y' : 'n';
+            [[maybe_unused]] auto n = ::write(ready[1], &said, 1);
+            for (;;) ::pause();
+        }
+        ::close(ready[1]);
+        char said = 0;
+        pollfd p{ready[0], POLLIN, 0};
+        if (::poll(&p, 1, 20000) == 1) [[maybe_unused]] auto n = ::read(ready[0], &said, 1);
+        ::close(ready[0]);
+        CHECK(said == 'y');
+        CHECK(std::filesystem::is_directory(tree / "sub"));  // held, not removed, while "kernex" lives
+        ::kill(kernex_pid, SIGKILL);
+        ::waitpid(kernex_pid, nullptr, 0);
+        CHECK(kernex::test::eventually([&] { return !std::filesystem::exists(tree); }, 5000ms));
+        CHECK(read_file(outside / "canary") == "precious");
+        CHECK(kernex::test::no_process_with(mark, 0ms));
+    }
+}
