@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -229,6 +230,10 @@ public:
         if (options.heartbeat_period.count() > 0)
             m_heartbeat = std::make_unique<heartbeat>(info.hb_endpoint(), options.heartbeat_period,
                                                       m_hb_event, m_hb_dead);
+        for (std::size_t i = 0; i < channel_order.size(); ++i)
+            m_fds[i] = {socket(channel_order[i]).get(zmq::sockopt::fd), POLLIN, 0};
+        m_fds[4] = {m_hb_event.fd(), POLLIN, 0};
+        m_fds[5] = {-1, POLLIN, 0};
     }
 
     ~zmq_transport() override {
@@ -242,6 +247,7 @@ public:
     void send(channel ch, const message& msg) override {
         auto frames = m_codec.encode(msg);
         auto& sock = socket(ch);
+        m_maybe[index(ch)] = true;
         for (std::size_t i = 0; i < frames.size(); ++i) {
             auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
             if (!sock.send(zmq::buffer(frames[i]), flags))
@@ -249,40 +255,50 @@ public:
         }
     }
 
+    // One ::poll over the sockets' own descriptors (ZMQ_FD) and ours, and a
+    // socket is read only when it may hold a message: zmq_poll instead asks
+    // every socket for ZMQ_EVENTS before and after each poll (a syscall
+    // each), which was most of the syscalls of a cell. ZMQ_FD is
+    // edge-triggered: it becomes readable when commands reach the socket
+    // after the last time they were processed, and a receive that finds
+    // nothing processes them. So a socket is read until it has nothing
+    // (m_maybe false), then waited for through its descriptor; any other
+    // call on it (a send, a reconnect) may take the command that announced
+    // a message, so it is marked as maybe holding one again.
     receive_status receive(std::chrono::steady_clock::time_point deadline, incoming& out) override {
-        static constexpr std::array<channel, 4> order{channel::shell, channel::iopub, channel::stdin_channel,
-                                                      channel::control};
         for (;;) {
-            std::array<zmq::pollitem_t, 6> items{{
-                {m_shell.handle(), 0, ZMQ_POLLIN, 0},
-                {m_iopub.handle(), 0, ZMQ_POLLIN, 0},
-                {m_stdin.handle(), 0, ZMQ_POLLIN, 0},
-                {m_control.handle(), 0, ZMQ_POLLIN, 0},
-                {nullptr, m_hb_event.fd(), ZMQ_POLLIN, 0},
-                {nullptr, m_death_fd, ZMQ_POLLIN, 0},
-            }};
-            int count = m_death_fd >= 0 ? 6 : 5;
+            // A steady flow on one socket must not hide the others: every
+            // so many messages, their descriptors are looked at too.
+            if (m_unpolled >= max_unpolled) {
+                m_unpolled = 0;
+                poll_fds(0);
+            }
+            for (std::size_t i = 0; i < channel_order.size(); ++i) {
+                while (m_maybe[i]) {
+                    const auto got = read_one(channel_order[i], out);
+                    if (got == read_result::message) {
+                        ++m_unpolled;
+                        return receive_status::message;
+                    }
+                    if (got == read_result::none) m_maybe[i] = false;
+                }
+            }
             auto now = std::chrono::steady_clock::now();
             // Never an infinite poll, even for a caller without a deadline:
             // slices of at most a second, with the heartbeat's verdict
             // checked between them.
-            long timeout_ms = 0;
+            int timeout_ms = 0;
             if (deadline > now) {
                 auto left = std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::seconds(1));
-                timeout_ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+                timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
             }
-            int n = poll_items(items.data(), static_cast<std::size_t>(count), std::chrono::milliseconds(timeout_ms));
+            m_unpolled = 0;
+            const int n = poll_fds(timeout_ms);
             // Messages already queued are delivered before a death is
             // reported: they hold the partial output of the last cell.
-            bool got_any = false;
-            for (std::size_t i = 0; i < order.size(); ++i) {
-                if (!(items[i].revents & ZMQ_POLLIN)) continue;
-                got_any = true;
-                if (read_one(order[i], out)) return receive_status::message;
-            }
-            if (got_any) continue;
-            if (n > 0 && ((items[4].revents & ZMQ_POLLIN) || (count == 6 && (items[5].revents & ZMQ_POLLIN)))) {
-                if (count == 6 && (items[5].revents & ZMQ_POLLIN)) return receive_status::peer_dead;
+            if (std::find(m_maybe.begin(), m_maybe.end(), true) != m_maybe.end()) continue;
+            if (n > 0 && m_death_fd >= 0 && (m_fds[5].revents & POLLIN)) return receive_status::peer_dead;
+            if (n > 0 && (m_fds[4].revents & POLLIN)) {
                 if (m_hb_dead.load()) return receive_status::peer_dead;
                 m_hb_event.clear();
                 continue;
@@ -319,6 +335,7 @@ public:
             // Already gone with its connection.
         }
         m_iopub.connect(m_iopub_endpoint);
+        m_maybe[index(channel::iopub)] = true;
     }
 
 private:
@@ -347,11 +364,45 @@ private:
         return m_shell;
     }
 
-    // Reads one multipart message; false when it was rejected (or none was there).
-    bool read_one(channel ch, incoming& out) {
+    static constexpr std::array<channel, 4> channel_order{channel::shell, channel::iopub, channel::stdin_channel,
+                                                         channel::control};
+    // Messages taken without looking at the other sockets' descriptors.
+    static constexpr int max_unpolled = 32;
+
+    static std::size_t index(channel ch) {
+        switch (ch) {
+        case channel::shell: return 0;
+        case channel::iopub: return 1;
+        case channel::stdin_channel: return 2;
+        case channel::control: return 3;
+        }
+        return 0;
+    }
+
+    // Polls the sockets' descriptors, the heartbeat's event and the death fd
+    // for up to timeout_ms; marks the sockets whose descriptor is readable.
+    // A signal's interruption (EINTR) is "nothing ready yet": every caller
+    // polls in a loop against its own deadline.
+    int poll_fds(int timeout_ms) {
+        m_fds[5].fd = m_death_fd;  // negative: ignored by poll
+        for (auto& p : m_fds) p.revents = 0;
+        const int n = ::poll(m_fds.data(), m_fds.size(), timeout_ms);
+        if (n < 0) {
+            if (errno == EINTR) return 0;
+            throw error(errc::io_error, std::string("poll failed: ") + std::strerror(errno));
+        }
+        for (std::size_t i = 0; i < channel_order.size(); ++i)
+            if (m_fds[i].revents != 0) m_maybe[i] = true;
+        return n;
+    }
+
+    enum class read_result { message, rejected, none };
+
+    // Reads one multipart message, if one is there.
+    read_result read_one(channel ch, incoming& out) {
         m_parts.clear();
         auto got = zmq::recv_multipart(socket(ch), std::back_inserter(m_parts), zmq::recv_flags::dontwait);
-        if (!got) return false;
+        if (!got) return read_result::none;
         // Decoded where ZeroMQ put the frames, which are then freed unread:
         // tcp and ipc peers' frames are each allocated on their own (those
         // large enough for their pages to be handed back while parsing are
@@ -362,10 +413,10 @@ private:
         auto msg = m_codec.decode_view(m_views, nullptr, true);
         m_views.clear();
         m_parts.clear();
-        if (!msg) return false;
+        if (!msg) return read_result::rejected;
         out.channel = ch;
         out.message = std::move(*msg);
-        return true;
+        return read_result::message;
     }
 
     frame_codec m_codec;
@@ -380,6 +431,12 @@ private:
     std::vector<std::string_view> m_views;
     int m_death_fd = -1;
     event_fd m_hb_event;
+    // Whether each socket (in channel_order) may hold a message: not read
+    // until it had none since its descriptor was last readable.
+    std::array<bool, 4> m_maybe{true, true, true, true};
+    int m_unpolled = 0;
+    // The sockets' ZMQ_FDs, the heartbeat's event, the death fd.
+    std::array<pollfd, 6> m_fds{};
     std::atomic<bool> m_hb_dead{false};
     std::unique_ptr<heartbeat> m_heartbeat;
 };

@@ -10,6 +10,7 @@ using kernex::detail::library;
 KERNEX_FORWARD(library::zmq, int, zmq_close, (void* s), (s))
 KERNEX_FORWARD(library::zmq, int, zmq_connect, (void* s, const char* addr), (s, addr))
 KERNEX_FORWARD(library::zmq, void*, zmq_ctx_new, (), ())
+KERNEX_FORWARD(library::zmq, int, zmq_getsockopt, (void* s, int option, void* optval, size_t* optvallen), (s, option, optval, optvallen))
 KERNEX_FORWARD(library::zmq, int, zmq_ctx_set, (void* context, int option, int optval), (context, option, optval))
 KERNEX_FORWARD(library::zmq, int, zmq_disconnect, (void* s, const char* addr), (s, addr))
 KERNEX_FORWARD(library::zmq, int, zmq_errno, (), ())
