@@ -126,6 +126,11 @@ public:
                 std::initializer_list<std::string_view> parts) const;
 
 private:
+    // verify on a signature already decoded (hex_length() / 2 bytes): the
+    // codec decodes it once, for this and for its replay guard.
+    friend class frame_codec;
+    bool verify_digest(const unsigned char* digest, std::initializer_list<std::string_view> parts) const;
+
     struct impl;
     std::unique_ptr<impl> m_impl;
 };

@@ -18,18 +18,29 @@ namespace {
 // After the delimiter: signature, header, parent_header, metadata, content.
 constexpr std::size_t signed_frames = 5;
 
-std::string dump_part(const json& j, std::string_view part) {
-    // jupyter_client sends {} for a missing content; null metadata is the
-    // same absence.
-    if (j.is_null()) return "{}";
+// A signed part's text, as write(text) appends it; the part is named in
+// the error for a string that is not UTF-8.
+template <class Write>
+std::string dump_part(std::string_view part, Write write) {
     try {
         std::string text;
-        wire::dump_json(j, text);
+        write(text);
         return text;
     } catch (const std::exception& e) {
         throw error(errc::invalid_argument, "cannot encode the message " + std::string(part) + ": " + e.what() +
                                                 " (every string must be valid UTF-8)");
     }
+}
+
+std::string dump_part(const json& j, std::string_view part) {
+    // jupyter_client sends {} for a missing content; null metadata is the
+    // same absence.
+    if (j.is_null()) return "{}";
+    return dump_part(part, [&](std::string& text) { wire::dump_json(j, text); });
+}
+
+std::string dump_part(const message_header& h, std::string_view part) {
+    return dump_part(part, [&](std::string& text) { wire::dump_header(h, text); });
 }
 
 }  // namespace
@@ -50,8 +61,8 @@ struct frame_codec::impl {
         frames.emplace_back(delimiter);
         const std::size_t sig = frames.size();
         frames.emplace_back();
-        frames.push_back(dump_part(msg.header.to_json(), "header"));
-        frames.push_back(dump_part(msg.parent_header.to_json(), "parent_header"));
+        frames.push_back(dump_part(msg.header, "header"));
+        frames.push_back(dump_part(msg.parent_header, "parent_header"));
         frames.push_back(dump_part(msg.metadata, "metadata"));
         frames.push_back(dump_part(msg.content, "content"));
         frames[sig] = m_signer.sign({frames[sig + 1], frames[sig + 2], frames[sig + 3], frames[sig + 4]});
@@ -90,8 +101,11 @@ std::optional<reject_reason> frame_codec::impl::verify(std::span<const std::stri
     if (!m_signer.enabled()) return std::nullopt;
     const std::string_view signature = frames[delim + 1];
     if (signature.size() != m_signer.hex_length()) return reject_reason::bad_signature_length;
-    if (!wire::is_lower_hex(signature)) return reject_reason::bad_signature_hex;
-    if (!m_signer.verify(signature, {frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]}))
+    // Decoded once, for the comparison and for the replay guard.
+    wire::digest_bytes digest;
+    const std::size_t n = m_signer.hex_length() / 2;
+    if (!wire::decode_hex(signature, digest.data(), n)) return reject_reason::bad_signature_hex;
+    if (!m_signer.verify_digest(digest.data(), {frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]}))
         return reject_reason::bad_signature;
 
     // Only authentic signatures are remembered: were forged ones recorded
@@ -99,9 +113,6 @@ std::optional<reject_reason> frame_codec::impl::verify(std::span<const std::stri
     // real signatures out of the history and reopen them to replay. An
     // authentic message is remembered even if its JSON turns out bad: it was
     // delivered once, and a second copy is a replay whatever it contains.
-    wire::digest_bytes digest;
-    const std::size_t n = m_signer.hex_length() / 2;
-    wire::decode_hex(signature, digest.data(), n);
     if (!m_guard.admit(std::string_view(reinterpret_cast<const char*>(digest.data()), n))) return reject_reason::replayed;
     return std::nullopt;
 }
@@ -137,29 +148,30 @@ std::optional<message> frame_codec::impl::decode(std::span<const std::string_vie
     std::size_t delim = 0;
     if (const auto failed = verify(frames, delim)) return reject(*failed, why);
 
-    json parts[4];
-    for (std::size_t i = 0; i < 4; ++i) {
+    // The headers are read straight into the message's fields; only the
+    // metadata and the content become JSON values.
+    message msg;
+    bool bad_field = false;
+    for (std::size_t i = 0; i < 2; ++i) {
+        switch (wire::read_header(frames[delim + 2 + i], m_options.max_json_depth, i == 0 ? msg.header : msg.parent_header)) {
+        case wire::header_read::ok: break;
+        case wire::header_read::bad_field: bad_field = true; break;
+        case wire::header_read::bad_json: return reject(reject_reason::bad_json, why);
+        }
+    }
+    for (std::size_t i = 2; i < 4; ++i) {
+        json& part = i == 2 ? msg.metadata : msg.content;
         // Only the content can be large; its pages go back as it is read
         // when the caller gives the frame up.
-        if (!wire::parse_json(frames[delim + 2 + i], parts[i],
+        if (!wire::parse_json(frames[delim + 2 + i], part,
                               {.max_depth = m_options.max_json_depth, .release_read_pages = disposable && i == 3}))
             return reject(reject_reason::bad_json, why);
         // A null metadata is an empty one (xeus-python 0.14 sends null for a
         // comm message's metadata of None; jupyter_client takes it).
-        if (i == 2 && parts[i].is_null()) parts[i] = json::object();
-        if (!parts[i].is_object()) return reject(reject_reason::bad_json, why);
+        if (i == 2 && part.is_null()) part = json::object();
+        if (!part.is_object()) return reject(reject_reason::bad_json, why);
     }
-
-    message msg;
-    try {
-        msg.header = message_header::from_json(parts[0]);
-        msg.parent_header = message_header::from_json(parts[1]);
-    } catch (...) {
-        return reject(reject_reason::bad_header, why);
-    }
-    if (msg.header.msg_type.empty()) return reject(reject_reason::bad_header, why);
-    msg.metadata = std::move(parts[2]);
-    msg.content = std::move(parts[3]);
+    if (bad_field || msg.header.msg_type.empty()) return reject(reject_reason::bad_header, why);
 
     msg.identities.reserve(delim);
     for (std::size_t i = 0; i < delim; ++i) msg.identities.push_back(take(i));

@@ -31,25 +31,35 @@ constexpr int hex_value(char c) noexcept {
     return -1;
 }
 
+// hex_value by table, for every signature received: 0-15, or 0xff.
+inline constexpr std::array<unsigned char, 256> hex_values = [] {
+    std::array<unsigned char, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        const int v = hex_value(static_cast<char>(c));
+        t[static_cast<std::size_t>(c)] = v < 0 ? 0xff : static_cast<unsigned char>(v);
+    }
+    return t;
+}();
+
 // Decodes 2*n lower-case hex characters of hex into out[0..n). Returns false
 // (out partly written) when hex is not exactly 2*n such characters.
 inline bool decode_hex(std::string_view hex, unsigned char* out, std::size_t n) noexcept {
     if (hex.size() != 2 * n) return false;
-    bool ok = true;
+    unsigned bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        const int hi = hex_value(hex[2 * i]);
-        const int lo = hex_value(hex[2 * i + 1]);
-        ok &= (hi >= 0) & (lo >= 0);
-        out[i] = static_cast<unsigned char>(((hi & 0x0f) << 4) | (lo & 0x0f));
+        const unsigned hi = hex_values[static_cast<unsigned char>(hex[2 * i])];
+        const unsigned lo = hex_values[static_cast<unsigned char>(hex[2 * i + 1])];
+        bad |= hi | lo;
+        out[i] = static_cast<unsigned char>((hi << 4) | (lo & 0x0f));
     }
-    return ok;
+    return (bad & 0xf0) == 0;
 }
 
 // Whether every character of s is a lower-case hex digit.
 inline bool is_lower_hex(std::string_view s) noexcept {
-    for (char c : s)
-        if (hex_value(c) < 0) return false;
-    return true;
+    unsigned bad = 0;
+    for (char c : s) bad |= hex_values[static_cast<unsigned char>(c)];
+    return (bad & 0xf0) == 0;
 }
 
 // The largest digest kernex signs with (SHA-512).

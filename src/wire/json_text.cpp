@@ -1,6 +1,7 @@
 #include "wire/json_text.hpp"
 
 #include "kernex/error.hpp"
+#include "wire/header_fields.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -83,8 +84,71 @@ public:
     }
 
     bool parse(json& out) {
-        // A byte order mark is skipped, as nlohmann skips it.
+        skip_bom();
+        if (!parse_value(out, 0)) return false;
+        skip_space();
+        return m_p == m_end;
+    }
+
+    // Reads a message header's object into h (see read_header).
+    header_read parse_header(message_header& h) {
+        for (const auto& [name, field] : header_fields) (h.*field).clear();
+        skip_bom();
+        skip_space();
+        if (m_p == m_end || *m_p != '{' || m_options.max_depth == 0) return header_read::bad_json;
+        ++m_p;
+        skip_space();
+        bool bad[header_field_count] = {};
+        if (m_p != m_end && *m_p == '}') {
+            ++m_p;
+        } else {
+            std::string key;
+            json other;
+            for (;;) {
+                if (m_p == m_end || *m_p != '"') return header_read::bad_json;
+                ++m_p;
+                key.clear();
+                if (!read_string(key)) return header_read::bad_json;
+                skip_space();
+                if (m_p == m_end || *m_p != ':') return header_read::bad_json;
+                ++m_p;
+                skip_space();
+                std::size_t f = 0;
+                while (f < header_field_count && key != header_fields[f].first) ++f;
+                if (f < header_field_count && m_p != m_end && *m_p == '"') {
+                    // The last of a repeated key counts, as in parse_json.
+                    ++m_p;
+                    std::string& value = h.*header_fields[f].second;
+                    value.clear();
+                    if (!read_string(value)) return header_read::bad_json;
+                    bad[f] = false;
+                } else {
+                    if (!parse_value(other, 1)) return header_read::bad_json;
+                    if (f < header_field_count) bad[f] = true;
+                }
+                skip_space();
+                if (m_p == m_end) return header_read::bad_json;
+                const char c = *m_p++;
+                if (c == '}') break;
+                if (c != ',') return header_read::bad_json;
+                skip_space();
+            }
+        }
+        skip_space();
+        if (m_p != m_end) return header_read::bad_json;
+        for (bool b : bad)
+            if (b) return header_read::bad_field;
+        return header_read::ok;
+    }
+
+private:
+    // A byte order mark at the start is skipped, as nlohmann skips it.
+    void skip_bom() noexcept {
         if (m_end - m_p >= 3 && std::memcmp(m_p, "\xef\xbb\xbf", 3) == 0) m_p += 3;
+    }
+
+    // Reads one value into out, up to its end; depth: the containers it is in.
+    bool parse_value(json& out, std::size_t depth) {
         std::vector<json*> open;  // the containers being filled, innermost last
         json* target = &out;      // where the next value goes
         for (;;) {
@@ -93,7 +157,7 @@ public:
             if (m_p == m_end) return false;
             switch (*m_p) {
             case '{':
-                if (open.size() >= m_options.max_depth) return false;
+                if (depth + open.size() >= m_options.max_depth) return false;
                 *target = json::object();
                 ++m_p;
                 skip_space();
@@ -105,7 +169,7 @@ public:
                 if (!(target = member_of(*target))) return false;
                 continue;
             case '[':
-                if (open.size() >= m_options.max_depth) return false;
+                if (depth + open.size() >= m_options.max_depth) return false;
                 *target = json::array();
                 ++m_p;
                 skip_space();
@@ -142,8 +206,8 @@ public:
             // After a value: the next member or element, or the ends of
             // the containers it closes.
             for (;;) {
+                if (open.empty()) return true;
                 skip_space();
-                if (open.empty()) return m_p == m_end;
                 if (m_p == m_end) return false;
                 json& container = *open.back();
                 const char c = *m_p++;
@@ -168,7 +232,6 @@ public:
         }
     }
 
-private:
     static std::uintptr_t round_down(std::uintptr_t a, std::uintptr_t page) noexcept { return a & ~(page - 1); }
 
     void skip_space() noexcept {
@@ -424,6 +487,17 @@ bool parse_json(std::string_view text, json& out, const json_parse_options& opti
     return false;
 }
 
+header_read read_header(std::string_view text, std::size_t max_depth, message_header& out) noexcept {
+    try {
+        parser p(text, {.max_depth = max_depth});
+        return p.parse_header(out);
+    } catch (...) {
+        // Out of memory, or a container the depth limit allows but the
+        // allocator does not.
+        return header_read::bad_json;
+    }
+}
+
 namespace {
 
 void write_string(std::string_view s, std::string& out) {
@@ -504,6 +578,24 @@ void dump_json(const json& j, std::string& out) {
         out.append(j.dump());
         return;
     }
+}
+
+void dump_header(const message_header& h, std::string& out) {
+    if (h.empty()) {
+        out.append("{}");
+        return;
+    }
+    out.push_back('{');
+    bool first = true;
+    for (const auto& [name, field] : header_fields) {
+        if (!first) out.push_back(',');
+        first = false;
+        out.push_back('"');
+        out.append(name);
+        out.append("\":");
+        write_string(h.*field, out);
+    }
+    out.push_back('}');
 }
 
 bool parse_object(std::string_view text, std::size_t max_depth, json& out) noexcept {

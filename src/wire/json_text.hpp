@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernex/message.hpp"
+
 namespace kernex::wire {
 
 struct json_parse_options {
@@ -51,6 +53,23 @@ bool parse_json(std::string_view text, nlohmann::json& out, const json_parse_opt
 // a time rather than a byte at a time. Throws kernex::error(invalid_argument)
 // for a string (or key) that is not valid UTF-8.
 void dump_json(const nlohmann::json& j, std::string& out);
+
+enum class header_read { ok, bad_json, bad_field };
+
+// Reads a message header without building a JSON value for it: text must be
+// a JSON object, read exactly as parse_json reads it (max_depth counts the
+// object itself); the members named like message_header's fields go
+// straight into them when they are strings, other members are read and
+// dropped. Every field is cleared first; a repeated key counts last, as in
+// parse_json. Returns bad_json when text is not JSON or not an object, and
+// then bad_field when one of the fields is there with a value that is not a
+// string (from_json's protocol_error); never throws.
+header_read read_header(std::string_view text, std::size_t max_depth, message_header& out) noexcept;
+
+// Appends the JSON text of h, exactly what dump_json(h.to_json()) appends,
+// without building the JSON value. Throws kernex::error(invalid_argument)
+// for a field that is not valid UTF-8.
+void dump_header(const message_header& h, std::string& out);
 
 // parse_json with max_depth, into out, which must then be an object: false
 // otherwise (a part of a message, a JSON body of a server).

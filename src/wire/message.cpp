@@ -1,24 +1,18 @@
 // The message model: headers, ids, timestamps, requests and replies.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
+#include "wire/header_fields.hpp"
 #include "wire/hex.hpp"
 #include "wire/random_bytes.hpp"
 
 namespace kernex {
 
-namespace {
-
-// The header fields, in one place for to_json and from_json.
-constexpr std::pair<const char*, std::string message_header::*> header_fields[] = {
-    {"msg_id", &message_header::msg_id},   {"session", &message_header::session},
-    {"username", &message_header::username}, {"date", &message_header::date},
-    {"msg_type", &message_header::msg_type}, {"version", &message_header::version},
-};
-
-}  // namespace
+using wire::header_fields;
 
 json message_header::to_json() const {
     json j = json::object();
@@ -56,17 +50,34 @@ std::string new_id() {
 std::string utc_now_iso8601() {
     using namespace std::chrono;
     const auto now = floor<microseconds>(system_clock::now());
-    const auto day = floor<days>(now);
-    const year_month_day ymd{day};
-    const hh_mm_ss time{now - day};
-    char text[64];
-    const int n = std::snprintf(text, sizeof text, "%04d-%02u-%02uT%02ld:%02ld:%02ld.%06ldZ",
-                                static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                                static_cast<unsigned>(ymd.day()), static_cast<long>(time.hours().count()),
-                                static_cast<long>(time.minutes().count()),
-                                static_cast<long>(time.seconds().count()),
-                                static_cast<long>(time.subseconds().count()));
-    return std::string(text, static_cast<std::size_t>(n));
+    const auto second = floor<seconds>(now);
+    // The text up to the seconds ("2026-11-29T14:22:11", 19 characters for
+    // the years 0-9999) changes once a second: formatted then, and only the
+    // microseconds after it for every message in between.
+    thread_local sys_seconds cached_second{};
+    thread_local char cached[19] = {};
+    if (second != cached_second || cached[0] == '\0') {
+        const auto day = floor<days>(second);
+        const year_month_day ymd{day};
+        const hh_mm_ss time{second - day};
+        char text[64];
+        const int n = std::snprintf(text, sizeof text, "%04d-%02u-%02uT%02ld:%02ld:%02ld.%06ldZ",
+                                    static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                                    static_cast<unsigned>(ymd.day()), static_cast<long>(time.hours().count()),
+                                    static_cast<long>(time.minutes().count()),
+                                    static_cast<long>(time.seconds().count()),
+                                    static_cast<long>((now - second).count()));
+        if (n != 27) return std::string(text, static_cast<std::size_t>(std::max(n, 0)));
+        std::memcpy(cached, text, sizeof cached);
+        cached_second = second;
+    }
+    char text[27];
+    std::memcpy(text, cached, sizeof cached);
+    text[19] = '.';
+    auto us = static_cast<unsigned>((now - second).count());
+    for (int i = 25; i >= 20; --i, us /= 10) text[i] = static_cast<char>('0' + us % 10);
+    text[26] = 'Z';
+    return std::string(text, sizeof text);
 }
 
 message make_request(std::string msg_type, json content, std::string_view session, std::string_view username) {

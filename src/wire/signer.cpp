@@ -145,9 +145,14 @@ bool signer::verify(std::string_view hex_signature, std::initializer_list<std::s
     if (!enabled()) return true;
     wire::digest_bytes claimed;
     if (!wire::decode_hex(hex_signature, claimed.data(), m_impl->m_digest_len)) return false;
+    return verify_digest(claimed.data(), parts);
+}
+
+bool signer::verify_digest(const unsigned char* digest, std::initializer_list<std::string_view> parts) const {
+    if (!enabled()) return true;
     wire::digest_bytes actual;
     m_impl->mac(parts, actual.data());
-    return CRYPTO_memcmp(claimed.data(), actual.data(), m_impl->m_digest_len) == 0;
+    return CRYPTO_memcmp(digest, actual.data(), m_impl->m_digest_len) == 0;
 }
 
 }  // namespace kernex

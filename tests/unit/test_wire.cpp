@@ -1,13 +1,16 @@
 // The wire module: known-answer signatures against jupyter_client, every
 // rejection with its reason, and the message helpers.
+#include <algorithm>
 #include <cstdlib>
 #include <chrono>
 #include <ctime>
+#include <deque>
 #include <fstream>
 #include <iomanip>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -22,6 +25,7 @@
 #include "kernex/error.hpp"
 #include "kernex/message.hpp"
 #include "wire/json_text.hpp"
+#include "wire/replay_guard.hpp"
 #include "wire/sha256.hpp"
 
 using kernex::frame_codec;
@@ -416,6 +420,41 @@ TEST_CASE("replay history is bounded and forgets the oldest") {
     CHECK_THROWS_AS(frame_codec(test_key, "hmac-sha256", {.replay_history = std::size_t{1} << 40}), kernex::error);
 }
 
+TEST_CASE("the replay guard remembers exactly the last capacity keys, as a plain model does") {
+    // The guard's table is open-addressed with deletions shifted back; a
+    // model (the last keys in a deque) says what it must answer. One-byte
+    // keys: many keys share a home slot, so the table's clusters, wrapping
+    // and deletions in the middle of a cluster are all exercised.
+    std::mt19937 rng(17);
+    for (std::size_t capacity : {1u, 2u, 3u, 7u, 64u, 100u, 200u}) {
+        for (std::size_t key_length : {1u, 2u, 32u}) {
+            kernex::wire::replay_guard guard(capacity, key_length);
+            std::deque<std::string> model;
+            auto remembered = [&](const std::string& k) { return std::find(model.begin(), model.end(), k) != model.end(); };
+            for (int step = 0; step < 20000; ++step) {
+                std::string key(key_length, '\0');
+                // A recent key (a replay) half the time; often a key the
+                // model forgot a while ago.
+                if (!model.empty() && rng() % 2 == 0) {
+                    key = model[rng() % model.size()];
+                } else {
+                    for (auto& c : key) c = static_cast<char>(rng() % (key_length == 1 ? 256 : 4));
+                }
+                const bool expected = !remembered(key);
+                REQUIRE(guard.admit(key) == expected);
+                if (expected) {
+                    model.push_back(key);
+                    if (model.size() > capacity) model.pop_front();
+                }
+                REQUIRE(guard.size() == model.size());
+            }
+        }
+    }
+    kernex::wire::replay_guard off(0, 32);
+    CHECK(off.admit(std::string(32, 'a')));
+    CHECK(off.admit(std::string(32, 'a')));
+}
+
 TEST_CASE("buffers are not signed; identities are kept") {
     frame_codec sender(test_key);
     const frames_t good = valid_frames(sender);
@@ -566,6 +605,21 @@ std::string random_json(std::mt19937& rng, int depth) {
     return out;
 }
 
+// Changes, cuts or doubles one to three bytes of a JSON text.
+void mutate(std::mt19937& rng, std::string& text) {
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+        const std::size_t at = rng() % text.size();
+        static const char bytes[] = "\"\\{}[],:.-+eE0123456789 \n\x01\x7f\xc3\xa9u";
+        switch (rng() % 4) {
+        case 0: text[at] = bytes[rng() % (sizeof bytes - 1)]; break;
+        case 1: text.erase(at, 1 + rng() % 3); break;
+        case 2: text.insert(at, 1, bytes[rng() % (sizeof bytes - 1)]); break;
+        default: text.resize(at); break;
+        }
+    }
+}
+
 }  // namespace
 
 TEST_CASE("signatures are OpenSSL's HMAC, for every key length and both schemes") {
@@ -622,19 +676,7 @@ TEST_CASE("kernex's JSON parser reads what nlohmann reads, as nlohmann reads it"
     std::size_t agreed_valid = 0;
     for (int i = 0; i < 20000; ++i) {
         std::string text = random_json(rng, 0);
-        if (i % 2) {
-            const int edits = 1 + static_cast<int>(rng() % 3);
-            for (int e = 0; e < edits && !text.empty(); ++e) {
-                const std::size_t at = rng() % text.size();
-                static const char bytes[] = "\"\\{}[],:.-+eE0123456789 \n\x01\x7f\xc3\xa9u";
-                switch (rng() % 4) {
-                case 0: text[at] = bytes[rng() % (sizeof bytes - 1)]; break;
-                case 1: text.erase(at, 1 + rng() % 3); break;
-                case 2: text.insert(at, 1, bytes[rng() % (sizeof bytes - 1)]); break;
-                default: text.resize(at); break;
-                }
-            }
-        }
+        if (i % 2) mutate(rng, text);
         if (!is_utf8(text)) continue;  // nlohmann refuses what kernex reads as U+FFFD
         CAPTURE(text);
         const auto ours = kernex_reads(text);
@@ -642,6 +684,92 @@ TEST_CASE("kernex's JSON parser reads what nlohmann reads, as nlohmann reads it"
         agreed_valid += ours.has_value();
     }
     CHECK(agreed_valid > 10000);
+}
+
+TEST_CASE("a header is read as parse_json and message_header::from_json read it, with no JSON value built") {
+    // What decoding did before: parse the part, require an object, take the
+    // fields (a field that is not a string: bad_field).
+    const auto reference = [](const std::string& text, std::size_t depth) -> std::string {
+        json j;
+        if (!kernex::wire::parse_json(text, j, {.max_depth = depth}) || !j.is_object()) return "bad_json";
+        try {
+            return "ok " + kernex::message_header::from_json(j).to_json().dump();
+        } catch (const kernex::error&) {
+            return "bad_field";
+        }
+    };
+    const auto ours = [](const std::string& text, std::size_t depth) -> std::string {
+        kernex::message_header h;
+        h.msg_id = "left over from the last message";
+        switch (kernex::wire::read_header(text, depth, h)) {
+        case kernex::wire::header_read::ok: return "ok " + h.to_json().dump();
+        case kernex::wire::header_read::bad_field: return "bad_field";
+        case kernex::wire::header_read::bad_json: return "bad_json";
+        }
+        return "?";
+    };
+    const std::vector<std::string> cases = {
+        "", "{}", " { } ", "\xef\xbb\xbf{}", "[]", "null", "\"s\"", "{} {}", "{}x", "{\"msg_type\":\"a\"}",
+        "{\"msg_type\":\"a\",\"msg_type\":3}", "{\"msg_type\":3,\"msg_type\":\"a\"}", "{\"msg_type\":null}",
+        "{\"msg_type\":\"a\",}", "{\"msg_type\" \"a\"}", "{\"msg_type\":\"a\"", "{\"x\":[1,{\"y\":[]}],\"msg_type\":\"t\"}",
+        "{\"session\":\"\\u00e9\\ud83d\\ude00\\n\",\"version\":\"5.3\"}", "{\"date\":\"bad \xff utf-8\"}",
+        "{\"msg_id\":\"unterminated}", "{\"msg_id\":\"a\\x\"}", "{\"other\":1e400}", "{\"other\":NaN}",
+        "{\"msg\\u005ftype\":\"escaped key\"}", "{\"username\":\"u\",\"subshell_id\":null,\"msg_type\":\"m\"}",
+        "\n{\"msg_id\" : \"id\" ,\t\"msg_type\" : \"t\" }\r\n", std::string("{\"msg_type\":\"a\"}\0", 17),
+    };
+    for (const auto& text : cases)
+        for (std::size_t depth : {0u, 1u, 2u, 3u, 1000u}) {
+            CAPTURE(text);
+            CAPTURE(depth);
+            CHECK(ours(text, depth) == reference(text, depth));
+        }
+    // Random headers: known and unknown keys, repeated, with strings and
+    // other values; then bytes changed, cut and doubled.
+    static const char* const keys[] = {"msg_id", "session", "username", "date", "msg_type", "version", "other", "k0"};
+    std::mt19937 rng(1707);
+    std::size_t agreed[3] = {};
+    for (int i = 0; i < 20000; ++i) {
+        std::string text = "{";
+        const int members = static_cast<int>(rng() % 8);
+        for (int m = 0; m < members; ++m) {
+            if (m) text += rng() % 2 ? "," : " , ";
+            text += "\"" + std::string(keys[rng() % std::size(keys)]) + "\":";
+            text += rng() % 3 ? "\"v" + std::to_string(rng() % 100) + (rng() % 4 ? "" : "\\n\\u00e9") + "\""
+                              : random_json(rng, 1);
+        }
+        text += "}";
+        if (i % 2) mutate(rng, text);
+        CAPTURE(text);
+        const std::size_t depth = 1 + rng() % 4;
+        const std::string got = ours(text, depth);
+        REQUIRE(got == reference(text, depth));
+        agreed[got == "bad_json" ? 0 : got == "bad_field" ? 1 : 2] += 1;
+    }
+    // Every outcome was met many times.
+    CHECK(agreed[0] > 1000);
+    CHECK(agreed[1] > 1000);
+    CHECK(agreed[2] > 1000);
+}
+
+TEST_CASE("a header is written as dump_json writes its to_json") {
+    std::mt19937 rng(4242);
+    static const char* const pieces[] = {"", "a", "5.3", "\"", "\\", "\n\t\x01", "\xc3\xa9", "\xf0\x9f\x98\x80", "\x7f",
+                                         "2026-12-07T17:31:45.123456Z", "0123456789abcdef0123456789abcdef"};
+    for (int i = 0; i < 2000; ++i) {
+        kernex::message_header h;
+        for (std::string* f : {&h.msg_id, &h.session, &h.username, &h.date, &h.msg_type, &h.version})
+            for (int n = static_cast<int>(rng() % 4); n > 0; --n) *f += pieces[rng() % std::size(pieces)];
+        std::string ours, theirs;
+        kernex::wire::dump_header(h, ours);
+        kernex::wire::dump_json(h.to_json(), theirs);
+        CAPTURE(theirs);
+        REQUIRE(ours == theirs);
+    }
+    kernex::message_header bad;
+    bad.msg_type = "x";
+    bad.session = "\xff";
+    std::string out;
+    CHECK_THROWS_AS(kernex::wire::dump_header(bad, out), kernex::error);
 }
 
 TEST_CASE("kernex's JSON writer writes what nlohmann's dump writes") {
@@ -744,6 +872,34 @@ TEST_CASE("message helpers") {
         REQUIRE_FALSE(in.fail());
         const auto then = std::chrono::system_clock::from_time_t(timegm(&tm));
         CHECK(std::chrono::abs(std::chrono::system_clock::now() - then) < std::chrono::seconds(5));
+    }
+    SUBCASE("utc_now_iso8601 is the time it was called, across second boundaries") {
+        // The text before the microseconds is kept from one call to the next
+        // within a second: it must never be the last second's.
+        const auto parse = [](const std::string& text) {
+            std::tm tm{};
+            std::istringstream in(text.substr(0, 19));
+            in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+            REQUIRE_FALSE(in.fail());
+            return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::microseconds(std::stol(text.substr(20, 6)));
+        };
+        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(2100);
+        int seconds_seen = 0;
+        std::string last;
+        while (std::chrono::steady_clock::now() < end) {
+            const auto before = std::chrono::floor<std::chrono::microseconds>(std::chrono::system_clock::now());
+            const std::string now = kernex::utc_now_iso8601();
+            const auto after = std::chrono::system_clock::now();
+            REQUIRE(now.size() == 27);
+            CAPTURE(now);
+            const auto then = parse(now);
+            REQUIRE(then >= before);
+            REQUIRE(then <= after);
+            if (now.substr(0, 19) != last.substr(0, std::min<std::size_t>(19, last.size()))) ++seconds_seen;
+            last = now;
+            std::this_thread::sleep_for(std::chrono::microseconds(300));
+        }
+        CHECK(seconds_seen >= 2);
     }
     SUBCASE("make_request and make_reply") {
         message req = kernex::make_request("kernel_info_request", json::object(), "sess-1", "alice");
