@@ -1,6 +1,7 @@
 #include "kernex/process.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -96,6 +97,17 @@ environment make_environment(const spawn_options& options) {
     for (auto& entry : env.entries) env.pointers.push_back(entry.data());
     env.pointers.push_back(nullptr);
     return env;
+}
+
+// Whether this process may make pid and mount namespaces: CAP_SYS_ADMIN in
+// its effective set (root, or root of a user namespace). Asked first
+// because a clone refused for the privilege fails only after the kernel
+// has copied our whole address space for it.
+bool may_make_namespaces() noexcept {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    if (::syscall(SYS_capget, &header, data) != 0) return true;  // cannot tell: the clone says
+    return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
 }
 
 }  // namespace
@@ -294,7 +306,7 @@ child_process::child_process(const spawn_options& options) {
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t reaper = -1;
-    if (options.own_pid_namespace) {
+    if (options.own_pid_namespace && may_make_namespaces()) {
         // A raw clone: the child runs only plain system calls (run_reaper),
         // so glibc's fork handlers are not needed. A mount namespace too,
         // for the namespace's own /proc. Without the privilege
