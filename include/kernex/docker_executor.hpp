@@ -30,6 +30,7 @@
 namespace kernex {
 
 namespace docker {
+class nosuid_bind;
 class reaper;
 }
 namespace detail {
@@ -199,6 +200,7 @@ private:
     std::string m_keeper_uid;  // the container's first process runs as this uid
     std::string m_copy_note;   // files "copy": what copy_work_dir_in left out, said at the next block
     std::unique_ptr<docker::reaper> m_reaper;  // removes the container and a temporary work dir should we die
+    std::unique_ptr<docker::nosuid_bind> m_work_bind;  // the container's bind source (after m_reaper: it tells it)
     // With the resident runner: the container's pid 1, over the attached stream.
     std::unique_ptr<detail::runner_session> m_runner;
     std::string m_runner_note;                  // why blocks are execs, when the runner was wanted

@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "docker/exec_stream.hpp"
+#include "docker/nosuid_bind.hpp"
 #include "kernex/error.hpp"
+#include "process/remove_tree.hpp"
 
 namespace kernex::docker {
 
@@ -56,10 +58,11 @@ std::string create_container(docker_client& client, const container_config& conf
     }
     // Confinement (docs/security.md): no capability (so no device node,
     // no chown to another user, no raw socket), no privilege from setuid
-    // bits, a read-only root with a private tmpfs /tmp. The work dir bind
-    // cannot be nosuid/nodev through the Engine API; dropping CAP_MKNOD and
-    // the non-root user are what keep device nodes and setuid-root files out
-    // of it (and the executor clears setuid bits a root user sets).
+    // bits, a read-only root with a private tmpfs /tmp. The Engine API
+    // cannot make the work dir's bind nosuid,nodev (nosuid_bind.hpp does
+    // where it can); dropping CAP_MKNOD and the non-root user are what keep
+    // device nodes and setuid-root files out of it everywhere (and the
+    // executor clears setuid bits a root user sets).
     host_config["CapDrop"] = {"ALL"};
     if (!config.confinement.cap_add.empty()) host_config["CapAdd"] = config.confinement.cap_add;
     if (config.confinement.no_new_privileges) host_config["SecurityOpt"] = {"no-new-privileges"};
@@ -161,6 +164,7 @@ constexpr const char* label_start = "org.kernex.owner.start";
 constexpr const char* label_boot = "org.kernex.owner.boot";
 constexpr const char* label_pidns = "org.kernex.owner.pidns";
 constexpr const char* label_dirs = "org.kernex.temp_dirs";
+constexpr const char* label_mount_points = "org.kernex.mount_points";
 
 std::string first_line(const fs::path& file) {
     std::ifstream in(file);
@@ -184,8 +188,7 @@ void remove_temp_dir(const std::string& path) noexcept {
     if (!dir.is_absolute() || !(name.starts_with("kernex-") || name.starts_with("docker-"))) return;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) return;
-    std::error_code ec;
-    fs::remove_all(dir, ec);
+    detail::remove_tree(path.c_str());  // dirs the code made read-only or unreadable too
 }
 
 }  // namespace
@@ -235,11 +238,13 @@ std::string url_encode(std::string_view text) {
     return out;
 }
 
-std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs) {
+std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs,
+                                                const std::vector<std::string>& mount_points) {
     const std::string pid = std::to_string(::getpid());
     std::map<std::string, std::string> labels = {
         {label_pid, pid}, {label_start, process_start_time(pid)}, {label_boot, boot_id()}, {label_pidns, pid_namespace()}};
     if (!temp_dirs.empty()) labels[label_dirs] = nlohmann::json(temp_dirs).dump();
+    if (!mount_points.empty()) labels[label_mount_points] = nlohmann::json(mount_points).dump();
     return labels;
 }
 
@@ -261,6 +266,11 @@ int sweep_orphans(docker_client& client) noexcept {
             if (!start.empty() && process_start_time(pid) == start) continue;  // its kernex lives
             remove_container(client, c.value("Id", ""));
             ++removed;
+            const auto points = nlohmann::json::parse(labels.value(label_mount_points, "[]"), nullptr, false);
+            if (points.is_array())
+                for (const auto& p : points)
+                    if (p.is_string() && fs::path(p.get<std::string>()).filename().string().starts_with("kernex-mount-"))
+                        remove_mount_point(p.get<std::string>().c_str());
             const auto dirs = nlohmann::json::parse(labels.value(label_dirs, "[]"), nullptr, false);
             if (dirs.is_array())
                 for (const auto& d : dirs)

@@ -58,8 +58,10 @@ struct container_config {
 
 // Labels naming this process as a container's owner (pid, its start time,
 // the boot id), for sweep_orphans(); temp_dirs: host dirs of this container
-// that kernex made and a sweep removes with it.
-std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs = {});
+// that kernex made and a sweep removes with it; mount_points: nosuid_bind's,
+// which a sweep unmounts and rmdirs (never empties).
+std::map<std::string, std::string> owner_labels(const std::vector<std::string>& temp_dirs = {},
+                                                const std::vector<std::string>& mount_points = {});
 
 // A process's start time (/proc/PID/stat's 22nd field, clock ticks after
 // boot): with the pid it names one process of this boot. Empty when there is
@@ -73,8 +75,8 @@ std::string process_start_time(const std::string& pid);
 int sweep_orphans(docker_client& client) noexcept;
 
 
-// Docker cannot mount a bind nosuid (moby#12143), and the flag would act
-// only on exec through the container's mount anyway: a file the code made
+// The work dir's nosuid mount (nosuid_bind.hpp, where kernex can make it)
+// acts only on exec through the container's mount: a file the code made
 // setuid or setgid (root's, when it runs as root; the caller's otherwise)
 // would let another user of the host who can reach the work dir run it as
 // that user through the host's own mount. Once no process of the code runs

@@ -114,12 +114,16 @@ int sweep_ledger() noexcept {
             std::stringstream text;
             text << in.rdbuf();
             const auto entry = nlohmann::json::parse(text.str(), nullptr, false);
-            if (entry.is_discarded() || !entry.is_object()) {
-                fs::remove(item.path(), ec);
+            docker_client_options options;
+            try {
+                if (!entry.is_object()) throw std::invalid_argument("not an object");
+                options = options_from(entry);
+            } catch (...) {
+                fs::remove(item.path(), ec);  // not one kernex wrote whole: nothing to try again
                 continue;
             }
             try {
-                docker_client client(options_from(entry));
+                docker_client client(options);
                 if (client.request("GET", "/_ping").status != 200) throw std::runtime_error("no answer");
                 removed += sweep_orphans(client);
                 ledger_forget(item.path());

@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -18,9 +19,11 @@
 #include <vector>
 
 #include "docker/ledger.hpp"
+#include "docker/nosuid_bind.hpp"
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
 #include "process/helper_program.hpp"
+#include "process/remove_tree.hpp"
 
 namespace kernex::docker {
 
@@ -34,6 +37,8 @@ struct child_state {
     int container_count = 0;
     char dirs[max_items][max_path] = {};
     int dir_count = 0;
+    char mounts[max_items][max_path] = {};
+    int mount_count = 0;
     char line[max_path + 8] = {};
     std::size_t line_length = 0;
     bool goodbye = false;
@@ -41,7 +46,6 @@ struct child_state {
     socklen_t address_length = 0;
     char request[256] = {};
     char response[1024] = {};
-    const char* argv[max_items + 4] = {};
 };
 
 // In the child: async-signal-safe only.
@@ -92,6 +96,10 @@ void handle_line(child_state& s) {
         add(s.dirs, s.dir_count, value, length);
     } else if (what == 'D') {
         drop(s.dirs, s.dir_count, value, length);
+    } else if (what == 'm') {
+        add(s.mounts, s.mount_count, value, length);
+    } else if (what == 'M') {
+        drop(s.mounts, s.mount_count, value, length);
     }
 }
 
@@ -159,21 +167,21 @@ int detach(int fd) {
     return 3;
 }
 
+void remove_mount_points(child_state& s) {
+    for (int i = 0; i < s.mount_count; ++i) remove_mount_point(s.mounts[i]);
+}
+
 [[noreturn]] void run_child(child_state& s, int fd) {
     read_orders(s, detach(fd));
     if (s.goodbye) ::_exit(0);
     // kernex died: its containers first (then nothing in them writes to the dirs).
     for (int i = 0; i < s.container_count; ++i) remove_container(s, s.containers[i]);
-    if (s.dir_count == 0) ::_exit(0);
-    int a = 0;
-    s.argv[a++] = "rm";
-    s.argv[a++] = "-rf";
-    s.argv[a++] = "--";
-    for (int i = 0; i < s.dir_count; ++i) s.argv[a++] = s.dirs[i];
-    s.argv[a] = nullptr;
-    char* const no_env[] = {nullptr};
-    ::execve("/bin/rm", const_cast<char* const*>(s.argv), no_env);
-    ::_exit(127);
+    remove_mount_points(s);
+    // remove_tree allocates nothing, follows no link and gives dirs the
+    // code made unreadable or read-only (chmod 000, 500) their owner's
+    // rights back, which rm -rf does not: as a user, such a dir kept the tree.
+    for (int i = 0; i < s.dir_count; ++i) detail::remove_tree(s.dirs[i]);
+    ::_exit(0);
 }
 
 // The daemon's address as a sockaddr, resolved now (not after the fork).
@@ -281,10 +289,11 @@ int run_reaper_helper(int fd, const docker_client_options& options) {
     } catch (const std::exception&) {
         status = 1;
     }
+    remove_mount_points(*state);
     for (int i = 0; i < state->dir_count; ++i) {
-        std::error_code ec;
-        std::filesystem::remove_all(state->dirs[i], ec);  // never follows a link
-        if (ec) status = 1;
+        detail::remove_tree(state->dirs[i]);  // never follows a link
+        struct stat st;
+        if (::lstat(state->dirs[i], &st) == 0) status = 1;
     }
     return status;
 }
@@ -328,6 +337,8 @@ void reaper::send(char what, const std::string& value) noexcept {
 void reaper::track_container(const std::string& id) noexcept { send('c', id); }
 void reaper::forget_container(const std::string& id) noexcept { send('C', id); }
 void reaper::track_dir(const std::string& path) noexcept { send('d', path); }
+void reaper::track_mount(const std::string& path) noexcept { send('m', path); }
+void reaper::forget_mount(const std::string& path) noexcept { send('M', path); }
 void reaper::forget_dir(const std::string& path) noexcept { send('D', path); }
 
 }  // namespace kernex::docker

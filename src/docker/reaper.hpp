@@ -4,9 +4,11 @@
 // whose other end only kernex holds: kernex tells it what it made (and what
 // it removed itself); when that socket ends without a goodbye, kernex is
 // dead, and the reaper removes the containers it was told of (DELETE
-// ?force through the Engine API, the same daemon address) and then the dirs
-// (rm -rf), and exits. After fork it only makes system calls on memory
-// prepared before the fork (async-signal-safe), then execs rm.
+// ?force through the Engine API, the same daemon address), the mount points
+// of the work dir's nosuid bind (nosuid_bind.hpp), and then the dirs
+// (remove_tree, as the local executor's reaper does), and exits. After fork
+// it only makes system calls on memory prepared before the fork
+// (async-signal-safe).
 //
 // A daemon reached over TLS needs OpenSSL, which a forked child of a
 // threaded process must not use (a lock another thread held at the fork
@@ -49,6 +51,10 @@ public:
     void forget_container(const std::string& id) noexcept;
     void track_dir(const std::string& path) noexcept;
     void forget_dir(const std::string& path) noexcept;
+    // A mount point of nosuid_bind's: unmounted and rmdir-ed (never
+    // emptied), after the containers and before the dirs.
+    void track_mount(const std::string& path) noexcept;
+    void forget_mount(const std::string& path) noexcept;
 
     pid_t pid() const noexcept { return m_pid; }
 

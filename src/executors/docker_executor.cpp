@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -14,6 +15,7 @@
 #include "docker/archive.hpp"
 #include "docker/containers.hpp"
 #include "docker/exec_stream.hpp"
+#include "docker/nosuid_bind.hpp"
 #include "docker/reaper.hpp"
 #include "executors/code_files.hpp"
 #include "executors/executor_config.hpp"
@@ -169,11 +171,20 @@ void docker_executor::start_container() {
     docker::container_config config;
     config.image = m_options.image;
     config.name = m_options.container_name.value_or("kernex-" + docker::random_hex(12));
+    // nosuid,nodev where kernex can (nosuid_bind.hpp): mounted for each
+    // start of the container (this one, ensure_running's, restart's). Not
+    // for a container kept after kernex (stop_container false, auto_remove
+    // false): a later docker start of it would find no mount there.
+    m_work_bind.reset();
+    if (m_options.files == "bind" && m_options.stop_container && m_options.auto_remove)
+        m_work_bind = std::make_unique<docker::nosuid_bind>(m_client, dir, m_reaper.get());
     config.cmd = {"sh", "-c", keep_alive_script};
     // Not /workspace: the first process's uid may not enter it.
     config.working_dir = "/";
+    std::optional<docker::nosuid_bind::mounted> work_mounted;
     if (m_options.files == "bind") {
-        config.binds = {dir.string() + ":/workspace:rw"};
+        config.binds = {(m_work_bind ? m_work_bind->source() : dir.string()) + ":/workspace:rw"};
+        if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
     } else {
         // A tmpfs of its own (the archive endpoint cannot write to a read-only
         // root, nor to the container's own tmpfs mounts), owned by the blocks' user.
@@ -186,8 +197,10 @@ void docker_executor::start_container() {
     config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
     config.confinement = {m_options.read_only, m_options.no_new_privileges, m_options.cap_add};
     config.labels = {{"org.kernex.executor", "docker"}};
-    if (m_reaper) config.labels.merge(docker::owner_labels(m_owns_work_dir ? std::vector{m_work_dir.string()}
-                                                                           : std::vector<std::string>{}));
+    if (m_reaper)
+        config.labels.merge(docker::owner_labels(
+            m_owns_work_dir ? std::vector{m_work_dir.string()} : std::vector<std::string>{},
+            m_work_bind && m_work_bind->applied() ? std::vector{m_work_bind->source()} : std::vector<std::string>{}));
     config.user = m_keeper_uid + ":" + m_keeper_uid;
     const bool with_runner = m_runner_note.empty();
     if (with_runner) {
@@ -407,6 +420,8 @@ void docker_executor::copy_back(const std::function<void(const std::string&)>& s
 
 // A container that has stopped (or gone) since the last block: start it again, or make a new one.
 void docker_executor::ensure_running() {
+    std::optional<docker::nosuid_bind::mounted> work_mounted;
+    if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/start");
     if (r.status == 204 && m_options.files == "copy") copy_work_dir_in();  // its tmpfs began empty
     if (r.status == 204 || r.status == 304) return;
@@ -427,6 +442,8 @@ void docker_executor::restart() {
         start_container();
         return;
     }
+    std::optional<docker::nosuid_bind::mounted> work_mounted;
+    if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/restart?t=2");
     if (r.status == 404) {
         remove_container();
@@ -445,6 +462,7 @@ void docker_executor::remove_container() noexcept {
     if (m_reaper) m_reaper->forget_container(m_container_id);
     m_container_id.clear();
     m_container_name.clear();
+    m_work_bind.reset();  // its mount point, with the container that named it
 }
 
 void docker_executor::stop() noexcept {
@@ -465,6 +483,7 @@ void docker_executor::stop() noexcept {
         m_container_id.clear();
         m_container_name.clear();
     }
+    m_work_bind.reset();
     // A container left running still has the work dir bound: it stays too.
     if (m_owns_work_dir && !left_running) {
         detail::remove_tree(m_work_dir.c_str());  // dirs the blocks made read-only too

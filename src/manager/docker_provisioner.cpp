@@ -40,6 +40,7 @@
 
 #include "connection/private_dirs.hpp"
 #include "docker/containers.hpp"
+#include "docker/nosuid_bind.hpp"
 #include "docker/reaper.hpp"
 #include "kernex/docker_client.hpp"
 #include "kernex/error.hpp"
@@ -146,6 +147,7 @@ public:
                 m_owns_work_dir = true;
                 m_reaper->track_dir(m_work_dir.string());
             }
+            m_work_bind = std::make_unique<docker::nosuid_bind>(m_client, m_work_dir, m_reaper.get());
         } catch (const fs::filesystem_error& e) {
             release_dirs();
             throw error(errc::io_error, std::string("cannot make the kernel's directories: ") + e.what());
@@ -201,12 +203,14 @@ public:
             for (const auto& [name, value] : request.env) config.env.push_back(name + "=" + value);
             if (!m_home.empty() && !request.env.contains("HOME")) config.env.push_back("HOME=" + m_home);
             config.user = *m_options.user;
-            config.binds = {m_work_dir.string() + ":/workspace:rw",
+            config.binds = {m_work_bind->source() + ":/workspace:rw",
                             m_private_dir.string() + ":" + m_private_dir.string() + ":rw"};
             config.network_mode = m_options.network_mode;
             config.limits = {m_options.memory, m_options.cpus, m_options.pids_limit};
-            config.labels = docker::owner_labels(m_owns_work_dir ? std::vector{m_private_dir.string(), m_work_dir.string()}
-                                                                 : std::vector{m_private_dir.string()});
+            config.labels = docker::owner_labels(
+                m_owns_work_dir ? std::vector{m_private_dir.string(), m_work_dir.string()}
+                                : std::vector{m_private_dir.string()},
+                m_work_bind->applied() ? std::vector{m_work_bind->source()} : std::vector<std::string>{});
             config.labels["org.kernex.kernel"] = m_kernel_id;
             config.init = true;
             config.published_ports = ports;
@@ -216,6 +220,8 @@ public:
             m_container_name = config.name;
             m_published = ports;
         }
+        // nosuid,nodev where kernex can (nosuid_bind.hpp), for every start: a restart too.
+        const auto work_mounted = m_work_bind->for_start();
         docker::start_container(m_client, m_container_id, m_options.image,
                                 "the image must be able to run the kernelspec's command, " + request.argv.front() +
                                     "; a bad memory, cpus or pids_limit?");
@@ -382,6 +388,7 @@ private:
     }
 
     void release_dirs() noexcept {
+        m_work_bind.reset();  // its mount point, before the dir it binds
         remove_tree(m_private_dir);
         if (m_reaper) m_reaper->forget_dir(m_private_dir.string());
         m_private_dir.clear();
@@ -409,6 +416,7 @@ private:
     int m_event = -1;
     std::string m_exit_text;
     std::unique_ptr<docker::reaper> m_reaper;  // removes the container and the dirs should we die
+    std::unique_ptr<docker::nosuid_bind> m_work_bind;  // after m_reaper, which it tells of its mount point
     std::jthread m_watcher;  // last: stopped before what it uses goes
 };
 

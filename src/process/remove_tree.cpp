@@ -58,8 +58,18 @@ void empty_dir(int dir_fd, dev_t dev, int depth) noexcept {
 
 }  // namespace
 
+bool is_mount_root(int at, const char* name) noexcept {
+    struct statx stx;
+    if (::statx(at, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &stx) != 0) return false;
+    return (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
 int open_emptiable_dir(int at, const char* name, const dev_t* dev) noexcept {
     constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    // A mount inside the tree (a bind of a dir elsewhere, on the same file
+    // system or not) is never entered, nor chmod-ed: what it shows is not
+    // the tree's.
+    if (at != AT_FDCWD && is_mount_root(at, name)) return -1;
     int fd = ::openat(at, name, flags);
     if (fd < 0 && errno == EACCES) {
         // Made unreadable by the code (chmod 000): its owner's rights back,

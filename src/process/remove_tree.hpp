@@ -9,8 +9,14 @@
 
 namespace kernex::detail {
 
+// Whether name (relative to at, not followed) is the root of a mount: a
+// bind mount of a dir on the same file system included (statx's
+// STATX_ATTR_MOUNT_ROOT; false on kernels before 5.8, which do not say).
+bool is_mount_root(int at, const char* name) noexcept;
+
 // Opens the directory name (relative to at; AT_FDCWD for a path) to empty it,
-// never through a symlink, and only on file system *dev when dev is given.
+// never through a symlink, never into a mount below at (is_mount_root), and
+// only on file system *dev when dev is given.
 // One the code made unreadable or read-only (chmod 000, chmod 500) gets its
 // owner's rights back first: nothing of the code runs by then. -1 when it
 // cannot be had.

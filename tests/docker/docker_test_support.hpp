@@ -450,6 +450,25 @@ struct tls_dockerd {
     }
 };
 
+// Whether something is mounted at path, per this process's mountinfo.
+inline bool mounted_at(const docker_fs::path& path) {
+    std::ifstream mountinfo("/proc/self/mountinfo");
+    for (std::string line; std::getline(mountinfo, line);)
+        if (line.find(" " + path.string() + " ") != std::string::npos) return true;
+    return false;
+}
+
+// The mount point a container's work dir is bound from when kernex made it
+// nosuid,nodev (src/docker/nosuid_bind.hpp), or empty: its Binds' source.
+inline std::string work_dir_mount_point(kernex::docker_client& client, const std::string& container) {
+    const auto inspect = client.call("GET", "/containers/" + container + "/json");
+    for (const auto& bind : inspect["HostConfig"]["Binds"]) {
+        const std::string source = bind.get<std::string>().substr(0, bind.get<std::string>().find(':'));
+        if (docker_fs::path(source).filename().string().starts_with("kernex-mount-")) return source;
+    }
+    return {};
+}
+
 // What kill -9 of a kernex process left: found is false when its container
 // never showed up (the output says why).
 struct kill9_outcome {
@@ -457,8 +476,12 @@ struct kill9_outcome {
     bool found = false;
     std::string container;
     std::vector<docker_fs::path> dirs;  // the host dirs bound into the container
+    // The mount points kernex binds a work dir from, nosuid,nodev (as root:
+    // src/docker/nosuid_bind.hpp); Docker's bind names them, not the dir.
+    std::vector<docker_fs::path> mount_points;
     bool container_left = true;
-    std::vector<docker_fs::path> dirs_left;
+    std::vector<docker_fs::path> dirs_left;  // mount points left count too
+    bool mount_left = false;  // one of mount_points still mounted
     std::string output;
 };
 
@@ -529,8 +552,12 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
     out.found = true;
     out.container = list[0]["Id"].get<std::string>();
     const auto inspect = client.call("GET", "/containers/" + out.container + "/json");
-    for (const auto& bind : inspect["HostConfig"]["Binds"])
-        out.dirs.push_back(bind.get<std::string>().substr(0, bind.get<std::string>().find(':')));
+    const std::string point = work_dir_mount_point(client, out.container);
+    if (!point.empty()) out.mount_points.push_back(point);
+    for (const auto& bind : inspect["HostConfig"]["Binds"]) {
+        const std::string source = bind.get<std::string>().substr(0, bind.get<std::string>().find(':'));
+        if (source != point) out.dirs.push_back(source);
+    }
     // Temporary dirs that are not bound (files: copy): named in a label.
     const auto labelled = nlohmann::json::parse(
         inspect["Config"]["Labels"].value("org.kernex.temp_dirs", std::string("[]")), nullptr, false);
@@ -553,7 +580,12 @@ inline kill9_outcome kill9_mid_run(kernex::docker_client& client, const std::vec
         out.dirs_left.clear();
         for (const auto& d : out.dirs)
             if (docker_fs::exists(d)) out.dirs_left.push_back(d);
-        if ((!out.container_left && out.dirs_left.empty()) || std::chrono::steady_clock::now() >= until) break;
+        for (const auto& d : out.mount_points)
+            if (docker_fs::exists(d)) out.dirs_left.push_back(d);
+        out.mount_left = std::any_of(out.mount_points.begin(), out.mount_points.end(), mounted_at);
+        if ((!out.container_left && out.dirs_left.empty() && !out.mount_left) ||
+            std::chrono::steady_clock::now() >= until)
+            break;
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     return out;

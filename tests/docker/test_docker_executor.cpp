@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -590,6 +591,54 @@ TEST_CASE("confinement by default: no caps, no-new-privileges, read-only root, n
     CHECK(r.output == "256\n");
 }
 
+TEST_CASE("the work dir is mounted nosuid,nodev in the container when kernex may mount (root, the daemon's mount namespace)") {
+    // Docker cannot set the flags on a bind (moby#12143); kernex binds the
+    // dir from a nosuid,nodev mount of its own (src/docker/nosuid_bind.hpp).
+    auto& d = suite();
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: kernex can make the mount as root only");
+        return;
+    }
+    // The resident runner's container, and the exec path's, which starts a
+    // stopped container again (ensure_running) instead of making a new one.
+    for (const bool resident_runner : {true, false}) {
+        CAPTURE(resident_runner);
+        kernex::test::temp_dir work;
+        docker_executor_options o = busybox();
+        o.work_dir = work.path();
+        o.resident_runner = resident_runner;
+        std::string point;
+        {
+            docker_executor ex(o);
+            if (ex.files_mode() != "bind") return;
+            auto r = run(ex, "sh", "grep ' /workspace ' /proc/mounts | cut -d' ' -f4 | tr , '\\n' | grep -xE 'nosuid|nodev'; "
+                                   "echo kept > made-inside");
+            CHECK(r.output == "nosuid\nnodev\n");
+            // The container sees the work dir itself (not a copy, not an empty dir).
+            CHECK(kernex::test::read_file(work.path() / "made-inside") == "kept\n");
+            // The mount kernex made lived for the container's start only; its
+            // point stays, empty, for another start of the same container.
+            point = kernex::test::work_dir_mount_point(d.client, ex.container_id());
+            REQUIRE_FALSE(point.empty());
+            CHECK_FALSE(kernex::test::mounted_at(point));
+            CHECK(fs::is_empty(point));
+            // A container that stopped: the next block runs in it started again
+            // (exec path) or in a new one (runner), with the same dir, nosuid,nodev.
+            d.client.call("POST", "/containers/" + ex.container_id() + "/kill");
+            const auto until = std::chrono::steady_clock::now() + 20s;
+            while (d.client.call("GET", "/containers/" + ex.container_id() + "/json")["State"]["Running"] == true &&
+                   std::chrono::steady_clock::now() < until)
+                std::this_thread::sleep_for(20ms);
+            r = run(ex, "sh", "grep ' /workspace ' /proc/mounts | cut -d' ' -f4 | tr , '\\n' | grep -xE 'nosuid|nodev'; "
+                              "cat made-inside");
+            CHECK(r.output == "nosuid\nnodev\nkept\n");
+            CHECK_FALSE(kernex::test::mounted_at(point));
+        }
+        CHECK_FALSE(fs::exists(point));
+        CHECK(fs::exists(work.path() / "made-inside"));  // what the dir held is untouched
+    }
+}
+
 TEST_CASE("each default loosened explicitly: writable root, no limits, privileges, a capability") {
     auto& d = suite();
     auto ex = kernex::make_executor({{"executor", "docker"},
@@ -877,6 +926,57 @@ TEST_CASE("kill -9 of kernex exec mid-block: within 5 s neither its container no
     CHECK_MESSAGE(left.dirs_left.empty(), left.dirs_left[0]);
 }
 
+TEST_CASE("kill -9 of kernex exec as a user: dirs the code made unreadable or read-only do not keep the temporary work dir") {
+    // As a user (root's rights pass over modes), the blocks run as that user
+    // in the container; the reaper's removal gives such dirs their owner's
+    // rights back (rm -rf left them, and the whole tree with them).
+    auto& d = suite();
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    const passwd* nobody = ::getpwnam("nobody");
+    REQUIRE(nobody != nullptr);
+    kernex::test::temp_dir home;
+    fs::permissions(home.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    const fs::path tmp = home.path() / "tmp", state = home.path() / "state";
+    for (const auto& dir : {tmp, state}) {
+        fs::create_directory(dir);
+        REQUIRE(::chown(dir.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+    }
+    std::ofstream(home.path() / "message.md")
+        << "```sh\nmkdir -p d/e; touch d/e/f; chmod 500 d; mkdir z; chmod 000 z; chmod 500 .\necho started\nsleep 300\n```\n";
+    fs::permissions(home.path() / "message.md", fs::perms::others_read, fs::perm_options::add);
+    // The suite's daemon, for that user too while the test runs.
+    const fs::path socket = d.daemon.host().substr(std::string_view("unix://").size());
+    const auto socket_dir_perms = fs::status(socket.parent_path()).permissions();
+    fs::permissions(socket.parent_path(), fs::perms::others_exec, fs::perm_options::add);
+    fs::permissions(socket, fs::perms::others_read | fs::perms::others_write, fs::perm_options::add);
+    struct restore {
+        fs::path socket;
+        fs::perms dir;
+        ~restore() {
+            std::error_code ec;
+            fs::permissions(socket, fs::perms::others_read | fs::perms::others_write, fs::perm_options::remove, ec);
+            fs::permissions(socket.parent_path(), dir, ec);
+        }
+    } restore_later{socket, socket_dir_perms};
+    const std::string id = std::to_string(nobody->pw_uid), gid = std::to_string(nobody->pw_gid);
+    const auto left = kernex::test::kill9_mid_run(
+        d.client,
+        {"/usr/bin/setpriv", "--reuid=" + id, "--regid=" + gid, "--clear-groups", "/usr/bin/env",
+         "TMPDIR=" + tmp.string(), "XDG_STATE_HOME=" + state.string(), "HOME=/nonexistent",
+         (fs::path(build) / "src" / "cli" / "kernex").string(), "exec", "--executor", "docker", "--image",
+         kernex::test::busybox_image, (home.path() / "message.md").string()},
+        d.daemon.host(), "started\n", 5s);
+    REQUIRE_MESSAGE(left.found, left.output);
+    REQUIRE(left.dirs.size() == 1);
+    CHECK(left.dirs[0].parent_path() == tmp);
+    CHECK(left.mount_points.empty());  // a user cannot mount: the dir itself is bound
+    CHECK_FALSE(left.container_left);
+    CHECK_MESSAGE(left.dirs_left.empty(), left.dirs_left[0]);
+    std::error_code ec;
+    CHECK(fs::is_empty(tmp, ec));
+}
+
 TEST_CASE("kernex killed with its container reaper: the next kernex start of any command removes what it left") {
     auto& d = suite();
     const char* build = std::getenv("KERNEX_BUILD_DIR");
@@ -891,9 +991,10 @@ TEST_CASE("kernex killed with its container reaper: the next kernex start of any
         d.daemon.host(), "started\n", 2s, true);
     REQUIRE_MESSAGE(left.found, left.output);
     REQUIRE(left.dirs.size() == 1);
-    // Nothing removed them: the reaper died with kernex.
+    // Nothing removed them: the reaper died with kernex (as root, the work
+    // dir's mount point too, which the sweep unmounts and removes).
     REQUIRE(left.container_left);
-    REQUIRE(left.dirs_left.size() == 1);
+    REQUIRE(left.dirs_left.size() == 1 + left.mount_points.size());
     // The ledger names the daemon; no DOCKER_HOST is needed to find it again.
     kernex::spawn_options version;
     version.argv = {kernex_exe.string(), "--version"};
@@ -903,9 +1004,31 @@ TEST_CASE("kernex killed with its container reaper: the next kernex start of any
     CHECK(r.output == "kernex 0.1.0\n");
     CHECK(d.client.request("GET", "/containers/" + left.container + "/json").status == 404);
     CHECK_FALSE(fs::exists(left.dirs[0]));
+    for (const auto& point : left.mount_points) CHECK_FALSE(fs::exists(point));
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(kernex::docker::ledger_dir(), ec))  // <pid>-<start>-<random>.json
         CHECK_FALSE(entry.path().filename().string().starts_with(std::to_string(left.pid) + "-"));
+}
+
+TEST_CASE("ledger entries kernex did not write whole are dropped at the next start; a living owner's stays") {
+    const char* build = std::getenv("KERNEX_BUILD_DIR");
+    REQUIRE(build != nullptr);
+    kernex::test::temp_dir state;
+    const fs::path dir = state.path() / "kernex" / "containers";
+    fs::create_directories(dir);
+    const std::string me = std::to_string(::getpid()) + "-" + kernex::docker::process_start_time(std::to_string(::getpid()));
+    kernex::test::write_file(dir / "999999998-1-aaaa.json", R"({"tls": {"verify": false}})");  // no host
+    kernex::test::write_file(dir / "999999997-1-bbbb.json", "{\"host\": ");                   // cut short
+    kernex::test::write_file(dir / "999999996-1-cccc.json", R"({"host": "unix:///x"})");      // no tls
+    kernex::test::write_file(dir / (me + "-dddd.json"), R"({"host": "unix:///nonexistent/docker.sock", "tls": {"verify": false}})");
+    kernex::spawn_options version;
+    version.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(), "--version"};
+    version.env = {{"XDG_STATE_HOME", state.path().string()}};
+    const auto r = kernex::run_process(version, {});
+    CHECK(r.exit_code == 0);
+    std::vector<std::string> left;
+    for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
+    CHECK(left == std::vector<std::string>{me + "-dddd.json"});
 }
 
 TEST_CASE("the containers of kernex processes that died are swept at the next start, with their temporary dirs") {

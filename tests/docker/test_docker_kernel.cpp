@@ -324,6 +324,9 @@ TEST_CASE("kernex run --docker-image with the container flags, and kill -9 of ke
                                           suite().daemon.host(), "is running", 5s);
     REQUIRE_MESSAGE(left.found, left.output);
     CHECK(left.dirs.size() == 2);  // the temporary work dir and the private dir
+    // As root: the mount point of the work dir's nosuid bind, unmounted and removed by the reaper.
+    CHECK(left.mount_points.size() == (::geteuid() == 0 ? 1u : 0u));
+    CHECK_FALSE(left.mount_left);
     CHECK_FALSE(left.container_left);
     for (const auto& d : left.dirs_left) CHECK_MESSAGE(false, d << " is left");
     CHECK(containers().empty());
@@ -341,6 +344,7 @@ TEST_CASE("a kernel killed inside its container: kernel_died, then the restarter
     const std::string kernel_pid = r.result_text().value_or("");
     REQUIRE_FALSE(kernel_pid.empty());
     CHECK(kc.execute("lost = True").status == execution_status::ok);
+    CHECK(kc.execute("open('/workspace/kept', 'w').write('before')").status == execution_status::ok);
 
     auto killer = std::async(std::launch::async, [&] {
         std::this_thread::sleep_for(1500ms);
@@ -359,9 +363,23 @@ TEST_CASE("a kernel killed inside its container: kernel_died, then the restarter
     CHECK(restarted.load() == 1);
     CHECK(km.restart_count() == 1);
     CHECK(container_of(km) == container);
+    // The same work dir after the restart, and (as root) nosuid,nodev again:
+    // kernex mounts it for every start of the container.
+    CHECK(kc.execute("open('/workspace/kept').read()").result_text() == "'before'");
+    std::string point;
+    if (::geteuid() == 0) {
+        r = kc.execute("[sorted(set(l.split()[3].split(',')) & {'nosuid', 'nodev'}) for l in open('/proc/mounts') "
+                       "if l.split()[1] == '/workspace']");
+        CHECK(r.result_text() == "[['nodev', 'nosuid']]");
+        point = test::work_dir_mount_point(suite().client, container);
+        REQUIRE_FALSE(point.empty());
+        CHECK(fs::is_directory(point));  // kept for a next start, empty and unmounted
+        CHECK_FALSE(test::mounted_at(point));
+    }
     const footprint f = footprint_of(km);
     km.shutdown();
     check_nothing_left(f);
+    if (!point.empty()) CHECK_FALSE(fs::exists(point));
 }
 
 TEST_CASE("a kernel in a container on a tcp daemon: death is seen by inspecting, without a pidfd") {

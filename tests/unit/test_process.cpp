@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "../helpers/test_support.hpp"
 #include "kernex/error.hpp"
 #include "kernex/process.hpp"
+#include "process/remove_tree.hpp"
 
 using namespace std::chrono_literals;
 using kernex::test::process_gone;
@@ -471,4 +473,35 @@ TEST_CASE("linger: a kill -9 of kernex after the program ended still removes the
         CHECK(read_file(outside / "canary") == "precious");
         CHECK(kernex::test::no_process_with(mark, 0ms));
     }
+}
+
+TEST_CASE("remove_tree follows no link and enters no mount: what they show elsewhere is kept") {
+    namespace fs = std::filesystem;
+    temp_dir outside, parent;
+    kernex::test::write_file(outside.path() / "canary", "precious");
+    const fs::path tree = parent.path() / "tree";
+    fs::create_directories(tree / "a" / "b");
+    kernex::test::write_file(tree / "a" / "b" / "f", "x");
+    fs::create_directory_symlink(outside.path(), tree / "link");
+    fs::create_symlink(outside.path() / "canary", tree / "canary-link");
+    // A bind of a dir elsewhere on the same file system (same st_dev: only
+    // the mount-root attribute tells it), as root: nosuid_bind's kind of mount.
+    const bool mounted = ::geteuid() == 0 && fs::create_directory(tree / "m") &&
+                         ::mount(outside.path().c_str(), (tree / "m").c_str(), nullptr, MS_BIND, nullptr) == 0;
+    if (mounted) CHECK(kernex::detail::is_mount_root(AT_FDCWD, (tree / "m").c_str()));
+    CHECK_FALSE(kernex::detail::is_mount_root(AT_FDCWD, (tree / "a").c_str()));
+
+    kernex::detail::remove_tree(tree.c_str());
+    CHECK(read_file(outside.path() / "canary") == "precious");
+    if (mounted) {
+        // The mount point stays (mounted), and with it the tree's dir.
+        CHECK(read_file(tree / "m" / "canary") == "precious");
+        std::vector<std::string> left;
+        for (const auto& e : fs::directory_iterator(tree)) left.push_back(e.path().filename().string());
+        CHECK(left == std::vector<std::string>{"m"});
+        ::umount2((tree / "m").c_str(), MNT_DETACH);
+        kernex::detail::remove_tree(tree.c_str());
+    }
+    CHECK_FALSE(fs::exists(tree));
+    CHECK(fs::exists(outside.path() / "canary"));
 }
