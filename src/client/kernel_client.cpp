@@ -91,22 +91,16 @@ json comm_message::to_json() const {
 
 namespace {
 
-// Owns a watch fd from kernel_control for the length of one request.
-class watched_fd {
+// Has the transport watch a kernel's watch fd for the length of one request.
+class watching {
 public:
-    watched_fd(transport& t, kernel_control* control) : m_transport(t), m_fd(control ? control->watch_fd() : -1) {
-        m_transport.watch_death_fd(m_fd);
-    }
-    ~watched_fd() {
-        m_transport.watch_death_fd(-1);
-        if (m_fd >= 0) ::close(m_fd);
-    }
-    watched_fd(const watched_fd&) = delete;
-    watched_fd& operator=(const watched_fd&) = delete;
+    watching(transport& t, int fd) : m_transport(t) { m_transport.watch_death_fd(fd); }
+    ~watching() { m_transport.watch_death_fd(-1); }
+    watching(const watching&) = delete;
+    watching& operator=(const watching&) = delete;
 
 private:
     transport& m_transport;
-    int m_fd;
 };
 
 std::string str(const json& j, const char* key) {
@@ -208,6 +202,36 @@ struct kernel_client::impl {
     // Comm messages no on_comm took, for next_comm (bounded: oldest dropped).
     std::deque<comm_message> comms;
     std::uint64_t dropped_comms = 0;
+    // The current kernel process's watch fd, kept from one request to the
+    // next (a dup and a close per request were two syscalls of every cell)
+    // and fetched again once a new process replaced it.
+    int watch_fd = -1;
+    std::uint64_t watch_generation = 0;
+
+    impl() = default;
+    impl(const impl&) = delete;
+    impl& operator=(const impl&) = delete;
+    ~impl() { drop_watch_fd(); }
+
+    void drop_watch_fd() noexcept {
+        if (watch_fd >= 0) ::close(watch_fd);
+        watch_fd = -1;
+    }
+
+    // The fd that becomes readable when the kernel process dies; -1 when
+    // there is none to watch.
+    int current_watch_fd() {
+        if (!control) return -1;
+        // Read before the fd is asked for: a process started in between
+        // makes the next request ask again, and an old process's fd is never
+        // kept for a new one.
+        const auto generation = control->generation();
+        if (watch_fd >= 0 && generation == watch_generation) return watch_fd;
+        drop_watch_fd();
+        watch_fd = control->watch_fd();
+        watch_generation = generation;
+        return watch_fd;
+    }
 
     void keep_comm(comm_message&& c) {
         if (comms.size() >= max_kept_comms) {
@@ -278,7 +302,7 @@ struct kernel_client::impl {
         // a kernel replaced under the next cell.
         if (control && control->generation() != ready_generation) forget_sessions();
         if (control) ready_generation = control->generation();
-        watched_fd watch(*t, control);
+        watching watch(*t, current_watch_fd());
         std::unordered_set<std::string> asked;
         auto ask = [&] { asked.insert(send(channel::shell, "kernel_info_request", json::object()).header.msg_id); };
         ask();
@@ -337,7 +361,7 @@ struct kernel_client::impl {
     }
 
     message wait_reply(const message& request, channel ch, steady::time_point deadline, const std::string& what) {
-        watched_fd watch(*t, control);
+        watching watch(*t, current_watch_fd());
         incoming in;
         for (;;) {
             auto st = t->receive(deadline, in);
@@ -532,7 +556,7 @@ struct kernel_client::impl {
             result.elapsed = steady::now() - start;
             return result;
         }
-        watched_fd watch(*t, control);
+        watching watch(*t, current_watch_fd());
         const json content = {{"code", code},
                               {"silent", o.silent},
                               {"store_history", o.store_history},
@@ -761,7 +785,7 @@ std::optional<comm_message> kernel_client::next_comm(std::chrono::milliseconds t
         return c;
     }
     const auto deadline = steady::now() + timeout;
-    watched_fd watch(*d.t, d.control);
+    watching watch(*d.t, d.current_watch_fd());
     incoming in;
     for (;;) {
         const auto st = d.t->receive(deadline, in);
@@ -788,6 +812,7 @@ json kernel_client::interrupt_request(std::chrono::milliseconds timeout) {
 }
 
 void kernel_client::set_control(kernel_control* control) noexcept {
+    m_impl->drop_watch_fd();
     m_impl->control = control;
     if (control) m_impl->ready_generation = control->generation();
     // A new baseline: the next cell's state_lost compares with this kernel
