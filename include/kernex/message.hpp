@@ -180,6 +180,12 @@ public:
     // that a 100 MB output is never held twice.
     std::optional<message> decode_view(std::span<const std::string_view> frames, reject_reason* why = nullptr,
                                        bool frames_disposable = false);
+    // decode_view into out, reusing the storage of its strings (a client
+    // that reads message after message into one object allocates less).
+    // Returns whether the message was accepted; after a rejection out holds
+    // nothing to use (its fields are in a valid but unspecified state).
+    bool decode_view_into(std::span<const std::string_view> frames, message& out, reject_reason* why = nullptr,
+                          bool frames_disposable = false);
 
     const reject_counters& rejected() const noexcept;
     const signer& sign() const noexcept;

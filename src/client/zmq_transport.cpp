@@ -410,12 +410,12 @@ private:
         // output is held once, not twice.
         m_views.clear();
         for (auto& p : m_parts) m_views.emplace_back(static_cast<const char*>(p.data()), p.size());
-        auto msg = m_codec.decode_view(m_views, nullptr, true);
+        // Into the caller's message: its strings' storage is reused.
+        const bool accepted = m_codec.decode_view_into(m_views, out.message, nullptr, true);
         m_views.clear();
         m_parts.clear();
-        if (!msg) return read_result::rejected;
+        if (!accepted) return read_result::rejected;
         out.channel = ch;
-        out.message = std::move(*msg);
         return read_result::message;
     }
 

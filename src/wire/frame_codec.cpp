@@ -68,20 +68,20 @@ struct frame_codec::impl {
         frames[sig] = m_signer.sign({frames[sig + 1], frames[sig + 2], frames[sig + 3], frames[sig + 4]});
     }
 
-    std::optional<message> reject(reject_reason r, reject_reason* why) noexcept {
+    bool reject(reject_reason r, reject_reason* why) noexcept {
         ++m_counters.by_reason[static_cast<std::size_t>(r)];
         if (why) *why = r;
-        return std::nullopt;
+        return false;
     }
 
     // The checks that need no parsing; nullopt when the frames pass them.
     std::optional<reject_reason> verify(std::span<const std::string_view> frames, std::size_t& delim);
 
-    // Verifies and parses frames; take(i) gives frame i as a string of its
-    // own (moved or copied) for the identities and buffers.
-    template <class Take>
-    std::optional<message> decode(std::span<const std::string_view> frames, reject_reason* why, bool disposable,
-                                  Take take);
+    // Verifies and parses frames into msg (whose strings' storage is
+    // reused); put(dst, i) gives frame i to the string dst (moved or
+    // copied), for the identities and buffers.
+    template <class Put>
+    bool decode(std::span<const std::string_view> frames, message& msg, reject_reason* why, bool disposable, Put put);
 };
 
 std::optional<reject_reason> frame_codec::impl::verify(std::span<const std::string_view> frames, std::size_t& delim) {
@@ -105,6 +105,9 @@ std::optional<reject_reason> frame_codec::impl::verify(std::span<const std::stri
     wire::digest_bytes digest;
     const std::size_t n = m_signer.hex_length() / 2;
     if (!wire::decode_hex(signature, digest.data(), n)) return reject_reason::bad_signature_hex;
+    // The guard's table is large: its slot for this signature is fetched
+    // from memory while the HMAC is computed.
+    m_guard.prefetch(std::string_view(reinterpret_cast<const char*>(digest.data()), n));
     if (!m_signer.verify_digest(digest.data(), {frames[delim + 2], frames[delim + 3], frames[delim + 4], frames[delim + 5]}))
         return reject_reason::bad_signature;
 
@@ -142,15 +145,14 @@ std::vector<std::string> frame_codec::encode(message&& msg) const {
     return frames;
 }
 
-template <class Take>
-std::optional<message> frame_codec::impl::decode(std::span<const std::string_view> frames, reject_reason* why,
-                                                 bool disposable, Take take) {
+template <class Put>
+bool frame_codec::impl::decode(std::span<const std::string_view> frames, message& msg, reject_reason* why,
+                               bool disposable, Put put) {
     std::size_t delim = 0;
     if (const auto failed = verify(frames, delim)) return reject(*failed, why);
 
     // The headers are read straight into the message's fields; only the
     // metadata and the content become JSON values.
-    message msg;
     bool bad_field = false;
     for (std::size_t i = 0; i < 2; ++i) {
         switch (wire::read_header(frames[delim + 2 + i], m_options.max_json_depth, i == 0 ? msg.header : msg.parent_header)) {
@@ -173,21 +175,33 @@ std::optional<message> frame_codec::impl::decode(std::span<const std::string_vie
     }
     if (bad_field || msg.header.msg_type.empty()) return reject(reject_reason::bad_header, why);
 
-    msg.identities.reserve(delim);
-    for (std::size_t i = 0; i < delim; ++i) msg.identities.push_back(take(i));
-    msg.buffers.reserve(frames.size() - delim - 1 - signed_frames);
-    for (std::size_t i = delim + 1 + signed_frames; i < frames.size(); ++i) msg.buffers.push_back(take(i));
-    return msg;
+    msg.identities.resize(delim);
+    for (std::size_t i = 0; i < delim; ++i) put(msg.identities[i], i);
+    msg.buffers.resize(frames.size() - delim - 1 - signed_frames);
+    for (std::size_t i = delim + 1 + signed_frames; i < frames.size(); ++i)
+        put(msg.buffers[i - delim - 1 - signed_frames], i);
+    return true;
 }
 
 std::optional<message> frame_codec::decode(std::vector<std::string>&& frames, reject_reason* why) {
     std::vector<std::string_view> views(frames.begin(), frames.end());
-    return m_impl->decode(views, why, false, [&](std::size_t i) { return std::move(frames[i]); });
+    message msg;
+    if (!m_impl->decode(views, msg, why, false, [&](std::string& dst, std::size_t i) { dst = std::move(frames[i]); }))
+        return std::nullopt;
+    return msg;
 }
 
 std::optional<message> frame_codec::decode_view(std::span<const std::string_view> frames, reject_reason* why,
                                                 bool frames_disposable) {
-    return m_impl->decode(frames, why, frames_disposable, [&](std::size_t i) { return std::string(frames[i]); });
+    message msg;
+    if (!decode_view_into(frames, msg, why, frames_disposable)) return std::nullopt;
+    return msg;
+}
+
+bool frame_codec::decode_view_into(std::span<const std::string_view> frames, message& out, reject_reason* why,
+                                   bool frames_disposable) {
+    return m_impl->decode(frames, out, why, frames_disposable,
+                          [&](std::string& dst, std::size_t i) { dst.assign(frames[i]); });
 }
 
 const reject_counters& frame_codec::rejected() const noexcept { return m_impl->m_counters; }

@@ -1,8 +1,8 @@
 #include "wire/replay_guard.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
-#include <new>
 
 #include "kernex/error.hpp"
 #include "wire/random_bytes.hpp"
@@ -24,12 +24,28 @@ replay_guard::replay_guard(std::size_t capacity, std::size_t key_length)
                         std::to_string(max_capacity) + " (the default is 65536)");
     if (m_capacity == 0) return;
     m_ring = std::make_unique_for_overwrite<char[]>(m_capacity * m_key_length);
-    const std::size_t slots = std::bit_ceil(2 * m_capacity);
-    m_table.reset(static_cast<std::uint64_t*>(std::calloc(slots, sizeof(std::uint64_t))));
-    if (!m_table) throw std::bad_alloc();
+    m_max_slots = std::bit_ceil(2 * m_capacity);
+    resize(std::min<std::size_t>(m_max_slots, 1024));
+    detail::random_bytes(&m_seed, sizeof m_seed, "the replay guard's hash seed");
+}
+
+void replay_guard::resize(std::size_t slots) {
+    auto old = std::move(m_table);
+    const std::size_t old_slots = old ? m_mask + 1 : 0;
+    m_table = std::make_unique<std::uint64_t[]>(slots);
     m_mask = slots - 1;
     m_shift = 32 - static_cast<unsigned>(std::countr_zero(slots));
-    detail::random_bytes(&m_seed, sizeof m_seed, "the replay guard's hash seed");
+    for (std::size_t j = 0; j < old_slots; ++j) {
+        if (old[j] == 0) continue;
+        std::size_t i = home(old[j]);
+        while (m_table[i] != 0) i = (i + 1) & m_mask;
+        m_table[i] = old[j];
+    }
+}
+
+void replay_guard::prefetch(std::string_view key) const noexcept {
+    if (m_capacity == 0 || key.size() != m_key_length) return;
+    __builtin_prefetch(&m_table[home(hash(key.data()))]);
 }
 
 std::uint64_t replay_guard::hash(const char* key) const noexcept {
@@ -60,12 +76,14 @@ bool replay_guard::admit(std::string_view key) {
         if ((e & ~std::uint64_t{0xffffffffu}) == tag && std::memcmp(key_at(e), key.data(), m_key_length) == 0)
             return false;
     if (m_count == m_capacity) {
-        forget(m_next);  // the oldest; i may now lie past a hole: probe again
-        i = home(tag);
-        while (m_table[i] != 0) i = (i + 1) & m_mask;
-    } else {
-        ++m_count;
+        forget(m_next);  // the oldest
+    } else if (2 * ++m_count > m_mask + 1 && m_mask + 1 < m_max_slots) {
+        resize(2 * (m_mask + 1));
     }
+    // The first empty slot from home again: the probe above may have passed
+    // a hole made since, or been in the smaller table.
+    i = home(tag);
+    while (m_table[i] != 0) i = (i + 1) & m_mask;
     std::memcpy(m_ring.get() + m_next * m_key_length, key.data(), m_key_length);
     m_table[i] = tag | static_cast<std::uint64_t>(m_next + 1);
     m_next = (m_next + 1) % m_capacity;
