@@ -91,6 +91,27 @@ class confirm_test(cli_test_case):
         self.assertNotIn("\u202e", out)
         self.assertIn("WARNING: 3 control or bidirectional character(s)", out)
 
+    def test_ctrl_c_at_the_prompt_answers_quit(self):
+        # ^C typed on the terminal (SIGINT to kernex, its foreground process)
+        # while it asks: nothing runs, kernex ends as a quit would.
+        work = os.path.join(self.tmp.name, "work")
+        os.makedirs(work)
+        sent = []
+
+        def respond(seen):
+            if PROMPT not in seen or sent:
+                return None
+            sent.append(True)
+            return b"\x03"
+
+        rc, seen = run_in_pty(["exec", "--confirm", "--work-dir", work, "-"], self.env, self.tmp.name,
+                              respond=respond, stdin_text=blocks("touch one", "touch two"))
+        out = seen.decode(errors="replace").replace("\r\n", "\n")
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out.count(PROMPT.decode()), 1, out)
+        self.assertIn("block 1 of 2 (bash) refused", out)
+        self.assertEqual(os.listdir(work), [])
+
     def test_refused_without_a_terminal(self):
         marker = os.path.join(self.tmp.name, "ran")
         r = subprocess.run([KERNEX, "exec", "--confirm"], input=blocks(f"touch {marker}"), capture_output=True,

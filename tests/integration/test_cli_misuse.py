@@ -8,12 +8,16 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import unittest
 
 from cli_test_support import alive, run_in_pty
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+from process_walk import eventually_none, kill_leftovers, processes_with, unique_marker  # noqa: E402
 
 KERNEX = os.path.join(os.environ["KERNEX_BUILD_DIR"], "src", "cli", "kernex")
 NO_HANG = 60  # seconds: generous bounds for "it ended", never timings
@@ -174,6 +178,29 @@ class MisuseTests(unittest.TestCase):
         out, err = proc.communicate(timeout=NO_HANG)
         self.assertEqual(proc.returncode, 130, err)
         self.assertTrue(alive(pid))  # not ours to stop
+
+    def test_exec_local_every_signal_interrupts_the_block(self):
+        # kernex exec with the local executor: SIGINT, SIGTERM and SIGHUP (and
+        # a second SIGINT right after the first) stop the block, which ignores
+        # all three, and everything it started; kernex says Interrupted, exits
+        # 130 and removes its temporary work dir.
+        for sigs in ((signal.SIGINT,), (signal.SIGTERM,), (signal.SIGHUP,), (signal.SIGINT, signal.SIGINT)):
+            with self.subTest(signals=[s.name for s in sigs]):
+                marker = unique_marker()
+                self.addCleanup(kill_leftovers, marker)
+                msg = self.write("trap.md", "```bash\ntrap '' INT TERM HUP\necho \"$PWD\"\n"
+                                            f"(exec -a {marker} sleep 600) & wait\n```\n")
+                proc = self.popen("exec", msg)
+                work = proc.stdout.readline().strip()
+                self.assertTrue(work and os.path.isdir(work), work)
+                self.assertTrue(eventually(lambda: processes_with(marker)))
+                for sig in sigs:
+                    proc.send_signal(sig)
+                out, err = proc.communicate(timeout=NO_HANG)
+                self.assertEqual(proc.returncode, 130, err)
+                self.assertTrue(out.endswith("Interrupted\n"), out)
+                self.assertEqual(eventually_none(marker), [])
+                self.assertFalse(os.path.exists(work))
 
     # --- 3. a closed stdout -------------------------------------------------------------------
 
