@@ -248,8 +248,9 @@ std::map<std::string, std::string> owner_labels(const std::vector<std::string>& 
     return labels;
 }
 
-int sweep_orphans(docker_client& client) noexcept {
+int sweep_orphans(docker_client& client, bool* complete) noexcept {
     int removed = 0;
+    if (complete) *complete = false;
     try {
         const std::string boot = boot_id();
         const std::string pidns = pid_namespace();
@@ -257,6 +258,7 @@ int sweep_orphans(docker_client& client) noexcept {
         const nlohmann::json filters = {{"label", {std::string(label_boot) + "=" + boot}}};
         const auto list = client.call("GET", "/containers/json?all=1&filters=" + url_encode(filters.dump()));
         if (!list.is_array()) return 0;
+        bool all_removed = true;
         for (const auto& c : list) {
             const auto labels = c.value("Labels", nlohmann::json::object());
             if (!labels.is_object() || labels.value(label_pidns, "") != pidns) continue;
@@ -264,7 +266,11 @@ int sweep_orphans(docker_client& client) noexcept {
             const std::string start = labels.value(label_start, "");
             if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
             if (!start.empty() && process_start_time(pid) == start) continue;  // its kernex lives
-            remove_container(client, c.value("Id", ""));
+            const docker_response r = client.request("DELETE", "/containers/" + c.value("Id", "") + "?force=true&v=true");
+            if (r.status != 204 && r.status != 404) {
+                all_removed = false;  // tried again at the next sweep, with what it binds
+                continue;
+            }
             ++removed;
             const auto points = nlohmann::json::parse(labels.value(label_mount_points, "[]"), nullptr, false);
             if (points.is_array())
@@ -276,6 +282,7 @@ int sweep_orphans(docker_client& client) noexcept {
                 for (const auto& d : dirs)
                     if (d.is_string()) remove_temp_dir(d.get<std::string>());
         }
+        if (complete) *complete = all_removed;
     } catch (...) {
         // A sweep is a courtesy: the daemon's trouble shows in what follows.
     }

@@ -70,9 +70,11 @@ std::string process_start_time(const std::string& pid);
 
 // Removes the containers of kernex processes of this host that no longer
 // exist (killed before they could remove theirs), with their temporary dirs
-// when they are still there and ours. Containers of another boot or host are
-// left alone. Returns how many were removed; never throws.
-int sweep_orphans(docker_client& client) noexcept;
+// when they are still there and ours (only once their container is gone:
+// a container the daemon did not remove keeps them for the next sweep).
+// Containers of another boot or host are left alone. Returns how many were
+// removed; *complete (when given) says whether every one was. Never throws.
+int sweep_orphans(docker_client& client, bool* complete = nullptr) noexcept;
 
 
 // The work dir's nosuid mount (nosuid_bind.hpp, where kernex can make it)

@@ -123,9 +123,13 @@ int sweep_ledger() noexcept {
                 continue;
             }
             try {
+                if (!docker_client(options).ping(std::chrono::seconds(2))) throw std::runtime_error("no answer");
+                // It answers: its removals (a kill and a delete each) may take longer than a ping.
+                options.timeout = std::chrono::seconds(20);
                 docker_client client(options);
-                if (client.request("GET", "/_ping").status != 200) throw std::runtime_error("no answer");
-                removed += sweep_orphans(client);
+                bool complete = false;
+                removed += sweep_orphans(client, &complete);
+                if (!complete) throw std::runtime_error("not all removed");
                 ledger_forget(item.path());
             } catch (...) {
                 // Not reachable now: tried again later, not at every start.
