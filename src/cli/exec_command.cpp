@@ -4,10 +4,10 @@
 // an executor refuses the keys that are not its own, so adding an executor's
 // flag is one config_option line.
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "cli/commands.hpp"
@@ -160,17 +160,13 @@ int run(const exec_args& args) {
     // Signals first: a kernel (or container) the executor starts must never
     // outlive a Ctrl-C that came while it started. The blocks run in a
     // session of their own, so Ctrl-C reaches only us: pass it on rather than
-    // die and orphan them. The local and docker executors' interrupt() only
-    // writes to their cancel pipe, so the signal handler calls it and kernex
-    // stays single-threaded; the jupyter executor's sends a request to the
-    // kernel, from the forwarding's thread.
-    std::atomic<code_executor*> running{nullptr};  // set while the executor exists
-    auto interrupt_running = [&running](int) {
-        if (code_executor* e = running.load()) e->interrupt();
-    };
-    std::optional<signal_forwarding> forwarding;
-    if (args.executor == "jupyter") forwarding.emplace(interrupt_running);
-    else forwarding.emplace(in_handler, interrupt_running);
+    // die and orphan them.
+    std::mutex executor_mutex;
+    code_executor* running = nullptr;  // set while the executor exists
+    signal_forwarding forwarding([&](int) {
+        std::lock_guard lock(executor_mutex);
+        if (running) running->interrupt();
+    });
 
     // The same timeouts as `kernex run`'s: checked alike, 0 meaning none
     // (for the executors, which take only a limit: a year).
@@ -209,17 +205,20 @@ int run(const exec_args& args) {
     // The message is read and checked before anything starts.
     const std::vector<code_block> blocks = extract_code_blocks(read_input(args.file), args.language);
     std::unique_ptr<code_executor> executor = in_flags([&] { return make_executor(config); });
-    if (prompt) executor->set_approve(prompt->hook([&forwarding] { return forwarding->received() != 0; }));
-    running.store(executor.get());
+    if (prompt) executor->set_approve(prompt->hook([&forwarding] { return forwarding.received() != 0; }));
+    {
+        std::lock_guard lock(executor_mutex);
+        running = executor.get();
+    }
     struct forget {
-        std::atomic<code_executor*>& p;
-        const signal_forwarding& f;
+        std::mutex& m;
+        code_executor*& p;
         ~forget() {
-            p.store(nullptr);
-            f.settle();  // no handler or forwarding thread still holds it
+            std::lock_guard lock(m);
+            p = nullptr;
         }
-    } forget_executor{running, *forwarding};
-    if (forwarding->received()) {  // a signal while it started: run nothing
+    } forget_executor{executor_mutex, running};
+    if (forwarding.received()) {  // a signal while it started: run nothing
         executor->stop();
         return 130;
     }

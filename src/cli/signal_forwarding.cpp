@@ -1,11 +1,9 @@
-// The signal handler behind signal_forwarding. In the thread form it writes
-// the signal's number to a self-pipe (byte 0 on the pipe means "stop"); in
-// the handler form it runs the callback itself.
+// The self-pipe behind signal_forwarding. Byte 0 on the pipe means "stop";
+// any other byte is the number of the signal that arrived.
 #include "cli/signal_forwarding.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,29 +16,17 @@ namespace kernex::cli {
 namespace {
 
 // One forwarding at a time per process (the CLI runs one command).
-std::atomic<signal_forwarding*> g_active{nullptr};
-// Handlers running now, on any thread, and callbacks running on the
-// forwarding's thread: settle() and the destructor wait for none before what
-// they reach goes away.
-std::atomic<int> g_handling{0};
+std::atomic<int> g_write_fd{-1};
 
-}  // namespace
-
-void signal_forwarding::handle(int sig) noexcept {
+extern "C" void write_signal_byte(int sig) {
     const int saved = errno;
-    g_handling.fetch_add(1);
-    if (signal_forwarding* f = g_active.load()) {
-        if (f->m_in_handler) {
-            f->m_received.store(sig);
-            f->m_on_signal(sig);
-        } else {
-            const char byte = static_cast<char>(sig);
-            [[maybe_unused]] auto n = ::write(f->m_pipe[1], &byte, 1);
-        }
-    }
-    g_handling.fetch_sub(1);
+    const int fd = g_write_fd.load();
+    const char byte = static_cast<char>(sig);
+    if (fd >= 0) [[maybe_unused]] auto n = ::write(fd, &byte, 1);
     errno = saved;
 }
+
+}  // namespace
 
 signal_forwarding::signal_forwarding(std::function<void(int)> on_signal, escalation esc)
     : m_on_signal(std::move(on_signal)), m_escalation(std::move(esc)) {
@@ -48,22 +34,11 @@ signal_forwarding::signal_forwarding(std::function<void(int)> on_signal, escalat
     // The handler must never block: a full pipe drops the signal (one
     // already waiting is enough to interrupt).
     ::fcntl(m_pipe[1], F_SETFL, O_NONBLOCK);
+    g_write_fd.store(m_pipe[1]);
     m_thread = std::jthread([this] { run(); });
-    install();
-}
-
-signal_forwarding::signal_forwarding(in_handler_t, std::function<void(int)> on_signal) noexcept
-    : m_on_signal(std::move(on_signal)), m_in_handler(true) {
-    install();
-}
-
-void signal_forwarding::install() noexcept {
-    g_active.store(this);
     struct sigaction forward {};
-    forward.sa_handler = handle;
+    forward.sa_handler = write_signal_byte;
     sigemptyset(&forward.sa_mask);
-    // One callback at a time on a thread: a second signal waits for the first's handler.
-    for (const int s : m_signals) sigaddset(&forward.sa_mask, s);
     forward.sa_flags = SA_RESTART;
     for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &forward, &m_old[i]);
     struct sigaction ignore {};
@@ -71,21 +46,12 @@ void signal_forwarding::install() noexcept {
     ::sigaction(SIGPIPE, &ignore, &m_old_pipe);
 }
 
-void signal_forwarding::settle() const noexcept {
-    // A handler that runs on this thread has returned before we run again;
-    // one on another thread does a few system calls at most; a callback on
-    // the forwarding's thread takes what it takes (as a lock would).
-    while (g_handling.load() != 0) ::sched_yield();
-}
-
 void signal_forwarding::call(const std::function<void()>& f) noexcept {
-    g_handling.fetch_add(1);  // settle() waits for it
     try {
         f();
     } catch (...) {
         // Nothing left to interrupt (the code just ended, the kernel is gone).
     }
-    g_handling.fetch_sub(1);
 }
 
 void signal_forwarding::run() {
@@ -130,9 +96,7 @@ void signal_forwarding::run() {
 signal_forwarding::~signal_forwarding() {
     for (std::size_t i = 0; i < std::size(m_signals); ++i) ::sigaction(m_signals[i], &m_old[i], nullptr);
     ::sigaction(SIGPIPE, &m_old_pipe, nullptr);
-    g_active.store(nullptr);
-    settle();  // no handler uses this object any more
-    if (m_in_handler) return;
+    g_write_fd.store(-1);
     // A blocking write: the stop byte must arrive even behind queued signals.
     ::fcntl(m_pipe[1], F_SETFL, 0);
     const char stop = 0;
