@@ -23,6 +23,11 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr auto retry_after = std::chrono::minutes(10);
+// A daemon that has not answered for this long after its kernex died (a
+// test's, a machine's that was removed) is given up on. Its containers, if
+// it ever comes back, are still swept by the next docker executor or
+// kernel start on it (their owner labels).
+constexpr auto give_up_after = std::chrono::hours(24 * 7);
 
 // "<pid>-<start time>-<random>.json": the owner, and one entry per reaper.
 struct owner_name {
@@ -72,6 +77,8 @@ fs::path ledger_note(const docker_client& client) noexcept {
         const auto& o = client.options();
         const nlohmann::json text = {
             {"host", client.host()},
+            {"written", std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count()},
             {"tls", {{"verify", client.uses_tls()}, {"ca", o.tls.ca}, {"cert", o.tls.cert}, {"key", o.tls.key}}}};
         const std::string body = text.dump() + "\n";
         // A dir of kernex's own (0700): no code writes there.
@@ -121,6 +128,13 @@ int sweep_ledger() noexcept {
             } catch (...) {
                 fs::remove(item.path(), ec);  // not one kernex wrote whole: nothing to try again
                 continue;
+            }
+            if (const auto w = entry.find("written"); w != entry.end() && w->is_number_integer()) {
+                const std::chrono::system_clock::time_point written{std::chrono::seconds(w->get<std::int64_t>())};
+                if (std::chrono::system_clock::now() - written > give_up_after) {
+                    fs::remove(item.path(), ec);
+                    continue;
+                }
             }
             try {
                 if (!docker_client(options).ping(std::chrono::seconds(2))) throw std::runtime_error("no answer");

@@ -33,7 +33,9 @@ void ledger_forget(const std::filesystem::path& entry) noexcept;
 // For every entry whose process is gone: the label sweep on its daemon
 // (each request bounded by a 2 s deadline), then the entry is removed. A
 // daemon that does not answer keeps its entry, tried again at a start at
-// least 10 minutes later. With no entry, one failed opendir. Returns how many
+// least 10 minutes later, for a week after the entry was written (then it
+// is dropped: the daemon's own sweep at the next docker executor or kernel
+// start on it remains). With no entry, one failed opendir. Returns how many
 // containers were removed; never throws.
 int sweep_ledger() noexcept;
 

@@ -1010,7 +1010,7 @@ TEST_CASE("kernex killed with its container reaper: the next kernex start of any
         CHECK_FALSE(entry.path().filename().string().starts_with(std::to_string(left.pid) + "-"));
 }
 
-TEST_CASE("ledger entries kernex did not write whole are dropped at the next start; a living owner's stays") {
+TEST_CASE("ledger entries kernex did not write whole, or a week old, are dropped at the next start; a living owner's stays") {
     const char* build = std::getenv("KERNEX_BUILD_DIR");
     REQUIRE(build != nullptr);
     kernex::test::temp_dir state;
@@ -1021,6 +1021,15 @@ TEST_CASE("ledger entries kernex did not write whole are dropped at the next sta
     kernex::test::write_file(dir / "999999997-1-bbbb.json", "{\"host\": ");                   // cut short
     kernex::test::write_file(dir / "999999996-1-cccc.json", R"({"host": "unix:///x"})");      // no tls
     kernex::test::write_file(dir / (me + "-dddd.json"), R"({"host": "unix:///nonexistent/docker.sock", "tls": {"verify": false}})");
+    // A dead owner's daemon that does not answer: given up on after a week, tried again later before.
+    const auto written = [](std::chrono::hours ago) {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>((std::chrono::system_clock::now() - ago).time_since_epoch())
+                .count());
+    };
+    const std::string gone = R"("host": "unix:///nonexistent/docker.sock", "tls": {"verify": false})";
+    kernex::test::write_file(dir / "999999995-1-eeee.json", "{" + gone + R"(, "written": )" + written(24h * 8) + "}");
+    kernex::test::write_file(dir / "999999994-1-ffff.json", "{" + gone + R"(, "written": )" + written(24h * 6) + "}");
     kernex::spawn_options version;
     version.argv = {(fs::path(build) / "src" / "cli" / "kernex").string(), "--version"};
     version.env = {{"XDG_STATE_HOME", state.path().string()}};
@@ -1028,7 +1037,10 @@ TEST_CASE("ledger entries kernex did not write whole are dropped at the next sta
     CHECK(r.exit_code == 0);
     std::vector<std::string> left;
     for (const auto& entry : fs::directory_iterator(dir)) left.push_back(entry.path().filename().string());
-    CHECK(left == std::vector<std::string>{me + "-dddd.json"});
+    std::vector<std::string> kept = {"999999994-1-ffff.json", me + "-dddd.json"};
+    std::sort(left.begin(), left.end());
+    std::sort(kept.begin(), kept.end());
+    CHECK(left == kept);
 }
 
 TEST_CASE("the containers of kernex processes that died are swept at the next start, with their temporary dirs") {
