@@ -315,6 +315,28 @@ pid_t pid_seen_by_kernex() noexcept {
     ::_exit(127);
 }
 
+// The program's process: a clone that shares our memory and suspends us
+// until it has exec'd (or died), as posix_spawn does. A fork of the reaper
+// (a copy of kernex's address space) would copy all its page tables for a
+// process that execs at once. What the clone runs (exec_program) writes
+// only its own stack (stack, here) and errno (our thread's: read by us only
+// when the clone itself failed); the plan it reads nobody writes. No
+// handler of ours can run in it: every signal is blocked and every
+// disposition SIG_IGN or SIG_DFL. Its fds, cwd and rlimits are its own
+// (no CLONE_FILES, CLONE_FS, CLONE_THREAD).
+//
+// Under ASan or TSan a plain fork instead: their runtimes track one stack
+// per thread, and instrumented code running on this one (a noreturn call's
+// __asan_handle_no_return) makes ASan report the stack switch. The fork is
+// the raw system call: the reaper may itself be a raw clone of a
+// multithreaded kernex, whose copies of glibc's locks fork() would wait on.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+pid_t spawn_program(const reaper_plan& plan, bool namespace_init) noexcept {
+    const auto pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+    if (pid == 0) exec_program(plan, namespace_init);
+    return pid;
+}
+#else
 struct program_start {
     const reaper_plan* plan;
     bool namespace_init;
@@ -325,20 +347,12 @@ int program_main(void* arg) {
     exec_program(*start->plan, start->namespace_init);
 }
 
-// The program's process: a clone that shares our memory and suspends us
-// until it has exec'd (or died), as posix_spawn does. A fork of the reaper
-// (a copy of kernex's address space) would copy all its page tables for a
-// process that execs at once. What the clone runs (exec_program) writes
-// only its own stack (stack, here) and errno (our thread's: read by us only
-// when the clone itself failed); the plan it reads nobody writes. No
-// handler of ours can run in it: every signal is blocked and every
-// disposition SIG_IGN or SIG_DFL. Its fds, cwd and rlimits are its own
-// (no CLONE_FILES, CLONE_FS, CLONE_THREAD).
 pid_t spawn_program(const reaper_plan& plan, bool namespace_init) noexcept {
     alignas(64) char stack[32 * 1024];
     program_start start{&plan, namespace_init};
     return ::clone(program_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
 }
+#endif
 
 }  // namespace
 
