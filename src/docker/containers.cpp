@@ -131,12 +131,13 @@ void start_container(docker_client& client, const std::string& id, const std::st
                     "': " + daemon_message(started) + " (" + std::string(hint) + ")");
 }
 
-void remove_container(docker_client& client, const std::string& id) noexcept {
-    if (id.empty()) return;
+bool remove_container(docker_client& client, const std::string& id) noexcept {
+    if (id.empty()) return true;
     try {
-        client.request("DELETE", "/containers/" + id + "?force=true&v=true");
+        const docker_response r = client.request("DELETE", "/containers/" + id + "?force=true&v=true");
+        return r.status == 204 || r.status == 404;  // removed now, or before
     } catch (...) {
-        // The daemon is gone: so is the container, or nothing can be done about it.
+        return false;  // the daemon did not answer: the container may still be there
     }
 }
 
@@ -266,8 +267,7 @@ int sweep_orphans(docker_client& client, bool* complete) noexcept {
             const std::string start = labels.value(label_start, "");
             if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
             if (!start.empty() && process_start_time(pid) == start) continue;  // its kernex lives
-            const docker_response r = client.request("DELETE", "/containers/" + c.value("Id", "") + "?force=true&v=true");
-            if (r.status != 204 && r.status != 404) {
+            if (!remove_container(client, c.value("Id", ""))) {
                 all_removed = false;  // tried again at the next sweep, with what it binds
                 continue;
             }

@@ -98,8 +98,10 @@ std::string create_container(docker_client& client, const container_config& conf
 // the daemon's message and `hint` (what the image or the options may lack).
 void start_container(docker_client& client, const std::string& id, const std::string& image, std::string_view hint);
 
-// DELETE ?force: killed and removed, volumes with it. noexcept: the daemon may be gone.
-void remove_container(docker_client& client, const std::string& id) noexcept;
+// DELETE ?force: killed and removed, volumes with it. True when the
+// container is gone (removed now, or not there); false when the daemon
+// refused or did not answer. noexcept: the daemon may be gone.
+bool remove_container(docker_client& client, const std::string& id) noexcept;
 
 // The last max_bytes of what the container wrote on stdout and stderr (GET
 // /logs, demultiplexed, in the order the daemon gives). Empty when the daemon

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace kernex {
 class docker_client;
@@ -51,6 +52,8 @@ public:
     // What the container's bind names: the mount point, or the dir.
     std::string source() const { return (m_point.empty() ? m_dir : m_point).string(); }
     bool applied() const noexcept { return !m_point.empty(); }
+    // The mount point, for the container's owner_labels (none when !applied()).
+    std::vector<std::string> mount_points() const { return applied() ? std::vector{source()} : std::vector<std::string>{}; }
     // Why the work dir is bound without nosuid,nodev (empty when it is not).
     const std::string& note() const noexcept { return m_note; }
 

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "docker/containers.hpp"
 #include "docker/ledger.hpp"
 #include "docker/nosuid_bind.hpp"
 #include "kernex/docker_client.hpp"
@@ -277,15 +278,8 @@ int run_reaper_helper(int fd, const docker_client_options& options) {
     int status = 0;
     try {
         docker_client client(options);
-        for (int i = 0; i < state->container_count; ++i) {
-            try {
-                const auto r = client.request("DELETE", std::string("/containers/") + state->containers[i] +
-                                                            "?force=true&v=true");
-                if (r.status != 204 && r.status != 404) status = 1;
-            } catch (const std::exception&) {
-                status = 1;
-            }
-        }
+        for (int i = 0; i < state->container_count; ++i)
+            if (!remove_container(client, state->containers[i])) status = 1;
     } catch (const std::exception&) {
         status = 1;
     }

@@ -105,6 +105,13 @@ struct planned_block {
     std::string program;  // the interpreter in the container
 };
 
+// The work dir's nosuid,nodev mount for one start of the container, held
+// until the start returns; none when the dir is bound as it is.
+std::optional<docker::nosuid_bind::mounted> mount_for_start(const docker::nosuid_bind* bind) {
+    if (!bind) return std::nullopt;
+    return bind->for_start();
+}
+
 }  // namespace
 
 docker_executor::docker_executor(docker_executor_options options)
@@ -181,10 +188,9 @@ void docker_executor::start_container() {
     config.cmd = {"sh", "-c", keep_alive_script};
     // Not /workspace: the first process's uid may not enter it.
     config.working_dir = "/";
-    std::optional<docker::nosuid_bind::mounted> work_mounted;
+    const auto work_mounted = mount_for_start(m_work_bind.get());
     if (m_options.files == "bind") {
         config.binds = {(m_work_bind ? m_work_bind->source() : dir.string()) + ":/workspace:rw"};
-        if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
     } else {
         // A tmpfs of its own (the archive endpoint cannot write to a read-only
         // root, nor to the container's own tmpfs mounts), owned by the blocks' user.
@@ -200,7 +206,7 @@ void docker_executor::start_container() {
     if (m_reaper)
         config.labels.merge(docker::owner_labels(
             m_owns_work_dir ? std::vector{m_work_dir.string()} : std::vector<std::string>{},
-            m_work_bind && m_work_bind->applied() ? std::vector{m_work_bind->source()} : std::vector<std::string>{}));
+            m_work_bind ? m_work_bind->mount_points() : std::vector<std::string>{}));
     config.user = m_keeper_uid + ":" + m_keeper_uid;
     const bool with_runner = m_runner_note.empty();
     if (with_runner) {
@@ -420,8 +426,7 @@ void docker_executor::copy_back(const std::function<void(const std::string&)>& s
 
 // A container that has stopped (or gone) since the last block: start it again, or make a new one.
 void docker_executor::ensure_running() {
-    std::optional<docker::nosuid_bind::mounted> work_mounted;
-    if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
+    const auto work_mounted = mount_for_start(m_work_bind.get());
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/start");
     if (r.status == 204 && m_options.files == "copy") copy_work_dir_in();  // its tmpfs began empty
     if (r.status == 204 || r.status == 304) return;
@@ -442,8 +447,7 @@ void docker_executor::restart() {
         start_container();
         return;
     }
-    std::optional<docker::nosuid_bind::mounted> work_mounted;
-    if (m_work_bind) work_mounted.emplace(m_work_bind->for_start());
+    const auto work_mounted = mount_for_start(m_work_bind.get());
     const docker_response r = m_client.request("POST", "/containers/" + m_container_id + "/restart?t=2");
     if (r.status == 404) {
         remove_container();

@@ -210,7 +210,7 @@ public:
             config.labels = docker::owner_labels(
                 m_owns_work_dir ? std::vector{m_private_dir.string(), m_work_dir.string()}
                                 : std::vector{m_private_dir.string()},
-                m_work_bind->applied() ? std::vector{m_work_bind->source()} : std::vector<std::string>{});
+                m_work_bind->mount_points());
             config.labels["org.kernex.kernel"] = m_kernel_id;
             config.init = true;
             config.published_ports = ports;
