@@ -59,6 +59,13 @@ public:
     // that asked would wait for an answer forever. Default: true (transports
     // that carry stdin on the same connection as shell).
     virtual bool stdin_connected() { return true; }
+
+    // How many times the iopub connection has come up (its handshake done):
+    // a new connection brings our subscription to the kernel, so a status
+    // the kernel publishes from then on reaches us, and it is the moment to
+    // prove the subscription (kernel_client::wait_for_ready asks again then
+    // rather than on a timer). Default: 0, never changing.
+    virtual unsigned long iopub_connections() { return 0; }
 };
 
 struct zmq_transport_options {

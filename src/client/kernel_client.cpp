@@ -307,6 +307,9 @@ struct kernel_client::impl {
         auto ask = [&] { asked.insert(send(channel::shell, "kernel_info_request", json::object()).header.msg_id); };
         ask();
         auto last_ask = steady::now();
+        unsigned long iopub_connections = 0;          // as last looked at
+        std::optional<steady::time_point> iopub_up_at;  // when a new one was seen
+        std::optional<steady::time_point> reply_at;
         std::optional<json> reply;
         bool iopub_seen = false;
         const auto rejected_before = t->rejected()[reject_reason::bad_signature];
@@ -327,11 +330,30 @@ struct kernel_client::impl {
             // restarted kernel was binding may be lost); with a reply but no
             // iopub message yet, ask again soon: its busy/idle status proves
             // the subscription; answered, look at stdin again in a moment.
-            // (5 ms: a status published before our subscription reached
-            // the kernel is lost, and the next ask is the next chance.)
-            auto resend_after = reply ? std::chrono::milliseconds(5) : std::chrono::milliseconds(1000);
-            auto wake = answered ? std::min(*stdin_grace_end, steady::now() + std::chrono::milliseconds(1))
+            // A status published before our subscription reached the kernel
+            // is lost, and the next ask is the next chance. The subscription
+            // travels on the iopub connection as soon as it is up, and a
+            // kernel's PUB socket takes it in at one of its next sends
+            // (libzmq looks at its commands about once a millisecond), so
+            // for 10 ms after a new iopub connection came up the ask is
+            // repeated every millisecond, else every 5 ms.
+            const auto now = steady::now();
+            const bool proving_iopub = reply && !iopub_seen;
+            if (proving_iopub)
+                if (const auto c = t->iopub_connections(); c != iopub_connections) {
+                    iopub_connections = c;
+                    iopub_up_at = now;
+                }
+            using std::chrono::milliseconds;
+            const auto resend_after = !reply ? milliseconds(1000)
+                                      : iopub_up_at && now - *iopub_up_at < milliseconds(10) ? milliseconds(1)
+                                                                                              : milliseconds(5);
+            auto wake = answered ? std::min(*stdin_grace_end, now + milliseconds(1))
                                  : std::min(deadline, last_ask + resend_after);
+            // To look at the iopub connection, while one may yet come up (ZeroMQ
+            // tries to connect again within 5 ms; a transport that does not
+            // count connections has none to look at after that either).
+            if (proving_iopub && now - *reply_at < milliseconds(20)) wake = std::min(wake, now + milliseconds(1));
             auto st = t->receive(wake, in);
             if (st == receive_status::peer_dead)
                 throw error(errc::kernel_died,
@@ -342,6 +364,7 @@ struct kernel_client::impl {
             if (st == receive_status::timeout) {
                 if (answered) continue;
                 if (steady::now() >= deadline) throw not_ready(timeout, reply.has_value(), rejected_before);
+                if (steady::now() < last_ask + resend_after) continue;  // woke to look at the iopub connection
                 ask();
                 last_ask = steady::now();
                 continue;
@@ -354,6 +377,7 @@ struct kernel_client::impl {
             }
             if (in.channel == channel::shell && in.message.msg_type() == "kernel_info_reply" &&
                 asked.count(in.message.parent_header.msg_id)) {
+                if (!reply) reply_at = steady::now();
                 reply = in.message.content;
                 reply_session = in.message.header.session;
             }

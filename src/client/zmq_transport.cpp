@@ -136,6 +136,66 @@ bool endpoint_accepts(const std::string& endpoint, std::chrono::milliseconds tim
 // dead. Dead is declared after misses_before_dead periods in a row without
 // an echo, and only when the kernel's heartbeat endpoint no longer accepts
 // connections (its process is gone); a busy kernel is waited for.
+// A socket's connections as its ZeroMQ monitor reports them: whether one is
+// up (its handshake done) and how many have come up so far. Made before the
+// socket connects, so that no event is missed; stops the monitor before
+// its own end closes (libzmq's IO thread sends monitor events with a
+// blocking send: one sent after our end closed would block it, and with it
+// every socket of the shared context).
+class connection_watch {
+public:
+    connection_watch(zmq::socket_t& watched, const char* what) : m_watched(watched.handle()) {
+        static std::atomic<unsigned long> next{0};
+        const std::string endpoint = "inproc://kernex-connection-monitor-" + std::to_string(next++);
+        if (zmq_socket_monitor(m_watched, endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
+            throw error(errc::io_error,
+                        std::string("could not watch the ") + what + " connection: " + zmq_strerror(zmq_errno()));
+        // Unbounded (an inproc pipe is when either end's limit is 0): a full
+        // pipe would block the IO thread that sends the events. There are two
+        // per reconnection, drained whenever the state is asked for.
+        m_monitor.set(zmq::sockopt::linger, 0);
+        m_monitor.set(zmq::sockopt::rcvhwm, 0);
+        m_monitor.connect(endpoint);
+    }
+    ~connection_watch() { zmq_socket_monitor(m_watched, nullptr, 0); }
+    connection_watch(const connection_watch&) = delete;
+    connection_watch& operator=(const connection_watch&) = delete;
+
+    bool up() {
+        drain();
+        return m_up;
+    }
+    unsigned long connections() {
+        drain();
+        return m_connections;
+    }
+
+private:
+    void drain() {
+        // The monitor's events, oldest first: [event (2 bytes), value (4)], endpoint.
+        for (;;) {
+            m_parts.clear();
+            auto got = zmq::recv_multipart(m_monitor, std::back_inserter(m_parts), zmq::recv_flags::dontwait);
+            if (!got) break;
+            if (m_parts.empty() || m_parts[0].size() < 2) continue;
+            std::uint16_t event = 0;
+            std::memcpy(&event, m_parts[0].data(), sizeof event);
+            if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+                m_up = true;
+                ++m_connections;
+            }
+            if (event == ZMQ_EVENT_DISCONNECTED) m_up = false;
+        }
+        m_parts.clear();
+    }
+
+    void* m_watched;
+    zmq::socket_t m_monitor{shared_zmq_context(), zmq::socket_type::pair};
+    std::vector<zmq::message_t> m_parts;
+    bool m_up = false;
+    unsigned long m_connections = 0;
+};
+
 class heartbeat {
 public:
     heartbeat(std::string endpoint, std::chrono::milliseconds period, event_fd& dead_event,
@@ -221,7 +281,6 @@ public:
         m_shell.set(zmq::sockopt::routing_id, session);
         m_stdin.set(zmq::sockopt::routing_id, session);
         m_iopub.set(zmq::sockopt::subscribe, "");
-        watch_stdin_connection();
         m_iopub.set(zmq::sockopt::rcvhwm, options.iopub_queue_messages);
         m_shell.connect(info.shell_endpoint());
         m_iopub.connect(m_iopub_endpoint);
@@ -238,10 +297,6 @@ public:
 
     ~zmq_transport() override {
         m_heartbeat.reset();  // joins before the eventfd it writes goes away
-        // libzmq's IO thread sends monitor events with a blocking send: one
-        // sent after our end closed would block it, and with it every socket
-        // of the shared context. Monitoring stops before our end closes.
-        zmq_socket_monitor(m_stdin.handle(), nullptr, 0);
     }
 
     void send(channel ch, const message& msg) override {
@@ -312,21 +367,9 @@ public:
 
     reject_counters rejected() const override { return m_codec.rejected(); }
 
-    bool stdin_connected() override {
-        // The monitor's events, oldest first: [event (2 bytes), value (4)], endpoint.
-        for (;;) {
-            m_parts.clear();
-            auto got = zmq::recv_multipart(m_stdin_monitor, std::back_inserter(m_parts), zmq::recv_flags::dontwait);
-            if (!got) break;
-            if (m_parts.empty() || m_parts[0].size() < 2) continue;
-            std::uint16_t event = 0;
-            std::memcpy(&event, m_parts[0].data(), sizeof event);
-            if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) m_stdin_up = true;
-            if (event == ZMQ_EVENT_DISCONNECTED) m_stdin_up = false;
-        }
-        m_parts.clear();
-        return m_stdin_up;
-    }
+    bool stdin_connected() override { return m_stdin_watch.up(); }
+
+    unsigned long iopub_connections() override { return m_iopub_watch.connections(); }
 
     void reconnect_iopub() override {
         try {
@@ -339,21 +382,6 @@ public:
     }
 
 private:
-    // Set up before the stdin socket connects, so no event is missed.
-    void watch_stdin_connection() {
-        static std::atomic<unsigned long> next{0};
-        const std::string endpoint = "inproc://kernex-stdin-monitor-" + std::to_string(next++);
-        if (zmq_socket_monitor(m_stdin.handle(), endpoint.c_str(),
-                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) != 0)
-            throw error(errc::io_error, std::string("could not watch the stdin connection: ") + zmq_strerror(zmq_errno()));
-        // Unbounded (an inproc pipe is when either end's limit is 0): a full
-        // pipe would block the IO thread that sends the events. There are two
-        // per reconnection, drained at every wait_ready.
-        m_stdin_monitor.set(zmq::sockopt::linger, 0);
-        m_stdin_monitor.set(zmq::sockopt::rcvhwm, 0);
-        m_stdin_monitor.connect(endpoint);
-    }
-
     zmq::socket_t& socket(channel ch) {
         switch (ch) {
         case channel::shell: return m_shell;
@@ -424,8 +452,9 @@ private:
     zmq::socket_t m_iopub;
     zmq::socket_t m_stdin;
     zmq::socket_t m_control;
-    zmq::socket_t m_stdin_monitor{shared_zmq_context(), zmq::socket_type::pair};
-    bool m_stdin_up = false;
+    // After the sockets they watch, so they stop watching first.
+    connection_watch m_stdin_watch{m_stdin, "stdin"};
+    connection_watch m_iopub_watch{m_iopub, "iopub"};
     std::string m_iopub_endpoint;
     std::vector<zmq::message_t> m_parts;
     std::vector<std::string_view> m_views;

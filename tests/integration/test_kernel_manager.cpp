@@ -19,6 +19,7 @@
 #include "kernex/kernel_manager.hpp"
 #include "kernex/multi_kernel_manager.hpp"
 #include "kernex/output_files.hpp"
+#include "kernex/transport.hpp"
 
 #include "../helpers/test_support.hpp"
 
@@ -551,6 +552,36 @@ TEST_CASE("test kernel: a frame above max_message_bytes ends the cell after idle
         CHECK(next.stream_text() == "next " + std::to_string(i) + "\n");
         CHECK(next.note.empty());
     }
+}
+
+TEST_CASE("zmq transport: each iopub connection that comes up is counted (wait_for_ready's cue to ask again)") {
+    // wait_for_ready proves the iopub subscription by the status its
+    // kernel_info request causes; a status published before the
+    // subscription reached the kernel is lost. The subscription travels as
+    // soon as the connection is up, which iopub_connections() tells.
+    runtime_dir rt;
+    auto km = kernel_manager::start(test_kernel());
+    auto t = make_zmq_transport(km.connection(), new_id());
+    const auto reaches = [&](unsigned long n) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (t->iopub_connections() < n && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(1ms);
+        return t->iopub_connections();
+    };
+    CHECK(reaches(1) == 1);
+    t->reconnect_iopub();
+    CHECK(reaches(2) == 2);
+    // The new connection carries the subscription: a request's busy status arrives on iopub.
+    incoming in;
+    bool status_seen = false;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!status_seen && std::chrono::steady_clock::now() < deadline) {
+        t->send(channel::shell, make_request("kernel_info_request", json::object(), new_id()));
+        const auto until = std::chrono::steady_clock::now() + 200ms;
+        while (!status_seen && t->receive(until, in) == receive_status::message)
+            status_seen = in.channel == channel::iopub && in.message.msg_type() == "status";
+    }
+    CHECK(status_seen);
 }
 
 TEST_CASE("test kernel: output kept per cell is bounded; the handler still sees everything") {
